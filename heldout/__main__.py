@@ -1,0 +1,7 @@
+"""`python -m heldout` runs the `heldout` console command."""
+
+import sys
+
+from heldout.cli import main
+
+sys.exit(main())

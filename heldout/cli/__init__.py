@@ -1,0 +1,43 @@
+"""The `heldout` console command: one sub-command per job, flags in `--snake_case`.
+
+Each module of this package registers its sub-commands with `register(subparsers)`; a command's
+handler takes the parsed arguments and returns the exit status. TensorFlow is imported only by
+the commands that need it, so `heldout estimate` and friends start instantly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from heldout import __version__
+from heldout.cli import release, runs, scores, train
+from heldout.cli.common import CommandError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="heldout",
+        description="Heldout training experiments: inspect, verify, score, train, download.",
+    )
+    parser.add_argument("--version", action="version", version=f"heldout {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in (runs, scores, train, release):
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except (CommandError, ValueError, KeyError, FileNotFoundError) as e:
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"heldout {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

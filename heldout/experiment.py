@@ -1,0 +1,499 @@
+"""The release layout: experiments, runs and their aux arrays (pure numpy, no TensorFlow).
+
+An experiment directory, as released by Feldman & Zhang (2020) and written by `heldout.train`::
+
+    <experiment>/<subset_ratio>/<run_id>/aux_arrays.npz
+    <experiment>/<subset_ratio>/<run_id>/checkpoints/ckpt-<epoch>.index
+    <experiment>/<subset_ratio>/<run_id>/checkpoints/ckpt-<epoch>.data-<i>-of-<n>
+
+`subset_ratio` is a directory name such as ``0.7``; run ids are integers, not necessarily
+contiguous. `aux_arrays.npz` holds, for each split in ``train`` (examples in the run's subset),
+``removed`` (held-out training examples) and ``test``, the keys ``correctness_<split>`` (bool, one
+entry per evaluated example) and ``index_<split>`` (int, the example's position in the dataset),
+plus ``subsample_idx`` (the training-set positions the run trained on). The arrays may be in any
+order; everything here goes through the ``index_*`` arrays.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import warnings
+from collections.abc import Iterator
+
+import numpy as np
+
+from heldout.npzio import NpzError, load_npz, save_npz_atomic
+
+AUX_ARRAYS = "aux_arrays.npz"
+CHECKPOINT_DIR = "checkpoints"
+SPLITS = ("train", "removed", "test")
+AUX_KEYS = tuple(f"{kind}_{split}" for split in SPLITS for kind in ("correctness", "index")) + (
+    "subsample_idx",
+)
+
+_CKPT_INDEX = re.compile(r"^ckpt-(\d+)\.index$")
+_CKPT_DATA = re.compile(r"^ckpt-(\d+)\.data-(\d+)-of-(\d+)$")
+
+
+class LayoutError(ValueError):
+    """An experiment directory or run does not follow the release layout."""
+
+
+class AuxArraysError(NpzError):
+    """An `aux_arrays.npz` file is missing a key or holds inconsistent arrays."""
+
+
+# --------------------------------------------------------------------------------------------
+# Aux arrays.
+
+
+@dataclasses.dataclass(frozen=True)
+class AuxArrays:
+    """The per-run record of which examples were trained on and which were classified correctly.
+
+    Attributes:
+      index_train, index_removed, index_test: int64 [n], dataset positions of the evaluated
+        examples of each split (``train`` = in the run's subset, ``removed`` = held out).
+      correctness_train, correctness_removed, correctness_test: bool [n], aligned with the index
+        arrays: True where the run's prediction equals the label.
+      subsample_idx: int64 [n_in], training-set positions of the run's subset.
+      source: the file the arrays came from, for error messages ('' when built in memory).
+    """
+
+    index_train: np.ndarray
+    correctness_train: np.ndarray
+    index_removed: np.ndarray
+    correctness_removed: np.ndarray
+    index_test: np.ndarray
+    correctness_test: np.ndarray
+    subsample_idx: np.ndarray
+    source: str = ""
+
+    @property
+    def num_train(self) -> int:
+        """Size of the whole training set (train + removed)."""
+        return len(self.index_train) + len(self.index_removed)
+
+    @property
+    def num_test(self) -> int:
+        return len(self.index_test)
+
+    @property
+    def subset_ratio(self) -> float:
+        """Fraction of the training set in the run's subset."""
+        return len(self.subsample_idx) / max(self.num_train, 1)
+
+    def subset_mask(self) -> np.ndarray:
+        """bool [num_train]: True for training examples in the run's subset."""
+        mask = np.zeros(self.num_train, dtype=bool)
+        mask[self.index_train] = True
+        return mask
+
+    def train_correctness(self) -> np.ndarray:
+        """bool [num_train]: correctness of every training example (in or out), dataset order."""
+        out = np.empty(self.num_train, dtype=bool)
+        out[self.index_train] = self.correctness_train
+        out[self.index_removed] = self.correctness_removed
+        return out
+
+    def test_correctness(self) -> np.ndarray:
+        """bool [num_test]: correctness of every test example, dataset order."""
+        out = np.empty(self.num_test, dtype=bool)
+        out[self.index_test] = self.correctness_test
+        return out
+
+    def correctness(self, split: str) -> np.ndarray:
+        """Correctness in dataset order of a dataset split: ``train`` (in and out) or ``test``."""
+        if split == "train":
+            return self.train_correctness()
+        if split == "test":
+            return self.test_correctness()
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+
+    def accuracy(self, split: str) -> float:
+        """Mean correctness over a split of the file: ``train``, ``removed`` or ``test``."""
+        values = getattr(self, f"correctness_{split}")
+        return float(np.mean(values)) if len(values) else float("nan")
+
+    def to_dict(self) -> dict[str, np.ndarray]:
+        """The arrays under their file keys."""
+        return {key: getattr(self, key) for key in AUX_KEYS}
+
+
+def _as_bool(source: str, key: str, value: np.ndarray) -> np.ndarray:
+    if value.ndim != 1:
+        raise AuxArraysError(f"{source}: key {key!r} must be 1-D, found shape {value.shape}")
+    if value.dtype == bool:
+        return value
+    if np.issubdtype(value.dtype, np.integer) and np.isin(value, (0, 1)).all():
+        return value.astype(bool)
+    raise AuxArraysError(
+        f"{source}: key {key!r} must be bool (or 0/1 integers), found dtype {value.dtype}"
+    )
+
+
+def _as_index(source: str, key: str, value: np.ndarray) -> np.ndarray:
+    if value.ndim != 1:
+        raise AuxArraysError(f"{source}: key {key!r} must be 1-D, found shape {value.shape}")
+    if not np.issubdtype(value.dtype, np.integer):
+        raise AuxArraysError(f"{source}: key {key!r} must be integers, found dtype {value.dtype}")
+    return value.astype(np.int64, copy=False)
+
+
+def _check_permutation(source: str, what: str, index: np.ndarray, n: int) -> None:
+    counts = np.bincount(index[(index >= 0) & (index < n)], minlength=n) if n else np.zeros(0)
+    out_of_range = int(np.sum((index < 0) | (index >= n)))
+    if out_of_range or len(index) != n or (counts != 1).any():
+        missing = int(np.sum(counts == 0))
+        repeated = int(np.sum(counts > 1))
+        raise AuxArraysError(
+            f"{source}: {what} must be a permutation of 0..{n - 1}; found {len(index)} entries "
+            f"with {out_of_range} out of range, {repeated} repeated and {missing} missing positions"
+        )
+
+
+def aux_arrays_from_dict(
+    arrays: dict[str, np.ndarray],
+    source: str = "",
+    num_train: int | None = None,
+    num_test: int | None = None,
+) -> AuxArrays:
+    """Validates the arrays of an `aux_arrays.npz` and returns them as `AuxArrays`.
+
+    Checks: every key present; correctness bool (0/1 integers are accepted) and index integer,
+    1-D, with equal lengths per split; ``index_train`` + ``index_removed`` a permutation of the
+    training set; ``subsample_idx`` the same set as ``index_train``; ``index_test`` a permutation
+    of the test set; and, when given, the expected dataset sizes.
+
+    Raises:
+      AuxArraysError: naming the file (`source`), the key, what was expected and what was found.
+    """
+    source = source or "aux arrays"
+    missing = [k for k in AUX_KEYS if k not in arrays]
+    if missing:
+        raise AuxArraysError(
+            f"{source}: missing key(s) {missing}; an aux_arrays.npz needs {list(AUX_KEYS)}, "
+            f"found {sorted(arrays)}"
+        )
+    fields = {}
+    for split in SPLITS:
+        index = _as_index(source, f"index_{split}", arrays[f"index_{split}"])
+        correct = _as_bool(source, f"correctness_{split}", arrays[f"correctness_{split}"])
+        if len(index) != len(correct):
+            raise AuxArraysError(
+                f"{source}: index_{split} has {len(index)} entries but correctness_{split} "
+                f"has {len(correct)}"
+            )
+        fields[f"index_{split}"] = index
+        fields[f"correctness_{split}"] = correct
+    subsample = _as_index(source, "subsample_idx", arrays["subsample_idx"])
+    n_train = len(fields["index_train"]) + len(fields["index_removed"])
+    n_test = len(fields["index_test"])
+    if num_train is not None and n_train != num_train:
+        raise AuxArraysError(
+            f"{source}: covers {n_train} training examples (train + removed) but the dataset "
+            f"has {num_train}"
+        )
+    if num_test is not None and n_test != num_test:
+        raise AuxArraysError(
+            f"{source}: covers {n_test} test examples but the dataset has {num_test}"
+        )
+    _check_permutation(
+        source,
+        "index_train + index_removed",
+        np.concatenate([fields["index_train"], fields["index_removed"]]),
+        n_train,
+    )
+    _check_permutation(source, "index_test", fields["index_test"], n_test)
+    if len(subsample) != len(fields["index_train"]) or not np.array_equal(
+        np.sort(subsample), np.sort(fields["index_train"])
+    ):
+        raise AuxArraysError(
+            f"{source}: subsample_idx ({len(subsample)} entries) is not the same set as "
+            f"index_train ({len(fields['index_train'])} entries)"
+        )
+    return AuxArrays(subsample_idx=subsample, source=source, **fields)
+
+
+def load_aux_arrays(
+    path: str | os.PathLike, num_train: int | None = None, num_test: int | None = None
+) -> AuxArrays:
+    """Reads and validates an `aux_arrays.npz` (eagerly, ``allow_pickle=False``).
+
+    Args:
+      path: the file.
+      num_train, num_test: expected dataset sizes, checked when given.
+
+    Raises:
+      NpzError: unreadable, truncated or pickled content.
+      AuxArraysError: missing keys or inconsistent arrays (see `aux_arrays_from_dict`).
+    """
+    return aux_arrays_from_dict(load_npz(path), os.fspath(path), num_train, num_test)
+
+
+def make_aux_arrays(
+    subsample_idx: np.ndarray, train_correct: np.ndarray, test_correct: np.ndarray
+) -> AuxArrays:
+    """Builds the aux arrays of a run from its subset and its correctness in dataset order.
+
+    Args:
+      subsample_idx: int [n_in], training-set positions the run trained on.
+      train_correct: bool [n_train], correctness of every training example, dataset order.
+      test_correct: bool [n_test], correctness of every test example, dataset order.
+    """
+    subsample_idx = np.asarray(subsample_idx, dtype=np.int64)
+    train_correct = np.asarray(train_correct, dtype=bool)
+    test_correct = np.asarray(test_correct, dtype=bool)
+    mask = np.zeros(len(train_correct), dtype=bool)
+    mask[subsample_idx] = True
+    index_train = np.sort(subsample_idx)
+    index_removed = np.flatnonzero(~mask).astype(np.int64)
+    index_test = np.arange(len(test_correct), dtype=np.int64)
+    return aux_arrays_from_dict(
+        {
+            "index_train": index_train,
+            "correctness_train": train_correct[index_train],
+            "index_removed": index_removed,
+            "correctness_removed": train_correct[index_removed],
+            "index_test": index_test,
+            "correctness_test": test_correct,
+            "subsample_idx": subsample_idx,
+        }
+    )
+
+
+def write_aux_arrays(path: str | os.PathLike, aux: AuxArrays) -> None:
+    """Writes `aux` in the release format, atomically (temporary file + rename)."""
+    save_npz_atomic(path, aux.to_dict())
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoint files (found by name only; restoring is `heldout.checkpoint`'s job).
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointFiles:
+    """One `ckpt-<epoch>` in a run's checkpoint directory.
+
+    Attributes:
+      prefix: the path without suffix, as `tf.train.Checkpoint.read` takes it.
+      epoch: the number in the file name.
+      complete: the `.index` file and every `.data-i-of-n` shard are present.
+    """
+
+    prefix: str
+    epoch: int
+    complete: bool
+
+
+def find_checkpoints(run_dir: str | os.PathLike) -> list[CheckpointFiles]:
+    """Lists the `ckpt-<epoch>` checkpoints of a run, lowest epoch first (no TensorFlow).
+
+    A checkpoint is complete when its `.index` and all its data shards exist.
+    """
+    ckpt_dir = os.path.join(os.fspath(run_dir), CHECKPOINT_DIR)
+    if not os.path.isdir(ckpt_dir):
+        return []
+    names = set(os.listdir(ckpt_dir))
+    found = []
+    for name in names:
+        m = _CKPT_INDEX.match(name)
+        if not m:
+            continue
+        epoch = int(m.group(1))
+        shards = [_CKPT_DATA.match(n) for n in names if n.startswith(f"ckpt-{m.group(1)}.data-")]
+        shards = [s for s in shards if s and s.group(1) == m.group(1)]
+        complete = bool(shards) and all(
+            len({s.group(2) for s in shards if s.group(3) == total}) == int(total)
+            for total in {s.group(3) for s in shards}
+        )
+        found.append(CheckpointFiles(os.path.join(ckpt_dir, f"ckpt-{m.group(1)}"), epoch, complete))
+    return sorted(found, key=lambda c: c.epoch)
+
+
+# --------------------------------------------------------------------------------------------
+# Runs and experiments.
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One trained model of an experiment.
+
+    Attributes:
+      path: the run directory.
+      ratio: the subset ratio's directory name, e.g. ``"0.7"``.
+      run_id: the run's integer id.
+    """
+
+    path: str
+    ratio: str
+    run_id: int
+
+    @property
+    def subset_ratio(self) -> float:
+        return float(self.ratio)
+
+    @property
+    def aux_path(self) -> str:
+        return os.path.join(self.path, AUX_ARRAYS)
+
+    @property
+    def name(self) -> str:
+        """``<ratio>/<run_id>``, the run's name inside its experiment."""
+        return f"{self.ratio}/{self.run_id}"
+
+    def has_aux_arrays(self) -> bool:
+        return os.path.isfile(self.aux_path)
+
+    def checkpoints(self) -> list[CheckpointFiles]:
+        return find_checkpoints(self.path)
+
+    def has_checkpoint(self) -> bool:
+        return any(c.complete for c in self.checkpoints())
+
+    def load_aux(self, num_train: int | None = None, num_test: int | None = None) -> AuxArrays:
+        """Reads and validates this run's `aux_arrays.npz` (see `load_aux_arrays`)."""
+        return load_aux_arrays(self.aux_path, num_train, num_test)
+
+
+def run_from_path(path: str | os.PathLike) -> Run:
+    """The `Run` of a run directory ``.../<ratio>/<run_id>``.
+
+    Raises:
+      LayoutError: the directory does not exist or its name or parent's is not a run id / ratio.
+    """
+    path = os.path.abspath(os.fspath(path))
+    if not os.path.isdir(path):
+        raise LayoutError(f"{path}: not a directory")
+    run_name, ratio = os.path.basename(path), os.path.basename(os.path.dirname(path))
+    if not _is_run_id(run_name) or _parse_ratio(ratio) is None:
+        raise LayoutError(
+            f"{path}: a run directory is <experiment>/<subset_ratio>/<run_id> with a ratio like "
+            f"0.7 and an integer run id; found ratio {ratio!r}, run id {run_name!r}"
+        )
+    return Run(path, ratio, int(run_name))
+
+
+def is_run_dir(path: str | os.PathLike) -> bool:
+    """True when `path` looks like a run directory (holds aux arrays or checkpoints)."""
+    path = os.fspath(path)
+    return os.path.isfile(os.path.join(path, AUX_ARRAYS)) or os.path.isdir(
+        os.path.join(path, CHECKPOINT_DIR)
+    )
+
+
+def _parse_ratio(name: str) -> float | None:
+    try:
+        value = float(name)
+    except ValueError:
+        return None
+    return value if 0.0 < value <= 1.0 and re.fullmatch(r"[0-9.]+", name) else None
+
+
+def _is_run_id(name: str) -> bool:
+    return name.isdigit()
+
+
+@dataclasses.dataclass(frozen=True)
+class Skipped:
+    """An entry of an experiment directory that is not a complete run, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """The complete runs of an experiment directory, by subset ratio.
+
+    Attributes:
+      root: the experiment directory.
+      runs_by_ratio: ratio directory name -> complete runs sorted by run id; ratios sorted by
+        value.
+      skipped: stray or incomplete entries that were not counted, with the reason.
+    """
+
+    root: str
+    runs_by_ratio: dict[str, tuple[Run, ...]]
+    skipped: tuple[Skipped, ...] = ()
+
+    @property
+    def ratios(self) -> list[str]:
+        return list(self.runs_by_ratio)
+
+    def runs(self, ratio: str | float | None = None) -> list[Run]:
+        """All complete runs, or those of one ratio (given as its name or its value)."""
+        if ratio is None:
+            return [run for runs in self.runs_by_ratio.values() for run in runs]
+        return list(self.runs_by_ratio[self.ratio_name(ratio)])
+
+    def ratio_name(self, ratio: str | float) -> str:
+        """The directory name of a ratio given as a name (``"0.7"``) or a value (``0.7``).
+
+        Raises:
+          KeyError: the experiment has no such ratio (the message lists those it has).
+        """
+        for name in self.runs_by_ratio:
+            if name == str(ratio) or float(name) == float(ratio):
+                return name
+        raise KeyError(f"{self.root}: no subset ratio {ratio!r}; it has {self.ratios}")
+
+    def __iter__(self) -> Iterator[Run]:
+        return iter(self.runs())
+
+    def __len__(self) -> int:
+        return sum(len(r) for r in self.runs_by_ratio.values())
+
+
+def open_experiment(
+    root: str | os.PathLike, require_checkpoint: bool = False, strict: bool = False
+) -> Experiment:
+    """Scans an experiment directory for complete runs.
+
+    A complete run is ``<root>/<ratio>/<run_id>/`` with an `aux_arrays.npz` and, when
+    `require_checkpoint`, a complete checkpoint. Anything else (files, `0.5.partial` directories,
+    hidden temporary run directories, runs missing a part) is reported in `skipped` and, unless
+    `strict`, a warning.
+
+    Raises:
+      LayoutError: `root` is not a directory; or, when `strict`, any entry is skipped.
+    """
+    root = os.path.abspath(os.fspath(root))
+    if not os.path.isdir(root):
+        raise LayoutError(f"{root}: experiment directory not found")
+    runs: dict[str, list[Run]] = {}
+    skipped: list[Skipped] = []
+    for ratio in sorted(os.listdir(root)):
+        ratio_path = os.path.join(root, ratio)
+        if _parse_ratio(ratio) is None or not os.path.isdir(ratio_path):
+            skipped.append(Skipped(ratio_path, "not a subset-ratio directory"))
+            continue
+        for name in sorted(os.listdir(ratio_path)):
+            path = os.path.join(ratio_path, name)
+            if not _is_run_id(name) or not os.path.isdir(path):
+                reason = (
+                    "unfinished run (temporary directory)"
+                    if name.startswith(".")
+                    else "not a run directory"
+                )
+                skipped.append(Skipped(path, reason))
+                continue
+            run = Run(path, ratio, int(name))
+            if not run.has_aux_arrays():
+                skipped.append(Skipped(path, f"no {AUX_ARRAYS}"))
+            elif require_checkpoint and not run.has_checkpoint():
+                skipped.append(Skipped(path, "no complete checkpoint"))
+            else:
+                runs.setdefault(ratio, []).append(run)
+    if skipped:
+        lines = "\n".join(f"  {s.path}: {s.reason}" for s in skipped)
+        if strict:
+            raise LayoutError(f"{root}: {len(skipped)} entries are not complete runs:\n{lines}")
+        warnings.warn(f"{root}: skipped {len(skipped)} entries:\n{lines}", stacklevel=2)
+    ordered = {
+        ratio: tuple(sorted(runs[ratio], key=lambda r: r.run_id))
+        for ratio in sorted(runs, key=float)
+    }
+    return Experiment(root, ordered, tuple(skipped))

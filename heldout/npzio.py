@@ -1,0 +1,97 @@
+"""Safe `.npz` reading and atomic writing.
+
+Every array file this library reads comes from a download or another machine, so it is opened
+with ``allow_pickle=False`` and read eagerly: a truncated or corrupt file fails here, with its
+path, instead of half-way through a computation. Every file it writes goes to a temporary name
+in the same directory and is renamed into place, so an interrupted write never leaves a file
+that looks complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import zipfile
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+
+
+class NpzError(ValueError):
+    """A `.npz` file is unreadable, incomplete or holds arrays of the wrong kind."""
+
+
+def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Reads every array of an `.npz` file into memory, refusing pickled objects.
+
+    Args:
+      path: the `.npz` file.
+
+    Returns:
+      A dict from key to array.
+
+    Raises:
+      NpzError: the file is missing, not a zip archive, truncated, or holds an object array
+        (which could only be read by unpickling untrusted data).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise NpzError(f"{path}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
+    except ValueError as e:
+        if "pickle" in str(e).lower():
+            raise NpzError(
+                f"{path}: holds an object array, which can only be read by unpickling; "
+                "refused (allow_pickle=False)"
+            ) from e
+        raise NpzError(f"{path}: unreadable .npz ({e})") from e
+    except (zipfile.BadZipFile, EOFError, OSError) as e:
+        raise NpzError(f"{path}: truncated or corrupt .npz ({type(e).__name__}: {e})") from e
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
+    """Yields a temporary path beside `path`; renames it onto `path` if the block succeeds.
+
+    The temporary file is removed when the block raises, so `path` is either the old file (or
+    absent) or the complete new one.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        prefix="." + os.path.basename(path) + ".", suffix=".tmp" + suffix, dir=directory
+    )
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_npz_atomic(
+    path: str | os.PathLike, arrays: Mapping[str, np.ndarray], compress: bool = False
+) -> None:
+    """Writes `arrays` to `path` as `.npz` through a temporary file and a rename.
+
+    Args:
+      path: destination; its directory is created if needed.
+      arrays: key to array; object arrays are refused.
+      compress: use `np.savez_compressed`.
+
+    Raises:
+      NpzError: an array has dtype object.
+    """
+    for key, value in arrays.items():
+        if np.asarray(value).dtype == object:
+            raise NpzError(f"{os.fspath(path)}: key {key!r} is an object array; refusing to write")
+    save = np.savez_compressed if compress else np.savez
+    # The suffix keeps numpy from appending another ".npz" to the temporary name.
+    with atomic_path(path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as f:
+            save(f, **{k: np.asarray(v) for k, v in arrays.items()})

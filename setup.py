@@ -1,0 +1,32 @@
+"""Packaging for heldout: heldout training experiments (memorization, influence, C-scores)."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="heldout",
+    version="0.1.0",
+    description=(
+        "Restore, re-evaluate, train and score heldout training experiments "
+        "(memorization, influence and C-scores)."
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["heldout", "heldout.*"]),
+    install_requires=[
+        "dm-sonnet>=2.0.2",
+        "tensorflow-datasets>=4.9",
+        "absl-py",
+        "numpy>=1.24",
+        "tqdm",
+        "matplotlib",
+        "pillow",
+    ],
+    extras_require={
+        "cpu": ["tensorflow-cpu>=2.15"],
+        "gpu": ["tensorflow[and-cuda]>=2.15"],
+        "dev": ["pytest", "ruff"],
+    },
+    entry_points={"console_scripts": ["heldout=heldout.cli:main"]},
+)
