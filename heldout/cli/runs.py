@@ -1,9 +1,141 @@
-"""Sub-commands of `heldout` (placeholder, filled by its issue)."""
+"""`heldout inspect` and `heldout verify`: look at an experiment, re-evaluate its runs."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+import warnings
+
+import numpy as np
+from tqdm import tqdm
+
+from heldout.cli.common import CommandError
+from heldout.experiment import (
+    Experiment,
+    LayoutError,
+    Run,
+    is_run_dir,
+    open_experiment,
+    run_from_path,
+)
+from heldout.npzio import NpzError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Adds this module's sub-commands to the `heldout` parser."""
+    """Adds `inspect` and `verify` to the `heldout` parser."""
+    p = subparsers.add_parser(
+        "inspect",
+        help="ratios, runs and mean accuracies of an experiment (aux arrays only)",
+        description="Lists an experiment's subset ratios, its complete runs per ratio, the "
+        "entries that are not complete runs, and mean accuracies from the aux arrays.",
+    )
+    p.add_argument("experiment_dir", help="<experiment> directory of the release layout")
+    p.set_defaults(handler=inspect_command)
+
+    p = subparsers.add_parser(
+        "verify",
+        help="re-evaluate runs and cross-check them with their aux arrays",
+        description="Restores each run's final checkpoint into one model, evaluates a dataset "
+        "split and compares the correctness of every prediction with the run's aux arrays. "
+        "Exits 1 when fewer predictions match than --min_match_fraction asks.",
+    )
+    p.add_argument("path", help="a run directory <experiment>/<ratio>/<run_id>, or an experiment")
+    add_dataset_flags(p)
+    p.add_argument("--split", default="test", choices=["train", "test"])
+    p.add_argument("--arch", default=None, help="small_inception | resnet50 | mlp "
+                   "(default: the released architecture for the dataset)")
+    p.add_argument("--batch_size", type=int, default=200)
+    p.add_argument("--min_match_fraction", type=float, default=1.0,
+                   help="pass when at least this fraction of predictions match (default 1.0)")
+    p.set_defaults(handler=verify_command)
+
+
+def add_dataset_flags(parser: argparse.ArgumentParser) -> None:
+    """`--dataset NAME:VERSION | --dataset_npz PATH` and `--data_dir`."""
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--dataset", help="TFDS dataset, e.g. cifar10:3.0.2")
+    group.add_argument("--dataset_npz", help=".npz dataset with <split>__image/<split>__label")
+    parser.add_argument("--data_dir", default=None, help="TFDS data directory")
+
+
+def _open(path: str, require_checkpoint: bool) -> tuple[list[Run], Experiment | None]:
+    if not os.path.isdir(path):
+        raise CommandError(f"{path}: no such directory")
+    if is_run_dir(path):
+        return [run_from_path(path)], None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        experiment = open_experiment(path, require_checkpoint=require_checkpoint)
+    for skipped in experiment.skipped:
+        print(f"skipped {skipped.path}: {skipped.reason}", file=sys.stderr)
+    if not len(experiment):
+        raise CommandError(
+            f"{path}: no complete runs (<ratio>/<run_id>/aux_arrays.npz"
+            + (" and checkpoints/ckpt-<epoch>" if require_checkpoint else "") + ")"
+        )
+    return experiment.runs(), experiment
+
+
+def inspect_command(args: argparse.Namespace) -> int:
+    runs, experiment = _open(args.experiment_dir, require_checkpoint=False)
+    if experiment is None:
+        raise CommandError(f"{args.experiment_dir} is a run; give its experiment directory")
+    print(f"experiment {experiment.root}")
+    print(f"{len(experiment)} complete runs in {len(experiment.ratios)} subset ratios; "
+          f"{len(experiment.skipped)} other entries skipped")
+    header = (f"{'ratio':>6} {'runs':>5} {'ckpt':>5} {'subset':>7} "
+              f"{'acc train':>9} {'acc removed':>11} {'acc test':>8}")
+    print(header)
+    failures = 0
+    for ratio in experiment.ratios:
+        rows = []
+        with_ckpt = 0
+        for run in tqdm(experiment.runs(ratio), desc=f"ratio {ratio}", leave=False):
+            try:
+                aux = run.load_aux()
+            except NpzError as e:
+                print(f"bad run {run.path}: {e}", file=sys.stderr)
+                failures += 1
+                continue
+            with_ckpt += run.has_checkpoint()
+            rows.append([aux.subset_ratio, aux.accuracy("train"), aux.accuracy("removed"),
+                         aux.accuracy("test")])
+        mean = np.nanmean(np.asarray(rows, dtype=float), axis=0) if rows else [np.nan] * 4
+        print(f"{ratio:>6} {len(rows):>5} {with_ckpt:>5} {mean[0]:>7.1%} {mean[1]:>9.4f} "
+              f"{mean[2]:>11.4f} {mean[3]:>8.4f}")
+    return 1 if failures else 0
+
+
+def verify_command(args: argparse.Namespace) -> int:
+    from heldout.checkpoint import CheckpointError
+    from heldout.data import load_dataset
+    from heldout.evaluate import make_evaluator_for, verify_run
+
+    try:
+        runs, _ = _open(args.path, require_checkpoint=True)
+    except LayoutError as e:
+        raise CommandError(str(e)) from e
+    dataset = load_dataset(args.dataset, args.dataset_npz, (args.split,), args.data_dir)
+    evaluator = make_evaluator_for(dataset, args.arch)
+    matched = total = failed = 0
+    for run in runs:
+        try:
+            result = verify_run(evaluator, run, dataset, args.split, args.batch_size,
+                                progress=len(runs) == 1)
+        except (CheckpointError, NpzError) as e:
+            print(f"{run.name}: FAILED: {e}")
+            failed += 1
+            continue
+        check = result.check
+        matched += check.num_match
+        total += check.num_total
+        ok = check.match_fraction >= args.min_match_fraction
+        failed += not ok
+        print(f"{run.name}: epoch {result.restored.epoch} step {result.restored.global_step} "
+              f"subset {result.aux.subset_ratio:.1%} accuracy {result.predictions.accuracy:.4f} "
+              f"{check.num_match}/{check.num_total} match" + ("" if ok else "  MISMATCH"))
+    if failed:
+        print(f"{failed} of {len(runs)} runs failed or mismatched", file=sys.stderr)
+    print(f"verified {len(runs)} runs: {matched} out of {total} predictions match")
+    return 1 if failed else 0

@@ -1,0 +1,56 @@
+"""TFDS image datasets in the release's order.
+
+The released CIFAR runs index examples by their position in TFDS ``cifar10:3.0.2`` /
+``cifar100:3.0.2`` loaded with ``shuffle_files=False`` (for CIFAR-100, ``label`` is the fine
+label). Splits are read by iteration (not ``batch_size=-1``) and kept in memory as uint8.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow_datasets as tfds
+from tqdm import tqdm
+
+from heldout.data.arrays import ArrayDataset
+
+
+def load_tfds(
+    name: str,
+    splits: tuple[str, ...] = ("train", "test"),
+    data_dir: str | None = None,
+    with_images: bool = True,
+) -> ArrayDataset:
+    """Loads TFDS splits into memory in TFDS order (``index`` = position).
+
+    Args:
+      name: TFDS name with version, e.g. ``cifar10:3.0.2``.
+      splits: splits to load.
+      data_dir: TFDS data directory (default: TFDS's own).
+      with_images: False reads labels and ids only (images are not decoded; `images` is empty).
+
+    Returns:
+      An `ArrayDataset` whose `ids` hold the TFDS ``id`` feature where the dataset has one.
+    """
+    builder = tfds.builder(name, data_dir=data_dir)
+    features = builder.info.features
+    num_classes = int(features["label"].num_classes)
+    decoders = None if with_images else {"image": tfds.decode.SkipDecoding()}
+    images, labels, ids = {}, {}, {}
+    for split in splits:
+        ds = tfds.load(
+            name, split=split, data_dir=data_dir, shuffle_files=False, decoders=decoders
+        )
+        n = builder.info.splits[split].num_examples
+        image_list, label_list, id_list = [], [], []
+        for example in tqdm(tfds.as_numpy(ds), total=n, desc=f"{name} {split}", unit="ex"):
+            if with_images:
+                image_list.append(example["image"])
+            label_list.append(example["label"])
+            if "id" in example:
+                id_list.append(example["id"])
+        labels[split] = np.asarray(label_list, dtype=np.int64)
+        if with_images:
+            images[split] = np.stack(image_list)
+        if id_list:
+            ids[split] = np.asarray([i.decode() if isinstance(i, bytes) else i for i in id_list])
+    return ArrayDataset(name, num_classes, images, labels, 255.0, ids)

@@ -1,0 +1,195 @@
+"""Re-evaluating runs and cross-checking their predictions against their aux arrays.
+
+An `Evaluator` owns one model and one traced prediction function; runs are restored into the
+same model one after another, so verifying an experiment traces once instead of once per run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import sonnet as snt
+import tensorflow as tf
+from tqdm import tqdm
+
+from heldout.checkpoint import RestoredCheckpoint, restore
+from heldout.experiment import AuxArrays, Run
+from heldout.models import build_model, create_variables
+
+
+@dataclasses.dataclass(frozen=True)
+class Predictions:
+    """A model's outputs on a split.
+
+    Attributes:
+      logits: float32 [n, num_classes].
+      label: int64 [n], the dataset's labels.
+      index: int64 [n], the examples' positions in the split.
+    """
+
+    logits: np.ndarray
+    label: np.ndarray
+    index: np.ndarray
+
+    @property
+    def correctness(self) -> np.ndarray:
+        """bool [n]: argmax of the logits equals the label."""
+        return np.argmax(self.logits, axis=1) == self.label
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.mean(self.correctness)) if len(self.label) else float("nan")
+
+
+@dataclasses.dataclass(frozen=True)
+class CrossCheck:
+    """Recomputed correctness against the correctness stored in a run's aux arrays.
+
+    Attributes:
+      split: ``train`` (the run's subset and its held-out examples together) or ``test``.
+      num_match: examples whose recomputed correctness equals the stored one.
+      num_total: examples compared.
+      mismatched_index: int64 [num_total - num_match], positions that differ.
+    """
+
+    split: str
+    num_match: int
+    num_total: int
+    mismatched_index: np.ndarray
+
+    @property
+    def all_match(self) -> bool:
+        return self.num_match == self.num_total
+
+    @property
+    def match_fraction(self) -> float:
+        return self.num_match / self.num_total if self.num_total else float("nan")
+
+
+def cross_check(predictions: Predictions, aux: AuxArrays, split: str) -> CrossCheck:
+    """Compares recomputed correctness with the run's stored correctness, by `index`."""
+    stored = aux.correctness(split)[predictions.index]
+    differ = stored != predictions.correctness
+    return CrossCheck(
+        split, int(np.sum(~differ)), len(differ), predictions.index[differ].astype(np.int64)
+    )
+
+
+def default_arch(dataset_name: str, image_shape: tuple[int, ...]) -> str:
+    """The released architecture for a dataset: ResNet-50 for ImageNet, SmallInception for
+    32x32x3 images, the MLP for 28x28x1.
+
+    Raises:
+      ValueError: no default for this input shape (pass an architecture explicitly).
+    """
+    if "imagenet" in dataset_name.lower() or tuple(image_shape) == (224, 224, 3):
+        return "resnet50"
+    if tuple(image_shape) == (32, 32, 3):
+        return "small_inception"
+    if tuple(image_shape[:2]) == (28, 28):
+        return "mlp"
+    raise ValueError(
+        f"no default architecture for {dataset_name} with images {tuple(image_shape)}; "
+        "choose one with --arch"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluator:
+    """One model and its traced evaluation function (``is_training=False``), reused across runs.
+
+    Build with `make_evaluator`.
+    """
+
+    model: snt.Module
+    input_shape: tuple[int, ...]
+    predict_fn: tf.types.experimental.PolymorphicFunction
+
+    def restore(self, path: str | os.PathLike) -> RestoredCheckpoint:
+        """Restores a run directory's final checkpoint (or a prefix) into the model, verified."""
+        return restore(self.model, path)
+
+    def predict(
+        self, dataset, split: str, batch_size: int = 200, progress: bool = True
+    ) -> Predictions:
+        """Logits of every example of `split`, in dataset order.
+
+        Args:
+          dataset: a `heldout.data` dataset (`batches(split, batch_size)` yields `Batch`es).
+          split: dataset split, e.g. ``train`` or ``test``.
+          batch_size: examples per call.
+          progress: show a tqdm progress bar.
+        """
+        n = dataset.num_examples(split)
+        logits, labels, index = [], [], []
+        with tqdm(total=n, desc=f"evaluate {split}", unit="ex", disable=not progress) as bar:
+            for batch in dataset.batches(split, batch_size):
+                logits.append(self.predict_fn(tf.convert_to_tensor(batch.image)).numpy())
+                labels.append(np.asarray(batch.label))
+                index.append(np.asarray(batch.index))
+                bar.update(len(batch.label))
+        if not logits:
+            return Predictions(np.zeros((0, 0), np.float32), np.zeros(0, np.int64),
+                               np.zeros(0, np.int64))
+        return Predictions(
+            np.concatenate(logits).astype(np.float32),
+            np.concatenate(labels).astype(np.int64),
+            np.concatenate(index).astype(np.int64),
+        )
+
+
+def make_evaluator(arch: str, num_classes: int, input_shape: tuple[int, ...]) -> Evaluator:
+    """Builds the model, creates its variables and traces its evaluation function once."""
+    model = build_model(arch, num_classes)
+    input_shape = tuple(int(d) for d in input_shape)
+    create_variables(model, input_shape)
+    predict_fn = tf.function(
+        lambda images: model(images, is_training=False),
+        input_signature=[tf.TensorSpec([None, *input_shape], tf.float32)],
+    )
+    return Evaluator(model, input_shape, predict_fn)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunVerification:
+    """The outcome of re-evaluating one run on one split."""
+
+    run: Run
+    restored: RestoredCheckpoint
+    aux: AuxArrays
+    predictions: Predictions
+    check: CrossCheck
+
+
+def verify_run(
+    evaluator: Evaluator,
+    run: Run,
+    dataset,
+    split: str,
+    batch_size: int = 200,
+    progress: bool = True,
+) -> RunVerification:
+    """Restores a run, evaluates a split and cross-checks the result with its aux arrays.
+
+    The aux arrays are read first and checked against the dataset's size, so a run of another
+    dataset fails before any evaluation.
+
+    Raises:
+      AuxArraysError / NpzError: bad aux arrays, or sizes that do not fit the dataset.
+      CheckpointError: no checkpoint, or one that does not fit the model.
+    """
+    n = dataset.num_examples(split)
+    sizes = {"num_train": n} if split == "train" else {"num_test": n}
+    aux = run.load_aux(**sizes)
+    restored = evaluator.restore(run.path)
+    predictions = evaluator.predict(dataset, split, batch_size, progress)
+    return RunVerification(run, restored, aux, predictions, cross_check(predictions, aux, split))
+
+
+def make_evaluator_for(dataset, arch: str | None = None) -> Evaluator:
+    """An evaluator for a dataset: its number of classes and image shape; `arch` defaults to the
+    released architecture for it (see `default_arch`)."""
+    arch = arch or default_arch(dataset.name, dataset.image_shape)
+    return make_evaluator(arch, dataset.num_classes, dataset.image_shape)
