@@ -1,0 +1,139 @@
+"""Re-evaluating the reference runs: logits, cross-check, demo.py and `heldout verify`."""
+
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from heldout import experiment as ex
+from heldout.cli import main as cli_main
+from heldout.evaluate import (
+    cross_check,
+    default_arch,
+    make_evaluator_for,
+    verify_run,
+)
+
+RUNS = ["0.5/0", "0.5/7", "0.25/3"]
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def evaluator(fmnist_dataset):
+    return make_evaluator_for(fmnist_dataset)
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_logits_and_cross_check_all_runs(evaluator, fmnist_dataset, fmnist_experiment,
+                                         fmnist_dir, split):
+    expected = np.load(fmnist_dir / "expected_logits.npz")
+    for name in RUNS:
+        run = ex.run_from_path(fmnist_experiment / name)
+        result = verify_run(evaluator, run, fmnist_dataset, split, batch_size=256,
+                            progress=False)
+        np.testing.assert_array_equal(result.predictions.index,
+                                      np.arange(fmnist_dataset.num_examples(split)))
+        np.testing.assert_allclose(result.predictions.logits,
+                                   expected[f"{name}/logits_{split}"], atol=1e-4, rtol=0)
+        assert result.check.all_match, (name, split, result.check.mismatched_index)
+        assert result.check.num_total == (2000 if split == "train" else 500)
+
+
+def test_cross_check_reports_mismatches(evaluator, fmnist_dataset, fmnist_experiment):
+    run = ex.run_from_path(fmnist_experiment / "0.5" / "0")
+    result = verify_run(evaluator, run, fmnist_dataset, "test", progress=False)
+    arrays = result.aux.to_dict()
+    flip = np.isin(arrays["index_test"], [3, 17, 400])
+    arrays["correctness_test"] = arrays["correctness_test"] ^ flip
+    bad = ex.aux_arrays_from_dict(arrays)
+    check = cross_check(result.predictions, bad, "test")
+    assert (check.num_match, check.num_total) == (497, 500)
+    np.testing.assert_array_equal(check.mismatched_index, [3, 17, 400])
+    assert check.match_fraction == pytest.approx(0.994)
+
+
+def test_dataset_size_must_match_aux_arrays(evaluator, fmnist_dataset, fmnist_experiment):
+    from heldout.data import ArrayDataset
+
+    small = ArrayDataset("small", 10, {"test": fmnist_dataset.images["test"][:400]},
+                         {"test": fmnist_dataset.labels["test"][:400]})
+    run = ex.run_from_path(fmnist_experiment / "0.5" / "0")
+    with pytest.raises(ex.AuxArraysError, match="covers 500 test examples but the dataset has 400"):
+        verify_run(evaluator, run, small, "test", progress=False)
+
+
+def test_default_arch():
+    assert default_arch("cifar10:3.0.2", (32, 32, 3)) == "small_inception"
+    assert default_arch("imagenet2012", (224, 224, 3)) == "resnet50"
+    assert default_arch("mnist", (28, 28, 1)) == "mlp"
+    with pytest.raises(ValueError, match="--arch"):
+        default_arch("x", (64, 64, 3))
+
+
+def test_verify_whole_experiment_both_splits(fmnist_experiment, fmnist_dir, capsys):
+    for split in ("train", "test"):
+        status = cli_main(["verify", str(fmnist_experiment), "--dataset_npz",
+                           str(fmnist_dir / "dataset.npz"), "--split", split])
+        out = capsys.readouterr().out
+        assert status == 0, out
+        n = 2000 if split == "train" else 500
+        assert out.strip().splitlines()[-1] == (
+            f"verified 3 runs: {3 * n} out of {3 * n} predictions match")
+        assert f"0.5/7: epoch 10 step 200 subset 50.0%" in out
+
+
+def test_verify_exits_nonzero_on_mismatch(tmp_path, fmnist_experiment, fmnist_dir, capsys):
+    run = tmp_path / "exp" / "0.5" / "0"
+    shutil.copytree(fmnist_experiment / "0.5" / "0", run)
+    aux = ex.load_aux_arrays(run / ex.AUX_ARRAYS).to_dict()
+    aux["correctness_test"] = ~aux["correctness_test"]
+    ex.write_aux_arrays(run / ex.AUX_ARRAYS, ex.aux_arrays_from_dict(aux))
+    args = ["verify", str(run), "--dataset_npz", str(fmnist_dir / "dataset.npz")]
+    assert cli_main(args) == 1
+    assert "verified 1 runs: 0 out of 500 predictions match" in capsys.readouterr().out
+    assert cli_main(args + ["--min_match_fraction", "0"]) == 0
+
+
+def test_verify_reports_broken_runs_and_continues(tmp_path, fmnist_experiment, fmnist_dir,
+                                                  capsys):
+    exp = tmp_path / "exp"
+    shutil.copytree(fmnist_experiment, exp)
+    shutil.copytree(fmnist_experiment / "0.5" / "0", exp / "0.5" / "9")
+    data = exp / "0.5" / "9" / "checkpoints" / "ckpt-10.data-00000-of-00001"
+    data.write_bytes(data.read_bytes()[:500])
+    status = cli_main(["verify", str(exp), "--dataset_npz", str(fmnist_dir / "dataset.npz")])
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "0.5/9: FAILED: " in out and "restore failed" in out
+    assert out.strip().splitlines()[-1] == "verified 4 runs: 1500 out of 1500 predictions match"
+
+
+def test_inspect(fmnist_experiment, capsys):
+    assert cli_main(["inspect", str(fmnist_experiment)]) == 0
+    out = capsys.readouterr().out
+    assert "3 complete runs in 2 subset ratios; 0 other entries skipped" in out
+    assert "   0.5     2     2   50.0%" in out and "  0.25     1     1   25.0%" in out
+
+
+@pytest.mark.parametrize("name", RUNS)
+def test_demo_both_splits(fmnist_experiment, fmnist_dir, name):
+    for split in ("train", "test"):
+        proc = subprocess.run(
+            [sys.executable, str(REPO / "demo.py"), f"--run_dir={fmnist_experiment / name}",
+             f"--dataset_npz={fmnist_dir / 'dataset.npz'}", f"--split={split}"],
+            capture_output=True, text=True, cwd=REPO,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        n = 2000 if split == "train" else 500
+        assert f"{n} out of {n} predictions match" in proc.stdout
+        assert "epoch 10, global step" in proc.stdout
+        assert f"Subset: {float(name.split('/')[0]):.1%} of the training set" in proc.stdout
+
+
+def test_demo_usage_error(fmnist_experiment):
+    proc = subprocess.run([sys.executable, str(REPO / "demo.py"),
+                           f"--run_dir={fmnist_experiment / '0.5/0'}"],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode != 0 and "exactly one of --dataset and --dataset_npz" in proc.stderr

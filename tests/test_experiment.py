@@ -1,0 +1,225 @@
+"""Tests of heldout.experiment and heldout.npzio: layout, aux arrays, bad input."""
+
+import os
+import shutil
+import sys
+import subprocess
+
+import numpy as np
+import pytest
+
+from heldout import experiment as ex
+from heldout.npzio import NpzError, load_npz, save_npz_atomic
+
+RUNS = {"0.5": [0, 7], "0.25": [3]}
+
+
+def test_reference_experiment_opens(fmnist_experiment):
+    exp = ex.open_experiment(fmnist_experiment, require_checkpoint=True, strict=True)
+    assert exp.ratios == ["0.25", "0.5"]
+    assert [r.run_id for r in exp.runs("0.5")] == [0, 7]
+    assert [r.name for r in exp.runs()] == ["0.25/3", "0.5/0", "0.5/7"]
+    assert exp.ratio_name(0.5) == "0.5"
+    with pytest.raises(KeyError, match="no subset ratio"):
+        exp.ratio_name(0.7)
+
+
+def test_reference_aux_arrays(fmnist_experiment):
+    aux = ex.load_aux_arrays(fmnist_experiment / "0.5" / "0" / ex.AUX_ARRAYS, 2000, 500)
+    assert aux.num_train == 2000 and aux.num_test == 500
+    assert aux.subset_ratio == 0.5
+    mask = aux.subset_mask()
+    assert mask.sum() == 1000 and mask[aux.subsample_idx].all()
+    train = aux.train_correctness()
+    # In dataset order: the entry at index_train[k] is correctness_train[k].
+    np.testing.assert_array_equal(train[aux.index_train], aux.correctness_train)
+    np.testing.assert_array_equal(train[aux.index_removed], aux.correctness_removed)
+    np.testing.assert_array_equal(aux.test_correctness()[aux.index_test], aux.correctness_test)
+    # The fixture's arrays are shuffled, so dataset order differs from file order.
+    assert not np.array_equal(aux.index_train, np.sort(aux.index_train))
+
+
+def test_reference_checkpoints_found(fmnist_experiment):
+    (ckpt,) = ex.find_checkpoints(fmnist_experiment / "0.5" / "7")
+    assert ckpt.epoch == 10 and ckpt.complete and ckpt.prefix.endswith("checkpoints/ckpt-10")
+
+
+def _aux(n_train=20, n_test=8, seed=0):
+    rng = np.random.default_rng(seed)
+    subset = rng.choice(n_train, n_train // 2, replace=False)
+    return ex.make_aux_arrays(subset, rng.random(n_train) < 0.7, rng.random(n_test) < 0.6)
+
+
+def test_make_write_load_round_trip(tmp_path):
+    aux = _aux()
+    path = tmp_path / "r" / ex.AUX_ARRAYS
+    ex.write_aux_arrays(path, aux)
+    back = ex.load_aux_arrays(path)
+    for key, value in aux.to_dict().items():
+        np.testing.assert_array_equal(getattr(back, key), value)
+    assert [p for p in os.listdir(tmp_path / "r")] == [ex.AUX_ARRAYS]  # no temporary left
+
+
+def _write_raw(path, arrays):
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def test_truncated_aux_arrays(tmp_path):
+    path = tmp_path / ex.AUX_ARRAYS
+    ex.write_aux_arrays(path, _aux())
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(NpzError, match=r"aux_arrays.npz: truncated or corrupt"):
+        ex.load_aux_arrays(path)
+
+
+def test_missing_key(tmp_path):
+    arrays = _aux().to_dict()
+    del arrays["correctness_removed"]
+    _write_raw(tmp_path / "a.npz", arrays)
+    with pytest.raises(ex.AuxArraysError, match=r"a.npz: missing key\(s\) \['correctness_removed'\]"):
+        ex.load_aux_arrays(tmp_path / "a.npz")
+
+
+def test_index_not_a_permutation(tmp_path):
+    arrays = _aux().to_dict()
+    arrays["index_removed"] = arrays["index_removed"].copy()
+    arrays["index_removed"][0] = arrays["index_train"][0]
+    _write_raw(tmp_path / "a.npz", arrays)
+    with pytest.raises(ex.AuxArraysError, match="must be a permutation of 0..19.*1 repeated and 1 missing"):
+        ex.load_aux_arrays(tmp_path / "a.npz")
+
+
+def test_subsample_idx_must_match_index_train(tmp_path):
+    arrays = _aux().to_dict()
+    arrays["subsample_idx"] = arrays["index_removed"]
+    _write_raw(tmp_path / "a.npz", arrays)
+    with pytest.raises(ex.AuxArraysError, match="subsample_idx .* is not the same set"):
+        ex.load_aux_arrays(tmp_path / "a.npz")
+
+
+def test_length_mismatch_and_dtype(tmp_path):
+    arrays = _aux().to_dict()
+    arrays["correctness_test"] = arrays["correctness_test"][:-1]
+    _write_raw(tmp_path / "a.npz", arrays)
+    with pytest.raises(ex.AuxArraysError, match="index_test has 8 entries but correctness_test has 7"):
+        ex.load_aux_arrays(tmp_path / "a.npz")
+    arrays = _aux().to_dict()
+    arrays["correctness_test"] = arrays["correctness_test"].astype(np.float32)
+    _write_raw(tmp_path / "b.npz", arrays)
+    with pytest.raises(ex.AuxArraysError, match="'correctness_test' must be bool.*float32"):
+        ex.load_aux_arrays(tmp_path / "b.npz")
+
+
+def test_dataset_size_mismatch(tmp_path):
+    ex.write_aux_arrays(tmp_path / "a.npz", _aux())
+    with pytest.raises(ex.AuxArraysError, match="covers 20 training examples .* dataset has 2000"):
+        ex.load_aux_arrays(tmp_path / "a.npz", num_train=2000)
+    with pytest.raises(ex.AuxArraysError, match="covers 8 test examples but the dataset has 500"):
+        ex.load_aux_arrays(tmp_path / "a.npz", num_test=500)
+
+
+def test_object_array_refused_without_unpickling(tmp_path):
+    # A pickled object whose unpickling would leave a marker file: it must never be created.
+    marker = tmp_path / "unpickled"
+    payload = np.array([_Marker(str(marker))], dtype=object)
+    arrays = _aux().to_dict()
+    arrays["index_test"] = payload
+    with open(tmp_path / "evil.npz", "wb") as f:
+        np.savez(f, **arrays)  # np.savez pickles object arrays
+    with pytest.raises(NpzError, match="object array.*refused"):
+        ex.load_aux_arrays(tmp_path / "evil.npz")
+    assert not marker.exists()
+    with pytest.raises(NpzError, match="object array"):
+        save_npz_atomic(tmp_path / "out.npz", {"x": payload})
+
+
+class _Marker:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_not_a_zip(tmp_path):
+    (tmp_path / "x.npz").write_text("hello")
+    with pytest.raises(NpzError, match="x.npz: "):
+        load_npz(tmp_path / "x.npz")
+    with pytest.raises(NpzError, match="no such file"):
+        load_npz(tmp_path / "missing.npz")
+
+
+def test_atomic_write_leaves_old_file_on_failure(tmp_path, monkeypatch):
+    path = tmp_path / "out.npz"
+    save_npz_atomic(path, {"a": np.arange(3)})
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(np, "savez", boom)
+    with pytest.raises(RuntimeError):
+        save_npz_atomic(path, {"a": np.arange(5)})
+    np.testing.assert_array_equal(load_npz(path)["a"], np.arange(3))
+    assert sorted(os.listdir(tmp_path)) == ["out.npz"]
+
+
+def _make_experiment(root, with_ckpt=True):
+    for ratio, ids in RUNS.items():
+        for run_id in ids:
+            run = root / ratio / str(run_id)
+            ex.write_aux_arrays(run / ex.AUX_ARRAYS, _aux(seed=run_id))
+            if with_ckpt:
+                (run / "checkpoints").mkdir()
+                (run / "checkpoints" / "ckpt-10.index").write_bytes(b"x")
+                (run / "checkpoints" / "ckpt-10.data-00000-of-00001").write_bytes(b"x")
+
+
+def test_experiment_with_stray_entries(tmp_path):
+    _make_experiment(tmp_path)
+    (tmp_path / "README.txt").write_text("stray file")
+    (tmp_path / "0.5.partial").mkdir()
+    (tmp_path / "0.5" / ".9.tmp-abc").mkdir()
+    (tmp_path / "0.5" / "notes").mkdir()
+    (tmp_path / "0.5" / "11").mkdir()  # no aux arrays
+    shutil.rmtree(tmp_path / "0.25" / "3" / "checkpoints")
+    (tmp_path / "0.25" / "3" / "checkpoints").mkdir()
+    (tmp_path / "0.25" / "3" / "checkpoints" / "ckpt-10.index").write_bytes(b"x")  # no data shard
+    with pytest.warns(UserWarning, match="skipped 5 entries"):
+        exp = ex.open_experiment(tmp_path)
+    assert [r.name for r in exp] == ["0.25/3", "0.5/0", "0.5/7"]
+    reasons = {os.path.relpath(s.path, tmp_path): s.reason for s in exp.skipped}
+    assert reasons == {
+        "README.txt": "not a subset-ratio directory",
+        "0.5.partial": "not a subset-ratio directory",
+        "0.5/.9.tmp-abc": "unfinished run (temporary directory)",
+        "0.5/notes": "not a run directory",
+        "0.5/11": "no aux_arrays.npz",
+    }
+    with pytest.warns(UserWarning, match="skipped 6 entries"):
+        exp = ex.open_experiment(tmp_path, require_checkpoint=True)
+    assert [r.name for r in exp] == ["0.5/0", "0.5/7"]
+    with pytest.raises(ex.LayoutError, match="6 entries are not complete runs"):
+        ex.open_experiment(tmp_path, require_checkpoint=True, strict=True)
+
+
+def test_run_from_path(tmp_path):
+    _make_experiment(tmp_path)
+    run = ex.run_from_path(tmp_path / "0.5" / "7")
+    assert (run.ratio, run.run_id, run.subset_ratio) == ("0.5", 7, 0.5)
+    with pytest.raises(ex.LayoutError, match="integer run id"):
+        ex.run_from_path(tmp_path / "0.5")
+    with pytest.raises(ex.LayoutError, match="not a directory"):
+        ex.run_from_path(tmp_path / "nope")
+    with pytest.raises(ex.LayoutError, match="experiment directory not found"):
+        ex.open_experiment(tmp_path / "nope")
+
+
+def test_experiment_and_npzio_import_no_tensorflow():
+    code = (
+        "import sys, heldout.experiment, heldout.npzio, heldout.cli;"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
