@@ -81,7 +81,7 @@ def test_verify_whole_experiment_both_splits(fmnist_experiment, fmnist_dir, caps
         n = 2000 if split == "train" else 500
         assert out.strip().splitlines()[-1] == (
             f"verified 3 runs: {3 * n} out of {3 * n} predictions match")
-        assert f"0.5/7: epoch 10 step 200 subset 50.0%" in out
+        assert "0.5/7: epoch 10 step 200 subset 50.0%" in out
 
 
 def test_verify_exits_nonzero_on_mismatch(tmp_path, fmnist_experiment, fmnist_dir, capsys):

@@ -2,8 +2,8 @@
 
 import os
 import shutil
-import sys
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -78,7 +78,8 @@ def test_missing_key(tmp_path):
     arrays = _aux().to_dict()
     del arrays["correctness_removed"]
     _write_raw(tmp_path / "a.npz", arrays)
-    with pytest.raises(ex.AuxArraysError, match=r"a.npz: missing key\(s\) \['correctness_removed'\]"):
+    match = r"a.npz: missing key\(s\) \['correctness_removed'\]"
+    with pytest.raises(ex.AuxArraysError, match=match):
         ex.load_aux_arrays(tmp_path / "a.npz")
 
 
@@ -87,7 +88,8 @@ def test_index_not_a_permutation(tmp_path):
     arrays["index_removed"] = arrays["index_removed"].copy()
     arrays["index_removed"][0] = arrays["index_train"][0]
     _write_raw(tmp_path / "a.npz", arrays)
-    with pytest.raises(ex.AuxArraysError, match="must be a permutation of 0..19.*1 repeated and 1 missing"):
+    match = "must be a permutation of 0..19.*1 repeated and 1 missing"
+    with pytest.raises(ex.AuxArraysError, match=match):
         ex.load_aux_arrays(tmp_path / "a.npz")
 
 
@@ -103,7 +105,8 @@ def test_length_mismatch_and_dtype(tmp_path):
     arrays = _aux().to_dict()
     arrays["correctness_test"] = arrays["correctness_test"][:-1]
     _write_raw(tmp_path / "a.npz", arrays)
-    with pytest.raises(ex.AuxArraysError, match="index_test has 8 entries but correctness_test has 7"):
+    match = "index_test has 8 entries but correctness_test has 7"
+    with pytest.raises(ex.AuxArraysError, match=match):
         ex.load_aux_arrays(tmp_path / "a.npz")
     arrays = _aux().to_dict()
     arrays["correctness_test"] = arrays["correctness_test"].astype(np.float32)
