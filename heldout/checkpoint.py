@@ -5,9 +5,11 @@ epoch=<int64>, global_step=<int64>, ...)`` (training checkpoints also hold optim
 ``Checkpoint.write``, as ``<run>/checkpoints/ckpt-<epoch>.{index,data-*-of-*}``. Keys look like
 ``model/conv1/conv/w/.ATTRIBUTES/VARIABLE_VALUE``.
 
-`restore` checks every model variable against the checkpoint's key list, shapes and dtypes before
-reading, then reads with `tf.train.Checkpoint.read` and asserts that every model variable was
-matched, so a model is never evaluated half-restored or with random weights.
+`restore` checks every model variable against the checkpoint's key list, shapes and dtypes, reads
+every value with TensorFlow's checkpoint reader (`tf.train.load_checkpoint`) and only then assigns
+them, so a model is never evaluated half-restored or with random weights, and extra objects in the
+checkpoint (optimizer slots) are ignored without hiding anything the model needed. Keys are the
+ones `tf.train.Checkpoint(model=...)` writes (`model_variable_keys`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import os
 
-import numpy as np
 import sonnet as snt
 import tensorflow as tf
 
@@ -89,13 +90,21 @@ def _reader(prefix: str) -> tf.train.CheckpointReader:
         raise CheckpointError(f"{prefix}: unreadable checkpoint ({type(e).__name__}: {e})") from e
 
 
-def check_fits(model: snt.Module, prefix: str, root: str = "model") -> None:
+def check_fits(
+    model: snt.Module,
+    prefix: str,
+    root: str = "model",
+    reader: tf.train.CheckpointReader | None = None,
+) -> dict[str, tf.Variable]:
     """Checks that the checkpoint holds every model variable with the same shape and dtype.
+
+    Returns:
+      The model's variables by checkpoint key.
 
     Raises:
       CheckpointError: naming the first variables that are missing or differ, with both shapes.
     """
-    reader = _reader(prefix)
+    reader = reader or _reader(prefix)
     shapes = reader.get_variable_to_shape_map()
     dtypes = reader.get_variable_to_dtype_map()
     wanted = model_variable_keys(model, root)
@@ -119,6 +128,7 @@ def check_fits(model: snt.Module, prefix: str, root: str = "model") -> None:
                 f"{prefix}: variable {key[: -len(_SUFFIX)]} is {dtypes[key].name} in the "
                 f"checkpoint but {var.dtype.name} in the model (feed float32 images)"
             )
+    return wanted
 
 
 def restore(
@@ -156,27 +166,27 @@ def restore(
         # averages, earlier), so one call makes sure all exist before the key check. It does
         # not change any variable (is_training=False).
         create_variables(model, input_shape)
-    check_fits(model, prefix)
-    shapes = _reader(prefix).get_variable_to_shape_map()
-    counters = {
-        name: tf.Variable(np.int64(-1), dtype=tf.int64, trainable=False)
-        for name in ("epoch", "global_step")
-        if f"{name}{_SUFFIX}" in shapes
-    }
-    checkpoint = tf.train.Checkpoint(model=model, **counters)
+    reader = _reader(prefix)
+    wanted = check_fits(model, prefix, reader=reader)
+    counter_keys = [f"{name}{_SUFFIX}" for name in ("epoch", "global_step")]
     try:
-        # `read`, not `restore`: the release was written with `write` and has no save_counter.
-        status = checkpoint.read(prefix)
-        status.assert_existing_objects_matched()
-        # Every model variable is verified above; what is left unmatched is the checkpoint's
-        # extra objects (optimizer slots), which evaluation does not need: no warnings for them.
-        status.expect_partial()
-    except Exception as e:  # noqa: BLE001 - TF raises OpError, IndexError, AssertionError...
+        # Every value is read before any is assigned: a corrupt data shard fails here and
+        # leaves the model as it was, never half-restored.
+        values = {key: reader.get_tensor(key) for key in wanted}
+        counters = {
+            key.split("/")[0]: int(reader.get_tensor(key))
+            for key in counter_keys
+            if reader.has_tensor(key)
+        }
+    except Exception as e:  # noqa: BLE001 - TF raises OpError, IndexError, ValueError...
         raise CheckpointError(
-            f"{prefix}: restore failed; the model must not be used ({type(e).__name__}: {e})"
+            f"{prefix}: restore failed, corrupt data; the model was left unchanged "
+            f"({type(e).__name__}: {e})"
         ) from e
-    epoch = int(counters["epoch"].numpy()) if "epoch" in counters else -1
+    for key, var in wanted.items():
+        var.assign(values[key])
+    epoch = counters.get("epoch", -1)
     if epoch < 0 and os.path.basename(prefix).rsplit("-", 1)[-1].isdigit():
         epoch = int(os.path.basename(prefix).rsplit("-", 1)[-1])
-    step = int(counters["global_step"].numpy()) if "global_step" in counters else -1
+    step = counters.get("global_step", -1)
     return RestoredCheckpoint(prefix, epoch, step, note)
