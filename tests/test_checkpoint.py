@@ -63,7 +63,7 @@ def test_truncated_data_shard(run_copy):
     before = [v.numpy() for v in model.variables]
     with pytest.raises(checkpoint.CheckpointError, match="corrupt data; the model was left unchan"):
         checkpoint.restore(model, run_copy, SHAPE)
-    for old, var in zip(before, model.variables):
+    for old, var in zip(before, model.variables, strict=True):
         np.testing.assert_array_equal(old, var.numpy())
 
 
@@ -78,9 +78,7 @@ def test_10_class_checkpoint_into_100_class_model(fmnist_experiment):
 
 
 def _write(model, prefix, root="model", dtype=tf.float32):
-    models.create_variables(model, SHAPE) if dtype == tf.float32 else model(
-        tf.zeros([1, *SHAPE], dtype), is_training=False
-    )
+    model(tf.zeros([1, *SHAPE], dtype), is_training=False)  # variables of the input's dtype
     ckpt = tf.train.Checkpoint(
         **{root: model},
         epoch=tf.Variable(3, dtype=tf.int64),
