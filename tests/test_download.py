@@ -1,4 +1,4 @@
-"""Tests for heldout.download and `heldout download` / `heldout extract`.
+"""Tests for heldout.download, .fetch, .extract and `heldout download` / `heldout extract`.
 
 A real HTTP server on 127.0.0.1 (http.server, in a thread) serves a generated tar.gz in the
 release layout; it can misbehave on demand: ignore Range, answer 206 from another byte, answer
@@ -25,18 +25,10 @@ import numpy as np
 import pytest
 
 from heldout.cli import main
-from heldout.download import (
-    ArchiveError,
-    ChecksumError,
-    DownloadError,
-    HttpOptions,
-    UnsafeMemberError,
-    download_file,
-    download_release,
-    extract_archive,
-    stream_extract,
-)
+from heldout.download import ChecksumError, download_file, download_release, stream_extract
 from heldout.experiment import load_aux_arrays, make_aux_arrays, open_experiment, write_aux_arrays
+from heldout.extract import ArchiveError, UnsafeMemberError, extract_archive
+from heldout.fetch import DownloadError, HttpOptions
 from heldout.release import MemberSelection
 
 OPTIONS = HttpOptions(chunk_size=4096, max_retries=3, retry_wait=0.0, timeout=10.0)

@@ -20,7 +20,7 @@ from heldout.cli.common import CommandError
 from heldout.release import ARCHIVES, ONLY_KINDS, MemberSelection
 
 if TYPE_CHECKING:
-    from heldout.download import ExtractSummary
+    from heldout.extract import ExtractSummary
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -89,13 +89,14 @@ def _add_selection(parser: argparse.ArgumentParser) -> None:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from heldout import download as dl
+    from heldout.download import download_release
+    from heldout.fetch import DownloadError
 
     if args.md5 is not None and args.url is None:
         raise CommandError("--md5 goes with --url; the released archives' MD5s are built in")
     selection = MemberSelection.from_args(args.only, args.ratios)
     try:
-        result = dl.download_release(
+        result = download_release(
             args.experiment,
             args.dest,
             selection,
@@ -103,18 +104,18 @@ def _download(args: argparse.Namespace) -> int:
             url=args.url,
             md5=args.md5,
         )
-    except (dl.DownloadError, OSError) as e:
+    except (DownloadError, OSError) as e:
         raise CommandError(str(e)) from e
     print(f"{result.url}: {result.size:,} bytes, MD5 {result.md5} verified.")
     return _report(result.summary, args.experiment, selection)
 
 
 def _extract(args: argparse.Namespace) -> int:
-    from heldout import download as dl
+    from heldout.extract import extract_archive
 
     selection = MemberSelection.from_args(args.only, args.ratios)
     try:
-        summary = dl.extract_archive(args.archive, args.dest, selection)
+        summary = extract_archive(args.archive, args.dest, selection)
     except FileNotFoundError:
         raise
     except OSError as e:
