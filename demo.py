@@ -3,6 +3,9 @@
     python demo.py --run_dir=cifar10-inception/0.7/42 --dataset=cifar10:3.0.2 --split=test
     python demo.py --run_dir=../shared/reference/fmnist32/fmnist32-inception/0.5/0 \
         --dataset_npz=../shared/reference/fmnist32/dataset.npz
+    python demo.py --run_dir=cifar100-inception/0.7/3 --dataset=cifar100:3.0.2
+    python demo.py --run_dir=imagenet-resnet50/0.7/0 --tfrecord_dir=imagenet-tfrecords \
+        --min_match_fraction=0.999
 
 Prints the checkpoint's epoch and global step, the run's subset percentage, the accuracy on the
 split and `N out of M predictions match`; exits 1 when fewer than --min_match_fraction match.
@@ -19,6 +22,10 @@ from heldout.experiment import run_from_path
 FLAGS = flags.DEFINE_string("run_dir", None, "run directory <experiment>/<ratio>/<run_id>")
 DATASET = flags.DEFINE_string("dataset", None, "TFDS dataset, e.g. cifar10:3.0.2")
 DATASET_NPZ = flags.DEFINE_string("dataset_npz", None, ".npz dataset (<split>__image/label)")
+TFRECORD_DIR = flags.DEFINE_string("tfrecord_dir", None, "indexed TFRecord shards (ImageNet, "
+                                    "written by `heldout build-imagenet`)")
+INDEX_NPZ = flags.DEFINE_string("index_npz", None, "with --tfrecord_dir: the published "
+                                "imagenet_index.npz, for labels when the shards have none")
 DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data directory")
 ARCH = flags.DEFINE_enum("arch", None, ["small_inception", "resnet50", "mlp"],
                          "architecture (default: the released one for the dataset)")
@@ -31,10 +38,13 @@ flags.mark_flag_as_required("run_dir")
 
 def main(argv):
     del argv
-    if (DATASET.value is None) == (DATASET_NPZ.value is None):
-        raise app.UsageError("give exactly one of --dataset and --dataset_npz")
+    sources = (DATASET.value, DATASET_NPZ.value, TFRECORD_DIR.value)
+    if sum(v is not None for v in sources) != 1:
+        raise app.UsageError("give exactly one of --dataset and --dataset_npz "
+                             "(or --tfrecord_dir for TFRecord shards)")
     run = run_from_path(FLAGS.value)
-    dataset = load_dataset(DATASET.value, DATASET_NPZ.value, (SPLIT.value,), DATA_DIR.value)
+    dataset = load_dataset(DATASET.value, DATASET_NPZ.value, (SPLIT.value,), DATA_DIR.value,
+                           TFRECORD_DIR.value, INDEX_NPZ.value)
     evaluator = make_evaluator_for(dataset, ARCH.value)
     result = verify_run(evaluator, run, dataset, SPLIT.value, BATCH_SIZE.value)
     restored, aux, check = result.restored, result.aux, result.check

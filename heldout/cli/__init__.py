@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from heldout import __version__
-from heldout.cli import release, runs, scores, train
+from heldout.cli import imagenet, release, runs, scores, train
 from heldout.cli.common import CommandError
 
 
@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"heldout {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (runs, scores, train, release):
+    for module in (runs, scores, train, release, imagenet):
         module.register(subparsers)
     return parser
 

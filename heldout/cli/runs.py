@@ -52,11 +52,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_dataset_flags(parser: argparse.ArgumentParser) -> None:
-    """`--dataset NAME:VERSION | --dataset_npz PATH` and `--data_dir`."""
+    """`--dataset NAME:VERSION | --dataset_npz PATH | --tfrecord_dir DIR`, `--data_dir` and
+    `--index_npz`."""
     group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--dataset", help="TFDS dataset, e.g. cifar10:3.0.2")
+    group.add_argument("--dataset", help="TFDS dataset, e.g. cifar10:3.0.2 or cifar100:3.0.2")
     group.add_argument("--dataset_npz", help=".npz dataset with <split>__image/<split>__label")
+    group.add_argument("--tfrecord_dir", help="indexed TFRecord shards, e.g. ImageNet written by "
+                       "`heldout build-imagenet` (test split = validation shards)")
     parser.add_argument("--data_dir", default=None, help="TFDS data directory")
+    parser.add_argument("--index_npz", default=None, help="with --tfrecord_dir: the published "
+                        "imagenet_index.npz, for the labels when the shards have no labels.npz")
 
 
 def _open(path: str, require_checkpoint: bool) -> tuple[list[Run], Experiment | None]:
@@ -101,7 +106,9 @@ def inspect_command(args: argparse.Namespace) -> int:
             with_ckpt += run.has_checkpoint()
             rows.append([aux.subset_ratio, aux.accuracy("train"), aux.accuracy("removed"),
                          aux.accuracy("test")])
-        mean = np.nanmean(np.asarray(rows, dtype=float), axis=0) if rows else [np.nan] * 4
+        with warnings.catch_warnings():  # a ratio of 1.0 has no removed examples: NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(np.asarray(rows, dtype=float), axis=0) if rows else [np.nan] * 4
         print(f"{ratio:>6} {len(rows):>5} {with_ckpt:>5} {mean[0]:>7.1%} {mean[1]:>9.4f} "
               f"{mean[2]:>11.4f} {mean[3]:>8.4f}")
     return 1 if failures else 0
@@ -116,7 +123,8 @@ def verify_command(args: argparse.Namespace) -> int:
         runs, _ = _open(args.path, require_checkpoint=True)
     except LayoutError as e:
         raise CommandError(str(e)) from e
-    dataset = load_dataset(args.dataset, args.dataset_npz, (args.split,), args.data_dir)
+    dataset = load_dataset(args.dataset, args.dataset_npz, (args.split,), args.data_dir,
+                           args.tfrecord_dir, args.index_npz)
     evaluator = make_evaluator_for(dataset, args.arch)
     matched = total = failed = 0
     for run in runs:

@@ -1,14 +1,21 @@
 """Datasets with a stable `index`: the example's position in its split.
 
 Sources: TFDS (`heldout.data.tfds`, the release's CIFAR order), `.npz` files
-(`heldout.data.npz`). Every dataset offers `name`, `num_classes`, `image_shape`,
-`num_examples(split)`, `split_labels(split)` and `batches(split, batch_size)` yielding
-`Batch(image float32, label int64, index int64)` in order, without shuffling.
+(`heldout.data.npz`), indexed TFRecord shards such as the release's ImageNet
+(`heldout.data.imagenet`, written by `heldout build-imagenet`). Every dataset offers `name`,
+`num_classes`, `image_shape`, `num_examples(split)`, `split_labels(split)` and
+`batches(split, batch_size)` yielding `Batch(image float32, label int64, index int64)` in
+order, without shuffling.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from heldout.data.arrays import ArrayDataset, Batch, label_hash
+
+if TYPE_CHECKING:  # TensorFlow is imported only when TFRecord shards are read.
+    from heldout.data.imagenet import TFRecordImageDataset
 
 
 def load_dataset(
@@ -16,15 +23,30 @@ def load_dataset(
     dataset_npz: str | None = None,
     splits: tuple[str, ...] = ("train", "test"),
     data_dir: str | None = None,
-) -> ArrayDataset:
-    """Loads a dataset from TFDS (`dataset`, e.g. ``cifar10:3.0.2``) or an `.npz` file.
+    tfrecord_dir: str | None = None,
+    index_npz: str | None = None,
+) -> ArrayDataset | TFRecordImageDataset:
+    """Loads a dataset from TFDS (`dataset`, e.g. ``cifar10:3.0.2``), an `.npz` file, or a
+    directory of indexed TFRecord shards (`tfrecord_dir`, e.g. ImageNet; `index_npz` is the
+    published mapping, used for labels when the directory has no ``labels.npz``).
+
+    Returns:
+      An `ArrayDataset`, or a `heldout.data.imagenet.TFRecordImageDataset` for `tfrecord_dir`.
 
     Raises:
-      ValueError: neither or both sources given.
+      ValueError: not exactly one source given.
       NpzError: a bad `.npz` file.
+      TFRecordDatasetError: missing or incomplete shards.
     """
-    if (dataset is None) == (dataset_npz is None):
-        raise ValueError("give exactly one of dataset (a TFDS name) and dataset_npz (a path)")
+    if sum(x is not None for x in (dataset, dataset_npz, tfrecord_dir)) != 1:
+        raise ValueError(
+            "give exactly one of dataset (a TFDS name), dataset_npz (a path) and tfrecord_dir "
+            "(a directory of TFRecord shards)"
+        )
+    if tfrecord_dir is not None:
+        from heldout.data.imagenet import load_tfrecord_dataset
+
+        return load_tfrecord_dataset(tfrecord_dir, splits, index_npz=index_npz)
     if dataset_npz is not None:
         from heldout.data.npz import load_npz_dataset
 
@@ -39,8 +61,14 @@ def load_labels(
     dataset_npz: str | None = None,
     split: str = "train",
     data_dir: str | None = None,
+    tfrecord_dir: str | None = None,
+    index_npz: str | None = None,
 ):
     """int64 [n]: the labels of one split in dataset order (TFDS images are not decoded)."""
+    if tfrecord_dir is not None:
+        return load_dataset(None, None, (split,), None, tfrecord_dir, index_npz).split_labels(
+            split
+        )
     if dataset is not None and dataset_npz is None:
         from heldout.data.tfds import load_tfds
 
