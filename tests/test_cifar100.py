@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from tfds_helpers import write_metadata
 
 from heldout.cli import main
 from heldout.data import load_dataset
@@ -21,16 +22,6 @@ from heldout.models import SmallInception
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 REFERENCE = os.path.join(ROOT, "..", "shared", "reference", "checkpoint-variables")
 N = 6  # mock examples per split (mock data yields the same examples in train and test)
-
-
-def write_metadata(data_dir: str, name: str, sizes: dict[str, int]) -> None:
-    """TFDS metadata with split sizes, so that mock_data knows the splits offline."""
-    builder = tfds.builder(name, data_dir=data_dir)
-    builder.info.set_splits(tfds.core.SplitDict([
-        tfds.core.SplitInfo(name=s, shard_lengths=[n], num_bytes=0) for s, n in sizes.items()
-    ]))
-    os.makedirs(builder.data_dir, exist_ok=True)
-    builder.info.write_to_directory(builder.data_dir)
 
 
 @pytest.fixture(scope="module")

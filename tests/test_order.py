@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from tfds_helpers import write_metadata
 
 from heldout.data.order import (
     OrderError,
@@ -22,17 +23,6 @@ from heldout.data.tfds import load_tfds
 from heldout.npzio import NpzError
 
 PUBLISHED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "published")
-
-
-def write_metadata(data_dir: str, name: str, sizes: dict[str, int]) -> None:
-    """TFDS metadata (dataset_info.json) with split sizes, so that `tfds.testing.mock_data`
-    knows the splits without the real files."""
-    builder = tfds.builder(name, data_dir=data_dir)
-    builder.info.set_splits(tfds.core.SplitDict([
-        tfds.core.SplitInfo(name=s, shard_lengths=[n], num_bytes=0) for s, n in sizes.items()
-    ]))
-    os.makedirs(builder.data_dir, exist_ok=True)
-    builder.info.write_to_directory(builder.data_dir)
 
 
 def test_hand_made_ids():
