@@ -26,6 +26,7 @@ TFRECORD_DIR = flags.DEFINE_string("tfrecord_dir", None, "indexed TFRecord shard
                                     "written by `heldout build-imagenet`)")
 INDEX_NPZ = flags.DEFINE_string("index_npz", None, "with --tfrecord_dir: the published "
                                 "imagenet_index.npz, for labels when the shards have none")
+IDX_DIR = flags.DEFINE_string("idx_dir", None, "directory of MNIST-format IDX files")
 DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data directory")
 ARCH = flags.DEFINE_enum("arch", None, ["small_inception", "resnet50", "mlp"],
                          "architecture (default: the released one for the dataset)")
@@ -38,13 +39,13 @@ flags.mark_flag_as_required("run_dir")
 
 def main(argv):
     del argv
-    sources = (DATASET.value, DATASET_NPZ.value, TFRECORD_DIR.value)
+    sources = (DATASET.value, DATASET_NPZ.value, TFRECORD_DIR.value, IDX_DIR.value)
     if sum(v is not None for v in sources) != 1:
         raise app.UsageError("give exactly one of --dataset and --dataset_npz "
-                             "(or --tfrecord_dir for TFRecord shards)")
+                             "(or --tfrecord_dir / --idx_dir)")
     run = run_from_path(FLAGS.value)
     dataset = load_dataset(DATASET.value, DATASET_NPZ.value, (SPLIT.value,), DATA_DIR.value,
-                           TFRECORD_DIR.value, INDEX_NPZ.value)
+                           TFRECORD_DIR.value, INDEX_NPZ.value, IDX_DIR.value)
     evaluator = make_evaluator_for(dataset, ARCH.value)
     result = verify_run(evaluator, run, dataset, SPLIT.value, BATCH_SIZE.value)
     restored, aux, check = result.restored, result.aux, result.check

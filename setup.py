@@ -26,7 +26,9 @@ setup(
     extras_require={
         "cpu": ["tensorflow-cpu>=2.15"],
         "gpu": ["tensorflow[and-cuda]>=2.15"],
-        "dev": ["pytest", "ruff"],
+        # The no-download default dataset of the MNIST example (scikit-learn's 8x8 digits).
+        "examples": ["scikit-learn"],
+        "dev": ["pytest", "ruff", "scikit-learn"],
     },
     entry_points={"console_scripts": ["heldout=heldout.cli:main"]},
 )

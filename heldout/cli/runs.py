@@ -59,6 +59,7 @@ def add_dataset_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--dataset_npz", help=".npz dataset with <split>__image/<split>__label")
     group.add_argument("--tfrecord_dir", help="indexed TFRecord shards, e.g. ImageNet written by "
                        "`heldout build-imagenet` (test split = validation shards)")
+    group.add_argument("--idx_dir", help="directory of MNIST-format IDX files")
     parser.add_argument("--data_dir", default=None, help="TFDS data directory")
     parser.add_argument("--index_npz", default=None, help="with --tfrecord_dir: the published "
                         "imagenet_index.npz, for the labels when the shards have no labels.npz")
@@ -124,7 +125,7 @@ def verify_command(args: argparse.Namespace) -> int:
     except LayoutError as e:
         raise CommandError(str(e)) from e
     dataset = load_dataset(args.dataset, args.dataset_npz, (args.split,), args.data_dir,
-                           args.tfrecord_dir, args.index_npz)
+                           args.tfrecord_dir, args.index_npz, args.idx_dir)
     evaluator = make_evaluator_for(dataset, args.arch)
     matched = total = failed = 0
     for run in runs:

@@ -1,9 +1,118 @@
-"""Sub-commands of `heldout` (placeholder, filled by its issue)."""
+"""`heldout train`: the heldout procedure on a dataset, runs written in the release layout."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+
+from heldout.cli.common import CommandError
+
+DEFAULTS = {"epochs": 10, "batch_size": 128, "learning_rate": 0.1, "momentum": 0.9}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Adds this module's sub-commands to the `heldout` parser."""
+    """Adds `train` to the `heldout` parser."""
+    p = subparsers.add_parser(
+        "train",
+        help="train runs on random subsets and write them in the release layout",
+        description="For each run id: draw a random subset of the training split (--ratio) "
+        "from the run's seed, train a fresh model on it with momentum SGD, evaluate every "
+        "training and test example and write EXPERIMENT_DIR/<ratio>/<run_id>/{aux_arrays.npz, "
+        "run.json, checkpoints/ckpt-<epochs>}. A run appears only when complete; complete runs "
+        "are skipped, so an interrupted command resumes where it stopped. Split the runs over "
+        "processes or machines with --run_ids or --shard.",
+        epilog="example: heldout train exp --dataset_npz data.npz --arch small_inception "
+        "--ratio 0.5 --run_ids 0-99 --shard 0/4",
+    )
+    p.add_argument("experiment_dir", help="<experiment> directory (created if needed)")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--dataset", help="TFDS dataset, e.g. mnist or cifar10:3.0.2")
+    group.add_argument("--dataset_npz", help=".npz dataset with <split>__image/<split>__label")
+    group.add_argument("--idx_dir", help="directory of MNIST-format IDX files (train-images-"
+                       "idx3-ubyte[.gz], ...), e.g. /usr/share/datasets/fashion-mnist")
+    p.add_argument("--data_dir", default=None, help="TFDS data directory")
+    p.add_argument("--arch", default=None, help="mlp | small_inception | resnet50 (default: "
+                   "the released architecture for the dataset's image shape)")
+    p.add_argument("--ratio", type=float, default=0.7, help="subset ratio in (0, 1] "
+                   "(default 0.7)")
+    ids = p.add_mutually_exclusive_group(required=True)
+    ids.add_argument("--run_ids", help="run ids, e.g. 0-499 or 0-9,20-29 (inclusive)")
+    ids.add_argument("--num_runs", type=int, help="run ids 0 .. N-1")
+    p.add_argument("--shard", default=None, help="i/n: train only every n-th of the run ids, "
+                   "starting at the i-th (0 <= i < n)")
+    p.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
+    p.add_argument("--batch_size", type=int, default=DEFAULTS["batch_size"])
+    p.add_argument("--learning_rate", type=float, default=DEFAULTS["learning_rate"])
+    p.add_argument("--momentum", type=float, default=DEFAULTS["momentum"])
+    p.add_argument("--seed", type=int, default=0, help="experiment seed; each run's seed is "
+                   "derived from it, the ratio and the run id (recorded in run.json)")
+    p.add_argument("--train_size", type=int, default=None,
+                   help="use only the first N training examples")
+    p.add_argument("--path", default="auto", choices=["auto", "per_step", "stacked"],
+                   help="per_step: one compiled call per step (any model); stacked: K MLPs "
+                   "per step in a compiled loop; auto: stacked for the MLP")
+    p.add_argument("--models_per_step", type=int, default=None,
+                   help="K for the stacked path (default: 1 on CPU, 128 on a GPU)")
+    p.add_argument("--checkpoint_every", type=int, default=1, help="write checkpoints for "
+                   "run ids divisible by this (default 1: all; 0: none)")
+    p.add_argument("--no_xla", action="store_true", help="do not compile with XLA")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=train_command)
+
+
+def load_training_data(args: argparse.Namespace):
+    """The dataset named by --dataset / --dataset_npz / --idx_dir, cut to --train_size."""
+    if args.idx_dir is not None:
+        from heldout.data.idx import load_idx_dataset
+
+        dataset = load_idx_dataset(args.idx_dir)
+    elif args.dataset_npz is not None:
+        from heldout.data.npz import load_npz_dataset
+
+        dataset = load_npz_dataset(args.dataset_npz)
+    else:
+        from heldout.data.tfds import load_tfds
+
+        dataset = load_tfds(args.dataset, ("train", "test"), args.data_dir)
+    if args.train_size is not None:
+        from heldout.train import take_train
+
+        dataset = take_train(dataset, args.train_size)
+    return dataset
+
+
+def train_command(args: argparse.Namespace) -> int:
+    from heldout.evaluate import default_arch
+    from heldout.train import (
+        TrainConfig,
+        parse_run_ids,
+        parse_shard,
+        ratio_name,
+        shard_run_ids,
+        train_experiment,
+    )
+
+    if args.num_runs is not None and args.num_runs < 1:
+        raise CommandError(f"--num_runs must be >= 1, got {args.num_runs}")
+    run_ids = parse_run_ids(args.run_ids) if args.run_ids else list(range(args.num_runs))
+    if args.shard:
+        run_ids = shard_run_ids(run_ids, *parse_shard(args.shard))
+    ratio = ratio_name(args.ratio)
+    dataset = load_training_data(args)
+    arch = args.arch or default_arch(dataset.name, dataset.image_shape)
+    config = TrainConfig(
+        arch=arch, epochs=args.epochs, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, momentum=args.momentum, seed=args.seed,
+        path=args.path, models_per_step=args.models_per_step,
+        checkpoint_every=args.checkpoint_every, jit_compile=not args.no_xla,
+    )
+    print(f"training {len(run_ids)} runs of {arch} at ratio {ratio} on {dataset.name} "
+          f"({dataset.num_examples('train')} train, {dataset.num_examples('test')} test), "
+          f"path {config.resolved_path()}, {config.resolved_models_per_step()} per step",
+          file=sys.stderr)
+    result = train_experiment(args.experiment_dir, dataset, float(ratio), run_ids, config,
+                              progress=not args.quiet)
+    print(f"trained {len(result.trained)} runs, skipped {len(result.skipped)} complete runs, "
+          f"in {result.seconds:.1f} s; runs in {os.path.join(args.experiment_dir, ratio)}")
+    return 0

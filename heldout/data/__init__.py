@@ -25,10 +25,12 @@ def load_dataset(
     data_dir: str | None = None,
     tfrecord_dir: str | None = None,
     index_npz: str | None = None,
+    idx_dir: str | None = None,
 ) -> ArrayDataset | TFRecordImageDataset:
-    """Loads a dataset from TFDS (`dataset`, e.g. ``cifar10:3.0.2``), an `.npz` file, or a
+    """Loads a dataset from TFDS (`dataset`, e.g. ``cifar10:3.0.2``), an `.npz` file, a
     directory of indexed TFRecord shards (`tfrecord_dir`, e.g. ImageNet; `index_npz` is the
-    published mapping, used for labels when the directory has no ``labels.npz``).
+    published mapping, used for labels when the directory has no ``labels.npz``), or a
+    directory of MNIST-format IDX files (`idx_dir`).
 
     Returns:
       An `ArrayDataset`, or a `heldout.data.imagenet.TFRecordImageDataset` for `tfrecord_dir`.
@@ -38,11 +40,15 @@ def load_dataset(
       NpzError: a bad `.npz` file.
       TFRecordDatasetError: missing or incomplete shards.
     """
-    if sum(x is not None for x in (dataset, dataset_npz, tfrecord_dir)) != 1:
+    if sum(x is not None for x in (dataset, dataset_npz, tfrecord_dir, idx_dir)) != 1:
         raise ValueError(
-            "give exactly one of dataset (a TFDS name), dataset_npz (a path) and tfrecord_dir "
-            "(a directory of TFRecord shards)"
+            "give exactly one of dataset (a TFDS name), dataset_npz (a path), tfrecord_dir "
+            "(a directory of TFRecord shards) and idx_dir (a directory of IDX files)"
         )
+    if idx_dir is not None:
+        from heldout.data.idx import load_idx_dataset
+
+        return load_idx_dataset(idx_dir, splits)
     if tfrecord_dir is not None:
         from heldout.data.imagenet import load_tfrecord_dataset
 

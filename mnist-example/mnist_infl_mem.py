@@ -1,0 +1,299 @@
+"""Memorization and influence of MNIST-like training examples, end to end (Feldman & Zhang 2020).
+
+The recipe of the original MNIST example: an MLP 784-512-256-10 (ReLU), momentum SGD (0.9) at
+learning rate 0.1, batch 128, 10 epochs, 2,000 runs each on a random 70% subset of the training
+set, pixels / 255. Every run is written in the release layout by `heldout.train` (resumable:
+run the same command again to finish an interrupted experiment), then the runs' aux arrays go
+through `heldout.estimate`:
+
+- ``memorization[i]`` = accuracy on training example i of the runs that trained on it minus that
+  of the runs that did not;
+- ``influence[j, i]`` = the same difference for test example j.
+
+Outputs in --output_dir:
+
+- ``infl_mem.npz``: ``memorization``, ``memorization_stderr`` [n_train] (float64),
+  ``influence`` [n_test, n_train] (float32; 2.3 GB for all of MNIST), ``count_in``,
+  ``count_out``, ``num_runs``, ``subset_ratio``, ``train_labels``, ``test_labels`` (the labels
+  trained on, after label noise), ``label_noise_index`` (the flipped training positions;
+  empty without --label_noise);
+- ``infl_mem.pdf`` / ``.png``: one row per test example (those with the largest maximum
+  influence): the test image, its 4 most influential training examples, then 5 random training
+  examples of its class, each titled with its label and influence;
+- ``memorization_hist.pdf`` / ``.png``: histogram of memorization (flipped and clean examples
+  apart under --label_noise);
+- ``experiment/<ratio>/<run_id>/``: the runs (checkpoints for every --checkpoint_every-th run);
+- ``dataset.npz``: the data as trained on (after --train_size and --label_noise), so that
+  ``heldout verify`` can re-evaluate any run with a checkpoint.
+
+Data: --dataset=digits (the default; scikit-learn's 8x8 digits, no download), --dataset=mnist
+(or any TFDS image classification dataset; downloaded by TFDS), or --idx_dir=DIR for MNIST-format
+IDX files (e.g. Debian's dataset-fashion-mnist in /usr/share/datasets/fashion-mnist).
+
+    python mnist-example/mnist_infl_mem.py --num_runs=200 --output_dir=/tmp/digits
+    python mnist-example/mnist_infl_mem.py --dataset=mnist --output_dir=/tmp/mnist
+    python mnist-example/mnist_infl_mem.py --idx_dir=/usr/share/datasets/fashion-mnist \\
+        --train_size=10000 --label_noise=0.01 --epochs=40 --learning_rate=0.02 \\
+        --num_runs=100 --output_dir=/tmp/fmnist
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+import time
+
+import numpy as np
+
+LABEL_NOISE_SEED = 20200830  # Fixed: the flipped examples do not depend on --seed.
+FIGURE_INFLUENTIAL = 4
+FIGURE_RANDOM = 5
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description="Memorization and influence estimates by the heldout procedure on MNIST-like "
+        "data (MLP runs on random subsets), with figures.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--dataset", default="digits",
+                   help="'digits' (scikit-learn's 8x8 digits, no download) or a TFDS dataset "
+                   "such as mnist or fashion_mnist")
+    p.add_argument("--idx_dir", default=None,
+                   help="directory of MNIST-format IDX files (overrides --dataset)")
+    p.add_argument("--data_dir", default=None, help="TFDS data directory")
+    p.add_argument("--num_runs", type=int, default=2000)
+    p.add_argument("--subset_ratio", type=float, default=0.7)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch_size", type=int, default=128)
+    p.add_argument("--learning_rate", type=float, default=0.1)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--train_size", type=int, default=None,
+                   help="use only the first N training examples")
+    p.add_argument("--models_per_step", type=int, default=None,
+                   help="K models trained per step (default: 1 on CPU, 128 on a GPU)")
+    p.add_argument("--label_noise", type=float, default=0.0,
+                   help="flip this fraction of training labels to another class (fixed seed)")
+    p.add_argument("--seed", type=int, default=0, help="experiment seed (runs' subsets, batch "
+                   "orders and initial weights)")
+    p.add_argument("--checkpoint_every", type=int, default=100,
+                   help="write checkpoints for runs whose id is a multiple of this (0: none)")
+    p.add_argument("--figure_rows", type=int, default=6,
+                   help="test examples shown in the influence figure")
+    p.add_argument("--output_dir", default="mnist_infl_mem_output",
+                   help="where infl_mem.npz, the figures and the experiment go")
+    args = p.parse_args(argv)
+    if args.num_runs < 2:
+        p.error(f"--num_runs must be >= 2, got {args.num_runs}")
+    if not 0.0 <= args.label_noise < 1.0:
+        p.error(f"--label_noise must lie in [0, 1), got {args.label_noise}")
+    return args
+
+
+def load_data(args: argparse.Namespace):
+    """The dataset of --idx_dir / --dataset, cut to --train_size, with --label_noise.
+
+    Returns:
+      (dataset, flipped training positions int64 [k]).
+    """
+    from heldout.train import flip_labels, take_train
+
+    if args.idx_dir:
+        from heldout.data.idx import load_idx_dataset
+
+        dataset = load_idx_dataset(args.idx_dir)
+    elif args.dataset == "digits":
+        from heldout.data.digits import load_digits
+
+        dataset = load_digits()
+    else:
+        from heldout.data.tfds import load_tfds
+
+        dataset = load_tfds(args.dataset, ("train", "test"), args.data_dir)
+    if args.train_size is not None:
+        dataset = take_train(dataset, args.train_size)
+    flipped = np.zeros(0, np.int64)
+    if args.label_noise > 0:
+        dataset, flipped = flip_labels(dataset, args.label_noise, LABEL_NOISE_SEED)
+    return dataset, flipped
+
+
+def save_dataset_npz(dataset, path: str) -> None:
+    """Writes the dataset as trained on in heldout's `.npz` convention (for `heldout verify`)."""
+    from heldout.npzio import save_npz_atomic
+
+    arrays = {"__num_classes": np.array(dataset.num_classes, np.int64),
+              "__data_scale": np.array(dataset.scale, np.float32)}
+    for split in ("train", "test"):
+        arrays[f"{split}__image"] = dataset.images[split]
+        arrays[f"{split}__label"] = dataset.split_labels(split)
+    save_npz_atomic(path, arrays)
+
+
+def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve of `scores` for telling `positive` from the rest (Mann-Whitney
+    U / (n_pos n_neg), ties counted one half). NaN scores are left out."""
+    scores = np.asarray(scores, np.float64)
+    positive = np.asarray(positive, bool)
+    keep = ~np.isnan(scores)
+    scores, positive = scores[keep], positive[keep]
+    n_pos = int(positive.sum())
+    n_neg = len(scores) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    _, first, counts = np.unique(scores[order], return_index=True, return_counts=True)
+    ranks = np.empty(len(scores))
+    ranks[order] = np.repeat(first + (counts + 1) / 2.0, counts)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def _show(ax, image: np.ndarray, title: str) -> None:
+    ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray_r",
+              interpolation="nearest")
+    ax.set_title(title, fontsize=7)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot_influence(dataset, influence: np.ndarray, rows: int, path_stem: str, seed: int = 0):
+    """The influence figure (see the module docstring), as PDF and PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(seed)
+    y_train, y_test = dataset.split_labels("train"), dataset.split_labels("test")
+    x_train, x_test = dataset.images["train"], dataset.images["test"]
+    filled = np.where(np.isnan(influence), -np.inf, influence)
+    best = filled.max(axis=1)
+    tests = np.argsort(-best, kind="stable")[:rows]
+    cols = 1 + FIGURE_INFLUENTIAL + FIGURE_RANDOM
+    fig, axes = plt.subplots(len(tests), cols, figsize=(1.3 * cols, 1.45 * len(tests)),
+                             squeeze=False)
+    for row, j in enumerate(tests):
+        _show(axes[row, 0], x_test[j], f"test {j}\nlabel {y_test[j]}")
+        top = np.argsort(-filled[j], kind="stable")[:FIGURE_INFLUENTIAL]
+        same = np.flatnonzero(y_train == y_test[j])
+        randoms = rng.choice(same, min(FIGURE_RANDOM, len(same)), replace=False)
+        for col, i in enumerate([*top, *randoms], start=1):
+            _show(axes[row, col], x_train[i], f"label {y_train[i]}\ninfl {influence[j, i]:.3f}")
+        for col in range(1 + len(top) + len(randoms), cols):
+            axes[row, col].axis("off")
+    fig.suptitle(f"Test examples (left), their {FIGURE_INFLUENTIAL} most influential training "
+                 f"examples, then {FIGURE_RANDOM} random training examples of the same class",
+                 fontsize=8)
+    fig.tight_layout()
+    for ext in ("pdf", "png"):
+        fig.savefig(f"{path_stem}.{ext}", dpi=150)
+    plt.close(fig)
+
+
+def plot_memorization(memorization: np.ndarray, flipped: np.ndarray, path_stem: str) -> None:
+    """Histogram of memorization, flipped and clean examples apart when labels were flipped."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    bins = np.linspace(-1, 1, 41)
+    values = memorization[~np.isnan(memorization)]
+    if len(flipped):
+        is_flipped = np.zeros(len(memorization), bool)
+        is_flipped[flipped] = True
+        keep = ~np.isnan(memorization)
+        ax.hist(memorization[keep & ~is_flipped], bins, density=True, alpha=0.6, label="clean")
+        ax.hist(memorization[keep & is_flipped], bins, density=True, alpha=0.6,
+                label="label flipped")
+        ax.legend()
+        ax.set_ylabel("density")
+    else:
+        ax.hist(values, bins)
+        ax.set_ylabel("training examples")
+        ax.set_yscale("log")
+    ax.set_xlabel("memorization estimate")
+    fig.tight_layout()
+    for ext in ("pdf", "png"):
+        fig.savefig(f"{path_stem}.{ext}", dpi=150)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from tqdm import tqdm
+
+    from heldout import estimate
+    from heldout.experiment import open_experiment
+    from heldout.npzio import save_npz_atomic
+    from heldout.train import TrainConfig, ratio_name, train_experiment
+
+    start = time.perf_counter()
+    os.makedirs(args.output_dir, exist_ok=True)
+    dataset, flipped = load_data(args)
+    n_train, n_test = dataset.num_examples("train"), dataset.num_examples("test")
+    print(f"data: {dataset.name}, {n_train} training and {n_test} test examples, "
+          f"{dataset.num_classes} classes, images {dataset.image_shape}"
+          + (f", {len(flipped)} training labels flipped" if len(flipped) else ""))
+    dataset_npz = os.path.join(args.output_dir, "dataset.npz")
+    save_dataset_npz(dataset, dataset_npz)
+
+    experiment_dir = os.path.join(args.output_dir, "experiment")
+    config = TrainConfig(
+        arch="mlp", epochs=args.epochs, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, momentum=args.momentum, seed=args.seed,
+        models_per_step=args.models_per_step, checkpoint_every=args.checkpoint_every,
+    )
+    result = train_experiment(experiment_dir, dataset, args.subset_ratio,
+                              range(args.num_runs), config)
+    print(f"trained {len(result.trained)} runs in {result.seconds:.1f} s "
+          f"({config.resolved_models_per_step()} per step); {len(result.skipped)} were complete")
+
+    ratio = ratio_name(args.subset_ratio)
+    runs = [r for r in open_experiment(experiment_dir).runs(ratio) if r.run_id < args.num_runs]
+    acc = estimate.accumulate_runs(runs, keep_runs=True,
+                                   progress=functools.partial(tqdm, desc="read runs", unit="run"))
+    est = estimate.estimate(acc, "full")
+    mem = est.memorization
+    arrays = {
+        **est.to_dict(),
+        "train_labels": dataset.split_labels("train"),
+        "test_labels": dataset.split_labels("test"),
+        "label_noise_index": flipped,
+    }
+    out_npz = os.path.join(args.output_dir, "infl_mem.npz")
+    save_npz_atomic(out_npz, arrays)
+    plot_influence(dataset, est.influence, args.figure_rows,
+                   os.path.join(args.output_dir, "infl_mem"), args.seed)
+    plot_memorization(mem, flipped, os.path.join(args.output_dir, "memorization_hist"))
+
+    accuracy = {split: np.mean([r.load_aux().accuracy(split) for r in runs[:20]])
+                for split in ("train", "removed", "test")}
+    print(f"{acc.num_runs} runs at ratio {ratio}: mean accuracy (first {min(20, len(runs))} "
+          f"runs) train {accuracy['train']:.4f}, held out {accuracy['removed']:.4f}, "
+          f"test {accuracy['test']:.4f}")
+    print(f"memorization: mean {np.nanmean(mem):.4f}, {int(np.sum(mem >= 0.5))} examples >= 0.5, "
+          f"{int(np.sum(np.isnan(mem)))} undefined (never held out or never in)")
+    print(f"influence: largest {np.nanmax(est.influence):.4f}; "
+          f"{int(np.sum(est.influence >= 0.15))} pairs >= 0.15")
+    if len(flipped):
+        is_flipped = np.zeros(n_train, bool)
+        is_flipped[flipped] = True
+        print(f"label noise: mean memorization {np.nanmean(mem[is_flipped]):.4f} flipped, "
+              f"{np.nanmean(mem[~is_flipped]):.4f} clean; ROC AUC (flipped vs clean) "
+              f"{roc_auc(mem, is_flipped):.4f}")
+    print(f"wrote {out_npz}, {args.output_dir}/infl_mem.{{pdf,png}}, "
+          f"{args.output_dir}/memorization_hist.{{pdf,png}} in {time.perf_counter() - start:.1f} s")
+    with_ckpt = [r for r in runs if r.has_checkpoint()]
+    if with_ckpt:
+        arch_flag = "" if dataset.image_shape[:2] == (28, 28) else " --arch mlp"
+        print(f"verify a run: heldout verify {with_ckpt[0].path} --dataset_npz {dataset_npz}"
+              f"{arch_flag}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
