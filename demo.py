@@ -11,13 +11,16 @@ Prints the checkpoint's epoch and global step, the run's subset percentage, the 
 split and `N out of M predictions match`; exits 1 when fewer than --min_match_fraction match.
 """
 
+import os
 import sys
 
-from absl import app, flags
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
 
-from heldout.data import load_dataset
-from heldout.evaluate import make_evaluator_for, verify_run
-from heldout.experiment import run_from_path
+from absl import app, flags  # noqa: E402
+
+from heldout.data import load_dataset  # noqa: E402
+from heldout.evaluate import make_evaluator_for, verify_run  # noqa: E402
+from heldout.experiment import run_from_path  # noqa: E402
 
 FLAGS = flags.DEFINE_string("run_dir", None, "run directory <experiment>/<ratio>/<run_id>")
 DATASET = flags.DEFINE_string("dataset", None, "TFDS dataset, e.g. cifar10:3.0.2")

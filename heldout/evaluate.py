@@ -79,7 +79,7 @@ def cross_check(predictions: Predictions, aux: AuxArrays, split: str) -> CrossCh
 
 def default_arch(dataset_name: str, image_shape: tuple[int, ...]) -> str:
     """The released architecture for a dataset: ResNet-50 for ImageNet, SmallInception for
-    32x32x3 images, the MLP for 28x28x1.
+    32x32x3 images, the MNIST example's MLP for 28x28 and other single-channel images.
 
     Raises:
       ValueError: no default for this input shape (pass an architecture explicitly).
@@ -88,7 +88,7 @@ def default_arch(dataset_name: str, image_shape: tuple[int, ...]) -> str:
         return "resnet50"
     if tuple(image_shape) == (32, 32, 3):
         return "small_inception"
-    if tuple(image_shape[:2]) == (28, 28):
+    if tuple(image_shape[:2]) == (28, 28) or tuple(image_shape)[-1:] == (1,):
         return "mlp"
     raise ValueError(
         f"no default architecture for {dataset_name} with images {tuple(image_shape)}; "

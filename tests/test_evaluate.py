@@ -68,6 +68,7 @@ def test_default_arch():
     assert default_arch("cifar10:3.0.2", (32, 32, 3)) == "small_inception"
     assert default_arch("imagenet2012", (224, 224, 3)) == "resnet50"
     assert default_arch("mnist", (28, 28, 1)) == "mlp"
+    assert default_arch("digits", (8, 8, 1)) == "mlp"
     with pytest.raises(ValueError, match="--arch"):
         default_arch("x", (64, 64, 3))
 
@@ -114,6 +115,7 @@ def test_inspect(fmnist_experiment, capsys):
     assert cli_main(["inspect", str(fmnist_experiment)]) == 0
     out = capsys.readouterr().out
     assert "3 complete runs in 2 subset ratios; 0 other entries skipped" in out
+    assert "acc subset acc removed acc test" in out
     assert "   0.5     2     2   50.0%" in out and "  0.25     1     1   25.0%" in out
 
 

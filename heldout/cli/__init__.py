@@ -8,12 +8,16 @@ the commands that need it, so `heldout estimate` and friends start instantly.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from heldout import __version__
 from heldout.cli import imagenet, release, runs, scores, train
 from heldout.cli.common import CommandError
+
+# TensorFlow's C++ start-up messages (oneDNN, CPU features) mean nothing to a user of the CLI.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,8 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "inspect",
         help="ratios, runs and mean accuracies of an experiment (aux arrays only)",
-        description="Lists an experiment's subset ratios, its complete runs per ratio, the "
-        "entries that are not complete runs, and mean accuracies from the aux arrays.",
+        description="Lists an experiment's subset ratios, its complete runs per ratio (and how "
+        "many have a checkpoint), the entries that are not complete runs, and mean accuracies "
+        "from the aux arrays: on each run's own training subset, on its removed (held-out) "
+        "training examples and on the test split.",
     )
     p.add_argument("experiment_dir", help="<experiment> directory of the release layout")
     p.set_defaults(handler=inspect_command)
@@ -42,7 +44,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("path", help="a run directory <experiment>/<ratio>/<run_id>, or an experiment")
     add_dataset_flags(p)
-    p.add_argument("--split", default="test", choices=["train", "test"])
+    p.add_argument("--split", default="test", choices=["train", "test"],
+                   help="dataset split to evaluate (default test); train means the whole "
+                   "training split, each run's subset and its removed examples")
+    p.add_argument("--train_size", type=int, default=None,
+                   help="use only the first N training examples (runs trained with "
+                   "`heldout train --train_size N`)")
     p.add_argument("--arch", default=None, help="small_inception | resnet50 | mlp "
                    "(default: the released architecture for the dataset)")
     p.add_argument("--batch_size", type=int, default=200)
@@ -91,7 +98,7 @@ def inspect_command(args: argparse.Namespace) -> int:
     print(f"{len(experiment)} complete runs in {len(experiment.ratios)} subset ratios; "
           f"{len(experiment.skipped)} other entries skipped")
     header = (f"{'ratio':>6} {'runs':>5} {'ckpt':>5} {'subset':>7} "
-              f"{'acc train':>9} {'acc removed':>11} {'acc test':>8}")
+              f"{'acc subset':>10} {'acc removed':>11} {'acc test':>8}")
     print(header)
     failures = 0
     for ratio in experiment.ratios:
@@ -110,7 +117,7 @@ def inspect_command(args: argparse.Namespace) -> int:
         with warnings.catch_warnings():  # a ratio of 1.0 has no removed examples: NaN
             warnings.simplefilter("ignore", RuntimeWarning)
             mean = np.nanmean(np.asarray(rows, dtype=float), axis=0) if rows else [np.nan] * 4
-        print(f"{ratio:>6} {len(rows):>5} {with_ckpt:>5} {mean[0]:>7.1%} {mean[1]:>9.4f} "
+        print(f"{ratio:>6} {len(rows):>5} {with_ckpt:>5} {mean[0]:>7.1%} {mean[1]:>10.4f} "
               f"{mean[2]:>11.4f} {mean[3]:>8.4f}")
     return 1 if failures else 0
 
@@ -126,6 +133,10 @@ def verify_command(args: argparse.Namespace) -> int:
         raise CommandError(str(e)) from e
     dataset = load_dataset(args.dataset, args.dataset_npz, (args.split,), args.data_dir,
                            args.tfrecord_dir, args.index_npz, args.idx_dir)
+    if args.train_size is not None and args.split == "train":
+        from heldout.train import take_train
+
+        dataset = take_train(dataset, args.train_size)
     evaluator = make_evaluator_for(dataset, args.arch)
     matched = total = failed = 0
     for run in runs:
