@@ -1,9 +1,246 @@
-"""Sub-commands of `heldout` (placeholder, filled by its issue)."""
+"""`heldout estimate`, `heldout cscores`, `heldout pairs`: scores from an experiment's runs.
+
+Only the runs' `aux_arrays.npz` are read (runs without checkpoints count); see
+`heldout.estimate` for the definitions and `heldout.published` for the file formats.
+
+Examples::
+
+    heldout estimate cifar10-inception --ratio 0.7 --out est.npz
+    heldout estimate imagenet-resnet50 --ratio 0.7 --influence topk --top_k 20 --out est.npz
+    heldout cscores cifar10-inception --dataset cifar10:3.0.2 --out cscores.npz
+    heldout pairs est.npz --dataset cifar10:3.0.2 --out pairs.npz
+"""
 
 from __future__ import annotations
 
 import argparse
+import functools
+import os
+
+import numpy as np
+from tqdm import tqdm
+
+from heldout import estimate as est
+from heldout import published
+from heldout.cli.common import CommandError
+from heldout.experiment import open_experiment
+
+DEFAULT_TOP_K = 10
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Adds this module's sub-commands to the `heldout` parser."""
+    """Adds `estimate`, `cscores` and `pairs` to the `heldout` parser."""
+    p = subparsers.add_parser(
+        "estimate",
+        help="memorization and influence at one subset ratio",
+        description="Memorization (with binomial standard errors and the in/out counts) and "
+        "influence of the runs at one subset ratio (Feldman & Zhang 2020). Writes an .npz "
+        "with memorization, memorization_stderr, count_in, count_out, num_runs, subset_ratio "
+        "and influence (float32 [n_test, n_train]) or topk_index/topk_influence ([n_test, k]). "
+        "NaN marks values whose count is zero.",
+    )
+    p.add_argument("experiment_dir", help="<experiment> directory of the release layout")
+    p.add_argument("--ratio", help="subset ratio, e.g. 0.7 (default: the experiment's only one)")
+    p.add_argument("--out", required=True, help="output .npz (written atomically)")
+    p.add_argument(
+        "--influence",
+        choices=est.INFLUENCE_KINDS,
+        default="full",
+        help="full matrix, top-k training examples per test example, or none (default full)",
+    )
+    p.add_argument(
+        "--top_k",
+        type=int,
+        default=None,
+        help=f"with --influence topk: entries per test example (default {DEFAULT_TOP_K})",
+    )
+    p.set_defaults(handler=estimate_command)
+
+    p = subparsers.add_parser(
+        "cscores",
+        help="C-scores averaged over subset ratios",
+        description="Holdout C-scores (Jiang et al. 2021): per subset ratio, the accuracy on "
+        "each training example of the runs that held it out, averaged over the ratios where it "
+        "is defined. Writes scores, scores_stderr, scores_by_ratio [n_ratios, n_train], ratios, "
+        "num_runs_by_ratio (+ scores_stderr_by_ratio, count_out_by_ratio, test_scores, "
+        "test_scores_by_ratio) and labels when a dataset is given: the published C-score "
+        "format (labels, scores) plus those keys.",
+    )
+    p.add_argument("experiment_dir", help="<experiment> directory of the release layout")
+    p.add_argument("--out", required=True, help="output .npz (written atomically)")
+    p.add_argument("--ratios", help="comma-separated subset ratios to use (default: all)")
+    _add_dataset_flags(p, required=False)
+    p.set_defaults(handler=cscores_command)
+
+    p = subparsers.add_parser(
+        "pairs",
+        help="high-influence pairs from an estimate file",
+        description="High-influence (train, test) pairs (Feldman & Zhang 2020): influence >= "
+        "--infl_threshold, memorization of the training example >= --mem_threshold, same "
+        "label. Writes the published format: tr_idx, tt_idx, infl, mem.",
+    )
+    p.add_argument("estimate_npz", metavar="EST_NPZ", help="output of `heldout estimate`")
+    _add_dataset_flags(p, required=True)
+    p.add_argument("--out", required=True, help="output .npz (written atomically)")
+    p.add_argument("--infl_threshold", type=float, default=0.15, help="default 0.15")
+    p.add_argument("--mem_threshold", type=float, default=0.25, help="default 0.25")
+    p.set_defaults(handler=pairs_command)
+
+
+def _add_dataset_flags(parser: argparse.ArgumentParser, required: bool) -> None:
+    group = parser.add_mutually_exclusive_group(required=required)
+    group.add_argument("--dataset", help="TFDS dataset, e.g. cifar10:3.0.2 (for the labels)")
+    group.add_argument("--dataset_npz", help=".npz dataset with <split>__label keys")
+    group.add_argument("--tfrecord_dir", help="indexed TFRecord shards (e.g. ImageNet)")
+    parser.add_argument("--data_dir", default=None, help="TFDS data directory")
+    parser.add_argument(
+        "--index_npz", default=None, help="with --tfrecord_dir: the published imagenet_index.npz"
+    )
+
+
+def _has_dataset(args: argparse.Namespace) -> bool:
+    return any(getattr(args, k) is not None for k in ("dataset", "dataset_npz", "tfrecord_dir"))
+
+
+def _load_labels(args: argparse.Namespace, split: str, expected: int) -> np.ndarray:
+    from heldout.data import load_labels  # TensorFlow only for TFDS / TFRecord sources
+
+    extra = {k: getattr(args, k) for k in ("tfrecord_dir", "index_npz") if getattr(args, k)}
+    labels = np.asarray(
+        load_labels(
+            dataset=args.dataset,
+            dataset_npz=args.dataset_npz,
+            split=split,
+            data_dir=args.data_dir,
+            **extra,
+        )
+    )
+    if labels.shape != (expected,):
+        source = args.dataset or args.dataset_npz or args.tfrecord_dir
+        raise CommandError(
+            f"{source}: the {split} split has {len(labels)} labels but the scores cover "
+            f"{expected} {split} examples"
+        )
+    return labels
+
+
+def _progress(desc: str, unit: str):
+    return functools.partial(tqdm, desc=desc, unit=unit, dynamic_ncols=True)
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def estimate_command(args: argparse.Namespace) -> int:
+    if args.top_k is not None and args.influence != "topk":
+        raise CommandError("--top_k applies only with --influence topk")
+    top_k = DEFAULT_TOP_K if args.top_k is None else args.top_k
+    if top_k < 1:
+        raise CommandError(f"--top_k must be >= 1, got {top_k}")
+    experiment = open_experiment(args.experiment_dir)
+    if not experiment.ratios:
+        raise CommandError(f"{experiment.root}: no complete runs (aux_arrays.npz) found")
+    if args.ratio is None:
+        if len(experiment.ratios) > 1:
+            raise CommandError(
+                f"{experiment.root} has subset ratios {experiment.ratios}; choose one with --ratio"
+            )
+        ratio = experiment.ratios[0]
+    else:
+        ratio = experiment.ratio_name(args.ratio)
+    runs = experiment.runs(ratio)
+    acc = est.accumulate_runs(
+        runs,
+        keep_runs=args.influence != "none",
+        progress=_progress(f"reading runs ({ratio})", "run"),
+    )
+    if args.influence == "full":
+        needed, available = 4 * acc.num_test * acc.num_train, _physical_memory()
+        if available is not None and needed > 0.8 * available:
+            raise CommandError(
+                f"full influence is float32 [{acc.num_test}, {acc.num_train}] = "
+                f"{needed / 1e9:.1f} GB, more than this machine's memory "
+                f"({available / 1e9:.1f} GB); use --influence topk"
+            )
+    result = est.estimate(acc, args.influence, top_k, progress=_progress("influence", "tile"))
+    est.save_estimate(args.out, result)
+    defined = int(np.sum(~np.isnan(result.memorization)))
+    kind = {
+        "full": f"influence float32 [{acc.num_test}, {acc.num_train}]",
+        "topk": f"top-{top_k} influence per test example",
+        "none": "no influence",
+    }[args.influence]
+    print(
+        f"{args.out}: {acc.num_runs} runs at subset ratio {ratio}, {acc.num_train} training / "
+        f"{acc.num_test} test examples; memorization defined for {defined} "
+        f"({acc.num_train - defined} NaN: never or always held out); {kind}"
+    )
+    return 0
+
+
+def cscores_command(args: argparse.Namespace) -> int:
+    experiment = open_experiment(args.experiment_dir)
+    ratios = None
+    if args.ratios:
+        ratios = [r.strip() for r in args.ratios.split(",") if r.strip()]
+    accs = est.accumulate_experiment(
+        experiment, ratios, keep_runs=False, progress=_progress("reading runs", "run")
+    )
+    scores = est.cscores(accs)
+    labels = _load_labels(args, "train", accs[0].num_train) if _has_dataset(args) else None
+    published.write_cscores(args.out, scores, labels)
+    defined = int(np.sum(~np.isnan(scores.scores)))
+    per_ratio = ", ".join(
+        f"{r:g}: {n} runs" for r, n in zip(scores.ratios, scores.num_runs_by_ratio, strict=True)
+    )
+    print(
+        f"{args.out}: C-scores of {len(scores.scores)} training examples from {per_ratio}; "
+        f"defined for {defined} ({len(scores.scores) - defined} NaN: never held out)"
+        + ("" if labels is None else "; with labels")
+    )
+    return 0
+
+
+def pairs_command(args: argparse.Namespace) -> int:
+    estimate = est.load_estimate(args.estimate_npz)
+    n_train = len(estimate.memorization)
+    if estimate.influence is not None:
+        n_test = estimate.influence.shape[0]
+    elif estimate.topk_index is not None:
+        n_test = estimate.topk_index.shape[0]
+    else:
+        raise CommandError(
+            f"{args.estimate_npz}: holds no influence (written with --influence none); run "
+            "`heldout estimate` with --influence full or topk"
+        )
+    train_labels = _load_labels(args, "train", n_train)
+    test_labels = _load_labels(args, "test", n_test)
+    thresholds = dict(infl_threshold=args.infl_threshold, mem_threshold=args.mem_threshold)
+    if estimate.influence is not None:
+        pairs = est.select_high_influence_pairs(
+            estimate.influence, estimate.memorization, train_labels, test_labels, **thresholds
+        )
+    else:
+        try:
+            pairs = est.pairs_from_top_k(
+                estimate.topk_index,
+                estimate.topk_influence,
+                estimate.memorization,
+                train_labels,
+                test_labels,
+                **thresholds,
+            )
+        except est.EstimateError as e:
+            raise CommandError(f"{args.estimate_npz}: {e}") from e
+    published.write_pairs(args.out, pairs)
+    print(
+        f"{args.out}: {len(pairs)} high-influence pairs (influence >= {args.infl_threshold}, "
+        f"memorization >= {args.mem_threshold}, same label) over "
+        f"{len(np.unique(pairs.tr_idx))} training and {len(np.unique(pairs.tt_idx))} test "
+        "examples"
+    )
+    return 0

@@ -1,0 +1,338 @@
+"""`heldout estimate`, `cscores`, `pairs` on the fmnist32 reference runs and synthetic runs."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import warnings
+
+import numpy as np
+import pytest
+
+from heldout import estimate as est
+from heldout import published as pub
+from heldout.cli import main
+from heldout.experiment import make_aux_arrays, open_experiment, write_aux_arrays
+from heldout.npzio import load_npz
+
+SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
+ESTIMATE_KEYS = [
+    "count_in",
+    "count_out",
+    "memorization",
+    "memorization_stderr",
+    "num_runs",
+    "subset_ratio",
+]
+F32 = 4 * float(np.finfo(np.float32).eps)
+
+
+@pytest.fixture(scope="module")
+def fmnist() -> pathlib.Path:
+    path = SHARED / "reference" / "fmnist32"
+    assert path.is_dir(), f"{path} is missing: tests need ../shared beside the checkout"
+    return path
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    status = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def matrices(experiment_dir, ratio):
+    """M, C, T of the runs at one ratio, straight from their aux arrays (dataset order)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # stray entries are the CLI tests' business
+        runs = open_experiment(experiment_dir).runs(ratio)
+    aux = [run.load_aux() for run in runs]
+    masks = np.array([a.subset_mask() for a in aux])
+    return (
+        masks,
+        np.array([a.train_correctness() for a in aux]),
+        np.array([a.test_correctness() for a in aux]),
+    )
+
+
+def direct(masks, correct, test_correct):
+    """Memorization and influence by their definitions, one training example at a time."""
+    n_train = masks.shape[1]
+    mem = np.full(n_train, np.nan)
+    infl = np.full((test_correct.shape[1], n_train), np.nan)
+    for i in range(n_train):
+        inn, out = masks[:, i], ~masks[:, i]
+        if inn.any() and out.any():
+            mem[i] = correct[inn, i].mean() - correct[out, i].mean()
+            infl[:, i] = test_correct[inn].mean(0) - test_correct[out].mean(0)
+    return mem, infl
+
+
+def direct_cscores(experiment_dir):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ratios = open_experiment(experiment_dir).ratios
+    per = []
+    for ratio in ratios:
+        masks, correct, _ = matrices(experiment_dir, ratio)
+        out = (~masks).sum(0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per.append(np.where(out > 0, (correct & ~masks).sum(0) / out, np.nan))
+    per = np.array(per)
+    defined = (~np.isnan(per)).sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(defined > 0, np.nansum(per, axis=0) / defined, np.nan), per
+
+
+# --------------------------------------------------------------------------------------------
+# The fmnist32 reference experiment (runs 0.5/0, 0.5/7, 0.25/3).
+
+
+def test_estimate_full_on_fmnist(fmnist, tmp_path, capsys):
+    experiment = fmnist / "fmnist32-inception"
+    status, out, err = run_cli(
+        capsys, "estimate", experiment, "--ratio", "0.5", "--out", tmp_path / "est.npz"
+    )
+    assert status == 0, err
+    assert "2 runs at subset ratio 0.5" in out and "reading runs" in err  # progress bar
+    arrays = load_npz(tmp_path / "est.npz")
+    assert sorted(arrays) == sorted(ESTIMATE_KEYS + ["influence"])
+    masks, correct, test_correct = matrices(experiment, "0.5")
+    mem, infl = direct(masks, correct, test_correct)
+    np.testing.assert_allclose(arrays["memorization"], mem, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(np.isnan(arrays["memorization"]), np.isnan(mem))
+    assert arrays["influence"].dtype == np.float32 and arrays["influence"].shape == (500, 2000)
+    np.testing.assert_allclose(arrays["influence"], infl, rtol=0, atol=F32)
+    np.testing.assert_array_equal(np.isnan(arrays["influence"]), np.isnan(infl))
+    np.testing.assert_array_equal(arrays["count_in"], masks.sum(0))
+    np.testing.assert_array_equal(arrays["count_out"], 2 - masks.sum(0))
+    assert int(arrays["num_runs"]) == 2 and float(arrays["subset_ratio"]) == 0.5
+    # With two runs an example is defined only when exactly one run held it out.
+    np.testing.assert_array_equal(~np.isnan(mem), masks.sum(0) == 1)
+    assert os.listdir(tmp_path) == ["est.npz"]  # written atomically, no leftovers
+
+
+def test_estimate_topk_and_none_on_fmnist(fmnist, tmp_path, capsys):
+    experiment = fmnist / "fmnist32-inception"
+    full = est.estimate(est.accumulate_runs(open_experiment(experiment).runs("0.5")))
+    status, _, err = run_cli(
+        capsys, "estimate", experiment, "--ratio", "0.5", "--influence", "topk", "--top_k", "7",
+        "--out", tmp_path / "topk.npz",
+    )  # fmt: skip
+    assert status == 0, err
+    arrays = load_npz(tmp_path / "topk.npz")
+    assert sorted(arrays) == sorted(ESTIMATE_KEYS + ["topk_index", "topk_influence"])
+    assert arrays["topk_index"].shape == (500, 7) and arrays["topk_index"].dtype == np.int64
+    # The top-k values are the k largest of each row of the full matrix.
+    want = -np.sort(-np.nan_to_num(full.influence, nan=-np.inf), axis=1)[:, :7]
+    np.testing.assert_array_equal(arrays["topk_influence"], want)
+    np.testing.assert_array_equal(
+        np.take_along_axis(full.influence, arrays["topk_index"], axis=1), want
+    )
+    status, _, err = run_cli(
+        capsys, "estimate", experiment, "--ratio", "0.25", "--influence", "none",
+        "--out", tmp_path / "none.npz",
+    )  # fmt: skip
+    assert status == 0, err
+    arrays = load_npz(tmp_path / "none.npz")
+    assert sorted(arrays) == ESTIMATE_KEYS
+    assert np.isnan(arrays["memorization"]).all()  # one run: every example in or out of all
+    assert float(arrays["subset_ratio"]) == 0.25 and int(arrays["num_runs"]) == 1
+
+
+def test_cscores_on_fmnist(fmnist, tmp_path, capsys):
+    experiment = fmnist / "fmnist32-inception"
+    status, out, err = run_cli(
+        capsys, "cscores", experiment, "--dataset_npz", fmnist / "dataset.npz",
+        "--out", tmp_path / "cs.npz",
+    )  # fmt: skip
+    assert status == 0, err
+    assert "0.25: 1 runs, 0.5: 2 runs" in out
+    arrays = load_npz(tmp_path / "cs.npz")
+    for key in ("scores", "scores_stderr", "scores_by_ratio", "ratios", "num_runs_by_ratio"):
+        assert key in arrays
+    np.testing.assert_array_equal(
+        arrays["labels"], load_npz(fmnist / "dataset.npz")["train__label"]
+    )
+    np.testing.assert_array_equal(arrays["ratios"], [0.25, 0.5])
+    np.testing.assert_array_equal(arrays["num_runs_by_ratio"], [1, 2])
+    assert arrays["scores_by_ratio"].shape == (2, 2000)
+    want, per = direct_cscores(experiment)
+    np.testing.assert_allclose(arrays["scores_by_ratio"], per, atol=1e-12)
+    np.testing.assert_allclose(arrays["scores"], want, atol=1e-12)
+    np.testing.assert_array_equal(np.isnan(arrays["scores"]), np.isnan(want))
+    assert np.isnan(want).sum() > 0  # examples in run 0.25/3 and both 0.5 runs
+    pub.read_cscores(tmp_path / "cs.npz", num_examples=2000, num_classes=10)  # published format
+    # Without a dataset: no labels; --ratios selects.
+    status, _, err = run_cli(
+        capsys, "cscores", experiment, "--ratios", "0.5", "--out", tmp_path / "cs05.npz"
+    )
+    assert status == 0, err
+    arrays05 = load_npz(tmp_path / "cs05.npz")
+    assert "labels" not in arrays05
+    np.testing.assert_array_equal(arrays05["scores"], per[1])
+
+
+def test_pairs_on_fmnist(fmnist, tmp_path, capsys):
+    experiment = fmnist / "fmnist32-inception"
+    dataset = load_npz(fmnist / "dataset.npz")
+    for kind, extra in (("full", []), ("topk", ["--top_k", "2000"]), ("topk", ["--top_k", "3"])):
+        name = f"{kind}{''.join(extra[1:])}"
+        status, _, err = run_cli(
+            capsys, "estimate", experiment, "--ratio", "0.5", "--influence", kind, *extra,
+            "--out", tmp_path / f"{name}.npz",
+        )  # fmt: skip
+        assert status == 0, err
+    status, out, err = run_cli(
+        capsys, "pairs", tmp_path / "full.npz", "--dataset_npz", fmnist / "dataset.npz",
+        "--out", tmp_path / "pairs.npz",
+    )  # fmt: skip
+    assert status == 0, err
+    pairs = pub.read_pairs(tmp_path / "pairs.npz", 2000, 500, 0.15, 0.25)
+    assert f"{len(pairs)} high-influence pairs" in out
+    masks, correct, test_correct = matrices(experiment, "0.5")
+    mem, infl = direct(masks, correct, test_correct)
+    y_train, y_test = dataset["train__label"], dataset["test__label"]
+    want = {
+        (i, j)
+        for i, j in zip(*np.nonzero(infl.T >= 0.15), strict=True)
+        if mem[i] >= 0.25 and y_train[i] == y_test[j]
+    }
+    assert len(want) > 100
+    assert set(zip(pairs.tr_idx.tolist(), pairs.tt_idx.tolist(), strict=True)) == want
+    np.testing.assert_allclose(pairs.infl, infl[pairs.tt_idx, pairs.tr_idx], atol=F32)
+    # From top-k lists long enough to hold every pair: the same file.
+    status, _, err = run_cli(
+        capsys, "pairs", tmp_path / "topk2000.npz", "--dataset_npz", fmnist / "dataset.npz",
+        "--out", tmp_path / "pairs_topk.npz",
+    )  # fmt: skip
+    assert status == 0, err
+    again = pub.read_pairs(tmp_path / "pairs_topk.npz")
+    for key in pub.PAIR_KEYS:
+        np.testing.assert_array_equal(getattr(again, key), getattr(pairs, key))
+    # Too short: refused, nothing written.
+    status, _, err = run_cli(
+        capsys, "pairs", tmp_path / "topk3.npz", "--dataset_npz", fmnist / "dataset.npz",
+        "--out", tmp_path / "short.npz",
+    )  # fmt: skip
+    assert status == 2 and "larger top-k" in err and "topk3.npz" in err
+    assert not (tmp_path / "short.npz").exists()
+    # Thresholds are options (with two runs influence and memorization are -1, 0 or 1).
+    status, out, err = run_cli(
+        capsys, "pairs", tmp_path / "full.npz", "--dataset_npz", fmnist / "dataset.npz",
+        "--mem_threshold", "1.5", "--out", tmp_path / "none.npz",
+    )  # fmt: skip
+    assert status == 0 and "0 high-influence pairs" in out, err
+    assert len(pub.read_pairs(tmp_path / "none.npz")) == 0
+
+
+# --------------------------------------------------------------------------------------------
+# A synthetic experiment of aux arrays (no checkpoints), with stray entries.
+
+
+@pytest.fixture()
+def synthetic(tmp_path):
+    rng = np.random.default_rng(3)
+    n_train, n_test = 300, 40
+    root = tmp_path / "experiment"
+    data = {}
+    for ratio, run_ids in (("0.3", [2, 5, 11, 12]), ("0.7", [0, 1, 3, 4, 8, 9])):
+        masks = rng.random((len(run_ids), n_train)) < float(ratio)
+        correct = rng.random((len(run_ids), n_train)) < 0.4 + 0.4 * masks
+        test_correct = rng.random((len(run_ids), n_test)) < 0.6
+        data[ratio] = masks, correct, test_correct
+        for r, run_id in enumerate(run_ids):
+            (root / ratio / str(run_id)).mkdir(parents=True)
+            aux = make_aux_arrays(np.flatnonzero(masks[r]), correct[r], test_correct[r])
+            write_aux_arrays(root / ratio / str(run_id) / "aux_arrays.npz", aux)
+    (root / "0.7" / ".13.tmp").mkdir()  # an unfinished run: not counted
+    (root / "0.7" / "14").mkdir()  # no aux arrays: not counted
+    labels = {"train": rng.integers(0, 3, n_train), "test": rng.integers(0, 3, n_test)}
+    np.savez(
+        tmp_path / "dataset.npz",
+        train__image=np.zeros((n_train, 1, 1, 1), np.uint8),
+        train__label=labels["train"],
+        test__image=np.zeros((n_test, 1, 1, 1), np.uint8),
+        test__label=labels["test"],
+    )
+    return root, data, labels, tmp_path / "dataset.npz"
+
+
+def test_commands_on_synthetic_experiment(synthetic, tmp_path, capsys):
+    root, data, labels, dataset = synthetic
+    out_dir = tmp_path / "out"
+    with pytest.warns(UserWarning, match="skipped 2 entries"):
+        status, out, err = run_cli(
+            capsys, "estimate", root, "--ratio", "0.7", "--out", out_dir / "est.npz"
+        )
+    assert status == 0, err
+    masks, correct, test_correct = data["0.7"]
+    mem, infl = direct(masks, correct, test_correct)
+    arrays = load_npz(out_dir / "est.npz")
+    assert int(arrays["num_runs"]) == 6
+    np.testing.assert_allclose(arrays["memorization"], mem, atol=1e-12)
+    np.testing.assert_allclose(arrays["influence"], infl, atol=F32)
+    np.testing.assert_array_equal(np.isnan(arrays["influence"]), np.isnan(infl))
+    assert np.isnan(mem).any()  # some examples in all six runs at 0.7
+
+    with pytest.warns(UserWarning):
+        status, _, err = run_cli(
+            capsys, "cscores", root, "--dataset_npz", dataset, "--out", out_dir / "cs.npz"
+        )
+    assert status == 0, err
+    cs = pub.read_cscores(out_dir / "cs.npz", num_examples=300, num_classes=3)
+    want, _ = direct_cscores(root)
+    np.testing.assert_allclose(cs.scores, want, atol=1e-12)
+    np.testing.assert_array_equal(cs.labels, labels["train"])
+    np.testing.assert_array_equal(cs.extra["num_runs_by_ratio"], [4, 6])
+
+    status, _, err = run_cli(
+        capsys, "pairs", out_dir / "est.npz", "--dataset_npz", dataset,
+        "--infl_threshold", "0.3", "--mem_threshold", "0.2", "--out", out_dir / "pairs.npz",
+    )  # fmt: skip
+    assert status == 0, err
+    pairs = pub.read_pairs(out_dir / "pairs.npz", 300, 40, 0.3, 0.2)
+    want_pairs = {
+        (i, j)
+        for i, j in zip(*np.nonzero(infl.T >= 0.3), strict=True)
+        if mem[i] >= 0.2 and labels["train"][i] == labels["test"][j]
+    }
+    assert len(want_pairs) > 5
+    assert set(zip(pairs.tr_idx.tolist(), pairs.tt_idx.tolist(), strict=True)) == want_pairs
+    assert sorted(os.listdir(out_dir)) == ["cs.npz", "est.npz", "pairs.npz"]
+
+
+@pytest.mark.filterwarnings("ignore:.*skipped 2 entries")
+def test_user_errors_exit_2_with_a_message(synthetic, tmp_path, capsys):
+    root, _, _, dataset = synthetic
+    out = tmp_path / "never.npz"
+    cases = [
+        (["estimate", root, "--out", out], "has subset ratios ['0.3', '0.7']; choose one"),
+        (["estimate", root, "--ratio", "0.5", "--out", out], "no subset ratio '0.5'"),
+        (["estimate", root, "--ratio", "0.3", "--top_k", "3", "--out", out], "--top_k applies"),
+        (["estimate", tmp_path / "nowhere", "--out", out], "experiment directory not found"),
+        (["cscores", root, "--ratios", "0.9", "--out", out], "no subset ratio '0.9'"),
+        (["pairs", tmp_path / "missing.npz", "--dataset_npz", dataset, "--out", out], "no such"),
+    ]
+    for argv, message in cases:
+        status, _, err = run_cli(capsys, *argv)
+        assert status == 2 and message in err, (argv, err)
+        assert f"heldout {argv[0]}: error: " in err
+    run_cli(capsys, "estimate", root, "--ratio", "0.3", "--influence", "none",
+            "--out", tmp_path / "none.npz")  # fmt: skip
+    status, _, err = run_cli(
+        capsys, "pairs", tmp_path / "none.npz", "--dataset_npz", dataset, "--out", out
+    )
+    assert status == 2 and "holds no influence" in err
+    # Labels of another dataset size are refused.
+    np.savez(
+        tmp_path / "small.npz",
+        train__image=np.zeros((5, 1, 1, 1), np.uint8),
+        train__label=np.zeros(5, np.int64),
+        test__image=np.zeros((5, 1, 1, 1), np.uint8),
+        test__label=np.zeros(5, np.int64),
+    )
+    status, _, err = run_cli(
+        capsys, "cscores", root, "--dataset_npz", tmp_path / "small.npz", "--out", out
+    )
+    assert status == 2 and "the train split has 5 labels but the scores cover 300" in err
+    assert not out.exists()

@@ -1,0 +1,457 @@
+"""heldout.estimate: definitions, tiling, top-k, pairs, merging, persistence, statistics."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from heldout import estimate as est
+from heldout.experiment import make_aux_arrays, open_experiment, write_aux_arrays
+from heldout.npzio import NpzError, load_npz, save_npz_atomic
+
+TINY = 1  # working_bytes that forces the smallest tiles (8 test x 64 train examples)
+F32 = 4 * float(np.finfo(np.float32).eps)  # float32 tolerance for values in [-1, 1]
+
+
+# --------------------------------------------------------------------------------------------
+# Direct definitions, one example at a time (the issue's formulas, no shortcuts).
+
+
+def direct_memorization(masks, correct):
+    n = masks.shape[1]
+    mem, se = np.full(n, np.nan), np.full(n, np.nan)
+    for i in range(n):
+        inn, out = masks[:, i], ~masks[:, i]
+        if inn.any() and out.any():
+            p_in, p_out = correct[inn, i].mean(), correct[out, i].mean()
+            mem[i] = p_in - p_out
+            se[i] = np.sqrt(p_in * (1 - p_in) / inn.sum() + p_out * (1 - p_out) / out.sum())
+    return mem, se
+
+
+def direct_influence(masks, test_correct):
+    n_train, n_test = masks.shape[1], test_correct.shape[1]
+    infl = np.full((n_test, n_train), np.nan)
+    for i in range(n_train):
+        inn, out = masks[:, i], ~masks[:, i]
+        if inn.any() and out.any():
+            infl[:, i] = test_correct[inn].mean(axis=0) - test_correct[out].mean(axis=0)
+    return infl
+
+
+def direct_cscore(masks_by_ratio, correct_by_ratio):
+    per = []
+    for masks, correct in zip(masks_by_ratio, correct_by_ratio, strict=True):
+        values = np.full(masks.shape[1], np.nan)
+        for i in range(masks.shape[1]):
+            out = ~masks[:, i]
+            if out.any():
+                values[i] = correct[out, i].mean()
+        per.append(values)
+    per = np.array(per)
+    scores = np.full(per.shape[1], np.nan)
+    for i in range(per.shape[1]):
+        defined = per[~np.isnan(per[:, i]), i]
+        if len(defined):
+            scores[i] = defined.mean()
+    return scores, per
+
+
+def reference_top_k(infl, k):
+    """Per row: defined entries by influence descending, then index ascending; -1/NaN pad."""
+    n_test = infl.shape[0]
+    index = np.full((n_test, k), -1)
+    values = np.full((n_test, k), np.nan, np.float32)
+    for j in range(n_test):
+        ok = np.flatnonzero(~np.isnan(infl[j]))
+        order = ok[np.lexsort((ok, -infl[j, ok]))][:k]
+        index[j, : len(order)] = order
+        values[j, : len(order)] = infl[j, order]
+    return index, values
+
+
+def random_runs(seed, runs, n_train, n_test, p_in=0.5):
+    rng = np.random.default_rng(seed)
+    masks = rng.random((runs, n_train)) < p_in
+    correct = rng.random((runs, n_train)) < 0.7
+    test_correct = rng.random((runs, n_test)) < 0.6
+    return masks, correct, test_correct
+
+
+# --------------------------------------------------------------------------------------------
+# Definitions.
+
+
+@pytest.mark.parametrize("working_bytes", [TINY, est.DEFAULT_WORKING_BYTES])
+def test_three_runs_equal_direct_definitions_with_nan(working_bytes):
+    masks, correct, test_correct = random_runs(0, 3, 150, 37)
+    masks[:, 0] = True  # never held out
+    masks[:, 1] = False  # always held out
+    masks[:, 2] = [True, False, False]
+    acc = est.accumulate(masks, correct, test_correct, subset_ratio=0.5)
+
+    mem = est.memorization(acc)
+    want_mem, want_se = direct_memorization(masks, correct)
+    np.testing.assert_allclose(mem.memorization, want_mem, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(mem.stderr, want_se, rtol=0, atol=1e-12)
+    assert np.isnan(mem.memorization[[0, 1]]).all() and np.isnan(mem.stderr[[0, 1]]).all()
+    assert (mem.count_in[:3] == [3, 0, 1]).all() and (mem.count_out[:3] == [0, 3, 2]).all()
+    np.testing.assert_array_equal(mem.count_in + mem.count_out, 3)
+
+    infl = est.influence(acc, working_bytes=working_bytes)
+    want = direct_influence(masks, test_correct)
+    assert infl.dtype == np.float32 and infl.shape == (37, 150)
+    np.testing.assert_array_equal(np.isnan(infl), np.isnan(want))
+    assert np.isnan(infl[:, :2]).all() and not np.isnan(infl[:, 2]).any()
+    np.testing.assert_allclose(infl, want, rtol=0, atol=F32)
+
+    cs = est.cscores([acc])
+    want_scores, want_per = direct_cscore([masks], [correct])
+    np.testing.assert_allclose(cs.scores, want_scores, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(np.isnan(cs.scores), np.isnan(want_scores))
+    assert np.isnan(cs.scores[0]) and cs.count_out_by_ratio[0, 0] == 0
+    np.testing.assert_allclose(cs.test_scores, test_correct.mean(axis=0), atol=1e-12)
+
+
+def test_many_runs_tiled_equal_direct_definitions():
+    masks, correct, test_correct = random_runs(1, 23, 301, 45, p_in=0.7)
+    acc = est.accumulate(masks, correct, test_correct)
+    want = direct_influence(masks, test_correct)
+    tiny = est.influence(acc, working_bytes=TINY)
+    one = est.influence(acc)
+    np.testing.assert_allclose(tiny, want, rtol=0, atol=F32)
+    np.testing.assert_array_equal(tiny, one)  # tiles change nothing, not even rounding
+    se = est.influence_stderr(acc)
+    q_in = np.array([test_correct[masks[:, i]].mean(0) for i in range(301)]).T
+    q_out = np.array([test_correct[~masks[:, i]].mean(0) for i in range(301)]).T
+    n_in, n_out = masks.sum(0), (~masks).sum(0)
+    want_se = np.sqrt(q_in * (1 - q_in) / n_in + q_out * (1 - q_out) / n_out)
+    np.testing.assert_allclose(se, want_se, rtol=1e-5, atol=1e-7)
+
+
+def test_cscores_over_ratios_equal_direct_definitions():
+    data = [random_runs(s, r, 90, 11, p) for s, r, p in ((2, 4, 0.25), (3, 6, 0.5), (4, 3, 0.75))]
+    accs = [
+        est.accumulate(m, c, t, subset_ratio=p, keep_runs=False)
+        for (m, c, t), p in zip(data, (0.25, 0.5, 0.75), strict=True)
+    ]
+    cs = est.cscores(accs[::-1])  # any order in, sorted by ratio out
+    want_scores, want_per = direct_cscore([d[0] for d in data], [d[1] for d in data])
+    np.testing.assert_array_equal(cs.ratios, [0.25, 0.5, 0.75])
+    np.testing.assert_array_equal(cs.num_runs_by_ratio, [4, 6, 3])
+    np.testing.assert_allclose(cs.by_ratio, want_per, atol=1e-12)
+    np.testing.assert_array_equal(np.isnan(cs.by_ratio), np.isnan(want_per))
+    np.testing.assert_allclose(cs.scores, want_scores, atol=1e-12)
+    assert np.isnan(cs.by_ratio).any()  # some examples in every run of a ratio
+    # Standard error: independent ratios, binomial per ratio.
+    per_se = np.sqrt(want_per * (1 - want_per) / cs.count_out_by_ratio)
+    n_defined = (~np.isnan(want_per)).sum(0)
+    want_se = np.sqrt(np.nansum(per_se**2, axis=0)) / n_defined
+    np.testing.assert_allclose(cs.stderr, want_se, atol=1e-12)
+    want_test = np.mean([d[2].mean(0) for d in data], axis=0)
+    np.testing.assert_allclose(cs.test_scores, want_test, atol=1e-12)
+
+
+@pytest.mark.parametrize("working_bytes", [TINY, est.DEFAULT_WORKING_BYTES])
+def test_top_k_equals_sorted_full_matrix(working_bytes):
+    masks, correct, test_correct = random_runs(5, 9, 500, 29)
+    acc = est.accumulate(masks, correct, test_correct)
+    infl = est.influence(acc)
+    for k in (1, 7, 130):
+        index, values = est.top_k_influence(acc, k, working_bytes=working_bytes)
+        want_index, want_values = reference_top_k(infl, k)
+        assert index.dtype == np.int64 and values.dtype == np.float32
+        np.testing.assert_array_equal(index, want_index)
+        np.testing.assert_array_equal(values, want_values)
+    # With R=9 influence takes few values: ties are many, broken by the smaller index.
+    assert len(np.unique(infl[0])) < 60
+
+
+def test_top_k_pads_rows_with_few_defined_entries():
+    masks, correct, test_correct = random_runs(6, 3, 200, 10)
+    acc = est.accumulate(masks, correct, test_correct)
+    n_defined = int((~np.isnan(est.influence(acc)[0])).sum())
+    index, values = est.top_k_influence(acc, n_defined + 5, working_bytes=TINY)
+    assert (index[:, n_defined:] == -1).all() and np.isnan(values[:, n_defined:]).all()
+    assert (index[:, :n_defined] >= 0).all() and not np.isnan(values[:, :n_defined]).any()
+    want_index, _ = reference_top_k(est.influence(acc), n_defined + 5)
+    np.testing.assert_array_equal(index, want_index)
+
+
+def test_high_influence_pairs_three_ways_agree_with_direct_selection():
+    masks, correct, test_correct = random_runs(7, 12, 400, 60)
+    rng = np.random.default_rng(7)
+    y_train, y_test = rng.integers(0, 3, 400), rng.integers(0, 3, 60)
+    acc = est.accumulate(masks, correct, test_correct)
+    infl = est.influence(acc)
+    mem = est.memorization(acc).memorization
+    want = {
+        (i, j)
+        for j in range(60)
+        for i in range(400)
+        if infl[j, i] >= 0.15 and mem[i] >= 0.25 and y_train[i] == y_test[j]
+    }
+    assert len(want) > 20
+    full = est.select_high_influence_pairs(infl, mem, y_train, y_test)
+    tiled = est.high_influence_pairs(acc, y_train, y_test, working_bytes=TINY)
+    index, values = est.top_k_influence(acc, 400)
+    from_topk = est.pairs_from_top_k(index, values, mem, y_train, y_test)
+    for pairs in (full, tiled, from_topk):
+        assert set(zip(pairs.tr_idx.tolist(), pairs.tt_idx.tolist(), strict=True)) == want
+        np.testing.assert_array_equal(pairs.infl, infl[pairs.tt_idx, pairs.tr_idx])
+        np.testing.assert_array_equal(pairs.mem, mem[pairs.tr_idx])
+        assert pairs.tr_idx.dtype == np.int64 and pairs.infl.dtype == np.float64
+        np.testing.assert_array_equal(pairs.tr_idx, full.tr_idx)
+        np.testing.assert_array_equal(pairs.tt_idx, full.tt_idx)
+    assert list(full.tr_idx) == sorted(full.tr_idx)
+    # Other thresholds are options.
+    loose = est.select_high_influence_pairs(infl, mem, y_train, y_test, 0.05, 0.0)
+    assert len(loose) > len(full)
+    # Top-k lists that may have cut qualifying pairs off are refused.
+    index, values = est.top_k_influence(acc, 2)
+    with pytest.raises(est.EstimateError, match="larger top-k"):
+        est.pairs_from_top_k(index, values, mem, y_train, y_test)
+
+
+# --------------------------------------------------------------------------------------------
+# Streaming, merging, persistence.
+
+
+def _assert_same(a: est.RatioAccumulator, b: est.RatioAccumulator) -> None:
+    da, db = a.to_dict(), b.to_dict()
+    assert sorted(da) == sorted(db)
+    for key in da:
+        np.testing.assert_array_equal(da[key], db[key], err_msg=key)
+
+
+def test_runs_one_at_a_time_equal_matrices_and_merge_equals_one_pass():
+    masks, correct, test_correct = random_runs(8, 11, 130, 17)
+    names = [f"0.5/{r}" for r in range(11)]
+    whole = est.accumulate(masks, correct, test_correct, 0.5, run_names=names)
+    streamed = est.RatioAccumulator(130, 17, subset_ratio=0.5)
+    for r in range(11):
+        streamed.add_run(masks[r], correct[r], test_correct[r], names[r])
+    _assert_same(streamed, whole)
+
+    first = est.accumulate(masks[:4], correct[:4], test_correct[:4], 0.5, run_names=names[:4])
+    second = est.RatioAccumulator(130, 17)  # ratio unknown: taken from the other shard
+    second.add_runs(masks[4:], correct[4:], test_correct[4:], names[4:])
+    merged = first.merge(second)
+    _assert_same(merged, whole)
+    _assert_same(est.merge_accumulators([first, second]), whole)
+    np.testing.assert_array_equal(est.influence(merged), est.influence(whole))
+    np.testing.assert_array_equal(
+        est.memorization(merged).memorization, est.memorization(whole).memorization
+    )
+    assert first.num_runs == 4  # merging builds a new accumulator
+
+    with pytest.raises(est.EstimateError, match="already added"):
+        first.merge(first)
+    with pytest.raises(est.EstimateError, match="num_train"):
+        first.merge(est.RatioAccumulator(131, 17))
+    with pytest.raises(est.EstimateError, match="subset ratios"):
+        first.merge(est.RatioAccumulator(130, 17, subset_ratio=0.7))
+    with pytest.raises(est.EstimateError, match="keep_runs"):
+        first.merge(est.RatioAccumulator(130, 17, keep_runs=False))
+
+
+def test_save_load_round_trip(tmp_path):
+    masks, correct, test_correct = random_runs(9, 6, 77, 13)
+    acc = est.accumulate(masks, correct, test_correct, 0.25, run_names=list("abcdef"))
+    acc.save(tmp_path / "acc.npz")
+    back = est.load_accumulator(tmp_path / "acc.npz")
+    _assert_same(back, acc)
+    assert back.run_names == list("abcdef") and back.subset_ratio == 0.25
+    np.testing.assert_array_equal(est.influence(back), est.influence(acc))
+    # A loaded shard keeps accumulating and merging.
+    back.add_run(masks[0], correct[0], test_correct[0], "g")
+    assert back.num_runs == 7
+    counts = est.accumulate(masks, correct, test_correct, keep_runs=False)
+    counts.save(tmp_path / "counts.npz")
+    loaded = est.load_accumulator(tmp_path / "counts.npz")
+    _assert_same(loaded, counts)
+    assert "mask_bits" not in load_npz(tmp_path / "counts.npz")
+    assert not os.path.exists(tmp_path / ".acc.npz.tmp")
+    assert sorted(os.listdir(tmp_path)) == ["acc.npz", "counts.npz"]
+
+
+def test_load_accumulator_names_file_and_key(tmp_path):
+    acc = est.accumulate(*random_runs(10, 4, 20, 5))
+    arrays = acc.to_dict()
+    del arrays["correct_in"]
+    save_npz_atomic(tmp_path / "a.npz", arrays)
+    with pytest.raises(NpzError, match=r"a\.npz: missing key 'correct_in'"):
+        est.load_accumulator(tmp_path / "a.npz")
+    arrays = acc.to_dict()
+    arrays["mask_bits"] = arrays["mask_bits"][:2]
+    save_npz_atomic(tmp_path / "b.npz", arrays)
+    with pytest.raises(NpzError, match="'mask_bits' must have dtype kind 'u' and shape"):
+        est.load_accumulator(tmp_path / "b.npz")
+    arrays = acc.to_dict()
+    arrays["correct_in"] = arrays["correct_in"] + 10
+    save_npz_atomic(tmp_path / "c.npz", arrays)
+    with pytest.raises(NpzError, match="inconsistent with num_runs=4"):
+        est.load_accumulator(tmp_path / "c.npz")
+    save_npz_atomic(tmp_path / "d.npz", {"memorization": np.zeros(3)})
+    with pytest.raises(NpzError, match="missing key 'format'"):
+        est.load_accumulator(tmp_path / "d.npz")
+
+
+def test_estimate_file_round_trip(tmp_path):
+    acc = est.accumulate(*random_runs(11, 8, 50, 9), subset_ratio=0.5)
+    for kind in est.INFLUENCE_KINDS:
+        result = est.estimate(acc, kind, top_k=4)
+        est.save_estimate(tmp_path / f"{kind}.npz", result)
+        back = est.load_estimate(tmp_path / f"{kind}.npz")
+        for key, value in result.to_dict().items():
+            np.testing.assert_array_equal(back.to_dict()[key], value, err_msg=key)
+        assert sorted(back.to_dict()) == sorted(result.to_dict())
+    assert sorted(load_npz(tmp_path / "topk.npz")) == [
+        "count_in",
+        "count_out",
+        "memorization",
+        "memorization_stderr",
+        "num_runs",
+        "subset_ratio",
+        "topk_index",
+        "topk_influence",
+    ]
+    arrays = load_npz(tmp_path / "full.npz")
+    arrays["influence"] = arrays["influence"][:, :10]
+    save_npz_atomic(tmp_path / "bad.npz", arrays)
+    with pytest.raises(NpzError, match=r"bad\.npz: key 'influence' must be float \[n_test, 50\]"):
+        est.load_estimate(tmp_path / "bad.npz")
+
+
+def test_experiment_runs_accumulate_like_matrices(tmp_path):
+    masks, correct, test_correct = random_runs(12, 5, 64, 12)
+    for r in range(5):
+        run_dir = tmp_path / ("0.5" if r < 3 else "0.3") / str(10 + r)
+        run_dir.mkdir(parents=True)  # no checkpoints: the aux arrays alone count
+        aux = make_aux_arrays(np.flatnonzero(masks[r]), correct[r], test_correct[r])
+        write_aux_arrays(run_dir / "aux_arrays.npz", aux)
+    accs = est.accumulate_experiment(tmp_path, keep_runs=True)
+    assert [a.subset_ratio for a in accs] == [0.3, 0.5]
+    _assert_same(
+        accs[1],
+        est.accumulate(
+            masks[:3], correct[:3], test_correct[:3], 0.5, run_names=["0.5/10", "0.5/11", "0.5/12"]
+        ),
+    )
+    single = est.accumulate_runs(open_experiment(tmp_path).runs("0.3"))
+    _assert_same(single, accs[0])
+    # A run over another dataset is refused, naming its file.
+    other = make_aux_arrays(np.arange(3), np.ones(65, bool), np.ones(12, bool))
+    (tmp_path / "0.5" / "99").mkdir()
+    write_aux_arrays(tmp_path / "0.5" / "99" / "aux_arrays.npz", other)
+    with pytest.raises(NpzError, match=r"0\.5/99/aux_arrays\.npz: covers 65 training"):
+        est.accumulate_experiment(tmp_path)
+
+
+def test_bad_inputs_are_refused_clearly():
+    masks, correct, test_correct = random_runs(13, 4, 30, 6)
+    with pytest.raises(est.EstimateError, match=r"train_correct must have shape \(4, 30\)"):
+        est.accumulate(masks, correct[:, :29], test_correct)
+    with pytest.raises(est.EstimateError, match="values other than 0 and 1"):
+        est.accumulate(masks.astype(int) * 2, correct, test_correct)
+    counts = est.accumulate(masks, correct, test_correct, keep_runs=False)
+    with pytest.raises(est.EstimateError, match="keep_runs=False"):
+        est.influence(counts)
+    acc = est.accumulate(masks, correct, test_correct)
+    with pytest.raises(est.EstimateError, match="k must be >= 1"):
+        est.top_k_influence(acc, 0)
+    with pytest.raises(est.EstimateError, match="influence must be one of"):
+        est.estimate(acc, "partial")
+    with pytest.raises(est.EstimateError, match="out must be a C-contiguous float32"):
+        est.influence(acc, out=np.zeros((6, 30)))
+    with pytest.raises(est.EstimateError, match="at least one run"):
+        est.influence(est.RatioAccumulator(30, 6))
+    with pytest.raises(est.EstimateError, match="given more than once"):
+        est.cscores([counts, counts])
+
+
+def test_no_tensorflow_import():
+    code = (
+        "import sys, heldout.estimate, heldout.published; "
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# Statistics: known true memorization, influence and C-scores are recovered within their
+# standard errors at the stated coverage.
+
+Z95 = 1.959964  # two-sided 95% normal quantile
+
+
+def _coverage(estimate, truth, stderr, scale=1.0):
+    return float(np.mean(np.abs(estimate - truth) <= Z95 * scale * stderr))
+
+
+def test_known_memorization_and_influence_recovered_at_95_percent_coverage():
+    """Synthetic runs: C[r, i] ~ Bernoulli(p_out[i] + mem[i] M[r, i]) and
+    T[r, j] ~ Bernoulli(q[j] + delta[j] M[r, parent[j]]), memberships independent Bernoulli(0.5),
+    so the true memorization is `mem`, the true influence `delta` on (j, parent[j]) and 0
+    elsewhere. Nominal 95% intervals (estimate +- 1.96 stderr) must cover the truth for 93-97%
+    of the examples (pairs); intervals half as wide must not."""
+    rng = np.random.default_rng(2024)
+    runs, n_train, n_test = 400, 1000, 200
+    masks = rng.random((runs, n_train)) < 0.5
+    p_out = rng.uniform(0.2, 0.6, n_train)
+    true_mem = rng.uniform(0.0, 0.3, n_train)
+    correct = rng.random((runs, n_train)) < p_out + true_mem * masks
+    parent = rng.permutation(n_train)[:n_test]
+    q, delta = rng.uniform(0.2, 0.6, n_test), rng.uniform(0.05, 0.3, n_test)
+    test_correct = rng.random((runs, n_test)) < q + delta * masks[:, parent]
+    true_infl = np.zeros((n_test, n_train))
+    true_infl[np.arange(n_test), parent] = delta
+
+    acc = est.accumulate(masks, correct, test_correct, subset_ratio=0.5)
+    mem = est.memorization(acc)
+    coverage = _coverage(mem.memorization, true_mem, mem.stderr)
+    assert 0.93 <= coverage <= 0.97, coverage
+    assert _coverage(mem.memorization, true_mem, mem.stderr, 0.5) < 0.8
+    z = (mem.memorization - true_mem) / mem.stderr
+    assert abs(z.mean()) < 4 / np.sqrt(n_train) and 0.9 < z.std() < 1.1
+
+    infl, se = est.influence(acc), est.influence_stderr(acc)
+    coverage = _coverage(infl, true_infl, se)
+    assert 0.93 <= coverage <= 0.97, coverage
+    parents = (np.arange(n_test), parent)
+    coverage_parents = _coverage(infl[parents], delta, se[parents])
+    assert 0.91 <= coverage_parents <= 0.99, coverage_parents
+    assert _coverage(infl, true_infl, se, 0.5) < 0.8
+    # Planted influences of 5 standard errors (about 0.25) top their test example's list.
+    index, _ = est.top_k_influence(acc, 1)
+    strong = delta > 5 * se[parents]
+    assert strong.sum() > 20 and np.mean(index[strong, 0] == parent[strong]) > 0.9
+
+
+def test_known_cscores_recovered_at_95_percent_coverage():
+    """Correctness depends only on membership, so the true C-score of example i at every
+    ratio is p_out[i]; runs at ratios 0.3 and 0.7."""
+    rng = np.random.default_rng(7)
+    n_train = 2000
+    p_out = rng.uniform(0.2, 0.8, n_train)
+    effect = rng.uniform(0.0, 0.2, n_train)
+    accs = []
+    for ratio, runs in ((0.3, 200), (0.7, 500)):
+        masks = rng.random((runs, n_train)) < ratio
+        correct = rng.random((runs, n_train)) < p_out + effect * masks
+        accs.append(
+            est.accumulate(masks, correct, np.zeros((runs, 0), bool), ratio, keep_runs=False)
+        )
+    cs = est.cscores(accs)
+    assert not np.isnan(cs.scores).any()
+    coverage = _coverage(cs.scores, p_out, cs.stderr)
+    assert 0.93 <= coverage <= 0.97, coverage
+    for s in range(2):
+        per = _coverage(cs.by_ratio[s], p_out, cs.stderr_by_ratio[s])
+        assert 0.93 <= per <= 0.97, (s, per)
+    assert _coverage(cs.scores, p_out, cs.stderr, 0.5) < 0.8
