@@ -15,6 +15,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from heldout.checkpoint import RestoredCheckpoint, restore
+from heldout.data.fingerprint import check_dataset
 from heldout.experiment import AuxArrays, Run
 from heldout.models import build_model, create_variables
 
@@ -173,16 +174,19 @@ def verify_run(
 ) -> RunVerification:
     """Restores a run, evaluates a split and cross-checks the result with its aux arrays.
 
-    The aux arrays are read first and checked against the dataset's size, so a run of another
+    The aux arrays are read first and checked against the dataset's size (and, for runs written
+    by `heldout.train`, its fingerprint: name, version and label order), so a run of another
     dataset fails before any evaluation.
 
     Raises:
       AuxArraysError / NpzError: bad aux arrays, or sizes that do not fit the dataset.
+      FingerprintError: the run was evaluated on another dataset or order.
       CheckpointError: no checkpoint, or one that does not fit the model.
     """
     n = dataset.num_examples(split)
     sizes = {"num_train": n} if split == "train" else {"num_test": n}
     aux = run.load_aux(**sizes)
+    check_dataset(aux.fingerprint, dataset, aux.source)
     restored = evaluator.restore(run.path)
     predictions = evaluator.predict(dataset, split, batch_size, progress)
     return RunVerification(run, restored, aux, predictions, cross_check(predictions, aux, split))

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from heldout.data.fingerprint import Fingerprint, read_fingerprint
 from heldout.npzio import NpzError, load_npz, save_npz_atomic
 
 AUX_ARRAYS = "aux_arrays.npz"
@@ -60,6 +61,8 @@ class AuxArrays:
         arrays: True where the run's prediction equals the label.
       subsample_idx: int64 [n_in], training-set positions of the run's subset.
       source: the file the arrays came from, for error messages ('' when built in memory).
+      fingerprint: the dataset the run was evaluated on (`heldout.data.fingerprint`), stored
+        under extra ``fingerprint__*`` keys by `heldout.train`; None for released runs.
     """
 
     index_train: np.ndarray
@@ -70,6 +73,7 @@ class AuxArrays:
     correctness_test: np.ndarray
     subsample_idx: np.ndarray
     source: str = ""
+    fingerprint: Fingerprint | None = None
 
     @property
     def num_train(self) -> int:
@@ -118,8 +122,11 @@ class AuxArrays:
         return float(np.mean(values)) if len(values) else float("nan")
 
     def to_dict(self) -> dict[str, np.ndarray]:
-        """The arrays under their file keys."""
-        return {key: getattr(self, key) for key in AUX_KEYS}
+        """The arrays under their file keys (with the fingerprint's keys when it has one)."""
+        arrays = {key: getattr(self, key) for key in AUX_KEYS}
+        if self.fingerprint is not None:
+            arrays.update(self.fingerprint.to_arrays())
+        return arrays
 
 
 def _as_bool(source: str, key: str, value: np.ndarray) -> np.ndarray:
@@ -214,7 +221,8 @@ def aux_arrays_from_dict(
             f"{source}: subsample_idx ({len(subsample)} entries) is not the same set as "
             f"index_train ({len(fields['index_train'])} entries)"
         )
-    return AuxArrays(subsample_idx=subsample, source=source, **fields)
+    fingerprint = read_fingerprint(arrays, source)
+    return AuxArrays(subsample_idx=subsample, source=source, fingerprint=fingerprint, **fields)
 
 
 def load_aux_arrays(
@@ -234,7 +242,10 @@ def load_aux_arrays(
 
 
 def make_aux_arrays(
-    subsample_idx: np.ndarray, train_correct: np.ndarray, test_correct: np.ndarray
+    subsample_idx: np.ndarray,
+    train_correct: np.ndarray,
+    test_correct: np.ndarray,
+    fingerprint: Fingerprint | None = None,
 ) -> AuxArrays:
     """Builds the aux arrays of a run from its subset and its correctness in dataset order.
 
@@ -242,6 +253,7 @@ def make_aux_arrays(
       subsample_idx: int [n_in], training-set positions the run trained on.
       train_correct: bool [n_train], correctness of every training example, dataset order.
       test_correct: bool [n_test], correctness of every test example, dataset order.
+      fingerprint: the dataset's fingerprint, stored with the arrays (optional).
     """
     subsample_idx = np.asarray(subsample_idx, dtype=np.int64)
     train_correct = np.asarray(train_correct, dtype=bool)
@@ -260,6 +272,7 @@ def make_aux_arrays(
             "index_test": index_test,
             "correctness_test": test_correct,
             "subsample_idx": subsample_idx,
+            **(fingerprint.to_arrays() if fingerprint is not None else {}),
         }
     )
 

@@ -51,6 +51,7 @@ from tqdm import tqdm
 
 from heldout import __version__, stacked
 from heldout.data.arrays import ArrayDataset, label_hash
+from heldout.data.fingerprint import fingerprint_dataset
 from heldout.evaluate import Evaluator
 from heldout.experiment import (
     AUX_ARRAYS,
@@ -637,6 +638,7 @@ def train_experiment(
 
 
 def _train_per_step_runs(trainer, dataset, ratio, ratio_dir, plans, config, progress):
+    fingerprint = fingerprint_dataset(dataset, ("train", "test"))
     trained = []
     for plan in tqdm(plans, desc=f"runs at {ratio}", unit="run", disable=not progress):
         t0 = time.perf_counter()
@@ -645,7 +647,7 @@ def _train_per_step_runs(trainer, dataset, ratio, ratio_dir, plans, config, prog
             train_model_run(trainer, dataset, plan, progress)
             train_correct, test_correct = evaluate_correctness(
                 trainer.evaluator, dataset, config.eval_batch_size)
-            aux = make_aux_arrays(plan.subsample_idx, train_correct, test_correct)
+            aux = make_aux_arrays(plan.subsample_idx, train_correct, test_correct, fingerprint)
             if config.wants_checkpoint(plan.run_id):
                 _write_checkpoint(trainer, tmp, plan.epochs)
             info = _run_info(plan, ratio, config, dataset, aux, time.perf_counter() - t0,
@@ -676,6 +678,7 @@ def _train_stacked_runs(trainer, dataset, ratio, ratio_dir, plans, config, progr
     x_train_t = tf.convert_to_tensor(x_train)
     y_train_t = tf.convert_to_tensor(y_train.astype(np.int32))
     layer_sizes = stacked.from_models([trainer.model]).layer_sizes
+    fingerprint = fingerprint_dataset(dataset, ("train", "test"))
     trainers: dict[int, stacked.StackedTrainer] = {}
     trained = []
     with tqdm(total=len(plans), desc=f"runs at {ratio} ({k} per step)", unit="run",
@@ -715,7 +718,7 @@ def _train_stacked_runs(trainer, dataset, ratio, ratio_dir, plans, config, progr
                         correct = evaluate_correctness(trainer.evaluator, dataset,
                                                        config.eval_batch_size)
                         _write_checkpoint(trainer, tmp, plan.epochs)
-                    aux = make_aux_arrays(plan.subsample_idx, *correct)
+                    aux = make_aux_arrays(plan.subsample_idx, *correct, fingerprint)
                     info = _run_info(plan, ratio, config, dataset, aux, seconds, "stacked", k)
                     final = os.path.join(ratio_dir, str(plan.run_id))
                     if _finish_run(tmp, final, aux, info):

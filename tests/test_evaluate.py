@@ -139,3 +139,29 @@ def test_demo_usage_error(fmnist_experiment):
                            f"--run_dir={fmnist_experiment / '0.5/0'}"],
                           capture_output=True, text=True, cwd=REPO)
     assert proc.returncode != 0 and "exactly one of --dataset and --dataset_npz" in proc.stderr
+
+
+def test_verify_checks_the_runs_dataset_fingerprint(tmp_path, fmnist_experiment, fmnist_dir,
+                                                    fmnist_dataset, capsys):
+    from heldout.data.fingerprint import fingerprint_dataset, fingerprint_from_labels
+
+    run = tmp_path / "exp" / "0.5" / "0"
+    shutil.copytree(fmnist_experiment / "0.5" / "0", run)
+    aux = ex.load_aux_arrays(run / ex.AUX_ARRAYS)
+    args = ["verify", str(run), "--dataset_npz", str(fmnist_dir / "dataset.npz")]
+    # The run's own dataset: passes, and the fingerprint survives a write and a read.
+    right = fingerprint_dataset(fmnist_dataset)
+    ex.write_aux_arrays(run / ex.AUX_ARRAYS, ex.aux_arrays_from_dict(
+        {**aux.to_dict(), **right.to_arrays()}))
+    assert ex.load_aux_arrays(run / ex.AUX_ARRAYS).fingerprint == right
+    assert cli_main(args) == 0
+    # The same dataset in another order: refused before any evaluation.
+    labels = {s: fmnist_dataset.split_labels(s) for s in ("train", "test")}
+    labels["test"] = labels["test"][::-1]
+    reordered = fingerprint_from_labels(fmnist_dataset.name, labels)
+    ex.write_aux_arrays(run / ex.AUX_ARRAYS, ex.aux_arrays_from_dict(
+        {**aux.to_dict(), **reordered.to_arrays()}))
+    capsys.readouterr()
+    assert cli_main(args) == 1
+    out = capsys.readouterr().out
+    assert "0.5/0: FAILED: " in out and "split 'test' labels differ" in out

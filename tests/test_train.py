@@ -305,3 +305,22 @@ def test_small_inception_killed_resumed_and_verified(tmp_path, fmnist_dir, capsy
     assert info["seed"] == T.run_seed(0, 0.05, 0)
     subset = T.plan_run(info["seed"], 0, 2000, 0.05, 1, 50).subsample_idx
     np.testing.assert_array_equal(experiment.runs()[0].load_aux().subsample_idx, subset)
+
+
+def test_trained_runs_carry_the_dataset_fingerprint(tmp_path):
+    from heldout.data import ArrayDataset
+    from heldout.data.fingerprint import fingerprint_dataset
+    from heldout.experiment import open_experiment
+    from heldout.train import TrainConfig, train_experiment
+
+    rng = np.random.default_rng(0)
+    dataset = ArrayDataset(
+        "tiny", 3,
+        {"train": rng.integers(0, 256, (30, 4, 4, 1), dtype=np.uint8),
+         "test": rng.integers(0, 256, (10, 4, 4, 1), dtype=np.uint8)},
+        {"train": rng.integers(0, 3, 30), "test": rng.integers(0, 3, 10)},
+    )
+    train_experiment(tmp_path, dataset, 0.5, [0], TrainConfig(arch="mlp", epochs=1,
+                                                               batch_size=8), progress=False)
+    (run,) = open_experiment(tmp_path).runs()
+    assert run.load_aux().fingerprint == fingerprint_dataset(dataset)

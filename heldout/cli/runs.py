@@ -125,6 +125,7 @@ def inspect_command(args: argparse.Namespace) -> int:
 def verify_command(args: argparse.Namespace) -> int:
     from heldout.checkpoint import CheckpointError
     from heldout.data import load_dataset
+    from heldout.data.fingerprint import FingerprintError
     from heldout.evaluate import make_evaluator_for, verify_run
 
     try:
@@ -143,7 +144,7 @@ def verify_command(args: argparse.Namespace) -> int:
         try:
             result = verify_run(evaluator, run, dataset, args.split, args.batch_size,
                                 progress=len(runs) == 1)
-        except (CheckpointError, NpzError) as e:
+        except (CheckpointError, NpzError, FingerprintError) as e:
             print(f"{run.name}: FAILED: {e}")
             failed += 1
             continue
