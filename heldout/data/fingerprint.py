@@ -166,13 +166,16 @@ def read_fingerprint_file(path: str | os.PathLike) -> Fingerprint | None:
 
 
 def differences(a: Fingerprint, b: Fingerprint) -> list[str]:
-    """What differs between two fingerprints: name, version, and size or label hash of every
-    split both have ([] when compatible)."""
+    """What differs between two fingerprints ([] when compatible): the size or label hash of
+    every split both have, and name and version when both name a versioned dataset (TFDS's
+    ``cifar10:3.0.2``). Files (``.npz``, IDX) carry no version, so the same examples in the same
+    order read from another file (a ``dataset.npz`` export, say) are compatible."""
     found = []
-    if a.name != b.name:
-        found.append(f"name {a.name!r} vs {b.name!r}")
-    if a.version != b.version:
-        found.append(f"version {a.version!r} vs {b.version!r}")
+    if a.version and b.version:
+        if a.name != b.name:
+            found.append(f"name {a.name!r} vs {b.name!r}")
+        if a.version != b.version:
+            found.append(f"version {a.version!r} vs {b.version!r}")
     for split in sorted(set(a.splits) & set(b.splits)):
         (na, ha), (nb, hb) = a.split(split), b.split(split)
         if na != nb:

@@ -1,0 +1,102 @@
+"""Memorization, influence and C-scores from heldout runs (pure numpy, no TensorFlow).
+
+For the R runs at one subset ratio, with ``M[r, i]`` = training example i was in run r's subset,
+``C[r, i]`` = run r classified training example i correctly and ``T[r, j]`` = run r classified
+test example j correctly (Feldman & Zhang 2020, the estimators from random subsets; Jiang et al.
+2021, the holdout C-score):
+
+- ``memorization[i] = mean_{r: M[r,i]} C[r,i] - mean_{r: not M[r,i]} C[r,i]``
+- ``influence[j, i] = mean_{r: M[r,i]} T[r,j] - mean_{r: not M[r,i]} T[r,j]``
+- ``cscore_s[i] = mean_{r at ratio s: not M[r,i]} C[r,i]``; the C-score is the unweighted mean
+  of ``cscore_s`` over the ratios where it is defined. For test examples the consistency at
+  ratio s is the mean of ``T[r, j]`` over the runs at s.
+
+Where a count is zero the value is undefined and returned as NaN, with the counts alongside
+(the original research script returned 0 there, which looks like a real value).
+
+Everything is computed from a `RatioAccumulator`: counts and sums per example, plus (for
+influence) the runs' subset masks and test correctness packed to bits, R * (n_train + n_test) / 8
+bytes (15 MB for 2,000 CIFAR-10 runs). Their test-by-train co-occurrence sums ``T^T M`` are the
+sufficient statistic of the influence: the "without" term is ``(total - with)``, so the whole
+influence matrix costs one float32 matrix product with inner dimension R (exact for integer
+counts below 2**24), formed tile by tile with a bounded working set. The co-occurrence matrix
+itself is never stored (it would be 256 GB for ImageNet); accumulators over disjoint runs merge
+by adding their counts and stacking their bits, and save to / load from `.npz`.
+
+Modules, dependencies flowing one way: `accumulator` (`RatioAccumulator`, its `.npz` format,
+reading runs) <- `scores` (memorization, C-scores) <- `influence` (the influence matrix, top-k
+lists, high-influence pairs) <- `summary` (`RatioEstimate`, the `heldout estimate` file). Every
+public name is re-exported here, so ``from heldout import estimate; estimate.memorization(acc)``
+is the usual way in. Note that ``heldout.estimate.influence`` is the function `influence`; the
+module of that name is reached as ``from heldout.estimate.influence import ...``.
+"""
+
+from __future__ import annotations
+
+from heldout.estimate.accumulator import (
+    ACCUMULATOR_FORMAT,
+    EstimateError,
+    Progress,
+    RatioAccumulator,
+    accumulate,
+    accumulate_experiment,
+    accumulate_runs,
+    load_accumulator,
+    merge_accumulators,
+)
+from heldout.estimate.influence import (
+    DEFAULT_WORKING_BYTES,
+    HighInfluencePairs,
+    high_influence_pairs,
+    influence,
+    influence_stderr,
+    pairs_from_top_k,
+    select_high_influence_pairs,
+    top_k_influence,
+)
+from heldout.estimate.scores import (
+    CScores,
+    Memorization,
+    RatioCScore,
+    cscores,
+    memorization,
+    ratio_cscore,
+)
+from heldout.estimate.summary import (
+    INFLUENCE_KINDS,
+    RatioEstimate,
+    estimate,
+    load_estimate,
+    save_estimate,
+)
+
+__all__ = [
+    "ACCUMULATOR_FORMAT",
+    "DEFAULT_WORKING_BYTES",
+    "INFLUENCE_KINDS",
+    "CScores",
+    "EstimateError",
+    "HighInfluencePairs",
+    "Memorization",
+    "Progress",
+    "RatioAccumulator",
+    "RatioCScore",
+    "RatioEstimate",
+    "accumulate",
+    "accumulate_experiment",
+    "accumulate_runs",
+    "cscores",
+    "estimate",
+    "high_influence_pairs",
+    "influence",
+    "influence_stderr",
+    "load_accumulator",
+    "load_estimate",
+    "memorization",
+    "merge_accumulators",
+    "pairs_from_top_k",
+    "ratio_cscore",
+    "save_estimate",
+    "select_high_influence_pairs",
+    "top_k_influence",
+]

@@ -1,0 +1,412 @@
+"""Influence of training on test examples, tile by tile (pure numpy).
+
+The full matrix (`influence`), its standard error, top-k lists per test example and
+high-influence pairs (Feldman & Zhang 2020), all formed from an accumulator's bits with one
+float32 GEMM per tile and a bounded working set (`DEFAULT_WORKING_BYTES`). See
+`heldout.estimate`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import numpy as np
+
+from heldout.estimate.accumulator import EstimateError, Progress, RatioAccumulator, _unpack
+from heldout.estimate.scores import memorization
+
+DEFAULT_WORKING_BYTES = 512 * 2**20
+
+
+@dataclasses.dataclass(frozen=True)
+class _Tiler:
+    """Forms influence tiles ``[rows, cols]`` from the bits with one GEMM per tile."""
+
+    acc: RatioAccumulator
+    inv_in: np.ndarray  # float32 [n_train]: 1 / count_in (NaN where undefined)
+    inv_out: np.ndarray  # float32 [n_train]: 1 / count_out (NaN where undefined)
+    test_total: np.ndarray  # float32 [n_test]
+    rows: int
+    cols: int
+
+    @staticmethod
+    def make(acc: RatioAccumulator, working_bytes: int, full: bool) -> _Tiler:
+        acc._require_runs("influence")
+        if acc.num_runs == 0:
+            raise EstimateError("influence needs at least one run")
+        cin, cout = acc.count_in, acc.count_out
+        defined = (cin > 0) & (cout > 0)
+        with np.errstate(divide="ignore"):
+            inv_in = np.where(defined, 1.0 / cin, np.nan).astype(np.float32)
+            inv_out = np.where(defined, 1.0 / cout, np.nan).astype(np.float32)
+        runs, n_test = acc.num_runs, acc.num_test
+        budget = max(int(working_bytes), 0)
+        if full:
+            # Output tiles are views of the result: the working set is the float32 runs.
+            rows = n_test if 4 * runs * n_test <= budget // 2 else budget // 2 // (4 * runs)
+            rows = n_test if rows >= n_test else max(8, rows // 8 * 8)
+            cols = budget // 2 // (4 * runs)
+        else:
+            # A tile plus about three tile-sized temporaries, and the float32 runs.
+            rows = min(1024, budget // 2**19)
+            rows = n_test if rows >= n_test else max(8, rows // 8 * 8)
+            cols = min(budget // 2 // (4 * runs), budget // 2 // (16 * max(rows, 1)))
+        cols = acc.num_train if cols >= acc.num_train else max(64, cols // 64 * 64)
+        rows, cols = max(rows, 1), max(cols, 1)
+        return _Tiler(acc, inv_in, inv_out, acc.test_correct_total.astype(np.float32), rows, cols)
+
+    def col_blocks(self) -> list[tuple[int, int]]:
+        n = self.acc.num_train
+        return [(c, min(c + self.cols, n)) for c in range(0, n, self.cols)]
+
+    def row_blocks(self) -> list[tuple[int, int]]:
+        n = self.acc.num_test
+        return [(r, min(r + self.rows, n)) for r in range(0, n, self.rows)]
+
+    def tiles(
+        self, progress: Progress | None = None, out: np.ndarray | None = None
+    ) -> Iterator[tuple[int, int, int, int, np.ndarray]]:
+        """Yields ``(r0, r1, c0, c1, tile)``, tile float32 [r1 - r0, c1 - c0] of influence.
+
+        The tile is a view of `out` when given, else a buffer reused for the next tile.
+        """
+        acc = self.acc
+        rows = self.row_blocks()
+        blocks = [(c, r) for c in self.col_blocks() for r in rows]
+        buffer = np.empty(self.rows * self.cols, np.float32) if out is None else None
+        m_buffer = np.empty(acc.num_runs * min(self.cols, acc.num_train), np.float32)
+        if len(rows) == 1:
+            t_all, t_buffer = _unpack(acc.test_bits, 0, acc.num_test), None
+        else:
+            t_all, t_buffer = None, np.empty(acc.num_runs * self.rows, np.float32)
+        m_block, m_key = None, None
+        for (c0, c1), (r0, r1) in progress(blocks) if progress else blocks:
+            if m_key != (c0, c1):
+                m_block, m_key = _unpack(acc.mask_bits, c0, c1, m_buffer), (c0, c1)
+            t_block = t_all if t_all is not None else _unpack(acc.test_bits, r0, r1, t_buffer)
+            if out is None:
+                tile = buffer[: (r1 - r0) * (c1 - c0)].reshape(r1 - r0, c1 - c0)
+            else:
+                tile = out[r0:r1, c0:c1]
+            np.matmul(t_block.T, m_block, out=tile)
+            self.finish(tile, r0, c0, c1)
+            yield r0, r1, c0, c1, tile
+
+    def finish(self, cooc: np.ndarray, r0: int, c0: int, c1: int) -> None:
+        """Turns co-occurrence sums ``T^T M`` into influence in place, in cache-sized chunks.
+
+        ``influence = cooc / count_in - (total - cooc) / count_out``: the "without" sums come
+        from the totals; each term is in [0, 1], so the float32 error stays within a few ulp.
+        """
+        inv_in, inv_out = self.inv_in[c0:c1], self.inv_out[c0:c1]
+        step = max(1, 2**18 // max(c1 - c0, 1))
+        tmp = np.empty((step, c1 - c0), np.float32)
+        for s in range(0, cooc.shape[0], step):
+            chunk = cooc[s : s + step]
+            t = tmp[: chunk.shape[0]]
+            np.subtract(self.test_total[r0 + s : r0 + s + chunk.shape[0], None], chunk, out=t)
+            np.multiply(t, inv_out, out=t)
+            np.multiply(chunk, inv_in, out=chunk)
+            np.subtract(chunk, t, out=chunk)
+
+
+def influence(
+    acc: RatioAccumulator,
+    out: np.ndarray | None = None,
+    working_bytes: int = DEFAULT_WORKING_BYTES,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """The full influence matrix (Feldman & Zhang 2020, subsampled influence estimator).
+
+    Computed as one float32 GEMM ``T^T M`` over the kept runs, tile by tile straight into the
+    result, then ``cooc / count_in - (total - cooc) / count_out`` in place.
+
+    Args:
+      acc: an accumulator with `keep_runs`.
+      out: optional float32 C-contiguous [n_test, n_train] array to write into.
+      working_bytes: bound on the memory used besides the result.
+      progress: optional wrapper reporting progress over the tiles.
+
+    Returns:
+      influence: float32 [n_test, n_train]; column i is NaN where ``count_in[i]`` or
+      ``count_out[i]`` is 0.
+
+    Raises:
+      EstimateError: the accumulator keeps no runs, or `out` has the wrong shape/dtype.
+    """
+    tiler = _Tiler.make(acc, working_bytes, full=True)
+    shape = (acc.num_test, acc.num_train)
+    if out is None:
+        out = np.empty(shape, np.float32)
+    elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise EstimateError(
+            f"out must be a C-contiguous float32 array of shape {shape}, found {out.dtype} "
+            f"{out.shape}"
+        )
+    for _ in tiler.tiles(progress, out):
+        pass
+    return out
+
+
+def influence_stderr(acc: RatioAccumulator) -> np.ndarray:
+    """float32 [n_test, n_train]: binomial standard error of `influence`.
+
+    ``sqrt(q_in (1 - q_in) / count_in + q_out (1 - q_out) / count_out)`` with the observed test
+    accuracies with / without training example i; NaN where undefined. Materialises the full
+    matrix (meant for small experiments and tests).
+    """
+    acc._require_runs("influence_stderr")
+    cooc = _unpack(acc.test_bits, 0, acc.num_test).T @ _unpack(acc.mask_bits, 0, acc.num_train)
+    cin, cout = acc.count_in[None, :], acc.count_out[None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q_in = cooc / cin
+        q_out = (acc.test_correct_total[:, None] - cooc) / cout
+        var = q_in * (1 - q_in) / cin + q_out * (1 - q_out) / cout
+    var[:, ((cin == 0) | (cout == 0))[0]] = np.nan
+    return np.sqrt(var).astype(np.float32)
+
+
+def _topk_update(
+    vals: np.ndarray,
+    idx: np.ndarray,
+    tile: np.ndarray,
+    col0: int,
+    k: int,
+    scratch: np.ndarray,
+) -> None:
+    """Merges a tile into running top-k lists (rows: value descending, then index ascending).
+
+    `vals` float32 [rows, k] (sorted, -inf padding) and `idx` int64 [rows, k] are updated in
+    place; `tile` holds -inf where the influence is undefined; `scratch` is a float32 buffer of
+    at least the tile's size.
+    """
+    rows, width = tile.shape
+    cand = tile > vals[:, -1:]  # ties with kept entries lose: those have smaller indices
+    if width > k and np.count_nonzero(cand) > 4 * k * rows:
+        # Many candidates (first tiles): keep only those within the tile's own top k.
+        part = scratch[: tile.size].reshape(tile.shape)
+        np.copyto(part, tile)
+        part.partition(width - k, axis=1)
+        cand &= tile >= part[:, width - k, None]
+    r, c = np.nonzero(cand)
+    if r.size == 0:
+        return
+    all_r = np.concatenate([np.repeat(np.arange(rows), k), r])
+    all_v = np.concatenate([vals.ravel(), tile[r, c]])
+    all_i = np.concatenate([idx.ravel(), c.astype(np.int64) + col0])
+    order = np.lexsort((all_i, -all_v, all_r))
+    starts = np.searchsorted(all_r[order], np.arange(rows))
+    take = order[starts[:, None] + np.arange(k)]
+    vals[...] = all_v[take]
+    idx[...] = all_i[take]
+
+
+def top_k_influence(
+    acc: RatioAccumulator,
+    k: int,
+    working_bytes: int = DEFAULT_WORKING_BYTES,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The k training examples of largest influence on each test example, without the matrix.
+
+    Tiles of the influence matrix are formed (one GEMM each, bounded working set) and merged
+    into running top-k lists, so the memory is O(n_test * k) plus the working set: the
+    ImageNet matrix (50,000 x 1,281,167) is never materialised.
+
+    Args:
+      acc: an accumulator with `keep_runs`.
+      k: entries per test example (1 <= k).
+      working_bytes: bound on the working set.
+      progress: optional wrapper reporting progress over the tiles.
+
+    Returns:
+      (index, influence): int64 [n_test, k] training-example positions and float32
+      [n_test, k] their influence, sorted by influence descending (ties: smaller index first).
+      Undefined influence (NaN) is never ranked; rows with fewer than k defined entries are
+      padded with index -1 and NaN.
+
+    Raises:
+      EstimateError: k < 1, or the accumulator keeps no runs.
+    """
+    if k < 1:
+        raise EstimateError(f"k must be >= 1, got {k}")
+    k = int(k)
+    tiler = _Tiler.make(acc, working_bytes, full=False)
+    vals = np.full((acc.num_test, k), -np.inf, np.float32)
+    idx = np.full((acc.num_test, k), -1, np.int64)
+    undefined = np.flatnonzero(np.isnan(tiler.inv_in))
+    scratch = np.empty(tiler.rows * tiler.cols, np.float32)
+    for r0, r1, c0, c1, tile in tiler.tiles(progress):
+        cols = undefined[(undefined >= c0) & (undefined < c1)] - c0
+        tile[:, cols] = -np.inf
+        _topk_update(vals[r0:r1], idx[r0:r1], tile, c0, k, scratch)
+    missing = np.isneginf(vals)
+    vals[missing] = np.nan
+    idx[missing] = -1
+    return idx, vals
+
+
+# --------------------------------------------------------------------------------------------
+# High-influence pairs.
+
+
+@dataclasses.dataclass(frozen=True)
+class HighInfluencePairs:
+    """High-influence (train, test) pairs, in the authors' published format.
+
+    Attributes:
+      tr_idx: int64 [p], training-example positions.
+      tt_idx: int64 [p], test-example positions.
+      infl: float64 [p], influence of the training on the test example.
+      mem: float64 [p], memorization of the training example.
+    """
+
+    tr_idx: np.ndarray
+    tt_idx: np.ndarray
+    infl: np.ndarray
+    mem: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.tr_idx)
+
+    def to_dict(self) -> dict[str, np.ndarray]:
+        """The arrays under the published keys ``tr_idx``, ``tt_idx``, ``infl``, ``mem``."""
+        return {"tr_idx": self.tr_idx, "tt_idx": self.tt_idx, "infl": self.infl, "mem": self.mem}
+
+
+def _pairs_inputs(
+    mem: np.ndarray, train_labels: np.ndarray, test_labels: np.ndarray, shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n_test, n_train = shape
+    mem = np.asarray(mem, np.float64)
+    ytr, yte = np.asarray(train_labels), np.asarray(test_labels)
+    for name, value, n in (
+        ("mem", mem, n_train),
+        ("train_labels", ytr, n_train),
+        ("test_labels", yte, n_test),
+    ):
+        if value.shape != (n,):
+            raise EstimateError(f"{name} must have shape ({n},), found {value.shape}")
+    return mem, ytr, yte
+
+
+def _select(tile, r0, c0, mem, ytr, yte, infl_threshold, mem_threshold):
+    r, c = np.nonzero(tile >= infl_threshold)
+    i, j = c + c0, r + r0
+    keep = (mem[i] >= mem_threshold) & (ytr[i] == yte[j])
+    return i[keep], j[keep], tile[r[keep], c[keep]]
+
+
+def _make_pairs(parts: list, mem: np.ndarray) -> HighInfluencePairs:
+    if parts:
+        tr, tt, infl = (np.concatenate(p) for p in zip(*parts, strict=True))
+    else:
+        tr, tt, infl = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    tr, tt = tr.astype(np.int64), tt.astype(np.int64)
+    order = np.lexsort((tt, tr))
+    tr, tt = tr[order], tt[order]
+    return HighInfluencePairs(tr, tt, np.asarray(infl, np.float64)[order], mem[tr])
+
+
+def select_high_influence_pairs(
+    infl: np.ndarray,
+    mem: np.ndarray,
+    train_labels: np.ndarray,
+    test_labels: np.ndarray,
+    infl_threshold: float = 0.15,
+    mem_threshold: float = 0.25,
+) -> HighInfluencePairs:
+    """High-influence pairs from a full influence matrix (Feldman & Zhang 2020).
+
+    Pairs (i, j) with ``infl[j, i] >= infl_threshold``, ``mem[i] >= mem_threshold`` and
+    ``train_labels[i] == test_labels[j]``; NaN never qualifies.
+
+    Args:
+      infl: float [n_test, n_train], the influence matrix.
+      mem: float [n_train], memorization.
+      train_labels: int [n_train]; test_labels: int [n_test].
+      infl_threshold, mem_threshold: the thresholds (the paper's 0.15 and 0.25 by default).
+
+    Returns:
+      `HighInfluencePairs`, sorted by training then test index.
+
+    Raises:
+      EstimateError: shapes that do not fit.
+    """
+    infl = np.asarray(infl)
+    if infl.ndim != 2:
+        raise EstimateError(f"infl must be 2-D [n_test, n_train], found shape {infl.shape}")
+    mem, ytr, yte = _pairs_inputs(mem, train_labels, test_labels, infl.shape)
+    step = max(1, 2**22 // max(infl.shape[1], 1))
+    parts = [
+        _select(infl[r0 : r0 + step], r0, 0, mem, ytr, yte, infl_threshold, mem_threshold)
+        for r0 in range(0, infl.shape[0], step)
+    ]
+    return _make_pairs(parts, mem)
+
+
+def high_influence_pairs(
+    acc: RatioAccumulator,
+    train_labels: np.ndarray,
+    test_labels: np.ndarray,
+    infl_threshold: float = 0.15,
+    mem_threshold: float = 0.25,
+    working_bytes: int = DEFAULT_WORKING_BYTES,
+    progress: Progress | None = None,
+) -> HighInfluencePairs:
+    """High-influence pairs straight from an accumulator, tile by tile (no full matrix).
+
+    Same selection as `select_high_influence_pairs`, with the memorization of `acc`.
+    """
+    tiler = _Tiler.make(acc, working_bytes, full=False)
+    mem, ytr, yte = _pairs_inputs(
+        memorization(acc).memorization, train_labels, test_labels, (acc.num_test, acc.num_train)
+    )
+    parts = [
+        _select(tile, r0, c0, mem, ytr, yte, infl_threshold, mem_threshold)
+        for r0, _, c0, _, tile in tiler.tiles(progress)
+    ]
+    return _make_pairs(parts, mem)
+
+
+def pairs_from_top_k(
+    topk_index: np.ndarray,
+    topk_influence: np.ndarray,
+    mem: np.ndarray,
+    train_labels: np.ndarray,
+    test_labels: np.ndarray,
+    infl_threshold: float = 0.15,
+    mem_threshold: float = 0.25,
+) -> HighInfluencePairs:
+    """High-influence pairs from top-k lists, refusing when the lists may have cut some off.
+
+    Args:
+      topk_index, topk_influence: [n_test, k] from `top_k_influence`.
+      mem: float [n_train]; train_labels: [n_train]; test_labels: [n_test].
+
+    Raises:
+      EstimateError: a test example's k-th influence is at or above `infl_threshold` while it
+        may have more qualifying training examples (k is too small for the threshold).
+    """
+    topk_index, topk_influence = np.asarray(topk_index), np.asarray(topk_influence)
+    if topk_index.shape != topk_influence.shape or topk_index.ndim != 2:
+        raise EstimateError(
+            f"topk_index {topk_index.shape} and topk_influence {topk_influence.shape} must be "
+            "equal 2-D shapes [n_test, k]"
+        )
+    n_test, k = topk_index.shape
+    mem, ytr, yte = _pairs_inputs(mem, train_labels, test_labels, (n_test, len(np.asarray(mem))))
+    n_train = len(mem)
+    last = topk_influence[:, -1]
+    cut = (~np.isnan(last)) & (last >= infl_threshold) & (k < n_train)
+    if cut.any():
+        raise EstimateError(
+            f"{int(cut.sum())} test example(s) have all {k} top-k influences >= "
+            f"{infl_threshold}, so pairs may be missing; estimate again with a larger top-k "
+            "or with full influence"
+        )
+    r, c = np.nonzero(topk_influence >= infl_threshold)
+    i, j = topk_index[r, c], r
+    keep = (mem[i] >= mem_threshold) & (ytr[i] == yte[j])
+    return _make_pairs([(i[keep], j[keep], topk_influence[r[keep], c[keep]])], mem)

@@ -1,0 +1,169 @@
+"""One subset ratio's estimates as `heldout estimate` writes them: `RatioEstimate` (.npz).
+
+`estimate` computes memorization and (full, top-k or no) influence of an accumulator;
+`save_estimate` / `load_estimate` write and read them, checking every key. See
+`heldout.estimate`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+
+from heldout.estimate.accumulator import EstimateError, Progress, RatioAccumulator
+from heldout.estimate.influence import DEFAULT_WORKING_BYTES, influence, top_k_influence
+from heldout.estimate.scores import memorization
+from heldout.npzio import NpzError, load_npz, save_npz_atomic
+
+INFLUENCE_KINDS = ("full", "topk", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class RatioEstimate:
+    """Memorization and influence at one subset ratio (the `heldout estimate` file).
+
+    Attributes:
+      memorization, memorization_stderr: float64 [n_train] (see `Memorization`).
+      count_in, count_out: int64 [n_train].
+      num_runs: R.
+      subset_ratio: the ratio (NaN when unknown).
+      influence: float32 [n_test, n_train] or None.
+      topk_index: int64 [n_test, k] or None; topk_influence: float32 [n_test, k] or None.
+    """
+
+    memorization: np.ndarray
+    memorization_stderr: np.ndarray
+    count_in: np.ndarray
+    count_out: np.ndarray
+    num_runs: int
+    subset_ratio: float
+    influence: np.ndarray | None = None
+    topk_index: np.ndarray | None = None
+    topk_influence: np.ndarray | None = None
+
+    def to_dict(self) -> dict[str, np.ndarray]:
+        arrays = {
+            "memorization": self.memorization,
+            "memorization_stderr": self.memorization_stderr,
+            "count_in": self.count_in,
+            "count_out": self.count_out,
+            "num_runs": np.array(self.num_runs, np.int64),
+            "subset_ratio": np.array(self.subset_ratio, np.float64),
+        }
+        for key in ("influence", "topk_index", "topk_influence"):
+            if getattr(self, key) is not None:
+                arrays[key] = getattr(self, key)
+        return arrays
+
+
+def estimate(
+    acc: RatioAccumulator,
+    influence_kind: str = "full",
+    top_k: int = 10,
+    working_bytes: int = DEFAULT_WORKING_BYTES,
+    progress: Progress | None = None,
+) -> RatioEstimate:
+    """Memorization and (full, top-k or no) influence of one ratio's accumulator.
+
+    Args:
+      acc: the accumulator (with `keep_runs` unless `influence_kind` is ``"none"``).
+      influence_kind: ``"full"``, ``"topk"`` or ``"none"``.
+      top_k: k for ``"topk"``.
+      working_bytes, progress: see `influence`.
+
+    Raises:
+      EstimateError: unknown kind, or influence asked of a counts-only accumulator.
+    """
+    if influence_kind not in INFLUENCE_KINDS:
+        raise EstimateError(f"influence must be one of {INFLUENCE_KINDS}, got {influence_kind!r}")
+    mem = memorization(acc)
+    extra: dict[str, np.ndarray] = {}
+    if influence_kind == "full":
+        extra["influence"] = influence(acc, working_bytes=working_bytes, progress=progress)
+    elif influence_kind == "topk":
+        index, values = top_k_influence(acc, top_k, working_bytes, progress)
+        extra.update(topk_index=index, topk_influence=values)
+    return RatioEstimate(
+        mem.memorization,
+        mem.stderr,
+        mem.count_in,
+        mem.count_out,
+        acc.num_runs,
+        acc.subset_ratio,
+        **extra,
+    )
+
+
+def save_estimate(path: str | os.PathLike, est: RatioEstimate) -> None:
+    """Writes a `RatioEstimate` to `.npz` atomically (keys as its attributes; absent = None)."""
+    save_npz_atomic(path, est.to_dict())
+
+
+def load_estimate(path: str | os.PathLike) -> RatioEstimate:
+    """Reads and checks a file written by `save_estimate` / `heldout estimate`.
+
+    Raises:
+      NpzError: unreadable file, missing key, or arrays of the wrong dtype or shape (the message
+        names the file and key).
+    """
+    path = os.fspath(path)
+    arrays = load_npz(path)
+    required = ("memorization", "memorization_stderr", "count_in", "count_out", "num_runs")
+    missing = [k for k in required + ("subset_ratio",) if k not in arrays]
+    if missing:
+        raise NpzError(
+            f"{path}: missing key(s) {missing}; not a `heldout estimate` file (found keys "
+            f"{sorted(arrays)})"
+        )
+    mem = arrays["memorization"]
+    if mem.ndim != 1 or mem.dtype.kind != "f":
+        raise NpzError(
+            f"{path}: key 'memorization' must be 1-D float, found {mem.dtype} {mem.shape}"
+        )
+    n_train = len(mem)
+    for key, kind in (("memorization_stderr", "f"), ("count_in", "iu"), ("count_out", "iu")):
+        if arrays[key].shape != (n_train,) or arrays[key].dtype.kind not in kind:
+            raise NpzError(
+                f"{path}: key {key!r} must be {kind!r}-kind [{n_train}], found "
+                f"{arrays[key].dtype} {arrays[key].shape}"
+            )
+    for key, kind in (("num_runs", "iu"), ("subset_ratio", "f")):
+        if arrays[key].shape != () or arrays[key].dtype.kind not in kind:
+            raise NpzError(f"{path}: key {key!r} must be a scalar, found {arrays[key].shape}")
+    extra: dict[str, np.ndarray] = {}
+    if "influence" in arrays:
+        infl = arrays["influence"]
+        if infl.ndim != 2 or infl.shape[1] != n_train or infl.dtype.kind != "f":
+            raise NpzError(
+                f"{path}: key 'influence' must be float [n_test, {n_train}], found {infl.dtype} "
+                f"{infl.shape}"
+            )
+        extra["influence"] = infl
+    if ("topk_index" in arrays) != ("topk_influence" in arrays):
+        raise NpzError(f"{path}: keys 'topk_index' and 'topk_influence' come together")
+    if "topk_index" in arrays:
+        index, values = arrays["topk_index"], arrays["topk_influence"]
+        if (
+            index.ndim != 2
+            or index.shape != values.shape
+            or index.dtype.kind not in "iu"
+            or values.dtype.kind != "f"
+        ):
+            raise NpzError(
+                f"{path}: keys 'topk_index' (int) and 'topk_influence' (float) must share a 2-D "
+                f"shape, found {index.dtype} {index.shape} and {values.dtype} {values.shape}"
+            )
+        if ((index < -1) | (index >= n_train)).any():
+            raise NpzError(f"{path}: key 'topk_index' holds positions outside -1..{n_train - 1}")
+        extra.update(topk_index=index.astype(np.int64), topk_influence=values)
+    return RatioEstimate(
+        mem.astype(np.float64),
+        arrays["memorization_stderr"].astype(np.float64),
+        arrays["count_in"].astype(np.int64),
+        arrays["count_out"].astype(np.int64),
+        int(arrays["num_runs"]),
+        float(arrays["subset_ratio"]),
+        **extra,
+    )
