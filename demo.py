@@ -34,9 +34,10 @@ DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data directory")
 ARCH = flags.DEFINE_enum("arch", None, ["small_inception", "resnet50", "mlp"],
                          "architecture (default: the released one for the dataset)")
 SPLIT = flags.DEFINE_enum("split", "test", ["train", "test"], "split to evaluate")
-BATCH_SIZE = flags.DEFINE_integer("batch_size", 200, "evaluation batch size")
+BATCH_SIZE = flags.DEFINE_integer("batch_size", 200, "evaluation batch size", lower_bound=1)
 MIN_MATCH = flags.DEFINE_float("min_match_fraction", 1.0, "pass when at least this fraction "
-                               "of predictions match (ImageNet: slightly below 1)")
+                               "of predictions match (ImageNet: slightly below 1)",
+                               lower_bound=0.0, upper_bound=1.0)
 flags.mark_flag_as_required("run_dir")
 
 

@@ -96,7 +96,9 @@ def check_fits(
     root: str = "model",
     reader: tf.train.CheckpointReader | None = None,
 ) -> dict[str, tf.Variable]:
-    """Checks that the checkpoint holds every model variable with the same shape and dtype.
+    """Checks that the checkpoint holds every model variable with the same shape and dtype, and
+    that every variable the checkpoint holds under `root` belongs to the model (so a model with
+    variables still to be created, or a smaller architecture, is refused).
 
     Returns:
       The model's variables by checkpoint key.
@@ -115,6 +117,16 @@ def check_fits(
             f"{prefix}: {len(missing)} of the model's {len(wanted)} variables are not in the "
             f"checkpoint, e.g. {missing[:3]}; the checkpoint's top-level objects are {roots} "
             f"(expected {root!r} holding a {type(model).__name__}); is it another architecture?"
+        )
+    unused = sorted(
+        k for k in shapes if k.startswith(f"{root}/") and k.endswith(_SUFFIX) and k not in wanted
+    )
+    if unused:
+        raise CheckpointError(
+            f"{prefix}: the checkpoint holds {len(unused)} variables under {root!r} that the "
+            f"model ({type(model).__name__}, {len(wanted)} variables) lacks, e.g. {unused[:3]}; "
+            "was the model called once before restoring (pass input_shape), and is it the "
+            "same architecture?"
         )
     for key, var in wanted.items():
         if tuple(shapes[key]) != tuple(var.shape):

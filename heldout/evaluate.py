@@ -51,8 +51,9 @@ class CrossCheck:
     Attributes:
       split: ``train`` (the run's subset and its held-out examples together) or ``test``.
       num_match: examples whose recomputed correctness equals the stored one.
-      num_total: examples compared.
-      mismatched_index: int64 [num_total - num_match], positions that differ.
+      num_total: examples the aux arrays cover for the split.
+      mismatched_index: int64 [num_total - num_match], positions that differ or have no
+        prediction.
     """
 
     split: str
@@ -70,12 +71,22 @@ class CrossCheck:
 
 
 def cross_check(predictions: Predictions, aux: AuxArrays, split: str) -> CrossCheck:
-    """Compares recomputed correctness with the run's stored correctness, by `index`."""
-    stored = aux.correctness(split)[predictions.index]
-    differ = stored != predictions.correctness
-    return CrossCheck(
-        split, int(np.sum(~differ)), len(differ), predictions.index[differ].astype(np.int64)
-    )
+    """Compares recomputed correctness with the run's stored correctness, by `index`.
+
+    Every example the aux arrays cover must have exactly one prediction: examples without one
+    (a dataset with missing examples) or with several count as mismatches, so a partial
+    evaluation can never pass.
+    """
+    stored = aux.correctness(split)
+    n = len(stored)
+    index = predictions.index
+    valid = (index >= 0) & (index < n)
+    counts = np.bincount(index[valid], minlength=n)
+    agree = np.zeros(n, dtype=bool)
+    good = valid.copy()
+    good[valid] = counts[index[valid]] == 1
+    agree[index[good]] = stored[index[good]] == predictions.correctness[good]
+    return CrossCheck(split, int(agree.sum()), n, np.flatnonzero(~agree).astype(np.int64))
 
 
 def default_arch(dataset_name: str, image_shape: tuple[int, ...]) -> str:

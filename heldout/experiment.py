@@ -318,9 +318,9 @@ def find_checkpoints(run_dir: str | os.PathLike) -> list[CheckpointFiles]:
         epoch = int(m.group(1))
         shards = [_CKPT_DATA.match(n) for n in names if n.startswith(f"ckpt-{m.group(1)}.data-")]
         shards = [s for s in shards if s and s.group(1) == m.group(1)]
-        complete = bool(shards) and all(
-            len({s.group(2) for s in shards if s.group(3) == total}) == int(total)
-            for total in {s.group(3) for s in shards}
+        totals = {int(s.group(3)) for s in shards}
+        complete = len(totals) == 1 and {int(s.group(2)) for s in shards} == set(
+            range(totals.pop())
         )
         found.append(CheckpointFiles(os.path.join(ckpt_dir, f"ckpt-{m.group(1)}"), epoch, complete))
     return sorted(found, key=lambda c: c.epoch)
@@ -448,8 +448,12 @@ class Experiment:
         Raises:
           KeyError: the experiment has no such ratio (the message lists those it has).
         """
+        try:
+            value = float(ratio)
+        except ValueError:
+            value = None
         for name in self.runs_by_ratio:
-            if name == str(ratio) or float(name) == float(ratio):
+            if name == str(ratio) or float(name) == value:
                 return name
         raise KeyError(f"{self.root}: no subset ratio {ratio!r}; it has {self.ratios}")
 

@@ -38,6 +38,11 @@ def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise NpzError(f"{path}: no such file")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04" and magic != b"PK\x05\x06":
+        kind = "a single .npy array" if magic == b"\x93NUM" else "not a zip archive"
+        raise NpzError(f"{path}: not an .npz file ({kind}; found first bytes {magic!r})")
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}
@@ -100,3 +105,5 @@ def save_npz_atomic(
     with atomic_path(path, suffix=".npz") as tmp:
         with open(tmp, "wb") as f:
             save(f, **{k: np.asarray(v) for k, v in arrays.items()})
+            f.flush()
+            os.fsync(f.fileno())  # the data is on disk before the rename makes it visible

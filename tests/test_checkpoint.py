@@ -118,3 +118,17 @@ def test_several_checkpoints_use_highest_epoch(tmp_path):
     assert files.epoch == 12 and "3 checkpoints (epochs [2, 7, 12])" in note
     restored = checkpoint.restore(models.build_model("mlp", 10), run, SHAPE)
     assert restored.path.endswith("ckpt-12") and restored.epoch == 3 and restored.note == note
+
+
+def test_uncalled_model_is_refused_not_half_restored(fmnist_experiment):
+    # Sonnet creates most variables on the first call: restoring into a model that was never
+    # called would leave its convolutions and linear layer random.
+    model = models.build_model("small_inception", 10)
+    with pytest.raises(checkpoint.CheckpointError, match="variables under 'model' that the model"):
+        checkpoint.restore(model, fmnist_experiment / "0.5" / "0")
+
+
+def test_smaller_model_with_matching_prefix_is_refused(tmp_path):
+    prefix = _write(models.MLP(10, hidden=(64, 32)), tmp_path / "ckpt-1")
+    with pytest.raises(checkpoint.CheckpointError, match=r"holds 2 variables under 'model' that"):
+        checkpoint.restore(models.MLP(10, hidden=(64,)), prefix, SHAPE)

@@ -165,3 +165,24 @@ def test_verify_checks_the_runs_dataset_fingerprint(tmp_path, fmnist_experiment,
     assert cli_main(args) == 1
     out = capsys.readouterr().out
     assert "0.5/0: FAILED: " in out and "split 'test' labels differ" in out
+
+
+def test_partial_predictions_count_as_mismatches(evaluator, fmnist_dataset, fmnist_experiment):
+    from heldout.evaluate import Predictions
+
+    run = ex.run_from_path(fmnist_experiment / "0.5" / "0")
+    result = verify_run(evaluator, run, fmnist_dataset, "test", progress=False)
+    p = result.predictions
+    keep = np.r_[0:100, 120:500, 130]  # 20 examples missing, one predicted twice
+    partial = Predictions(p.logits[keep], p.label[keep], p.index[keep])
+    check = cross_check(partial, result.aux, "test")
+    assert check.num_total == 500 and check.num_match == 479
+    np.testing.assert_array_equal(check.mismatched_index, np.r_[100:120, 130])
+
+
+def test_bad_batch_size_and_fraction(fmnist_experiment, fmnist_dir):
+    base = ["verify", str(fmnist_experiment), "--dataset_npz", str(fmnist_dir / "dataset.npz")]
+    for extra in (["--batch_size", "0"], ["--min_match_fraction", "1.5"]):
+        with pytest.raises(SystemExit) as e:
+            cli_main(base + extra)
+        assert e.value.code == 2

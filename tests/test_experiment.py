@@ -226,3 +226,28 @@ def test_experiment_and_npzio_import_no_tensorflow():
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
+
+
+def test_npy_file_under_npz_name(tmp_path):
+    np.save(tmp_path / "a.npy", np.arange(3))
+    (tmp_path / "a.npy").rename(tmp_path / "a.npz")
+    with pytest.raises(NpzError, match="not an .npz file \\(a single .npy array"):
+        load_npz(tmp_path / "a.npz")
+
+
+def test_checkpoint_shards_must_cover_range(tmp_path):
+    ckpt = tmp_path / "checkpoints"
+    ckpt.mkdir()
+    (ckpt / "ckpt-3.index").write_bytes(b"x")
+    (ckpt / "ckpt-3.data-00001-of-00002").write_bytes(b"x")
+    (ckpt / "ckpt-3.data-00005-of-00002").write_bytes(b"x")
+    assert not ex.find_checkpoints(tmp_path)[0].complete
+    (ckpt / "ckpt-3.data-00000-of-00002").write_bytes(b"x")
+    (ckpt / "ckpt-3.data-00005-of-00002").unlink()
+    assert ex.find_checkpoints(tmp_path)[0].complete
+
+
+def test_ratio_name_not_a_number(fmnist_experiment):
+    exp = ex.open_experiment(fmnist_experiment)
+    with pytest.raises(KeyError, match="no subset ratio 'abc'"):
+        exp.ratio_name("abc")

@@ -52,10 +52,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "`heldout train --train_size N`)")
     p.add_argument("--arch", default=None, help="small_inception | resnet50 | mlp "
                    "(default: the released architecture for the dataset)")
-    p.add_argument("--batch_size", type=int, default=200)
-    p.add_argument("--min_match_fraction", type=float, default=1.0,
+    p.add_argument("--batch_size", type=positive_int, default=200)
+    p.add_argument("--min_match_fraction", type=fraction, default=1.0,
                    help="pass when at least this fraction of predictions match (default 1.0)")
     p.set_defaults(handler=verify_command)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {value}")
+    return value
 
 
 def add_dataset_flags(parser: argparse.ArgumentParser) -> None:
@@ -107,7 +123,7 @@ def inspect_command(args: argparse.Namespace) -> int:
         for run in tqdm(experiment.runs(ratio), desc=f"ratio {ratio}", leave=False):
             try:
                 aux = run.load_aux()
-            except NpzError as e:
+            except ValueError as e:  # NpzError, AuxArraysError, FingerprintError
                 print(f"bad run {run.path}: {e}", file=sys.stderr)
                 failures += 1
                 continue
