@@ -144,6 +144,10 @@ class HttpStream(io.RawIOBase):
                     f"connection closed at byte {self.pos:,} of {self._resp_end:,}; resuming"
                 )
                 continue
+            if self.total is not None and self.pos < self.total:
+                # A 206 may cover less than the range asked for (RFC 7233): ask for the rest.
+                self._close_response()
+                continue
             self._close_response()
             self._complete = True
             if self.total is None:

@@ -126,6 +126,8 @@ class ServerState:
       etag: sent as ETag when set.
       ignore_range: answer every request 200 with the whole body.
       range_shift: answer `Range: bytes=N-` with a 206 starting at N + range_shift.
+      range_limit: answer a `Range` with at most this many bytes (a shorter 206, as RFC 7233
+        allows).
       refuse_ranges: answer every `Range` request 416 without Content-Range.
       cuts: per request, in order: close the connection after this many body bytes (None:
         send everything).
@@ -139,6 +141,7 @@ class ServerState:
     etag: str | None = None
     ignore_range: bool = False
     range_shift: int = 0
+    range_limit: int | None = None
     refuse_ranges: bool = False
     cuts: list[int | None] = dataclasses.field(default_factory=list)
     reset: bool = False
@@ -183,17 +186,20 @@ class _Handler(BaseHTTPRequestHandler):
                 self.end_headers()
                 return
             status, start = 206, min(max(first + state.range_shift, 0), total - 1)
+        end = total  # one past the last byte sent
+        if status == 206 and state.range_limit is not None:
+            end = min(total, start + state.range_limit)
         self.send_response(status)
         self.send_header("Content-Type", "application/gzip")
-        self.send_header("Content-Length", str(total - start))
+        self.send_header("Content-Length", str(end - start))
         self.send_header("Accept-Ranges", "bytes")
         if status == 206:
-            self.send_header("Content-Range", f"bytes {start}-{total - 1}/{total}")
+            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{total}")
         if state.etag is not None:
             self.send_header("ETag", state.etag)
         self.end_headers()
         cut = state.cuts[number] if number < len(state.cuts) else None
-        stop = total if cut is None else min(total, start + cut)
+        stop = end if cut is None else min(end, start + cut)
         view = memoryview(body)
         sent = 0
         try:
@@ -203,7 +209,7 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:  # the client went away
             pass
         state.log[number] = (requested, status, sent)
-        if stop < total:
+        if stop < end:
             if state.reset:
                 self.connection.setsockopt(
                     socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
@@ -411,6 +417,18 @@ def test_206_starting_elsewhere_gives_a_correct_file(release, tmp_path, keep_arc
             (None, 200),
         ]
         assert any(f"starting at byte {cut + 1000:,}" in e for e in result.events)
+
+
+@pytest.mark.parametrize("keep_archive", [False, True], ids=["stream", "keep_archive"])
+def test_short_206_is_continued_not_taken_as_the_end(release, tmp_path, keep_archive):
+    cut = len(release.archive) // 3
+    limit = len(release.archive) // 5
+    with serve_release(release, range_limit=limit, cuts=[cut]) as (url, state):
+        get(url, tmp_path, release.md5, keep_archive)
+    assert_extracted(tmp_path, release.tree, keep_archive)
+    statuses = [s for _, s, _ in state.log]
+    assert statuses[0] == 200 and len(statuses) >= 3 and set(statuses[1:]) == {206}
+    assert state.sent == len(release.archive)
 
 
 @pytest.mark.parametrize("with_size", [True, False], ids=["416-with-size", "416-bare"])
