@@ -12,6 +12,8 @@ import pytest
 from heldout import estimate as est
 from heldout import published as pub
 from heldout.cli import main
+from heldout.data.fingerprint import KEYS as FINGERPRINT_KEYS
+from heldout.data.fingerprint import fingerprint_from_labels, read_fingerprint
 from heldout.experiment import make_aux_arrays, open_experiment, write_aux_arrays
 from heldout.npzio import load_npz
 
@@ -336,3 +338,141 @@ def test_user_errors_exit_2_with_a_message(synthetic, tmp_path, capsys):
     )
     assert status == 2 and "the train split has 5 labels but the scores cover 300" in err
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------------------------
+# Dataset fingerprints: runs written by `heldout train` carry one; outputs keep it and the
+# labels given to `pairs` / `cscores` are checked against it.
+
+
+def write_idx(path, array):
+    """An uncompressed uint8 IDX file (MNIST format: big-endian header, then the bytes)."""
+    array = np.asarray(array, np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
+    path.write_bytes(header + array.tobytes())
+
+
+def write_datasets(directory, labels):
+    """The same labels as `.npz` and as an IDX directory."""
+    directory.mkdir()
+    np.savez(
+        directory / "dataset.npz",
+        **{f"{s}__image": np.zeros((len(y), 1, 1, 1), np.uint8) for s, y in labels.items()},
+        **{f"{s}__label": y for s, y in labels.items()},
+    )
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        write_idx(directory / f"{prefix}-images-idx3-ubyte", np.zeros((len(labels[split]), 1, 1)))
+        write_idx(directory / f"{prefix}-labels-idx1-ubyte", labels[split])
+    return directory / "dataset.npz", directory
+
+
+@pytest.fixture()
+def fingerprinted(tmp_path):
+    rng = np.random.default_rng(5)
+    n_train, n_test = 200, 30
+    labels = {"train": rng.integers(0, 3, n_train), "test": rng.integers(0, 3, n_test)}
+    fp = fingerprint_from_labels("synthetic", labels)
+    root = tmp_path / "experiment"
+    for ratio, run_ids in (("0.3", [0, 1, 2]), ("0.7", [3, 4, 5, 6])):
+        masks = rng.random((len(run_ids), n_train)) < float(ratio)
+        correct = rng.random((len(run_ids), n_train)) < 0.3 + 0.6 * masks
+        test_correct = rng.random((len(run_ids), n_test)) < 0.6
+        for r, run_id in enumerate(run_ids):
+            (root / ratio / str(run_id)).mkdir(parents=True)
+            aux = make_aux_arrays(np.flatnonzero(masks[r]), correct[r], test_correct[r], fp)
+            write_aux_arrays(root / ratio / str(run_id) / "aux_arrays.npz", aux)
+    datasets = {"right": write_datasets(tmp_path / "right", labels)}
+    for split in ("train", "test"):  # the same labels, one split in another order
+        moved = dict(labels)
+        moved[split] = labels[split][rng.permutation(len(labels[split]))]
+        assert (moved[split] != labels[split]).any()
+        datasets[split] = write_datasets(tmp_path / f"moved_{split}", moved)
+    return root, fp, labels, datasets
+
+
+def test_fingerprint_is_written_and_labels_in_another_order_are_refused(
+    fingerprinted, tmp_path, capsys
+):
+    root, fp, labels, datasets = fingerprinted
+    status, out, err = run_cli(
+        capsys, "estimate", root, "--ratio", "0.7", "--out", tmp_path / "est.npz"
+    )
+    assert status == 0, err
+    assert "dataset synthetic (test 30" in out
+    arrays = load_npz(tmp_path / "est.npz")
+    assert set(FINGERPRINT_KEYS) <= set(arrays)
+    assert read_fingerprint(arrays) == fp
+    assert est.load_estimate(tmp_path / "est.npz").fingerprint == fp
+
+    # pairs: labels in another order (either split, from .npz or IDX) are refused.
+    for split in ("train", "test"):
+        npz, idx_dir = datasets[split]
+        for flag, path in (("--dataset_npz", npz), ("--idx_dir", idx_dir)):
+            status, _, err = run_cli(
+                capsys, "pairs", tmp_path / "est.npz", flag, path,
+                "--out", tmp_path / "pairs.npz",
+            )  # fmt: skip
+            assert status == 2, (flag, split, err)
+            assert "heldout pairs: error: " in err and "est.npz and the labels of" in err
+            assert f"split {split!r} labels differ" in err and "another order?" in err
+            assert not (tmp_path / "pairs.npz").exists()
+    # ... and the right ones work, writing the published keys only.
+    estimate = est.load_estimate(tmp_path / "est.npz")
+    want = est.select_high_influence_pairs(
+        estimate.influence, estimate.memorization, labels["train"], labels["test"], 0.2, 0.2
+    )
+    assert len(want) > 5
+    for flag, path in zip(("--dataset_npz", "--idx_dir"), datasets["right"], strict=True):
+        status, _, err = run_cli(
+            capsys, "pairs", tmp_path / "est.npz", flag, path, "--infl_threshold", "0.2",
+            "--mem_threshold", "0.2", "--out", tmp_path / f"pairs{flag}.npz",
+        )  # fmt: skip
+        assert status == 0, err
+        arrays = load_npz(tmp_path / f"pairs{flag}.npz")
+        assert sorted(arrays) == sorted(pub.PAIR_KEYS)
+        for key in pub.PAIR_KEYS:
+            np.testing.assert_array_equal(arrays[key], getattr(want, key), err_msg=key)
+
+    # cscores: the fingerprint is written; the train labels are checked (test labels not read).
+    for flag, path in zip(("--dataset_npz", "--idx_dir"), datasets["right"], strict=True):
+        status, _, err = run_cli(capsys, "cscores", root, flag, path, "--out", tmp_path / "cs.npz")
+        assert status == 0, err
+        arrays = load_npz(tmp_path / "cs.npz")
+        assert read_fingerprint(arrays) == fp
+        np.testing.assert_array_equal(arrays["labels"], labels["train"])
+        pub.read_cscores(tmp_path / "cs.npz", num_examples=200, num_classes=3)
+    status, _, err = run_cli(capsys, "cscores", root, "--out", tmp_path / "cs_nolabels.npz")
+    assert status == 0, err
+    assert read_fingerprint(load_npz(tmp_path / "cs_nolabels.npz")) == fp
+    for flag, path in zip(("--dataset_npz", "--idx_dir"), datasets["train"], strict=True):
+        status, _, err = run_cli(capsys, "cscores", root, flag, path, "--out", tmp_path / "x.npz")
+        assert status == 2 and "split 'train' labels differ" in err, err
+        assert "the runs in" in err
+    status, _, err = run_cli(
+        capsys, "cscores", root, "--idx_dir", datasets["test"][1], "--out", tmp_path / "x.npz"
+    )
+    assert status == 0, err
+
+
+def test_runs_of_another_order_are_refused(fingerprinted, tmp_path, capsys):
+    root, fp, labels, _ = fingerprinted
+    moved = dict(labels, train=labels["train"][::-1])
+    aux = make_aux_arrays(
+        np.arange(50), np.ones(200, bool), np.ones(30, bool),
+        fingerprint_from_labels("synthetic", moved),
+    )  # fmt: skip
+    (root / "0.3" / "9").mkdir()
+    write_aux_arrays(root / "0.3" / "9" / "aux_arrays.npz", aux)
+    status, _, err = run_cli(
+        capsys, "estimate", root, "--ratio", "0.3", "--out", tmp_path / "est.npz"
+    )
+    assert status == 2 and "heldout estimate: error: " in err
+    assert "0.3/0 (" in err and ") and 0.3/9 (" in err and "another order?" in err
+    status, _, err = run_cli(capsys, "cscores", root, "--out", tmp_path / "cs.npz")
+    assert status == 2 and "0.3/9/aux_arrays.npz" in err, err
+    assert not (tmp_path / "est.npz").exists() and not (tmp_path / "cs.npz").exists()
+    # Counted at their own ratio only, the other runs still combine.
+    status, _, err = run_cli(
+        capsys, "cscores", root, "--ratios", "0.7", "--out", tmp_path / "cs.npz"
+    )
+    assert status == 0, err

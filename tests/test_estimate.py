@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from heldout import estimate as est
+from heldout.data.fingerprint import KEYS as FINGERPRINT_KEYS
+from heldout.data.fingerprint import fingerprint_from_labels, read_fingerprint
 from heldout.experiment import make_aux_arrays, open_experiment, write_aux_arrays
 from heldout.npzio import NpzError, load_npz, save_npz_atomic
 
@@ -350,6 +352,161 @@ def test_experiment_runs_accumulate_like_matrices(tmp_path):
     write_aux_arrays(tmp_path / "0.5" / "99" / "aux_arrays.npz", other)
     with pytest.raises(NpzError, match=r"0\.5/99/aux_arrays\.npz: covers 65 training"):
         est.accumulate_experiment(tmp_path)
+
+
+# --------------------------------------------------------------------------------------------
+# Dataset fingerprints: carried from the runs, checked when runs, shards or ratios combine.
+
+
+def toy_fingerprints(n_train, n_test, seed=20):
+    """The fingerprint of a toy dataset, and of the same dataset with its training labels in
+    another order."""
+    rng = np.random.default_rng(seed)
+    y_train, y_test = rng.integers(0, 3, n_train), rng.integers(0, 3, n_test)
+    fp = fingerprint_from_labels("toy", {"train": y_train, "test": y_test})
+    shuffled = y_train[rng.permutation(n_train)]
+    assert (shuffled != y_train).any()
+    other = fingerprint_from_labels("toy", {"train": shuffled, "test": y_test})
+    assert fp != other
+    return fp, other
+
+
+def aux_runs(masks, correct, test_correct, fingerprints):
+    return [
+        make_aux_arrays(np.flatnonzero(masks[r]), correct[r], test_correct[r], fingerprints[r])
+        for r in range(len(masks))
+    ]
+
+
+def test_accumulator_carries_fingerprint_and_refuses_another_order():
+    masks, correct, test_correct = random_runs(21, 5, 40, 7)
+    fp, other = toy_fingerprints(40, 7)
+    runs = aux_runs(masks, correct, test_correct, [None, fp, fp, other, None])
+    acc = est.RatioAccumulator(40, 7, subset_ratio=0.5)
+    acc.add_aux(runs[0], "0.5/0")  # a run without a fingerprint (released runs): not checked
+    assert acc.fingerprint is None
+    acc.add_aux(runs[1], "0.5/1")  # the first fingerprint seen is the accumulator's
+    acc.add_aux(runs[2], "0.5/2")
+    assert acc.fingerprint == fp and acc.fingerprint_source == "0.5/1"
+    with pytest.raises(est.FingerprintError, match=r"0\.5/1 and 0\.5/3 .*another order"):
+        acc.add_aux(runs[3], "0.5/3")
+    assert acc.num_runs == 3 and acc.run_names == ["0.5/0", "0.5/1", "0.5/2"]  # not added
+    acc.add_aux(runs[4], "0.5/4")
+    assert acc.num_runs == 4 and acc.fingerprint == fp
+    # A run refused for another reason leaves no fingerprint behind.
+    fresh = est.RatioAccumulator(40, 7)
+    fresh.add_aux(runs[0], "x")
+    with pytest.raises(est.EstimateError, match="already added"):
+        fresh.add_aux(runs[3], "x")
+    assert fresh.fingerprint is None and fresh.num_runs == 1
+    fresh.add_aux(runs[1], "y")
+    assert fresh.fingerprint == fp
+    assert "toy" in repr(acc)
+
+
+def test_merge_checks_fingerprints_of_both_shards():
+    masks, correct, test_correct = random_runs(22, 6, 40, 7)
+    fp, other = toy_fingerprints(40, 7)
+    runs = aux_runs(masks, correct, test_correct, [fp, fp, other, other, None, None])
+    shards = [est.RatioAccumulator(40, 7) for _ in range(3)]
+    for r, aux in enumerate(runs):
+        shards[r // 2].add_aux(aux, f"run{r}")
+    with pytest.raises(est.FingerprintError, match="cannot merge accumulators: run0 and run2"):
+        shards[0].merge(shards[1])
+    with pytest.raises(est.FingerprintError, match="cannot merge"):
+        est.merge_accumulators([shards[2], shards[0], shards[1]])
+    # Shards without a fingerprint merge with either; the merged one keeps the fingerprint.
+    assert shards[2].merge(shards[0]).fingerprint == fp
+    assert shards[1].merge(shards[2]).fingerprint == other
+    assert shards[2].merge(est.RatioAccumulator(40, 7)).fingerprint is None
+
+
+def test_fingerprint_survives_save_load_estimate_and_cscores(tmp_path):
+    masks, correct, test_correct = random_runs(23, 6, 40, 7)
+    fp, other = toy_fingerprints(40, 7)
+    acc = est.RatioAccumulator(40, 7, subset_ratio=0.5)
+    for r, aux in enumerate(aux_runs(masks, correct, test_correct, [fp] * 6)):
+        acc.add_aux(aux, f"0.5/{r}")
+    acc.save(tmp_path / "acc.npz")
+    arrays = load_npz(tmp_path / "acc.npz")
+    assert set(FINGERPRINT_KEYS) <= set(arrays)
+    assert read_fingerprint(arrays) == fp
+    back = est.load_accumulator(tmp_path / "acc.npz")
+    _assert_same(back, acc)
+    assert back.fingerprint == fp
+    # The loaded shard still refuses runs of another order, naming its file.
+    late = make_aux_arrays(np.flatnonzero(masks[0]), correct[0], test_correct[0], other)
+    with pytest.raises(est.FingerprintError, match=r"acc\.npz and late"):
+        back.add_aux(late, "late")
+    # Without a fingerprint: no fingerprint keys, None back.
+    plain = est.accumulate(masks, correct, test_correct, 0.5)
+    plain.save(tmp_path / "plain.npz")
+    assert not set(FINGERPRINT_KEYS) & set(load_npz(tmp_path / "plain.npz"))
+    assert est.load_accumulator(tmp_path / "plain.npz").fingerprint is None
+    # A fingerprint of another size than the arrays is refused.
+    bad = acc.to_dict()
+    bad.update(toy_fingerprints(41, 7)[0].to_arrays())
+    save_npz_atomic(tmp_path / "bad.npz", bad)
+    with pytest.raises(NpzError, match=r"bad\.npz: the dataset fingerprint .* has 41 train"):
+        est.load_accumulator(tmp_path / "bad.npz")
+
+    # Estimates carry it to their file and back.
+    for kind in est.INFLUENCE_KINDS:
+        result = est.estimate(acc, kind, top_k=3)
+        assert result.fingerprint == fp
+        est.save_estimate(tmp_path / f"{kind}.npz", result)
+        assert read_fingerprint(load_npz(tmp_path / f"{kind}.npz")) == fp
+        assert est.load_estimate(tmp_path / f"{kind}.npz").fingerprint == fp
+    assert est.load_estimate(_saved(tmp_path, est.estimate(plain, "none"))).fingerprint is None
+    bad = est.estimate(acc, "full").to_dict()
+    bad.update(toy_fingerprints(40, 8)[0].to_arrays())
+    save_npz_atomic(tmp_path / "bad_est.npz", bad)
+    with pytest.raises(NpzError, match="has 8 test examples, the arrays cover 7"):
+        est.load_estimate(tmp_path / "bad_est.npz")
+
+    # C-scores: the ratios' accumulators must agree.
+    low = est.RatioAccumulator(40, 7, subset_ratio=0.3)
+    for r, aux in enumerate(aux_runs(masks, correct, test_correct, [other] * 6)):
+        low.add_aux(aux, f"0.3/{r}")
+    with pytest.raises(est.FingerprintError, match="subset ratio 0.3 .* subset ratio 0.5"):
+        est.cscores([acc, low])
+    assert est.cscores([acc, plain_at(masks, correct, test_correct, 0.3)]).fingerprint == fp
+    assert est.cscores([plain]).fingerprint is None
+
+
+def _saved(tmp_path, result):
+    est.save_estimate(tmp_path / "saved.npz", result)
+    return tmp_path / "saved.npz"
+
+
+def plain_at(masks, correct, test_correct, ratio):
+    return est.accumulate(masks, correct, test_correct, ratio, keep_runs=False)
+
+
+def test_runs_on_disk_of_another_order_are_refused(tmp_path):
+    masks, correct, test_correct = random_runs(24, 5, 40, 7)
+    fp, other = toy_fingerprints(40, 7)
+    for r, (ratio, fingerprint) in enumerate(
+        [("0.5", fp), ("0.5", None), ("0.5", fp), ("0.3", fp), ("0.3", fp)]
+    ):
+        (tmp_path / ratio / str(r)).mkdir(parents=True)
+        aux = make_aux_arrays(np.flatnonzero(masks[r]), correct[r], test_correct[r], fingerprint)
+        write_aux_arrays(tmp_path / ratio / str(r) / "aux_arrays.npz", aux)
+    accs = est.accumulate_experiment(tmp_path)
+    assert [a.fingerprint for a in accs] == [fp, fp]
+    assert est.accumulate_runs(open_experiment(tmp_path).runs("0.5")).fingerprint == fp
+    # Another order at another ratio: accumulate_experiment refuses across ratios too.
+    (tmp_path / "0.7" / "9").mkdir(parents=True)
+    aux = make_aux_arrays(np.flatnonzero(masks[0]), correct[0], test_correct[0], other)
+    write_aux_arrays(tmp_path / "0.7" / "9" / "aux_arrays.npz", aux)
+    with pytest.raises(est.FingerprintError, match=r"0\.3/3/aux_arrays\.npz\) and 0\.7/9 \("):
+        est.accumulate_experiment(tmp_path)
+    assert est.accumulate_runs(open_experiment(tmp_path).runs("0.7")).fingerprint == other
+    # ... and within one ratio, naming both runs' files.
+    (tmp_path / "0.5" / "8").mkdir(parents=True)
+    write_aux_arrays(tmp_path / "0.5" / "8" / "aux_arrays.npz", aux)
+    with pytest.raises(est.FingerprintError, match=r"0\.5/0/aux_arrays\.npz\) and 0\.5/8 \("):
+        est.accumulate_runs(open_experiment(tmp_path).runs("0.5"))
 
 
 def test_bad_inputs_are_refused_clearly():

@@ -74,10 +74,10 @@ def fraction(text: str) -> float:
     return value
 
 
-def add_dataset_flags(parser: argparse.ArgumentParser) -> None:
+def add_dataset_flags(parser: argparse.ArgumentParser, required: bool = True) -> None:
     """`--dataset NAME:VERSION | --dataset_npz PATH | --tfrecord_dir DIR`, `--data_dir` and
     `--index_npz`."""
-    group = parser.add_mutually_exclusive_group(required=True)
+    group = parser.add_mutually_exclusive_group(required=required)
     group.add_argument("--dataset", help="TFDS dataset, e.g. cifar10:3.0.2 or cifar100:3.0.2")
     group.add_argument("--dataset_npz", help=".npz dataset with <split>__image/<split>__label")
     group.add_argument("--tfrecord_dir", help="indexed TFRecord shards, e.g. ImageNet written by "

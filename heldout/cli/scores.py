@@ -1,7 +1,10 @@
 """`heldout estimate`, `heldout cscores`, `heldout pairs`: scores from an experiment's runs.
 
 Only the runs' `aux_arrays.npz` are read (runs without checkpoints count); see
-`heldout.estimate` for the definitions and `heldout.published` for the file formats.
+`heldout.estimate` for the definitions and `heldout.published` for the file formats. When the
+runs carry a dataset fingerprint (runs written by `heldout train`), the estimate and C-score
+files keep it (``fingerprint__*`` keys), runs of different datasets or orders are refused, and
+the labels of a dataset given with ``--dataset...`` are checked against it.
 
 Examples::
 
@@ -23,6 +26,13 @@ from tqdm import tqdm
 from heldout import estimate as est
 from heldout import published
 from heldout.cli.common import CommandError
+from heldout.cli.runs import add_dataset_flags
+from heldout.data.fingerprint import (
+    Fingerprint,
+    FingerprintError,
+    check_fingerprints,
+    fingerprint_from_labels,
+)
 from heldout.experiment import open_experiment
 
 DEFAULT_TOP_K = 10
@@ -36,7 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Memorization (with binomial standard errors and the in/out counts) and "
         "influence of the runs at one subset ratio (Feldman & Zhang 2020). Writes an .npz "
         "with memorization, memorization_stderr, count_in, count_out, num_runs, subset_ratio "
-        "and influence (float32 [n_test, n_train]) or topk_index/topk_influence ([n_test, k]). "
+        "and influence (float32 [n_test, n_train]) or topk_index/topk_influence ([n_test, k]), "
+        "plus the runs' dataset fingerprint (fingerprint__* keys) when they have one. "
         "NaN marks values whose count is zero.",
     )
     p.add_argument("experiment_dir", help="<experiment> directory of the release layout")
@@ -64,12 +75,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "is defined. Writes scores, scores_stderr, scores_by_ratio [n_ratios, n_train], ratios, "
         "num_runs_by_ratio (+ scores_stderr_by_ratio, count_out_by_ratio, test_scores, "
         "test_scores_by_ratio) and labels when a dataset is given: the published C-score "
-        "format (labels, scores) plus those keys.",
+        "format (labels, scores) plus those keys, and the runs' dataset fingerprint "
+        "(fingerprint__* keys) when they have one; the dataset's labels are checked against it.",
     )
     p.add_argument("experiment_dir", help="<experiment> directory of the release layout")
     p.add_argument("--out", required=True, help="output .npz (written atomically)")
     p.add_argument("--ratios", help="comma-separated subset ratios to use (default: all)")
-    _add_dataset_flags(p, required=False)
+    add_dataset_flags(p, required=False)
     p.set_defaults(handler=cscores_command)
 
     p = subparsers.add_parser(
@@ -77,51 +89,68 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="high-influence pairs from an estimate file",
         description="High-influence (train, test) pairs (Feldman & Zhang 2020): influence >= "
         "--infl_threshold, memorization of the training example >= --mem_threshold, same "
-        "label. Writes the published format: tr_idx, tt_idx, infl, mem.",
+        "label. Writes the published format: tr_idx, tt_idx, infl, mem. When the estimate "
+        "carries a dataset fingerprint, labels in another order or of another dataset are "
+        "refused.",
     )
     p.add_argument("estimate_npz", metavar="EST_NPZ", help="output of `heldout estimate`")
-    _add_dataset_flags(p, required=True)
+    add_dataset_flags(p)
     p.add_argument("--out", required=True, help="output .npz (written atomically)")
     p.add_argument("--infl_threshold", type=float, default=0.15, help="default 0.15")
     p.add_argument("--mem_threshold", type=float, default=0.25, help="default 0.25")
     p.set_defaults(handler=pairs_command)
 
 
-def _add_dataset_flags(parser: argparse.ArgumentParser, required: bool) -> None:
-    group = parser.add_mutually_exclusive_group(required=required)
-    group.add_argument("--dataset", help="TFDS dataset, e.g. cifar10:3.0.2 (for the labels)")
-    group.add_argument("--dataset_npz", help=".npz dataset with <split>__label keys")
-    group.add_argument("--tfrecord_dir", help="indexed TFRecord shards (e.g. ImageNet)")
-    parser.add_argument("--data_dir", default=None, help="TFDS data directory")
-    parser.add_argument(
-        "--index_npz", default=None, help="with --tfrecord_dir: the published imagenet_index.npz"
-    )
+DATASET_SOURCES = ("dataset", "dataset_npz", "tfrecord_dir", "idx_dir")
 
 
-def _has_dataset(args: argparse.Namespace) -> bool:
-    return any(getattr(args, k) is not None for k in ("dataset", "dataset_npz", "tfrecord_dir"))
+def _dataset_source(args: argparse.Namespace) -> str | None:
+    return next((getattr(args, k) for k in DATASET_SOURCES if getattr(args, k) is not None), None)
 
 
 def _load_labels(args: argparse.Namespace, split: str, expected: int) -> np.ndarray:
-    from heldout.data import load_labels  # TensorFlow only for TFDS / TFRecord sources
+    # TensorFlow only for TFDS / TFRecord sources.
+    from heldout.data import load_labels
 
-    extra = {k: getattr(args, k) for k in ("tfrecord_dir", "index_npz") if getattr(args, k)}
-    labels = np.asarray(
-        load_labels(
-            dataset=args.dataset,
-            dataset_npz=args.dataset_npz,
-            split=split,
-            data_dir=args.data_dir,
-            **extra,
-        )
+    labels = load_labels(
+        dataset=args.dataset,
+        dataset_npz=args.dataset_npz,
+        split=split,
+        data_dir=args.data_dir,
+        tfrecord_dir=args.tfrecord_dir,
+        index_npz=args.index_npz,
+        idx_dir=args.idx_dir,
     )
+    labels = np.asarray(labels)
     if labels.shape != (expected,):
-        source = args.dataset or args.dataset_npz or args.tfrecord_dir
+        source = _dataset_source(args)
         raise CommandError(
             f"{source}: the {split} split has {len(labels)} labels but the scores cover "
             f"{expected} {split} examples"
         )
     return labels
+
+
+def _check_labels(
+    fingerprint: Fingerprint | None, source: str, args: argparse.Namespace,
+    labels: dict[str, np.ndarray],
+) -> None:
+    """Checks the labels loaded from the dataset flags against the runs' fingerprint (which
+    may be None: nothing to check).
+
+    Raises:
+      CommandError: the labels are of another dataset or in another order.
+    """
+    if fingerprint is None:
+        return
+    dataset = _dataset_source(args)
+    found = fingerprint_from_labels(dataset, labels)
+    try:
+        check_fingerprints([(source, fingerprint), (f"the labels of {dataset}", found)])
+    except FingerprintError as e:
+        raise CommandError(
+            f"{e}. Give the dataset the runs were evaluated on, in the same order"
+        ) from e
 
 
 def _progress(desc: str, unit: str):
@@ -168,6 +197,9 @@ def estimate_command(args: argparse.Namespace) -> int:
             )
     result = est.estimate(acc, args.influence, top_k, progress=_progress("influence", "tile"))
     est.save_estimate(args.out, result)
+    fingerprint = (
+        f"; dataset {acc.fingerprint.describe()}" if acc.fingerprint else "; no dataset fingerprint"
+    )
     defined = int(np.sum(~np.isnan(result.memorization)))
     kind = {
         "full": f"influence float32 [{acc.num_test}, {acc.num_train}]",
@@ -177,7 +209,7 @@ def estimate_command(args: argparse.Namespace) -> int:
     print(
         f"{args.out}: {acc.num_runs} runs at subset ratio {ratio}, {acc.num_train} training / "
         f"{acc.num_test} test examples; memorization defined for {defined} "
-        f"({acc.num_train - defined} NaN: never or always held out); {kind}"
+        f"({acc.num_train - defined} NaN: never or always held out); {kind}{fingerprint}"
     )
     return 0
 
@@ -191,8 +223,15 @@ def cscores_command(args: argparse.Namespace) -> int:
         experiment, ratios, keep_runs=False, progress=_progress("reading runs", "run")
     )
     scores = est.cscores(accs)
-    labels = _load_labels(args, "train", accs[0].num_train) if _has_dataset(args) else None
-    published.write_cscores(args.out, scores, labels)
+    labels = None
+    if _dataset_source(args) is not None:
+        labels = _load_labels(args, "train", accs[0].num_train)
+        _check_labels(scores.fingerprint, f"the runs in {args.experiment_dir}", args,
+                      {"train": labels})
+    arrays = published.cscore_arrays(scores, labels)
+    if scores.fingerprint is not None:
+        arrays.update(scores.fingerprint.to_arrays())
+    published.write_cscores(args.out, arrays)
     defined = int(np.sum(~np.isnan(scores.scores)))
     per_ratio = ", ".join(
         f"{r:g}: {n} runs" for r, n in zip(scores.ratios, scores.num_runs_by_ratio, strict=True)
@@ -219,6 +258,8 @@ def pairs_command(args: argparse.Namespace) -> int:
         )
     train_labels = _load_labels(args, "train", n_train)
     test_labels = _load_labels(args, "test", n_test)
+    _check_labels(estimate.fingerprint, args.estimate_npz, args,
+                  {"train": train_labels, "test": test_labels})
     thresholds = dict(infl_threshold=args.infl_threshold, mem_threshold=args.mem_threshold)
     if estimate.influence is not None:
         pairs = est.select_high_influence_pairs(

@@ -69,8 +69,11 @@ def load_labels(
     data_dir: str | None = None,
     tfrecord_dir: str | None = None,
     index_npz: str | None = None,
+    idx_dir: str | None = None,
 ):
     """int64 [n]: the labels of one split in dataset order (TFDS images are not decoded)."""
+    if idx_dir is not None:
+        return load_dataset(idx_dir=idx_dir, splits=(split,)).split_labels(split)
     if tfrecord_dir is not None:
         return load_dataset(None, None, (split,), None, tfrecord_dir, index_npz).split_labels(
             split

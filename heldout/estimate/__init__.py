@@ -24,15 +24,20 @@ itself is never stored (it would be 256 GB for ImageNet); accumulators over disj
 by adding their counts and stacking their bits, and save to / load from `.npz`.
 
 Modules, dependencies flowing one way: `accumulator` (`RatioAccumulator`, its `.npz` format,
-reading runs) <- `scores` (memorization, C-scores) <- `influence` (the influence matrix, top-k
+reading runs) <- `scores` (memorization, C-scores) <- `pairwise` (the influence matrix, top-k
 lists, high-influence pairs) <- `summary` (`RatioEstimate`, the `heldout estimate` file). Every
 public name is re-exported here, so ``from heldout import estimate; estimate.memorization(acc)``
-is the usual way in. Note that ``heldout.estimate.influence`` is the function `influence`; the
-module of that name is reached as ``from heldout.estimate.influence import ...``.
+is the usual way in (``estimate.influence`` is the function).
+
+Accumulators, C-scores and estimate files carry the dataset fingerprint of their runs
+(`heldout.data.fingerprint`: name, version, split sizes, label-order hashes) when the runs had
+one (runs written by `heldout.train`; the released runs have none), and runs, shards or ratios
+computed on different datasets or orders are refused with `FingerprintError`.
 """
 
 from __future__ import annotations
 
+from heldout.data.fingerprint import FingerprintError
 from heldout.estimate.accumulator import (
     ACCUMULATOR_FORMAT,
     EstimateError,
@@ -44,7 +49,7 @@ from heldout.estimate.accumulator import (
     load_accumulator,
     merge_accumulators,
 )
-from heldout.estimate.influence import (
+from heldout.estimate.pairwise import (
     DEFAULT_WORKING_BYTES,
     HighInfluencePairs,
     high_influence_pairs,
@@ -76,6 +81,7 @@ __all__ = [
     "INFLUENCE_KINDS",
     "CScores",
     "EstimateError",
+    "FingerprintError",
     "HighInfluencePairs",
     "Memorization",
     "Progress",

@@ -4,8 +4,10 @@ Per training example the accumulator counts the runs holding it (``count_in``) a
 predictions with and without it; per test example the correct predictions. With `keep_runs` it
 also keeps the runs' subset masks and test correctness packed to bits (R * (n_train + n_test)
 / 8 bytes), which influence needs. Accumulators over disjoint runs merge, and save to / load
-from `.npz` (`RatioAccumulator.save`, `load_accumulator`). See `heldout.estimate` for the
-estimators built on it.
+from `.npz` (`RatioAccumulator.save`, `load_accumulator`). An accumulator also carries the
+dataset fingerprint of its runs (`heldout.data.fingerprint`; runs written by `heldout.train`
+have one, released runs do not) and refuses runs or shards computed on another dataset or
+order. See `heldout.estimate` for the estimators built on it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,12 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
+from heldout.data.fingerprint import (
+    Fingerprint,
+    FingerprintError,
+    check_fingerprints,
+    read_fingerprint,
+)
 from heldout.experiment import AuxArrays, Experiment, Run, open_experiment
 from heldout.npzio import NpzError, load_npz, save_npz_atomic
 
@@ -60,6 +68,14 @@ def _unpack(
     return out
 
 
+def _run_label(aux: AuxArrays, name: str) -> str:
+    """``0.7/12 (<root>/0.7/12/aux_arrays.npz)``: a run's name and file, for messages."""
+    source = aux.source if aux.source not in ("", "aux arrays") else ""  # '' in memory
+    if name and source:
+        return f"{name} ({source})"
+    return name or source or "aux arrays"
+
+
 # --------------------------------------------------------------------------------------------
 # The accumulator.
 
@@ -78,6 +94,10 @@ class RatioAccumulator:
       correct_total: int64 [num_train], ``sum_r C[r, i]``.
       test_correct_total: int64 [num_test], ``sum_r T[r, j]``.
       run_names: names of the runs added ('' when unnamed), used to refuse double counting.
+      fingerprint: the dataset fingerprint of the runs (the first one seen; see
+        `heldout.data.fingerprint`), or None when no run had one (released runs).
+      fingerprint_source: where `fingerprint` came from (a run's aux arrays, a file), for
+        error messages; '' when there is none.
     """
 
     def __init__(
@@ -86,6 +106,8 @@ class RatioAccumulator:
         num_test: int,
         keep_runs: bool = True,
         subset_ratio: float | None = None,
+        fingerprint: Fingerprint | None = None,
+        fingerprint_source: str = "",
     ) -> None:
         if num_train < 0 or num_test < 0:
             raise EstimateError(f"dataset sizes must be >= 0, got {num_train}, {num_test}")
@@ -99,14 +121,32 @@ class RatioAccumulator:
         self.correct_total = np.zeros(self.num_train, np.int64)
         self.test_correct_total = np.zeros(self.num_test, np.int64)
         self.run_names: list[str] = []
+        self.fingerprint = fingerprint
+        self.fingerprint_source = (fingerprint_source or "accumulator") if fingerprint else ""
         self._mask_rows: list[np.ndarray] = []
         self._test_rows: list[np.ndarray] = []
 
     def __repr__(self) -> str:
         return (
             f"RatioAccumulator(subset_ratio={self.subset_ratio}, num_runs={self.num_runs}, "
-            f"num_train={self.num_train}, num_test={self.num_test}, keep_runs={self.keep_runs})"
+            f"num_train={self.num_train}, num_test={self.num_test}, keep_runs={self.keep_runs}"
+            + (f", fingerprint={self.fingerprint.describe()!r})" if self.fingerprint else ")")
         )
+
+    def _checked_fingerprint(
+        self, fingerprint: Fingerprint | None, source: str
+    ) -> tuple[Fingerprint | None, str]:
+        """(fingerprint, source) the accumulator has after taking in `fingerprint`.
+
+        Raises:
+          FingerprintError: it differs from the accumulator's (naming both sources).
+        """
+        if fingerprint is None:
+            return self.fingerprint, self.fingerprint_source
+        if self.fingerprint is None:
+            return fingerprint, source
+        check_fingerprints([(self.fingerprint_source, self.fingerprint), (source, fingerprint)])
+        return self.fingerprint, self.fingerprint_source
 
     @property
     def count_out(self) -> np.ndarray:
@@ -171,14 +211,25 @@ class RatioAccumulator:
         )
 
     def add_aux(self, aux: AuxArrays, name: str = "") -> None:
-        """Adds one run from its aux arrays (see `heldout.experiment.AuxArrays`)."""
+        """Adds one run from its aux arrays (see `heldout.experiment.AuxArrays`).
+
+        The run's dataset fingerprint (``aux.fingerprint``) is checked against the
+        accumulator's, the first one seen; a run without one is not checked.
+
+        Raises:
+          EstimateError: other dataset sizes, or see `add_run`.
+          FingerprintError: the run was evaluated on another dataset or order than the runs
+            before it (the message names both runs); nothing is added.
+        """
+        source = aux.source or name or "aux arrays"
         if aux.num_train != self.num_train or aux.num_test != self.num_test:
             raise EstimateError(
-                f"{aux.source or name or 'aux arrays'}: covers {aux.num_train} training and "
-                f"{aux.num_test} test examples, the accumulator {self.num_train} and "
-                f"{self.num_test}"
+                f"{source}: covers {aux.num_train} training and {aux.num_test} test examples, "
+                f"the accumulator {self.num_train} and {self.num_test}"
             )
+        fingerprint = self._checked_fingerprint(aux.fingerprint, _run_label(aux, name))
         self.add_run(aux.subset_mask(), aux.train_correctness(), aux.test_correctness(), name)
+        self.fingerprint, self.fingerprint_source = fingerprint
 
     def add_runs(
         self,
@@ -221,10 +272,11 @@ class RatioAccumulator:
         """A new accumulator over the runs of both (which must be disjoint).
 
         Counts add; the kept runs are stacked (self's first). The result equals one pass over
-        all runs.
+        all runs; its fingerprint is the first shard's (or the other's when the first has none).
 
         Raises:
           EstimateError: different dataset sizes, subset ratios, `keep_runs`, or shared runs.
+          FingerprintError: the shards' runs were evaluated on different datasets or orders.
         """
         for attr in ("num_train", "num_test", "keep_runs"):
             if getattr(self, attr) != getattr(other, attr):
@@ -235,8 +287,19 @@ class RatioAccumulator:
         ratios = [r for r in (self.subset_ratio, other.subset_ratio) if not math.isnan(r)]
         if len(ratios) == 2 and not math.isclose(*ratios):
             raise EstimateError(f"cannot merge runs of subset ratios {ratios[0]} and {ratios[1]}")
+        try:
+            fingerprint, source = self._checked_fingerprint(
+                other.fingerprint, other.fingerprint_source
+            )
+        except FingerprintError as e:
+            raise FingerprintError(f"cannot merge accumulators: {e}") from e
         merged = RatioAccumulator(
-            self.num_train, self.num_test, self.keep_runs, ratios[0] if ratios else None
+            self.num_train,
+            self.num_test,
+            self.keep_runs,
+            ratios[0] if ratios else None,
+            fingerprint,
+            source,
         )
         merged.run_names = list(self.run_names)
         merged._check_new_names(other.run_names)
@@ -268,6 +331,8 @@ class RatioAccumulator:
         if self.keep_runs:
             arrays["mask_bits"] = self.mask_bits
             arrays["test_bits"] = self.test_bits
+        if self.fingerprint is not None:
+            arrays.update(self.fingerprint.to_arrays())
         return arrays
 
     def save(self, path: str | os.PathLike) -> None:
@@ -277,7 +342,8 @@ class RatioAccumulator:
         ``num_runs``, ``subset_ratio``, ``keep_runs``, ``count_in``, ``correct_in``,
         ``correct_total``, ``test_correct_total``, ``run_names`` and, with `keep_runs`,
         ``mask_bits`` uint8 [R, ceil(num_train / 8)] and ``test_bits`` uint8
-        [R, ceil(num_test / 8)] (little-endian bit order).
+        [R, ceil(num_test / 8)] (little-endian bit order), and the ``fingerprint__*`` keys of
+        `heldout.data.fingerprint` when the runs had a fingerprint.
         """
         save_npz_atomic(path, self.to_dict())
 
@@ -287,7 +353,8 @@ def load_accumulator(path: str | os.PathLike) -> RatioAccumulator:
 
     Raises:
       NpzError: unreadable file, missing key, or arrays of the wrong dtype or shape (the message
-        names the file and key).
+        names the file and key), or a fingerprint whose split sizes are not the accumulator's.
+      FingerprintError: incomplete or malformed ``fingerprint__*`` keys.
     """
     path = os.fspath(path)
     arrays = load_npz(path)
@@ -313,7 +380,11 @@ def load_accumulator(path: str | os.PathLike) -> RatioAccumulator:
     num_test = int(get("num_test", "iu", ()))
     num_runs = int(get("num_runs", "iu", ()))
     keep_runs = bool(get("keep_runs", "b", ()))
-    acc = RatioAccumulator(num_train, num_test, keep_runs, float(get("subset_ratio", "f", ())))
+    fingerprint = read_fingerprint(arrays, path)
+    check_fingerprint_sizes(fingerprint, num_train, num_test, path)
+    acc = RatioAccumulator(
+        num_train, num_test, keep_runs, float(get("subset_ratio", "f", ())), fingerprint, path
+    )
     acc.num_runs = num_runs
     for key, n in (
         ("count_in", num_train),
@@ -346,6 +417,25 @@ def load_accumulator(path: str | os.PathLike) -> RatioAccumulator:
     if bad:
         raise NpzError(f"{path}: key(s) {bad} hold counts inconsistent with num_runs={num_runs}")
     return acc
+
+
+def check_fingerprint_sizes(
+    fingerprint: Fingerprint | None, num_train: int | None, num_test: int | None, source: str
+) -> None:
+    """Checks that a stored fingerprint's ``train`` / ``test`` sizes are the file's (a size
+    given as None is not checked).
+
+    Raises:
+      NpzError: naming `source`, the split and both sizes.
+    """
+    if fingerprint is None:
+        return
+    for split, n in (("train", num_train), ("test", num_test)):
+        if n is not None and split in fingerprint.splits and fingerprint.split(split)[0] != n:
+            raise NpzError(
+                f"{source}: the dataset fingerprint ({fingerprint.describe()}) has "
+                f"{fingerprint.split(split)[0]} {split} examples, the arrays cover {n}"
+            )
 
 
 def merge_accumulators(accumulators: Iterable[RatioAccumulator]) -> RatioAccumulator:
@@ -413,6 +503,8 @@ def accumulate_runs(
 
     Raises:
       EstimateError: no runs, runs of several ratios, or dataset sizes that differ.
+      FingerprintError: runs evaluated on different datasets or orders (see
+        `RatioAccumulator.add_aux`).
       NpzError / AuxArraysError: an unreadable or inconsistent `aux_arrays.npz`.
     """
     runs = list(runs)
@@ -450,6 +542,8 @@ def accumulate_experiment(
 
     Raises:
       EstimateError: no runs, or runs that disagree on the dataset sizes.
+      FingerprintError: runs (of any ratios) evaluated on different datasets or orders,
+        naming both runs.
       KeyError: a requested ratio the experiment does not have.
     """
     if not isinstance(experiment, Experiment):
@@ -461,9 +555,16 @@ def accumulate_experiment(
         raise EstimateError(f"{experiment.root}: no complete runs (aux_arrays.npz) found")
     accs: dict[str, RatioAccumulator] = {}
     sizes: tuple[int, int] | None = None
+    reference: tuple[str, Fingerprint] | None = None  # across ratios
     for run in progress(runs) if progress else runs:
         aux = run.load_aux(*sizes) if sizes else run.load_aux()
         sizes = (aux.num_train, aux.num_test)
+        if aux.fingerprint is not None:
+            source = _run_label(aux, run.name)
+            if reference is None:
+                reference = (source, aux.fingerprint)
+            else:
+                check_fingerprints([reference, (source, aux.fingerprint)])
         if run.ratio not in accs:
             accs[run.ratio] = RatioAccumulator(*sizes, keep_runs, run.subset_ratio)
         accs[run.ratio].add_aux(aux, run.name)

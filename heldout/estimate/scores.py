@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from heldout.data.fingerprint import Fingerprint, check_fingerprints
 from heldout.estimate.accumulator import EstimateError, RatioAccumulator
 
 
@@ -113,6 +114,8 @@ class CScores:
       num_runs_by_ratio: int64 [n_ratios].
       test_scores: float64 [n_test], mean over ratios of the test consistency.
       test_by_ratio: float64 [n_ratios, n_test].
+      fingerprint: the dataset fingerprint of the runs (`heldout.data.fingerprint`), or None
+        when they had none (released runs).
     """
 
     scores: np.ndarray
@@ -124,6 +127,7 @@ class CScores:
     num_runs_by_ratio: np.ndarray
     test_scores: np.ndarray
     test_by_ratio: np.ndarray
+    fingerprint: Fingerprint | None = None
 
 
 def _mean_over_ratios(values: np.ndarray, stderr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -146,6 +150,8 @@ def cscores(accumulators: Sequence[RatioAccumulator]) -> CScores:
 
     Raises:
       EstimateError: no accumulators, sizes that differ, or a ratio given twice.
+      FingerprintError: the ratios' runs were evaluated on different datasets or orders
+        (accumulators without a fingerprint are not checked).
     """
     accs = sorted(accumulators, key=lambda a: a.subset_ratio)
     if not accs:
@@ -156,6 +162,10 @@ def cscores(accumulators: Sequence[RatioAccumulator]) -> CScores:
     ratios = np.array([a.subset_ratio for a in accs], np.float64)
     if len(np.unique(ratios)) != len(ratios):
         raise EstimateError(f"subset ratios given more than once: {ratios.tolist()}")
+    fingerprint = check_fingerprints(
+        [(f"subset ratio {a.subset_ratio:g} ({a.fingerprint_source})", a.fingerprint)
+         for a in accs]
+    )
     per = [ratio_cscore(a) for a in accs]
     by_ratio = np.stack([p.train for p in per])
     stderr_by_ratio = np.stack([p.train_stderr for p in per])
@@ -172,4 +182,5 @@ def cscores(accumulators: Sequence[RatioAccumulator]) -> CScores:
         num_runs_by_ratio=np.array([a.num_runs for a in accs], np.int64),
         test_scores=test_scores,
         test_by_ratio=test_by_ratio,
+        fingerprint=fingerprint,
     )

@@ -1,8 +1,9 @@
 """One subset ratio's estimates as `heldout estimate` writes them: `RatioEstimate` (.npz).
 
 `estimate` computes memorization and (full, top-k or no) influence of an accumulator;
-`save_estimate` / `load_estimate` write and read them, checking every key. See
-`heldout.estimate`.
+`save_estimate` / `load_estimate` write and read them, checking every key. The estimate carries
+the runs' dataset fingerprint (``fingerprint__*`` keys, `heldout.data.fingerprint`) when they
+had one, so `heldout pairs` can check the labels it is given. See `heldout.estimate`.
 """
 
 from __future__ import annotations
@@ -12,8 +13,14 @@ import os
 
 import numpy as np
 
-from heldout.estimate.accumulator import EstimateError, Progress, RatioAccumulator
-from heldout.estimate.influence import DEFAULT_WORKING_BYTES, influence, top_k_influence
+from heldout.data.fingerprint import Fingerprint, read_fingerprint
+from heldout.estimate.accumulator import (
+    EstimateError,
+    Progress,
+    RatioAccumulator,
+    check_fingerprint_sizes,
+)
+from heldout.estimate.pairwise import DEFAULT_WORKING_BYTES, influence, top_k_influence
 from heldout.estimate.scores import memorization
 from heldout.npzio import NpzError, load_npz, save_npz_atomic
 
@@ -31,6 +38,8 @@ class RatioEstimate:
       subset_ratio: the ratio (NaN when unknown).
       influence: float32 [n_test, n_train] or None.
       topk_index: int64 [n_test, k] or None; topk_influence: float32 [n_test, k] or None.
+      fingerprint: the dataset fingerprint of the runs (`heldout.data.fingerprint`), or None
+        when they had none (released runs).
     """
 
     memorization: np.ndarray
@@ -42,8 +51,10 @@ class RatioEstimate:
     influence: np.ndarray | None = None
     topk_index: np.ndarray | None = None
     topk_influence: np.ndarray | None = None
+    fingerprint: Fingerprint | None = None
 
     def to_dict(self) -> dict[str, np.ndarray]:
+        """The `.npz` arrays (see `save_estimate`)."""
         arrays = {
             "memorization": self.memorization,
             "memorization_stderr": self.memorization_stderr,
@@ -55,6 +66,8 @@ class RatioEstimate:
         for key in ("influence", "topk_index", "topk_influence"):
             if getattr(self, key) is not None:
                 arrays[key] = getattr(self, key)
+        if self.fingerprint is not None:
+            arrays.update(self.fingerprint.to_arrays())
         return arrays
 
 
@@ -93,11 +106,16 @@ def estimate(
         acc.num_runs,
         acc.subset_ratio,
         **extra,
+        fingerprint=acc.fingerprint,
     )
 
 
 def save_estimate(path: str | os.PathLike, est: RatioEstimate) -> None:
-    """Writes a `RatioEstimate` to `.npz` atomically (keys as its attributes; absent = None)."""
+    """Writes a `RatioEstimate` to `.npz` atomically.
+
+    Keys: its attributes (an absent influence is not written) and, with a fingerprint, the
+    ``fingerprint__*`` keys of `heldout.data.fingerprint.Fingerprint.to_arrays`.
+    """
     save_npz_atomic(path, est.to_dict())
 
 
@@ -106,7 +124,8 @@ def load_estimate(path: str | os.PathLike) -> RatioEstimate:
 
     Raises:
       NpzError: unreadable file, missing key, or arrays of the wrong dtype or shape (the message
-        names the file and key).
+        names the file and key), or a fingerprint whose split sizes are not the file's.
+      FingerprintError: incomplete or malformed ``fingerprint__*`` keys.
     """
     path = os.fspath(path)
     arrays = load_npz(path)
@@ -158,6 +177,13 @@ def load_estimate(path: str | os.PathLike) -> RatioEstimate:
         if ((index < -1) | (index >= n_train)).any():
             raise NpzError(f"{path}: key 'topk_index' holds positions outside -1..{n_train - 1}")
         extra.update(topk_index=index.astype(np.int64), topk_influence=values)
+    fingerprint = read_fingerprint(arrays, path)
+    n_test = None
+    if "influence" in extra:
+        n_test = extra["influence"].shape[0]
+    elif "topk_index" in extra:
+        n_test = extra["topk_index"].shape[0]
+    check_fingerprint_sizes(fingerprint, n_train, n_test, path)
     return RatioEstimate(
         mem.astype(np.float64),
         arrays["memorization_stderr"].astype(np.float64),
@@ -166,4 +192,5 @@ def load_estimate(path: str | os.PathLike) -> RatioEstimate:
         int(arrays["num_runs"]),
         float(arrays["subset_ratio"]),
         **extra,
+        fingerprint=fingerprint,
     )
