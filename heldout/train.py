@@ -517,14 +517,25 @@ def _set_permissions(run_dir: str) -> None:
             os.chmod(os.path.join(root, name), 0o666 & ~umask)
 
 
+# The run.json fields of the data and model, reported apart from the training settings (epochs,
+# batch size, learning rate, momentum, experiment seed) when a ratio directory's runs differ.
+_DATA_FIELDS = ("arch", "num_train", "num_test", "train_label_hash")
+
+
 def _check_existing_runs(ratio_dir: str, dataset: ArrayDataset, config: TrainConfig) -> None:
-    """Refuses to add runs to a ratio directory whose runs were trained on other data or with
-    another architecture (read from their run.json; runs without one are not checked)."""
+    """Refuses to add runs to a ratio directory whose runs were trained on other data, with
+    another architecture or with other settings (epochs, batch size, learning rate, momentum,
+    experiment seed), read from their run.json; runs without one are not checked."""
     want = {
         "arch": config.arch,
         "num_train": dataset.num_examples("train"),
         "num_test": dataset.num_examples("test"),
         "train_label_hash": label_hash(dataset.split_labels("train")),
+        "epochs": config.epochs,
+        "batch_size": config.batch_size,
+        "learning_rate": config.learning_rate,
+        "momentum": config.momentum,
+        "experiment_seed": config.seed,
     }
     for name in sorted(os.listdir(ratio_dir)):
         path = os.path.join(ratio_dir, name, RUN_JSON)
@@ -536,12 +547,20 @@ def _check_existing_runs(ratio_dir: str, dataset: ArrayDataset, config: TrainCon
         except (OSError, ValueError) as e:
             raise TrainError(f"{path}: unreadable run.json ({e})") from e
         differ = {k: (info.get(k), v) for k, v in want.items() if info.get(k, v) != v}
-        if differ:
+        data = {k: d for k, d in differ.items() if k in _DATA_FIELDS}
+        if data:
             detail = ", ".join(f"{k} {old!r} there, {new!r} now" for k, (old, new) in
-                               differ.items())
+                               data.items())
             raise TrainError(
                 f"{ratio_dir}: run {name} was trained on other data or another model ({detail}); "
                 "use another experiment directory"
+            )
+        if differ:
+            detail = ", ".join(f"{k}: {old!r} in its run.json, {new!r} requested"
+                               for k, (old, new) in differ.items())
+            raise TrainError(
+                f"{ratio_dir}: run {name} was trained with other settings ({detail}); resume "
+                "with the run's settings, or use another experiment directory"
             )
         return  # One run tells: all runs of a directory are checked the same way when added.
 
@@ -594,12 +613,20 @@ def train_experiment(
       The runs written and the run ids skipped.
 
     Raises:
-      TrainError: a bad ratio or run id, a dataset without ``train``/``test``, or existing runs
-        of the ratio trained on other data or another architecture (their run.json says).
+      TrainError: a bad ratio or run id, a dataset that is not an `ArrayDataset` (e.g. a
+        TFRecord dataset) or lacks ``train``/``test``, or existing runs of the ratio trained
+        on other data, another architecture or with other epochs, batch size, learning rate,
+        momentum or experiment seed (their run.json says).
       LayoutError: a run directory that exists without aux arrays (not written by this
         library, which renames a run into place only when complete: remove it).
     """
     start = time.perf_counter()
+    if not isinstance(dataset, ArrayDataset):
+        raise TrainError(
+            f"{getattr(dataset, 'name', dataset)!r}: training needs an in-memory dataset "
+            f"(heldout.data.ArrayDataset: --dataset, --dataset_npz or --idx_dir), not a "
+            f"{type(dataset).__name__}; TFRecord datasets can be evaluated, not trained on"
+        )
     for split in ("train", "test"):
         if split not in dataset.labels or split not in dataset.images:
             raise TrainError(f"{dataset.name}: training needs a {split!r} split with images; "

@@ -158,6 +158,16 @@ def _show(ax, image: np.ndarray, title: str) -> None:
     ax.set_yticks([])
 
 
+def _save_figure(fig, path_stem: str) -> None:
+    """Writes `fig` as ``<path_stem>.pdf`` and ``.png``, each atomically (a temporary file
+    renamed into place, so an interrupted run never leaves a truncated figure)."""
+    from heldout.npzio import atomic_path
+
+    for ext in ("pdf", "png"):
+        with atomic_path(f"{path_stem}.{ext}", suffix="." + ext) as tmp:
+            fig.savefig(tmp, format=ext, dpi=150)
+
+
 def plot_influence(dataset, influence: np.ndarray, rows: int, path_stem: str, seed: int = 0):
     """The influence figure (see the module docstring), as PDF and PNG."""
     import matplotlib
@@ -187,8 +197,7 @@ def plot_influence(dataset, influence: np.ndarray, rows: int, path_stem: str, se
                  f"examples, then {FIGURE_RANDOM} random training examples of the same class",
                  fontsize=8)
     fig.tight_layout()
-    for ext in ("pdf", "png"):
-        fig.savefig(f"{path_stem}.{ext}", dpi=150)
+    _save_figure(fig, path_stem)
     plt.close(fig)
 
 
@@ -217,8 +226,7 @@ def plot_memorization(memorization: np.ndarray, flipped: np.ndarray, path_stem: 
         ax.set_yscale("log")
     ax.set_xlabel("memorization estimate")
     fig.tight_layout()
-    for ext in ("pdf", "png"):
-        fig.savefig(f"{path_stem}.{ext}", dpi=150)
+    _save_figure(fig, path_stem)
     plt.close(fig)
 
 
@@ -289,9 +297,7 @@ def main(argv=None) -> int:
           f"{args.output_dir}/memorization_hist.{{pdf,png}} in {time.perf_counter() - start:.1f} s")
     with_ckpt = [r for r in runs if r.has_checkpoint()]
     if with_ckpt:
-        arch_flag = "" if dataset.image_shape[:2] == (28, 28) else " --arch mlp"
-        print(f"verify a run: heldout verify {with_ckpt[0].path} --dataset_npz {dataset_npz}"
-              f"{arch_flag}")
+        print(f"verify a run: heldout verify {with_ckpt[0].path} --dataset_npz {dataset_npz}")
     return 0
 
 

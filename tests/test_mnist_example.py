@@ -60,6 +60,7 @@ def test_digits_pipeline_end_to_end(example, tmp_path, capsys):
         assert (out / name).stat().st_size > 1000, name
     assert (out / "infl_mem.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "infl_mem.pdf").read_bytes()[:5] == b"%PDF-"
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # No temporaries.
     arrays = load_npz(out / "infl_mem.npz")
     assert arrays["memorization"].shape == (1297,) and arrays["influence"].shape == (500, 1297)
     assert arrays["influence"].dtype == np.float32 and int(arrays["num_runs"]) == 6
@@ -80,6 +81,7 @@ def test_digits_pipeline_end_to_end(example, tmp_path, capsys):
     # The printed command verifies a run with all predictions matching.
     command = re.search(r"verify a run: heldout (verify .*)", printed).group(1).split()
     assert command[1] == runs[0].path
+    assert "--arch" not in command  # `heldout verify` picks the MLP for 8x8x1 digits.
     for split in ("test", "train"):
         assert heldout_main([*command, "--split", split]) == 0
     assert "1297 out of 1297 predictions match" in capsys.readouterr().out
@@ -88,6 +90,29 @@ def test_digits_pipeline_end_to_end(example, tmp_path, capsys):
     assert example.main([a if a != "--num_runs=6" else "--num_runs=8" for a in args]) == 0
     assert "trained 2 runs" in capsys.readouterr().out
     assert int(load_npz(out / "infl_mem.npz")["num_runs"]) == 8
+
+
+def test_figures_are_written_atomically(example, tmp_path, monkeypatch):
+    """A figure whose writing fails leaves the previous PDF and PNG whole and no temporary."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(1, 1))
+    fig.add_subplot().plot([0, 1])
+    stem = str(tmp_path / "fig")
+    example._save_figure(fig, stem)
+    before = {ext: (tmp_path / f"fig.{ext}").read_bytes() for ext in ("pdf", "png")}
+    assert before["pdf"][:5] == b"%PDF-" and before["png"][:4] == b"\x89PNG"
+
+    def broken(fname, **kwargs):  # Starts writing, then fails (as a full disk would).
+        with open(fname, "wb") as f:
+            f.write(b"half")
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(fig, "savefig", broken)
+    with pytest.raises(OSError, match="no space"):
+        example._save_figure(fig, stem)
+    assert sorted(os.listdir(tmp_path)) == ["fig.pdf", "fig.png"]
+    assert {ext: (tmp_path / f"fig.{ext}").read_bytes() for ext in ("pdf", "png")} == before
 
 
 def test_flags_are_checked(example, capsys):

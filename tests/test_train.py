@@ -16,6 +16,7 @@ from heldout.checkpoint import restore
 from heldout.cli import main
 from heldout.data import ArrayDataset
 from heldout.data.idx import DEBIAN_FASHION_MNIST
+from heldout.data.imagenet import TFRecordImageDataset
 from heldout.evaluate import make_evaluator, verify_run
 from heldout.experiment import LayoutError, open_experiment
 from heldout.models import build_model
@@ -193,6 +194,24 @@ def test_resume_skips_complete_runs_and_clears_stale_temporaries(tmp_path, small
     assert len(open_experiment(tmp_path, strict=True)) == 4
 
 
+def test_resume_refuses_other_settings(tmp_path, small):
+    """Adding runs to a ratio directory with other training settings than its runs' run.json
+    is refused (the runs would mix configurations); the same settings resume."""
+    one_epoch = T.TrainConfig(**{**CONFIG.__dict__, "epochs": 1})
+    T.train_experiment(tmp_path, small, 0.5, [0], one_epoch, progress=False)
+    for field, value, stored in (("epochs", 2, 1), ("batch_size", 16, 32),
+                                 ("learning_rate", 0.1, 0.05), ("momentum", 0.5, 0.9),
+                                 ("seed", 7, 0)):
+        other = T.TrainConfig(**{**one_epoch.__dict__, field: value})
+        name = "experiment_seed" if field == "seed" else field
+        with pytest.raises(T.TrainError, match=rf"run 0 was trained with other settings "
+                           rf"\({name}: {stored!r} in its run.json, {value!r} requested\)"):
+            T.train_experiment(tmp_path, small, 0.5, [0, 1], other, progress=False)
+    assert sorted(os.listdir(tmp_path / "0.5")) == ["0"]  # Nothing was started.
+    result = T.train_experiment(tmp_path, small, 0.5, [0, 1], one_epoch, progress=False)
+    assert result.skipped == (0,) and [r.run_id for r in result.trained] == [1]
+
+
 def test_shards_give_the_runs_of_one_process(tmp_path, small):
     for i in range(2):
         ids = T.shard_run_ids(range(4), i, 2)
@@ -227,6 +246,12 @@ def test_refuses_directories_in_the_way(tmp_path, small):
     noisy, _ = T.flip_labels(small, 0.1)
     with pytest.raises(T.TrainError, match="train_label_hash"):
         T.train_experiment(tmp_path / "e", noisy, 0.5, [1], CONFIG, progress=False)
+    tfrecords = TFRecordImageDataset("imagenet_shards", 4, {"train": (), "test": ()},
+                                     {"train": small.labels["train"],
+                                      "test": small.labels["test"]}, source="/data/shards")
+    with pytest.raises(T.TrainError, match=r"needs an in-memory dataset.*TFRecordImageDataset"):
+        T.train_experiment(tmp_path / "g", tfrecords, 0.5, [0], CONFIG, progress=False)
+    assert not (tmp_path / "g").exists()
     with pytest.raises(T.TrainError, match="needs a 'test' split"):
         T.train_experiment(tmp_path / "f", ArrayDataset("x", 4, {"train": small.images["train"]},
                                                         {"train": small.labels["train"]}),
@@ -268,23 +293,28 @@ def test_small_inception_killed_resumed_and_verified(tmp_path, fmnist_dir, capsy
     data = str(fmnist_dir / "dataset.npz")
     exp = tmp_path / "exp"
     args = ["train", str(exp), "--dataset_npz", data, "--arch", "small_inception",
-            "--ratio", "0.05", "--run_ids", "0", "--epochs", "1", "--batch_size", "50",
+            "--ratio", "0.05", "--run_ids", "0", "--epochs", "4", "--batch_size", "50",
             "--quiet"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     proc = subprocess.Popen([sys.executable, "-m", "heldout", *args], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ratio_dir = exp / "0.05"
     try:
+        # Kill as soon as run 0 is under way: its temporary directory exists and the run
+        # directory does not. From there the run still traces, trains 8 steps, evaluates 2,500
+        # images and writes a checkpoint (seconds), so it cannot complete before the kill.
         deadline = time.monotonic() + 300
-        while not list(exp.glob("0.05/.0.tmp-*")):
+        while not (list(ratio_dir.glob(".0.tmp-*")) and not (ratio_dir / "0").exists()):
             assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
             assert time.monotonic() < deadline, "run 0 never started"
-            time.sleep(0.2)
-        time.sleep(1.0)  # Well inside run 0: building, tracing or training.
-        assert proc.poll() is None, "the training ended before it could be killed"
+            time.sleep(0.05)
     finally:
-        proc.send_signal(signal.SIGKILL)
+        proc.kill()
         proc.wait()
         proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL  # Killed, not finished on its own.
+    left = sorted(p.name for p in ratio_dir.iterdir())
+    assert len(left) == 1 and left[0].startswith(".0.tmp-"), left  # Only the unfinished run.
     with pytest.warns(UserWarning, match="unfinished run"):
         assert len(open_experiment(exp)) == 0
     assert main(["inspect", str(exp)]) == 2
@@ -301,9 +331,9 @@ def test_small_inception_killed_resumed_and_verified(tmp_path, fmnist_dir, capsy
         assert main(["verify", run0, "--dataset_npz", data, "--split", split]) == 0
         assert f"{n} out of {n} predictions match" in capsys.readouterr().out
     info = T.load_run_info(run0)
-    assert info["arch"] == "small_inception" and info["steps"] == 2 and info["path"] == "per_step"
+    assert info["arch"] == "small_inception" and info["steps"] == 8 and info["path"] == "per_step"
     assert info["seed"] == T.run_seed(0, 0.05, 0)
-    subset = T.plan_run(info["seed"], 0, 2000, 0.05, 1, 50).subsample_idx
+    subset = T.plan_run(info["seed"], 0, 2000, 0.05, 4, 50).subsample_idx
     np.testing.assert_array_equal(experiment.runs()[0].load_aux().subsample_idx, subset)
 
 
