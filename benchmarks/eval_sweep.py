@@ -1,7 +1,9 @@
 """Per-run verification time: the naive way against `heldout`'s, measured side by side.
 
 (a) naive: for every run, a fresh model, a fresh traced function, restore, evaluate;
-(b) ours: one `Evaluator` (one model, one trace), each run restored into it.
+(b) ours: one `Evaluator` (one model, one trace), each run restored into it;
+(c) for reference, one `python demo.py` process per run (what verifying runs with a per-run
+    script costs: interpreter, TensorFlow import, dataset, model and trace every time).
 
 Both verify the same runs (the reference experiment's runs, cycled to --num_runs) on the same
 split, alternating a/b per run so background load hits both alike. Also prints the process's
@@ -15,6 +17,8 @@ import argparse
 import itertools
 import os
 import pathlib
+import subprocess
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -55,6 +59,8 @@ def main():
     parser.add_argument("--split", default="test")
     parser.add_argument("--num_runs", type=int, default=20)
     parser.add_argument("--batch_size", type=int, default=200)
+    parser.add_argument("--script_runs", type=int, default=3,
+                        help="runs timed as one demo.py process each (0: skip)")
     args = parser.parse_args()
     if args.dataset is None and args.dataset_npz is None:
         args.dataset_npz = str(FMNIST / "dataset.npz")
@@ -78,12 +84,25 @@ def main():
     for run in runs:  # ours alone, for its memory
         verify_run(ours, run, dataset, args.split, args.batch_size, progress=False)
         rss.append(process.memory_info().rss / 2**20)
+    script_times = []
+    demo = pathlib.Path(__file__).resolve().parents[1] / "demo.py"
+    source = (f"--dataset={args.dataset}" if args.dataset else f"--dataset_npz={args.dataset_npz}")
+    for run in runs[: args.script_runs]:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, str(demo), f"--run_dir={run.path}", source,
+                        f"--split={args.split}", f"--batch_size={args.batch_size}"],
+                       check=True, capture_output=True)
+        script_times.append(time.perf_counter() - start)
     n = dataset.num_examples(args.split)
     naive, our = np.median(naive_times), np.median(our_times)
     print(f"{len(runs)} runs, {n} {args.split} examples each, batch {args.batch_size}")
     print(f"naive (fresh model + trace per run): {naive:.3f} s/run (median)")
     print(f"heldout (one model, one trace):      {our:.3f} s/run (median)")
     print(f"speed-up: {naive / our:.2f}x")
+    if script_times:
+        script = np.median(script_times)
+        print(f"one demo.py process per run:         {script:.3f} s/run (median of "
+              f"{len(script_times)}); speed-up {script / our:.2f}x")
     print(f"resident memory over {len(runs)} more runs of ours alone, after runs 1, 5, 10, "
           f"{len(runs)}: "
           + ", ".join(f"{rss[i]:.0f}" for i in (0, 4, 9, len(rss) - 1) if i < len(rss))
