@@ -228,7 +228,8 @@ def test_interrupted_run_leaves_nothing_that_counts(tmp_path, small, monkeypatch
     def fail(*args, **kwargs):
         raise KeyboardInterrupt  # As a Ctrl-C during evaluation.
 
-    monkeypatch.setattr(T, "evaluate_correctness", fail)
+    # train_experiment calls it from the module where it now lives.
+    monkeypatch.setattr(T.procedure, "evaluate_correctness", fail)
     config = T.TrainConfig(**{**CONFIG.__dict__, "path": "per_step"})
     with pytest.raises(KeyboardInterrupt):
         T.train_experiment(tmp_path, small, 0.5, [0], config, progress=False)

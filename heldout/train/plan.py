@@ -1,0 +1,189 @@
+"""Run ids, shards, seeds and subsets of the heldout procedure (pure numpy).
+
+Everything random in a run comes from its seed, ``run_seed(seed, ratio, run_id)``: the subset
+and the batch order (`plan_run`, `RunPlan.batches`) and the TensorFlow seed of its initial
+weights. Also the training-set helpers `take_train` (a prefix of the training split) and
+`flip_labels` (label noise).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+from heldout.data.arrays import ArrayDataset
+
+
+class TrainError(ValueError):
+    """Training cannot start: a bad configuration, or an experiment directory in the way."""
+
+
+def ratio_name(subset_ratio: float) -> str:
+    """The directory name of a subset ratio, e.g. ``0.7`` (as the release names them).
+
+    Raises:
+      TrainError: a ratio outside (0, 1].
+    """
+    subset_ratio = float(subset_ratio)
+    if not 0.0 < subset_ratio <= 1.0:
+        raise TrainError(f"subset ratio must lie in (0, 1], got {subset_ratio}")
+    return repr(subset_ratio)
+
+
+def parse_run_ids(spec: str) -> list[int]:
+    """Run ids from ``0-499``, ``3``, ``0-9,20-29`` (ranges inclusive), sorted, unique.
+
+    Raises:
+      TrainError: anything else, or a range that runs backwards.
+    """
+    ids: set[int] = set()
+    for part in str(spec).replace(" ", "").split(","):
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not m:
+            raise TrainError(f"bad run ids {spec!r}: expected e.g. '0-499' or '0-9,20,30-39'")
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if hi < lo:
+            raise TrainError(f"bad run ids {spec!r}: range {part} runs backwards")
+        ids.update(range(lo, hi + 1))
+    return sorted(ids)
+
+
+def parse_shard(spec: str) -> tuple[int, int]:
+    """``i/n`` -> (i, n) with 0 <= i < n: this process's share is every n-th run id from i.
+
+    Raises:
+      TrainError: not of the form ``i/n`` with 0 <= i < n.
+    """
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(spec))
+    if not m or not int(m.group(1)) < int(m.group(2)):
+        raise TrainError(f"bad shard {spec!r}: expected i/n with 0 <= i < n, e.g. 0/4")
+    return int(m.group(1)), int(m.group(2))
+
+
+def shard_run_ids(run_ids: Sequence[int], shard: int, num_shards: int) -> list[int]:
+    """Shard `shard` of `num_shards` of the sorted run ids: positions shard, shard + n, ..."""
+    return sorted(run_ids)[shard::num_shards]
+
+
+def run_seed(seed: int, subset_ratio: float, run_id: int) -> int:
+    """The seed of run `run_id` at a subset ratio in an experiment of seed `seed` (63 bits).
+
+    Derived with `numpy.random.SeedSequence` from (seed, ratio in millionths, run_id), so runs
+    at different ratios or ids are independent.
+    """
+    entropy = [int(seed), int(round(float(subset_ratio) * 1_000_000)), int(run_id)]
+    state = np.random.SeedSequence(entropy).generate_state(2, np.uint32)
+    return int((int(state[0]) << 31) ^ int(state[1])) & (2**63 - 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+    """What a run trains on, all drawn from its seed.
+
+    Attributes:
+      run_id: the run's id.
+      seed: the run's seed.
+      subsample_idx: int64 [round(ratio * num_train)], the subset, in drawing order.
+      init_seed: the TensorFlow seed of the initial weights.
+      num_train: training-set size.
+      epochs, batch_size: as trained.
+    """
+
+    run_id: int
+    seed: int
+    subsample_idx: np.ndarray
+    init_seed: int
+    num_train: int
+    epochs: int
+    batch_size: int
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return -(-len(self.subsample_idx) // self.batch_size)
+
+    @property
+    def num_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    def batches(self) -> np.ndarray:
+        """int64 [num_steps, batch_size]: training-set positions of each step's batch.
+
+        Each epoch is a fresh permutation of the subset cut into batches; the last batch of an
+        epoch is padded with -1 when the subset is not a multiple of the batch size.
+        """
+        rng = _plan_rng(self.seed, self.num_train, len(self.subsample_idx))[0]
+        m, b = len(self.subsample_idx), self.batch_size
+        out = np.full((self.epochs, self.steps_per_epoch * b), -1, np.int64)
+        for epoch in range(self.epochs):
+            out[epoch, :m] = self.subsample_idx[rng.permutation(m)]
+        return out.reshape(self.num_steps, b)
+
+
+def _plan_rng(seed: int, num_train: int, size: int) -> tuple[np.random.Generator, np.ndarray, int]:
+    rng = np.random.default_rng(seed)
+    init_seed = int(rng.integers(2**31 - 1))
+    subset = rng.choice(num_train, size=size, replace=False).astype(np.int64)
+    return rng, subset, init_seed
+
+
+def plan_run(
+    seed: int, run_id: int, num_train: int, subset_ratio: float, epochs: int, batch_size: int
+) -> RunPlan:
+    """The subset, initial-weight seed and batch order of a run of seed `seed`.
+
+    Raises:
+      TrainError: a ratio outside (0, 1] or a subset that would be empty.
+    """
+    ratio_name(subset_ratio)
+    size = int(round(float(subset_ratio) * num_train))
+    if size < 1:
+        raise TrainError(f"subset ratio {subset_ratio} of {num_train} examples is empty")
+    _, subset, init_seed = _plan_rng(seed, num_train, size)
+    return RunPlan(int(run_id), int(seed), subset, init_seed, int(num_train), int(epochs),
+                   int(batch_size))
+
+def take_train(dataset: ArrayDataset, train_size: int) -> ArrayDataset:
+    """The dataset with only its first `train_size` training examples (for quick studies).
+
+    Raises:
+      TrainError: `train_size` < 1 or larger than the training split.
+    """
+    n = dataset.num_examples("train")
+    if not 0 < train_size <= n:
+        raise TrainError(f"train_size must lie in [1, {n}] for {dataset.name}, got {train_size}")
+    images = {**dataset.images, "train": dataset.images["train"][:train_size]}
+    labels = {**dataset.labels, "train": dataset.labels["train"][:train_size]}
+    ids = dict(dataset.ids)
+    if "train" in ids:
+        ids["train"] = ids["train"][:train_size]
+    return dataclasses.replace(dataset, images=images, labels=labels, ids=ids)
+
+
+def flip_labels(
+    dataset: ArrayDataset, fraction: float, seed: int = 0
+) -> tuple[ArrayDataset, np.ndarray]:
+    """Label noise: moves ``round(fraction * n_train)`` training labels to another class.
+
+    The examples are drawn without replacement and each new label uniformly from the other
+    ``num_classes - 1`` classes, with a generator of seed `seed`. Mislabeled examples are the
+    textbook memorized examples (Feldman & Zhang 2020, Sec. 4).
+
+    Returns:
+      The dataset with the new training labels, and int64 [k] the flipped positions, sorted.
+
+    Raises:
+      TrainError: a fraction outside [0, 1] or fewer than 2 classes.
+    """
+    if not 0.0 <= fraction <= 1.0 or dataset.num_classes < 2:
+        raise TrainError(f"label noise needs a fraction in [0, 1] and >= 2 classes, got "
+                         f"{fraction} and {dataset.num_classes} classes")
+    labels = dataset.split_labels("train").copy()
+    rng = np.random.default_rng(seed)
+    flipped = np.sort(rng.choice(len(labels), int(round(fraction * len(labels))), replace=False))
+    labels[flipped] = (labels[flipped] + rng.integers(1, dataset.num_classes, len(flipped))) % (
+        dataset.num_classes)
+    noisy = dataclasses.replace(dataset, labels={**dataset.labels, "train": labels})
+    return noisy, flipped.astype(np.int64)

@@ -1,0 +1,365 @@
+"""The heldout procedure: trains runs and writes each in the release layout, atomically.
+
+`train_experiment` trains the runs of a subset ratio by the per-step or the stacked path and
+writes ``aux_arrays.npz``, ``run.json`` and checkpoints in a hidden temporary directory renamed
+into place only when complete (see `heldout.train`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from heldout import __version__, stacked
+from heldout.data.arrays import ArrayDataset, label_hash
+from heldout.data.fingerprint import fingerprint_dataset
+from heldout.experiment import (
+    AUX_ARRAYS,
+    CHECKPOINT_DIR,
+    AuxArrays,
+    LayoutError,
+    Run,
+    make_aux_arrays,
+    write_aux_arrays,
+)
+from heldout.train.config import TrainConfig
+from heldout.train.plan import RunPlan, TrainError, plan_run, ratio_name, run_seed
+from heldout.train.trainer import (
+    ModelTrainer,
+    _images,
+    evaluate_correctness,
+    initial_model,
+    make_model_trainer,
+    train_model_run,
+)
+
+RUN_JSON = "run.json"
+
+
+def _run_info(
+    plan: RunPlan, ratio: str, config: TrainConfig, dataset: ArrayDataset, aux: AuxArrays,
+    seconds: float, path: str, models_per_step: int,
+) -> dict:
+    return {
+        "run_id": plan.run_id,
+        "subset_ratio": float(ratio),
+        "seed": plan.seed,
+        "experiment_seed": config.seed,
+        "init_seed": plan.init_seed,
+        "arch": config.arch,
+        "num_classes": dataset.num_classes,
+        "dataset": dataset.name,
+        "num_train": dataset.num_examples("train"),
+        "num_test": dataset.num_examples("test"),
+        "train_label_hash": label_hash(dataset.split_labels("train")),
+        "epochs": config.epochs,
+        "batch_size": config.batch_size,
+        "learning_rate": config.learning_rate,
+        "momentum": config.momentum,
+        "steps": plan.num_steps,
+        "path": path,
+        "models_per_step": models_per_step,
+        "accuracy": {split: aux.accuracy(split) for split in ("train", "removed", "test")},
+        "seconds": round(seconds, 3),
+        "heldout": __version__,
+        "tensorflow": tf.__version__,
+    }
+
+
+def _start_run(ratio_dir: str, run_id: int) -> str:
+    """Removes stale temporary directories of the run and makes a new one."""
+    for stale in glob.glob(os.path.join(glob.escape(ratio_dir), f".{run_id}.tmp-*")):
+        shutil.rmtree(stale, ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f".{run_id}.tmp-", dir=ratio_dir)
+
+
+def _finish_run(tmp: str, final: str, aux: AuxArrays, info: dict) -> bool:
+    """Writes the aux arrays and run.json into `tmp` and renames it to `final`.
+
+    Returns False (and removes `tmp`) when another process completed the run meanwhile.
+    """
+    write_aux_arrays(os.path.join(tmp, AUX_ARRAYS), aux)
+    with open(os.path.join(tmp, RUN_JSON), "w", encoding="utf-8") as f:
+        json.dump(info, f, indent=1)
+    _set_permissions(tmp)
+    try:
+        os.rename(tmp, final)
+    except OSError:
+        if os.path.isfile(os.path.join(final, AUX_ARRAYS)):
+            shutil.rmtree(tmp, ignore_errors=True)
+            return False
+        raise
+    return True
+
+
+def _set_permissions(run_dir: str) -> None:
+    """Gives the run the permissions of a normally created directory (temporary directories and
+    files are created private to the user)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for root, _, files in os.walk(run_dir):
+        os.chmod(root, 0o777 & ~umask)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o666 & ~umask)
+
+
+# The run.json fields of the data and model, reported apart from the training settings (epochs,
+# batch size, learning rate, momentum, experiment seed) when a ratio directory's runs differ.
+_DATA_FIELDS = ("arch", "num_train", "num_test", "train_label_hash")
+
+
+def _check_existing_runs(ratio_dir: str, dataset: ArrayDataset, config: TrainConfig) -> None:
+    """Refuses to add runs to a ratio directory whose runs were trained on other data, with
+    another architecture or with other settings (epochs, batch size, learning rate, momentum,
+    experiment seed), read from their run.json; runs without one are not checked."""
+    want = {
+        "arch": config.arch,
+        "num_train": dataset.num_examples("train"),
+        "num_test": dataset.num_examples("test"),
+        "train_label_hash": label_hash(dataset.split_labels("train")),
+        "epochs": config.epochs,
+        "batch_size": config.batch_size,
+        "learning_rate": config.learning_rate,
+        "momentum": config.momentum,
+        "experiment_seed": config.seed,
+    }
+    for name in sorted(os.listdir(ratio_dir)):
+        path = os.path.join(ratio_dir, name, RUN_JSON)
+        if not name.isdigit() or not os.path.isfile(path):
+            continue
+        try:
+            with open(path, encoding="utf-8") as f:
+                info = json.load(f)
+        except (OSError, ValueError) as e:
+            raise TrainError(f"{path}: unreadable run.json ({e})") from e
+        differ = {k: (info.get(k), v) for k, v in want.items() if info.get(k, v) != v}
+        data = {k: d for k, d in differ.items() if k in _DATA_FIELDS}
+        if data:
+            detail = ", ".join(f"{k} {old!r} there, {new!r} now" for k, (old, new) in
+                               data.items())
+            raise TrainError(
+                f"{ratio_dir}: run {name} was trained on other data or another model ({detail}); "
+                "use another experiment directory"
+            )
+        if differ:
+            detail = ", ".join(f"{k}: {old!r} in its run.json, {new!r} requested"
+                               for k, (old, new) in differ.items())
+            raise TrainError(
+                f"{ratio_dir}: run {name} was trained with other settings ({detail}); resume "
+                "with the run's settings, or use another experiment directory"
+            )
+        return  # One run tells: all runs of a directory are checked the same way when added.
+
+
+def run_status(ratio_dir: str, run_id: int) -> str:
+    """``complete`` (has aux arrays), ``absent``, or ``blocked`` (a directory without them)."""
+    final = os.path.join(ratio_dir, str(run_id))
+    if os.path.isfile(os.path.join(final, AUX_ARRAYS)):
+        return "complete"
+    return "blocked" if os.path.exists(final) else "absent"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What `train_experiment` did.
+
+    Attributes:
+      trained: the runs written by this call.
+      skipped: run ids that were already complete.
+      seconds: wall time.
+    """
+
+    trained: tuple[Run, ...]
+    skipped: tuple[int, ...]
+    seconds: float
+
+
+def train_experiment(
+    experiment_dir: str | os.PathLike,
+    dataset: ArrayDataset,
+    subset_ratio: float,
+    run_ids: Sequence[int],
+    config: TrainConfig = TrainConfig(),  # noqa: B008 (a frozen dataclass)
+    progress: bool = True,
+) -> TrainResult:
+    """Trains the runs `run_ids` at `subset_ratio` and writes each in the release layout.
+
+    Complete runs (``<ratio>/<run_id>/aux_arrays.npz`` present) are skipped; stale temporary
+    directories of the runs to train are removed first.
+
+    Args:
+      experiment_dir: the ``<experiment>`` directory (created if needed).
+      dataset: an in-memory dataset with ``train`` and ``test`` splits (`heldout.data`).
+      subset_ratio: fraction of the training set in each run's subset, in (0, 1].
+      run_ids: the runs to train.
+      config: how to train.
+      progress: show progress bars.
+
+    Returns:
+      The runs written and the run ids skipped.
+
+    Raises:
+      TrainError: a bad ratio or run id, a dataset that is not an `ArrayDataset` (e.g. a
+        TFRecord dataset) or lacks ``train``/``test``, or existing runs of the ratio trained
+        on other data, another architecture or with other epochs, batch size, learning rate,
+        momentum or experiment seed (their run.json says).
+      LayoutError: a run directory that exists without aux arrays (not written by this
+        library, which renames a run into place only when complete: remove it).
+    """
+    start = time.perf_counter()
+    if not isinstance(dataset, ArrayDataset):
+        raise TrainError(
+            f"{getattr(dataset, 'name', dataset)!r}: training needs an in-memory dataset "
+            f"(heldout.data.ArrayDataset: --dataset, --dataset_npz or --idx_dir), not a "
+            f"{type(dataset).__name__}; TFRecord datasets can be evaluated, not trained on"
+        )
+    for split in ("train", "test"):
+        if split not in dataset.labels or split not in dataset.images:
+            raise TrainError(f"{dataset.name}: training needs a {split!r} split with images; "
+                             f"it has {dataset.splits}")
+    ratio = ratio_name(subset_ratio)
+    ratio_dir = os.path.join(os.path.abspath(os.fspath(experiment_dir)), ratio)
+    os.makedirs(ratio_dir, exist_ok=True)
+    run_ids = sorted({int(r) for r in run_ids})
+    if any(r < 0 for r in run_ids):
+        raise TrainError(f"run ids must be >= 0, got {run_ids[:3]}...")
+    status = {r: run_status(ratio_dir, r) for r in run_ids}
+    blocked = [r for r, s in status.items() if s == "blocked"]
+    if blocked:
+        raise LayoutError(
+            f"{ratio_dir}: run directories {blocked[:5]} exist without {AUX_ARRAYS}; they were "
+            "not written by heldout.train (which renames a run into place only when complete); "
+            "remove them to train these runs"
+        )
+    _check_existing_runs(ratio_dir, dataset, config)
+    skipped = tuple(r for r in run_ids if status[r] == "complete")
+    todo = [r for r in run_ids if status[r] == "absent"]
+    n_train = dataset.num_examples("train")
+    plans = [plan_run(run_seed(config.seed, float(ratio), r), r, n_train, float(ratio),
+                      config.epochs, config.batch_size) for r in todo]
+    trained: list[Run] = []
+    if plans:
+        trainer = make_model_trainer(config.arch, dataset.num_classes, dataset.image_shape,
+                                     config.learning_rate, config.momentum)
+        if config.resolved_path() == "stacked":
+            trained = _train_stacked_runs(trainer, dataset, ratio, ratio_dir, plans, config,
+                                          progress)
+        else:
+            trained = _train_per_step_runs(trainer, dataset, ratio, ratio_dir, plans, config,
+                                           progress)
+    return TrainResult(tuple(trained), skipped, time.perf_counter() - start)
+
+
+def _train_per_step_runs(trainer, dataset, ratio, ratio_dir, plans, config, progress):
+    fingerprint = fingerprint_dataset(dataset, ("train", "test"))
+    trained = []
+    for plan in tqdm(plans, desc=f"runs at {ratio}", unit="run", disable=not progress):
+        t0 = time.perf_counter()
+        tmp = _start_run(ratio_dir, plan.run_id)
+        try:
+            train_model_run(trainer, dataset, plan, progress)
+            train_correct, test_correct = evaluate_correctness(
+                trainer.evaluator, dataset, config.eval_batch_size)
+            aux = make_aux_arrays(plan.subsample_idx, train_correct, test_correct, fingerprint)
+            if config.wants_checkpoint(plan.run_id):
+                _write_checkpoint(trainer, tmp, plan.epochs)
+            info = _run_info(plan, ratio, config, dataset, aux, time.perf_counter() - t0,
+                             "per_step", 1)
+            final = os.path.join(ratio_dir, str(plan.run_id))
+            if _finish_run(tmp, final, aux, info):
+                trained.append(Run(final, ratio, plan.run_id))
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return trained
+
+
+def _write_checkpoint(trainer: ModelTrainer, run_dir: str, epochs: int) -> None:
+    prefix = os.path.join(run_dir, CHECKPOINT_DIR, f"ckpt-{epochs}")
+    os.makedirs(os.path.dirname(prefix), exist_ok=True)
+    trainer.checkpoint().write(prefix)
+
+
+def _train_stacked_runs(trainer, dataset, ratio, ratio_dir, plans, config, progress):
+    k = config.resolved_models_per_step()
+    n_train = dataset.num_examples("train")
+    x_train = _images(dataset, "train", np.arange(n_train)).reshape(n_train, -1)
+    x_test = _images(dataset, "test", np.arange(dataset.num_examples("test")))
+    x_test = x_test.reshape(len(x_test), -1)
+    y_train = dataset.split_labels("train")
+    y_test = dataset.split_labels("test")
+    x_train_t = tf.convert_to_tensor(x_train)
+    y_train_t = tf.convert_to_tensor(y_train.astype(np.int32))
+    layer_sizes = stacked.from_models([trainer.model]).layer_sizes
+    fingerprint = fingerprint_dataset(dataset, ("train", "test"))
+    trainers: dict[int, stacked.StackedTrainer] = {}
+    trained = []
+    with tqdm(total=len(plans), desc=f"runs at {ratio} ({k} per step)", unit="run",
+              disable=not progress) as bar:
+        for start in range(0, len(plans), k):
+            group = plans[start:start + k]
+            t0 = time.perf_counter()
+            tmps = [_start_run(ratio_dir, plan.run_id) for plan in group]
+            try:
+                if len(group) not in trainers:
+                    trainers[len(group)] = stacked.make_trainer(layer_sizes, len(group),
+                                                                config.jit_compile)
+                params = stacked.from_models([
+                    initial_model("mlp", dataset.num_classes, dataset.image_shape, p.init_seed)
+                    for p in group
+                ])
+                batches = np.stack([p.batches() for p in group], axis=1)
+                state = trainers[len(group)].train(
+                    params, x_train_t, y_train_t, batches, config.learning_rate,
+                    config.momentum, steps_per_call=group[0].steps_per_epoch,
+                    progress=progress and len(plans) <= k)
+                if all(config.wants_checkpoint(p.run_id) for p in group):
+                    train_correct = test_correct = [None] * len(group)  # Evaluated below.
+                else:
+                    train_correct = stacked.correctness_stacked(state.params, x_train, y_train)
+                    test_correct = stacked.correctness_stacked(state.params, x_test, y_test)
+                seconds = (time.perf_counter() - t0) / len(group)
+                for i, (plan, tmp) in enumerate(zip(group, tmps, strict=True)):
+                    correct = (train_correct[i], test_correct[i])
+                    if config.wants_checkpoint(plan.run_id):
+                        stacked.assign_to_model(trainer.model, state.params, i)
+                        stacked.assign_momentum(trainer.model, trainer.optimizer,
+                                                state.velocity, i)
+                        trainer.epoch.assign(plan.epochs)
+                        trainer.global_step.assign(state.steps)
+                        # Evaluated as `heldout verify` will, so that every prediction matches.
+                        correct = evaluate_correctness(trainer.evaluator, dataset,
+                                                       config.eval_batch_size)
+                        _write_checkpoint(trainer, tmp, plan.epochs)
+                    aux = make_aux_arrays(plan.subsample_idx, *correct, fingerprint)
+                    info = _run_info(plan, ratio, config, dataset, aux, seconds, "stacked", k)
+                    final = os.path.join(ratio_dir, str(plan.run_id))
+                    if _finish_run(tmp, final, aux, info):
+                        trained.append(Run(final, ratio, plan.run_id))
+            except BaseException:
+                for tmp in tmps:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            bar.update(len(group))
+    return trained
+
+
+def load_run_info(run: Run | str | os.PathLike) -> dict:
+    """The ``run.json`` of a run written by `train_experiment` (seed, configuration, accuracies).
+
+    Raises:
+      FileNotFoundError: the run has no run.json (e.g. a released run).
+    """
+    path = os.path.join(run.path if isinstance(run, Run) else os.fspath(run), RUN_JSON)
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
