@@ -54,18 +54,10 @@ def _run_info(
         "run_id": plan.run_id,
         "subset_ratio": float(ratio),
         "seed": plan.seed,
-        "experiment_seed": config.seed,
         "init_seed": plan.init_seed,
-        "arch": config.arch,
         "num_classes": dataset.num_classes,
         "dataset": dataset.name,
-        "num_train": dataset.num_examples("train"),
-        "num_test": dataset.num_examples("test"),
-        "train_label_hash": label_hash(dataset.split_labels("train")),
-        "epochs": config.epochs,
-        "batch_size": config.batch_size,
-        "learning_rate": config.learning_rate,
-        "momentum": config.momentum,
+        **_settings(dataset, config),
         "steps": plan.num_steps,
         "path": path,
         "models_per_step": models_per_step,
@@ -118,11 +110,10 @@ def _set_permissions(run_dir: str) -> None:
 _DATA_FIELDS = ("arch", "num_train", "num_test", "train_label_hash")
 
 
-def _check_existing_runs(ratio_dir: str, dataset: ArrayDataset, config: TrainConfig) -> None:
-    """Refuses to add runs to a ratio directory whose runs were trained on other data, with
-    another architecture or with other settings (epochs, batch size, learning rate, momentum,
-    experiment seed), read from their run.json; runs without one are not checked."""
-    want = {
+def _settings(dataset: ArrayDataset, config: TrainConfig) -> dict:
+    """What runs of one ratio directory must share (stored in each run.json): the data and
+    architecture (`_DATA_FIELDS`) and the training settings."""
+    return {
         "arch": config.arch,
         "num_train": dataset.num_examples("train"),
         "num_test": dataset.num_examples("test"),
@@ -133,6 +124,13 @@ def _check_existing_runs(ratio_dir: str, dataset: ArrayDataset, config: TrainCon
         "momentum": config.momentum,
         "experiment_seed": config.seed,
     }
+
+
+def _check_existing_runs(ratio_dir: str, dataset: ArrayDataset, config: TrainConfig) -> None:
+    """Refuses to add runs to a ratio directory whose runs were trained on other data, with
+    another architecture or with other settings (epochs, batch size, learning rate, momentum,
+    experiment seed), read from their run.json; runs without one are not checked."""
+    want = _settings(dataset, config)
     for name in sorted(os.listdir(ratio_dir)):
         path = os.path.join(ratio_dir, name, RUN_JSON)
         if not name.isdigit() or not os.path.isfile(path):
