@@ -100,18 +100,15 @@ def load_data(args: argparse.Namespace):
     """
     from heldout.train import flip_labels, take_train
 
-    if args.idx_dir:
-        from heldout.data.idx import load_idx_dataset
-
-        dataset = load_idx_dataset(args.idx_dir)
-    elif args.dataset == "digits":
+    if not args.idx_dir and args.dataset == "digits":
         from heldout.data.digits import load_digits
 
         dataset = load_digits()
     else:
-        from heldout.data.tfds import load_tfds
+        from heldout.data import load_dataset
 
-        dataset = load_tfds(args.dataset, ("train", "test"), args.data_dir)
+        dataset = load_dataset(None if args.idx_dir else args.dataset, data_dir=args.data_dir,
+                               idx_dir=args.idx_dir or None)
     if args.train_size is not None:
         dataset = take_train(dataset, args.train_size)
     flipped = np.zeros(0, np.int64)

@@ -151,7 +151,7 @@ def verify_command(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.dataset, args.dataset_npz, (args.split,), args.data_dir,
                            args.tfrecord_dir, args.index_npz, args.idx_dir)
     if args.train_size is not None and args.split == "train":
-        from heldout.train import take_train
+        from heldout.train.plan import take_train
 
         dataset = take_train(dataset, args.train_size)
     evaluator = make_evaluator_for(dataset, args.arch)

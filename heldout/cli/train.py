@@ -63,20 +63,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def load_training_data(args: argparse.Namespace):
     """The dataset named by --dataset / --dataset_npz / --idx_dir, cut to --train_size."""
-    if args.idx_dir is not None:
-        from heldout.data.idx import load_idx_dataset
+    from heldout.data import load_dataset
 
-        dataset = load_idx_dataset(args.idx_dir)
-    elif args.dataset_npz is not None:
-        from heldout.data.npz import load_npz_dataset
-
-        dataset = load_npz_dataset(args.dataset_npz)
-    else:
-        from heldout.data.tfds import load_tfds
-
-        dataset = load_tfds(args.dataset, ("train", "test"), args.data_dir)
+    dataset = load_dataset(args.dataset, args.dataset_npz, ("train", "test"), args.data_dir,
+                           idx_dir=args.idx_dir)
     if args.train_size is not None:
-        from heldout.train import take_train
+        from heldout.train.plan import take_train
 
         dataset = take_train(dataset, args.train_size)
     return dataset

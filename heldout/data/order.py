@@ -73,17 +73,20 @@ def tfds_positions(ids: Sequence[str] | np.ndarray, split: str = "train") -> np.
     return np.argsort(original_positions(ids, split)).astype(np.int64)
 
 
+def _reorder(values: np.ndarray, perm: np.ndarray) -> np.ndarray:
+    values = np.asarray(values)
+    if len(values) != len(perm):
+        raise OrderError(f"{len(values)} values for {len(perm)} ids")
+    return values[perm]
+
+
 def to_tfds_order(values_original: np.ndarray, ids, split: str = "train") -> np.ndarray:
     """Reorders per-example values [n, ...] from original order into TFDS order.
 
     Raises:
       OrderError: bad ids, or `values_original` not of length n.
     """
-    perm = original_positions(ids, split)
-    values_original = np.asarray(values_original)
-    if len(values_original) != len(perm):
-        raise OrderError(f"{len(values_original)} values for {len(perm)} ids")
-    return values_original[perm]
+    return _reorder(values_original, original_positions(ids, split))
 
 
 def to_original_order(values_tfds: np.ndarray, ids, split: str = "train") -> np.ndarray:
@@ -92,11 +95,7 @@ def to_original_order(values_tfds: np.ndarray, ids, split: str = "train") -> np.
     Raises:
       OrderError: bad ids, or `values_tfds` not of length n.
     """
-    perm = tfds_positions(ids, split)
-    values_tfds = np.asarray(values_tfds)
-    if len(values_tfds) != len(perm):
-        raise OrderError(f"{len(values_tfds)} values for {len(perm)} ids")
-    return values_tfds[perm]
+    return _reorder(values_tfds, tfds_positions(ids, split))
 
 
 def read_scores_in_tfds_order(
