@@ -108,26 +108,27 @@ def _dataset_source(args: argparse.Namespace) -> str | None:
     return next((getattr(args, k) for k in DATASET_SOURCES if getattr(args, k) is not None), None)
 
 
-def _load_labels(args: argparse.Namespace, split: str, expected: int) -> np.ndarray:
+def _load_labels(args: argparse.Namespace, expected: dict[str, int]) -> dict[str, np.ndarray]:
+    """The labels of the splits in `expected` (split -> size), the dataset read once."""
     # TensorFlow only for TFDS / TFRecord sources.
-    from heldout.data import load_labels
+    from heldout.data import load_split_labels
 
-    labels = load_labels(
+    labels = load_split_labels(
         dataset=args.dataset,
         dataset_npz=args.dataset_npz,
-        split=split,
+        splits=tuple(expected),
         data_dir=args.data_dir,
         tfrecord_dir=args.tfrecord_dir,
         index_npz=args.index_npz,
         idx_dir=args.idx_dir,
     )
-    labels = np.asarray(labels)
-    if labels.shape != (expected,):
-        source = _dataset_source(args)
-        raise CommandError(
-            f"{source}: the {split} split has {len(labels)} labels but the scores cover "
-            f"{expected} {split} examples"
-        )
+    for split, n in expected.items():
+        labels[split] = np.asarray(labels[split])
+        if labels[split].shape != (n,):
+            raise CommandError(
+                f"{_dataset_source(args)}: the {split} split has {len(labels[split])} labels "
+                f"but the scores cover {n} {split} examples"
+            )
     return labels
 
 
@@ -225,7 +226,7 @@ def cscores_command(args: argparse.Namespace) -> int:
     scores = est.cscores(accs)
     labels = None
     if _dataset_source(args) is not None:
-        labels = _load_labels(args, "train", accs[0].num_train)
+        labels = _load_labels(args, {"train": accs[0].num_train})["train"]
         _check_labels(scores.fingerprint, f"the runs in {args.experiment_dir}", args,
                       {"train": labels})
     arrays = published.cscore_arrays(scores, labels)
@@ -256,8 +257,8 @@ def pairs_command(args: argparse.Namespace) -> int:
             f"{args.estimate_npz}: holds no influence (written with --influence none); run "
             "`heldout estimate` with --influence full or topk"
         )
-    train_labels = _load_labels(args, "train", n_train)
-    test_labels = _load_labels(args, "test", n_test)
+    labels = _load_labels(args, {"train": n_train, "test": n_test})
+    train_labels, test_labels = labels["train"], labels["test"]
     _check_labels(estimate.fingerprint, args.estimate_npz, args,
                   {"train": train_labels, "test": test_labels})
     thresholds = dict(infl_threshold=args.infl_threshold, mem_threshold=args.mem_threshold)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from heldout.data.arrays import ArrayDataset, Batch, label_hash
 
 if TYPE_CHECKING:  # TensorFlow is imported only when TFRecord shards are read.
@@ -62,6 +64,27 @@ def load_dataset(
     return load_tfds(dataset, splits=splits, data_dir=data_dir)
 
 
+def load_split_labels(
+    dataset: str | None = None,
+    dataset_npz: str | None = None,
+    splits: tuple[str, ...] = ("train",),
+    data_dir: str | None = None,
+    tfrecord_dir: str | None = None,
+    index_npz: str | None = None,
+    idx_dir: str | None = None,
+) -> dict[str, np.ndarray]:
+    """split -> int64 [n]: the labels of the splits in dataset order, the source read once
+    (TFDS images are not decoded). Sources as in `load_dataset`."""
+    if dataset is not None and dataset_npz is None:
+        from heldout.data.tfds import load_tfds
+
+        loaded = load_tfds(dataset, splits, data_dir, with_images=False)
+    else:
+        loaded = load_dataset(dataset, dataset_npz, splits, data_dir, tfrecord_dir, index_npz,
+                              idx_dir)
+    return {split: loaded.split_labels(split) for split in splits}
+
+
 def load_labels(
     dataset: str | None = None,
     dataset_npz: str | None = None,
@@ -70,19 +93,12 @@ def load_labels(
     tfrecord_dir: str | None = None,
     index_npz: str | None = None,
     idx_dir: str | None = None,
-):
-    """int64 [n]: the labels of one split in dataset order (TFDS images are not decoded)."""
-    if idx_dir is not None:
-        return load_dataset(idx_dir=idx_dir, splits=(split,)).split_labels(split)
-    if tfrecord_dir is not None:
-        return load_dataset(None, None, (split,), None, tfrecord_dir, index_npz).split_labels(
-            split
-        )
-    if dataset is not None and dataset_npz is None:
-        from heldout.data.tfds import load_tfds
-
-        return load_tfds(dataset, (split,), data_dir, with_images=False).split_labels(split)
-    return load_dataset(dataset, dataset_npz, (split,), data_dir).split_labels(split)
+) -> np.ndarray:
+    """int64 [n]: the labels of one split in dataset order (see `load_split_labels`)."""
+    return load_split_labels(dataset, dataset_npz, (split,), data_dir, tfrecord_dir, index_npz,
+                             idx_dir)[split]
 
 
-__all__ = ["ArrayDataset", "Batch", "label_hash", "load_dataset", "load_labels"]
+__all__ = [
+    "ArrayDataset", "Batch", "label_hash", "load_dataset", "load_labels", "load_split_labels"
+]
