@@ -29,9 +29,13 @@ import tensorflow as tf  # noqa: E402
 
 from heldout.checkpoint import find_final_checkpoint  # noqa: E402
 from heldout.data import load_dataset  # noqa: E402
-from heldout.evaluate import default_arch, make_evaluator_for, verify_run  # noqa: E402
+from heldout.evaluate import make_evaluator_for, verify_run  # noqa: E402
 from heldout.experiment import open_experiment  # noqa: E402
-from heldout.models import build_model, create_variables  # noqa: E402
+from heldout.models import (  # noqa: E402
+    build_model,
+    create_variables,
+    default_arch,  # noqa: E402
+)
 
 FMNIST = pathlib.Path(__file__).resolve().parents[2] / "shared" / "reference" / "fmnist32"
 

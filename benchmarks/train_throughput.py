@@ -38,9 +38,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from heldout import stacked  # noqa: E402
 from heldout.data import ArrayDataset  # noqa: E402
-from heldout.train import TrainConfig, initial_model, make_model_trainer  # noqa: E402
+from heldout.train import (  # noqa: E402
+    TrainConfig,
+    initial_model,
+    make_model_trainer,
+    stacked,  # noqa: E402
+)
 
 N, D, C, B = 60000, 784, 10, 128
 MFLOP_PER_MODEL_STEP = 2 * B * (784 * 512 + 512 * 256 + 256 * 10) * 2 / 1e6 + 2 * B * (

@@ -1,11 +1,57 @@
 """heldout: heldout training experiments (Feldman & Zhang 2020; Jiang et al. 2021).
 
-Modules, dependencies flowing one way: `models` (Sonnet networks), `data` (datasets with a
-stable `index`), `experiment` (release layout, runs, aux arrays; pure numpy), `checkpoint`
-(find and restore, verified), `evaluate` (predictions, cross-check), `estimate` (memorization,
-influence, C-scores; pure numpy), `train` (the heldout procedure), `cli`.
+The usual entry points are importable from the top level::
 
-Importing the package imports no TensorFlow; the modules that need it import it themselves.
+    from heldout import open_experiment, load_dataset, verify_run
+    from heldout import accumulate, memorization, influence, cscores
+
+They are resolved on first use (PEP 562 module ``__getattr__``), so ``import heldout`` imports no
+TensorFlow; only the modules that need it (`models`, `checkpoint`, `evaluate`, `train`, ...)
+import it, when they are themselves imported.
+
+Subpackages, dependencies flowing one way: `models` (Sonnet networks) · `data` (datasets with a
+stable `index`, fingerprints) · `experiment` (release layout, runs, aux arrays; pure numpy) ·
+`checkpoint` (find and restore, verified) · `evaluate` (predictions, cross-check) · `estimate`
+(memorization, influence, C-scores; pure numpy) and `published` (the authors' files) · `train`
+(the heldout procedure) · `release` (getting the archives) · `cli`. Every error caused by bad
+input is a `HeldoutError`.
 """
 
+from __future__ import annotations
+
+import importlib
+
+from heldout.errors import HeldoutError
+
 __version__ = "0.1.0"
+
+# name -> the module that defines it.
+_LAZY = {
+    "open_experiment": "heldout.experiment",
+    "load_aux_arrays": "heldout.experiment",
+    "load_dataset": "heldout.data",
+    "verify_run": "heldout.evaluate",
+    "make_evaluator_for": "heldout.evaluate",
+    "accumulate": "heldout.estimate",
+    "accumulate_experiment": "heldout.estimate",
+    "merge_accumulators": "heldout.estimate",
+    "memorization": "heldout.estimate",
+    "influence": "heldout.estimate",
+    "cscores": "heldout.estimate",
+    "train_experiment": "heldout.train",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    raise AttributeError(f"module 'heldout' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+__all__ = ["HeldoutError", "__version__", *_LAZY]

@@ -20,13 +20,14 @@ import os
 import sonnet as snt
 import tensorflow as tf
 
+from heldout.errors import HeldoutError
 from heldout.experiment import CheckpointFiles, find_checkpoints
 from heldout.models import create_variables
 
 _SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(HeldoutError, ValueError):
     """A checkpoint is missing, unreadable, or does not fit the model."""
 
 

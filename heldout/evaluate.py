@@ -17,7 +17,7 @@ from tqdm import tqdm
 from heldout.checkpoint import RestoredCheckpoint, restore
 from heldout.data.fingerprint import check_dataset
 from heldout.experiment import AuxArrays, Run
-from heldout.models import build_model, create_variables
+from heldout.models import build_model, create_variables, default_arch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,25 +87,6 @@ def cross_check(predictions: Predictions, aux: AuxArrays, split: str) -> CrossCh
     good[valid] = counts[index[valid]] == 1
     agree[index[good]] = stored[index[good]] == predictions.correctness[good]
     return CrossCheck(split, int(agree.sum()), n, np.flatnonzero(~agree).astype(np.int64))
-
-
-def default_arch(dataset_name: str, image_shape: tuple[int, ...]) -> str:
-    """The released architecture for a dataset: ResNet-50 for ImageNet, SmallInception for
-    32x32x3 images, the MNIST example's MLP for 28x28 and other single-channel images.
-
-    Raises:
-      ValueError: no default for this input shape (pass an architecture explicitly).
-    """
-    if "imagenet" in dataset_name.lower() or tuple(image_shape) == (224, 224, 3):
-        return "resnet50"
-    if tuple(image_shape) == (32, 32, 3):
-        return "small_inception"
-    if tuple(image_shape[:2]) == (28, 28) or tuple(image_shape)[-1:] == (1,):
-        return "mlp"
-    raise ValueError(
-        f"no default architecture for {dataset_name} with images {tuple(image_shape)}; "
-        "choose one with --arch"
-    )
 
 
 @dataclasses.dataclass(frozen=True)

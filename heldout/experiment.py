@@ -25,6 +25,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from heldout.data.fingerprint import Fingerprint, read_fingerprint
+from heldout.errors import HeldoutError
 from heldout.npzio import NpzError, load_npz, save_npz_atomic
 
 AUX_ARRAYS = "aux_arrays.npz"
@@ -38,7 +39,7 @@ _CKPT_INDEX = re.compile(r"^ckpt-(\d+)\.index$")
 _CKPT_DATA = re.compile(r"^ckpt-(\d+)\.data-(\d+)-of-(\d+)$")
 
 
-class LayoutError(ValueError):
+class LayoutError(HeldoutError, ValueError):
     """An experiment directory or run does not follow the release layout."""
 
 

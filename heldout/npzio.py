@@ -4,21 +4,22 @@ Every array file this library reads comes from a download or another machine, so
 with ``allow_pickle=False`` and read eagerly: a truncated or corrupt file fails here, with its
 path, instead of half-way through a computation. Every file it writes goes to a temporary name
 in the same directory and is renamed into place, so an interrupted write never leaves a file
-that looks complete.
+that looks complete (`heldout.atomic`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
+from heldout.atomic import atomic_write
+from heldout.errors import HeldoutError
 
-class NpzError(ValueError):
+
+class NpzError(HeldoutError, ValueError):
     """A `.npz` file is unreadable, incomplete or holds arrays of the wrong kind."""
 
 
@@ -57,33 +58,6 @@ def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise NpzError(f"{path}: truncated or corrupt .npz ({type(e).__name__}: {e})") from e
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
-    """Yields a temporary path beside `path`; renames it onto `path` if the block succeeds.
-
-    The temporary file is removed when the block raises, so `path` is either the old file (or
-    absent) or the complete new one.
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix="." + os.path.basename(path) + ".", suffix=".tmp" + suffix, dir=directory
-    )
-    os.close(fd)
-    try:
-        yield tmp
-        # mkstemp makes the file private (0600); give it the mode a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        if os.path.exists(tmp):
-            os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def save_npz_atomic(
     path: str | os.PathLike, arrays: Mapping[str, np.ndarray], compress: bool = False
 ) -> None:
@@ -101,9 +75,5 @@ def save_npz_atomic(
         if np.asarray(value).dtype == object:
             raise NpzError(f"{os.fspath(path)}: key {key!r} is an object array; refusing to write")
     save = np.savez_compressed if compress else np.savez
-    # The suffix keeps numpy from appending another ".npz" to the temporary name.
-    with atomic_path(path, suffix=".npz") as tmp:
-        with open(tmp, "wb") as f:
-            save(f, **{k: np.asarray(v) for k, v in arrays.items()})
-            f.flush()
-            os.fsync(f.fileno())  # the data is on disk before the rename makes it visible
+    with atomic_write(path) as f:
+        save(f, **{k: np.asarray(v) for k, v in arrays.items()})

@@ -98,7 +98,7 @@ def load_data(args: argparse.Namespace):
     Returns:
       (dataset, flipped training positions int64 [k]).
     """
-    from heldout.train import flip_labels, take_train
+    from heldout.data import flip_labels, take_train
 
     if not args.idx_dir and args.dataset == "digits":
         from heldout.data.digits import load_digits
@@ -115,18 +115,6 @@ def load_data(args: argparse.Namespace):
     if args.label_noise > 0:
         dataset, flipped = flip_labels(dataset, args.label_noise, LABEL_NOISE_SEED)
     return dataset, flipped
-
-
-def save_dataset_npz(dataset, path: str) -> None:
-    """Writes the dataset as trained on in heldout's `.npz` convention (for `heldout verify`)."""
-    from heldout.npzio import save_npz_atomic
-
-    arrays = {"__num_classes": np.array(dataset.num_classes, np.int64),
-              "__data_scale": np.array(dataset.scale, np.float32)}
-    for split in ("train", "test"):
-        arrays[f"{split}__image"] = dataset.images[split]
-        arrays[f"{split}__label"] = dataset.split_labels(split)
-    save_npz_atomic(path, arrays)
 
 
 def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
@@ -158,7 +146,7 @@ def _show(ax, image: np.ndarray, title: str) -> None:
 def _save_figure(fig, path_stem: str) -> None:
     """Writes `fig` as ``<path_stem>.pdf`` and ``.png``, each atomically (a temporary file
     renamed into place, so an interrupted run never leaves a truncated figure)."""
-    from heldout.npzio import atomic_path
+    from heldout.atomic import atomic_path
 
     for ext in ("pdf", "png"):
         with atomic_path(f"{path_stem}.{ext}", suffix="." + ext) as tmp:
@@ -232,6 +220,7 @@ def main(argv=None) -> int:
     from tqdm import tqdm
 
     from heldout import estimate
+    from heldout.data.npz import save_npz_dataset
     from heldout.experiment import open_experiment
     from heldout.npzio import save_npz_atomic
     from heldout.train import TrainConfig, ratio_name, train_experiment
@@ -244,7 +233,7 @@ def main(argv=None) -> int:
           f"{dataset.num_classes} classes, images {dataset.image_shape}"
           + (f", {len(flipped)} training labels flipped" if len(flipped) else ""))
     dataset_npz = os.path.join(args.output_dir, "dataset.npz")
-    save_dataset_npz(dataset, dataset_npz)
+    save_npz_dataset(dataset_npz, dataset)
 
     experiment_dir = os.path.join(args.output_dir, "experiment")
     config = TrainConfig(

@@ -1,4 +1,4 @@
-"""Shared test fixtures: the reference material in ../shared (CI has it beside the checkout)."""
+"""Shared test fixtures: the reference material kept in tests/data (see tests/data/README.md)."""
 
 import os
 import pathlib
@@ -7,19 +7,22 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
-FMNIST = SHARED / "reference" / "fmnist32"
+#: Fixtures copied byte for byte from the project's shared reference material.
+DATA = pathlib.Path(__file__).resolve().parent / "data"
+REFERENCE = DATA / "reference"
+PUBLISHED = DATA / "published"
+FMNIST = REFERENCE / "fmnist32"
 
 
 @pytest.fixture(scope="session")
-def shared_dir() -> pathlib.Path:
-    assert SHARED.is_dir(), f"{SHARED} is missing: tests need ../shared beside the checkout"
-    return SHARED
+def data_dir() -> pathlib.Path:
+    """tests/data: ``reference/`` (written by the original code) and ``published/``."""
+    return DATA
 
 
 @pytest.fixture(scope="session")
-def fmnist_dir(shared_dir) -> pathlib.Path:
-    return shared_dir / "reference" / "fmnist32"
+def fmnist_dir() -> pathlib.Path:
+    return FMNIST
 
 
 @pytest.fixture(scope="session")

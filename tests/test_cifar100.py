@@ -15,12 +15,12 @@ from tfds_helpers import write_metadata
 
 from heldout.cli import main
 from heldout.data import load_dataset
-from heldout.evaluate import default_arch, make_evaluator_for
+from heldout.evaluate import make_evaluator_for
 from heldout.experiment import make_aux_arrays, write_aux_arrays
-from heldout.models import SmallInception
+from heldout.models import SmallInception, default_arch
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
-REFERENCE = os.path.join(ROOT, "..", "shared", "reference", "checkpoint-variables")
+REFERENCE = os.path.join(os.path.dirname(__file__), "data", "reference", "checkpoint-variables")
 N = 6  # mock examples per split (mock data yields the same examples in train and test)
 
 

@@ -17,7 +17,7 @@ from heldout.data.fingerprint import fingerprint_from_labels, read_fingerprint
 from heldout.experiment import make_aux_arrays, open_experiment, write_aux_arrays
 from heldout.npzio import load_npz
 
-SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
+SHARED = pathlib.Path(__file__).resolve().parent / "data"
 ESTIMATE_KEYS = [
     "count_in",
     "count_out",
@@ -32,7 +32,7 @@ F32 = 4 * float(np.finfo(np.float32).eps)
 @pytest.fixture(scope="module")
 def fmnist() -> pathlib.Path:
     path = SHARED / "reference" / "fmnist32"
-    assert path.is_dir(), f"{path} is missing: tests need ../shared beside the checkout"
+    assert path.is_dir(), f"{path} is missing: see tests/data/README.md"
     return path
 
 

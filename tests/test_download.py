@@ -25,11 +25,11 @@ import numpy as np
 import pytest
 
 from heldout.cli import main
-from heldout.download import ChecksumError, download_file, download_release, stream_extract
 from heldout.experiment import load_aux_arrays, make_aux_arrays, open_experiment, write_aux_arrays
-from heldout.extract import ArchiveError, UnsafeMemberError, extract_archive
-from heldout.fetch import DownloadError, HttpOptions
-from heldout.release import MemberSelection
+from heldout.release.archives import MemberSelection
+from heldout.release.download import ChecksumError, download_file, download_release, stream_extract
+from heldout.release.http import DownloadError, HttpOptions
+from heldout.release.tar import ArchiveError, UnsafeMemberError, extract_archive
 
 OPTIONS = HttpOptions(chunk_size=4096, max_retries=3, retry_wait=0.0, timeout=10.0)
 RATIOS = ("0.5", "0.7", "1.0")

@@ -11,10 +11,10 @@ from heldout import experiment as ex
 from heldout.cli import main as cli_main
 from heldout.evaluate import (
     cross_check,
-    default_arch,
     make_evaluator_for,
     verify_run,
 )
+from heldout.models import default_arch
 
 RUNS = ["0.5/0", "0.5/7", "0.25/3"]
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]

@@ -24,7 +24,7 @@ from heldout.data.fingerprint import (
 )
 from heldout.npzio import load_npz, save_npz_atomic
 
-FMNIST = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference", "fmnist32",
+FMNIST = os.path.join(os.path.dirname(__file__), "data", "reference", "fmnist32",
                       "dataset.npz")
 
 

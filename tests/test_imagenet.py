@@ -18,21 +18,17 @@ from PIL import Image
 from heldout.cli import main
 from heldout.data import label_hash, load_dataset, load_labels
 from heldout.data.fingerprint import fingerprint_dataset
-from heldout.data.imagenet import (
+from heldout.data.imagenet.build import as_rgb_jpeg, shard_ranges
+from heldout.data.imagenet.mapping import BuildError, read_index_mapping
+from heldout.data.imagenet.tfrecords import (
     EvalPreprocessing,
     FeatureNames,
     TFRecordDatasetError,
     load_tfrecord_dataset,
 )
-from heldout.data.imagenet_build import (
-    BuildError,
-    as_rgb_jpeg,
-    read_index_mapping,
-    shard_ranges,
-)
 from heldout.npzio import NpzError
 
-SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared")
+SHARED = os.path.join(os.path.dirname(__file__), "data")
 SYNSETS = ["n01440764", "n01443537", "n01484850"]
 MEAN = np.array([0.485, 0.456, 0.406])
 STD = np.array([0.229, 0.224, 0.225])

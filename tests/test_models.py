@@ -7,9 +7,9 @@ import tensorflow as tf
 from heldout import models
 
 
-def _reference(shared_dir, name):
+def _reference(data_dir, name):
     rows = {}
-    for line in (shared_dir / "reference" / "checkpoint-variables" / name).read_text().splitlines():
+    for line in (data_dir / "reference" / "checkpoint-variables" / name).read_text().splitlines():
         if line.startswith("#") or not line.strip():
             continue
         key, shape = line.split("\t")
@@ -42,9 +42,9 @@ def _written(tmp_path, model, input_shape):
     ],
 )
 def test_checkpoint_keys_and_shapes_match_release(
-    tmp_path, shared_dir, arch, num_classes, input_shape, tsv
+    tmp_path, data_dir, arch, num_classes, input_shape, tsv
 ):
-    expected = _reference(shared_dir, tsv)
+    expected = _reference(data_dir, tsv)
     written = _written(tmp_path, models.build_model(arch, num_classes), input_shape)
     assert set(written) == set(expected)
     mismatched = {k: (written[k], expected[k]) for k in expected if written[k] != expected[k]}

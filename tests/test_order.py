@@ -22,7 +22,7 @@ from heldout.data.order import (
 from heldout.data.tfds import load_tfds
 from heldout.npzio import NpzError
 
-PUBLISHED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "published")
+PUBLISHED = os.path.join(os.path.dirname(__file__), "data", "published")
 
 
 def test_hand_made_ids():

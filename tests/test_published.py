@@ -14,12 +14,12 @@ from heldout import estimate as est
 from heldout import published as pub
 from heldout.npzio import NpzError, load_npz, save_npz_atomic
 
-PUBLISHED = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "published"
+PUBLISHED = pathlib.Path(__file__).resolve().parent / "data" / "published"
 
 
 @pytest.fixture(scope="module")
 def published_dir() -> pathlib.Path:
-    assert PUBLISHED.is_dir(), f"{PUBLISHED} is missing: tests need ../shared beside the checkout"
+    assert PUBLISHED.is_dir(), f"{PUBLISHED} is missing: see tests/data/README.md"
     return PUBLISHED
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from heldout.release import (
+from heldout.release.archives import (
     ARCHIVES,
     MemberSelection,
     RunMember,

@@ -5,9 +5,8 @@ import pytest
 import sonnet as snt
 import tensorflow as tf
 
-from heldout import stacked
 from heldout.models import build_model, create_variables
-from heldout.train import initial_model, make_model_trainer
+from heldout.train import initial_model, make_model_trainer, stacked
 
 SHAPE = (8, 8, 1)
 CLASSES = 10

@@ -14,9 +14,9 @@ import tensorflow as tf
 from heldout import train as T
 from heldout.checkpoint import restore
 from heldout.cli import main
-from heldout.data import ArrayDataset
+from heldout.data import ArrayDataset, DatasetError, flip_labels, take_train
 from heldout.data.idx import DEBIAN_FASHION_MNIST
-from heldout.data.imagenet import TFRecordImageDataset
+from heldout.data.imagenet.tfrecords import TFRecordImageDataset
 from heldout.evaluate import make_evaluator, verify_run
 from heldout.experiment import LayoutError, open_experiment
 from heldout.models import build_model
@@ -87,18 +87,18 @@ def test_run_seeds_and_plans():
 
 
 def test_label_noise_and_train_size(small):
-    cut = T.take_train(small, 100)
+    cut = take_train(small, 100)
     assert cut.num_examples("train") == 100 and cut.num_examples("test") == 60
-    noisy, flipped = T.flip_labels(cut, 0.1, seed=3)
+    noisy, flipped = flip_labels(cut, 0.1, seed=3)
     assert len(flipped) == 10 and np.all(np.diff(flipped) > 0)
     before, after = cut.split_labels("train"), noisy.split_labels("train")
     assert np.all(after[flipped] != before[flipped])
     keep = np.setdiff1d(np.arange(100), flipped)
     np.testing.assert_array_equal(after[keep], before[keep])
     assert after.max() < 4 and after.min() >= 0
-    np.testing.assert_array_equal(T.flip_labels(cut, 0.1, seed=3)[1], flipped)
-    with pytest.raises(T.TrainError, match="train_size"):
-        T.take_train(small, 241)
+    np.testing.assert_array_equal(flip_labels(cut, 0.1, seed=3)[1], flipped)
+    with pytest.raises(DatasetError, match="train_size"):
+        take_train(small, 241)
 
 
 def test_config_errors():
@@ -244,7 +244,7 @@ def test_refuses_directories_in_the_way(tmp_path, small):
     with pytest.raises(LayoutError, match=r"\[1\] exist without aux_arrays.npz"):
         T.train_experiment(tmp_path, small, 0.5, [0, 1], CONFIG, progress=False)
     T.train_experiment(tmp_path / "e", small, 0.5, [0], CONFIG, progress=False)
-    noisy, _ = T.flip_labels(small, 0.1)
+    noisy, _ = flip_labels(small, 0.1)
     with pytest.raises(T.TrainError, match="train_label_hash"):
         T.train_experiment(tmp_path / "e", noisy, 0.5, [1], CONFIG, progress=False)
     tfrecords = TFRecordImageDataset("imagenet_shards", 4, {"train": (), "test": ()},

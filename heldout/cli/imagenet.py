@@ -64,7 +64,8 @@ def build_imagenet_command(args: argparse.Namespace) -> int:
     if not os.path.isfile(args.index_npz):
         raise CommandError(f"--index_npz {args.index_npz}: no such file")
 
-    from heldout.data.imagenet_build import BuildError, build_imagenet, read_synsets
+    from heldout.data.imagenet.build import build_imagenet
+    from heldout.data.imagenet.mapping import BuildError, read_synsets
 
     try:
         synsets = read_synsets(args.synsets) if args.synsets else None

@@ -17,10 +17,10 @@ import textwrap
 from typing import TYPE_CHECKING
 
 from heldout.cli.common import CommandError
-from heldout.release import ARCHIVES, ONLY_KINDS, MemberSelection
+from heldout.release.archives import ARCHIVES, ONLY_KINDS, MemberSelection
 
 if TYPE_CHECKING:
-    from heldout.extract import ExtractSummary
+    from heldout.release.tar import ExtractSummary
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -89,8 +89,8 @@ def _add_selection(parser: argparse.ArgumentParser) -> None:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from heldout.download import download_release
-    from heldout.fetch import DownloadError
+    from heldout.release.download import download_release
+    from heldout.release.http import DownloadError
 
     if args.md5 is not None and args.url is None:
         raise CommandError("--md5 goes with --url; the released archives' MD5s are built in")
@@ -111,7 +111,7 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _extract(args: argparse.Namespace) -> int:
-    from heldout.extract import extract_archive
+    from heldout.release.tar import extract_archive
 
     selection = MemberSelection.from_args(args.only, args.ratios)
     try:

@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 from tqdm import tqdm
 
-from heldout.cli.common import CommandError
+from heldout.cli.common import CommandError, add_dataset_flags, fraction, positive_int
 from heldout.experiment import (
     Experiment,
     LayoutError,
@@ -56,36 +56,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--min_match_fraction", type=fraction, default=1.0,
                    help="pass when at least this fraction of predictions match (default 1.0)")
     p.set_defaults(handler=verify_command)
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def fraction(text: str) -> float:
-    """argparse type: a number in [0, 1]."""
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {value}")
-    return value
-
-
-def add_dataset_flags(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    """`--dataset NAME:VERSION | --dataset_npz PATH | --tfrecord_dir DIR`, `--data_dir` and
-    `--index_npz`."""
-    group = parser.add_mutually_exclusive_group(required=required)
-    group.add_argument("--dataset", help="TFDS dataset, e.g. cifar10:3.0.2 or cifar100:3.0.2")
-    group.add_argument("--dataset_npz", help=".npz dataset with <split>__image/<split>__label")
-    group.add_argument("--tfrecord_dir", help="indexed TFRecord shards, e.g. ImageNet written by "
-                       "`heldout build-imagenet` (test split = validation shards)")
-    group.add_argument("--idx_dir", help="directory of MNIST-format IDX files")
-    parser.add_argument("--data_dir", default=None, help="TFDS data directory")
-    parser.add_argument("--index_npz", default=None, help="with --tfrecord_dir: the published "
-                        "imagenet_index.npz, for the labels when the shards have no labels.npz")
 
 
 def _open(path: str, require_checkpoint: bool) -> tuple[list[Run], Experiment | None]:
@@ -151,7 +121,7 @@ def verify_command(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.dataset, args.dataset_npz, (args.split,), args.data_dir,
                            args.tfrecord_dir, args.index_npz, args.idx_dir)
     if args.train_size is not None and args.split == "train":
-        from heldout.train.plan import take_train
+        from heldout.data.transforms import take_train
 
         dataset = take_train(dataset, args.train_size)
     evaluator = make_evaluator_for(dataset, args.arch)

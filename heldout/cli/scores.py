@@ -25,8 +25,7 @@ from tqdm import tqdm
 
 from heldout import estimate as est
 from heldout import published
-from heldout.cli.common import CommandError
-from heldout.cli.runs import add_dataset_flags
+from heldout.cli.common import CommandError, add_dataset_flags
 from heldout.data.fingerprint import (
     Fingerprint,
     FingerprintError,

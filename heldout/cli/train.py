@@ -68,14 +68,14 @@ def load_training_data(args: argparse.Namespace):
     dataset = load_dataset(args.dataset, args.dataset_npz, ("train", "test"), args.data_dir,
                            idx_dir=args.idx_dir)
     if args.train_size is not None:
-        from heldout.train.plan import take_train
+        from heldout.data.transforms import take_train
 
         dataset = take_train(dataset, args.train_size)
     return dataset
 
 
 def train_command(args: argparse.Namespace) -> int:
-    from heldout.evaluate import default_arch
+    from heldout.models import default_arch
     from heldout.train import (
         TrainConfig,
         parse_run_ids,

@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from heldout.data.arrays import ArrayDataset, Batch, label_hash
+from heldout.data.arrays import ArrayDataset, Batch, DatasetError
+from heldout.data.fingerprint import label_hash
+from heldout.data.transforms import flip_labels, take_train
 
 if TYPE_CHECKING:  # TensorFlow is imported only when TFRecord shards are read.
-    from heldout.data.imagenet import TFRecordImageDataset
+    from heldout.data.imagenet.tfrecords import TFRecordImageDataset
 
 
 def load_dataset(
@@ -52,7 +54,7 @@ def load_dataset(
 
         return load_idx_dataset(idx_dir, splits)
     if tfrecord_dir is not None:
-        from heldout.data.imagenet import load_tfrecord_dataset
+        from heldout.data.imagenet.tfrecords import load_tfrecord_dataset
 
         return load_tfrecord_dataset(tfrecord_dir, splits, index_npz=index_npz)
     if dataset_npz is not None:
@@ -100,5 +102,6 @@ def load_labels(
 
 
 __all__ = [
-    "ArrayDataset", "Batch", "label_hash", "load_dataset", "load_labels", "load_split_labels"
+    "ArrayDataset", "Batch", "DatasetError", "flip_labels", "label_hash", "load_dataset",
+    "load_labels", "load_split_labels", "take_train",
 ]

@@ -9,10 +9,15 @@ no other normalisation).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import Iterator, Mapping
 
 import numpy as np
+
+from heldout.errors import HeldoutError
+
+
+class DatasetError(HeldoutError, ValueError):
+    """A dataset that cannot be used as asked: a missing split, a bad size, bad pixels."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +94,3 @@ class ArrayDataset:
                 index=idx,
             )
 
-
-def label_hash(labels: np.ndarray) -> str:
-    """SHA-256 (first 16 hex digits) of a label sequence as little-endian int64."""
-    return hashlib.sha256(np.asarray(labels, "<i8").tobytes()).hexdigest()[:16]

@@ -16,18 +16,24 @@ Pure numpy: no TensorFlow.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from heldout.data.arrays import label_hash
+from heldout.errors import HeldoutError
 
 PREFIX = "fingerprint__"
 KEYS = tuple(PREFIX + k for k in ("name", "version", "splits", "sizes", "label_hashes"))
 
 
-class FingerprintError(ValueError):
+def label_hash(labels: np.ndarray) -> str:
+    """SHA-256 (first 16 hex digits) of a label sequence as little-endian int64."""
+    return hashlib.sha256(np.asarray(labels, "<i8").tobytes()).hexdigest()[:16]
+
+
+class FingerprintError(HeldoutError, ValueError):
     """Outputs computed on different datasets or orders, or a malformed fingerprint."""
 
 

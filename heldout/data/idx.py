@@ -20,6 +20,7 @@ import os
 import numpy as np
 
 from heldout.data.arrays import ArrayDataset
+from heldout.errors import HeldoutError
 
 IDX_DTYPES = {
     0x08: np.dtype(">u1"),
@@ -39,7 +40,7 @@ IDX_FILES = {
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 
 
-class IdxError(ValueError):
+class IdxError(HeldoutError, ValueError):
     """An IDX file is missing, truncated, or not in the IDX format."""
 
 

@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from heldout.data.arrays import ArrayDataset
-from heldout.npzio import NpzError, load_npz
+from heldout.npzio import NpzError, load_npz, save_npz_atomic
 
 
 def load_npz_dataset(path: str | os.PathLike) -> ArrayDataset:
@@ -50,3 +50,16 @@ def load_npz_dataset(path: str | os.PathLike) -> ArrayDataset:
         raise NpzError(f"{path}: labels must lie in [0, {num_classes}), found up to {largest}")
     scale = float(arrays["__data_scale"]) if "__data_scale" in arrays else 255.0
     return ArrayDataset(path, num_classes, images, labels, scale)
+
+
+def save_npz_dataset(path: str | os.PathLike, dataset: ArrayDataset) -> None:
+    """Writes an in-memory dataset in the ``<split>__<key>`` convention, atomically, so that
+    `load_npz_dataset` (and ``--dataset_npz``) reads it back: ``<split>__image`` as stored
+    (uint8), ``<split>__label`` int64, ``__num_classes`` int64 and ``__data_scale`` float32.
+    """
+    arrays = {"__num_classes": np.array(dataset.num_classes, np.int64),
+              "__data_scale": np.array(dataset.scale, np.float32)}
+    for split in dataset.images:
+        arrays[f"{split}__image"] = dataset.images[split]
+        arrays[f"{split}__label"] = dataset.split_labels(split)
+    save_npz_atomic(path, arrays)

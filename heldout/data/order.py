@@ -22,10 +22,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from heldout.errors import HeldoutError
 from heldout.npzio import NpzError, load_npz
 
 
-class OrderError(ValueError):
+class OrderError(HeldoutError, ValueError):
     """Ids that do not give a permutation, or scores whose labels disagree with the dataset."""
 
 

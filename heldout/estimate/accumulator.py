@@ -24,6 +24,7 @@ from heldout.data.fingerprint import (
     check_fingerprints,
     read_fingerprint,
 )
+from heldout.errors import HeldoutError
 from heldout.experiment import AuxArrays, Experiment, Run, open_experiment
 from heldout.npzio import NpzError, load_npz, save_npz_atomic
 
@@ -33,7 +34,7 @@ Progress = Callable[[Iterable], Iterable]
 """Wraps an iterable to report progress, e.g. ``functools.partial(tqdm.tqdm, desc="runs")``."""
 
 
-class EstimateError(ValueError):
+class EstimateError(HeldoutError, ValueError):
     """Inputs to an estimator do not fit together (shapes, sizes, missing runs)."""
 
 

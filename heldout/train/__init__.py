@@ -39,14 +39,12 @@ from heldout.train.config import (
 from heldout.train.plan import (
     RunPlan,
     TrainError,
-    flip_labels,
     parse_run_ids,
     parse_shard,
     plan_run,
     ratio_name,
     run_seed,
     shard_run_ids,
-    take_train,
 )
 from heldout.train.procedure import (
     RUN_JSON,
@@ -72,7 +70,6 @@ __all__ = [
     "TrainError",
     "TrainResult",
     "evaluate_correctness",
-    "flip_labels",
     "initial_model",
     "load_run_info",
     "make_model_trainer",
@@ -83,7 +80,6 @@ __all__ = [
     "run_seed",
     "run_status",
     "shard_run_ids",
-    "take_train",
     "train_experiment",
     "train_model_run",
 ]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from heldout import stacked
 from heldout.models import ARCHITECTURES
+from heldout.train import stacked
 from heldout.train.plan import TrainError
 
 PATHS = ("auto", "per_step", "stacked")

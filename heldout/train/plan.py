@@ -2,8 +2,7 @@
 
 Everything random in a run comes from its seed, ``run_seed(seed, ratio, run_id)``: the subset
 and the batch order (`plan_run`, `RunPlan.batches`) and the TensorFlow seed of its initial
-weights. Also the training-set helpers `take_train` (a prefix of the training split) and
-`flip_labels` (label noise).
+weights.
 """
 
 from __future__ import annotations
@@ -14,10 +13,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from heldout.data.arrays import ArrayDataset
+from heldout.errors import HeldoutError
 
 
-class TrainError(ValueError):
+class TrainError(HeldoutError, ValueError):
     """Training cannot start: a bad configuration, or an experiment directory in the way."""
 
 
@@ -145,45 +144,3 @@ def plan_run(
     return RunPlan(int(run_id), int(seed), subset, init_seed, int(num_train), int(epochs),
                    int(batch_size))
 
-def take_train(dataset: ArrayDataset, train_size: int) -> ArrayDataset:
-    """The dataset with only its first `train_size` training examples (for quick studies).
-
-    Raises:
-      TrainError: `train_size` < 1 or larger than the training split.
-    """
-    n = dataset.num_examples("train")
-    if not 0 < train_size <= n:
-        raise TrainError(f"train_size must lie in [1, {n}] for {dataset.name}, got {train_size}")
-    images = {**dataset.images, "train": dataset.images["train"][:train_size]}
-    labels = {**dataset.labels, "train": dataset.labels["train"][:train_size]}
-    ids = dict(dataset.ids)
-    if "train" in ids:
-        ids["train"] = ids["train"][:train_size]
-    return dataclasses.replace(dataset, images=images, labels=labels, ids=ids)
-
-
-def flip_labels(
-    dataset: ArrayDataset, fraction: float, seed: int = 0
-) -> tuple[ArrayDataset, np.ndarray]:
-    """Label noise: moves ``round(fraction * n_train)`` training labels to another class.
-
-    The examples are drawn without replacement and each new label uniformly from the other
-    ``num_classes - 1`` classes, with a generator of seed `seed`. Mislabeled examples are the
-    textbook memorized examples (Feldman & Zhang 2020, Sec. 4).
-
-    Returns:
-      The dataset with the new training labels, and int64 [k] the flipped positions, sorted.
-
-    Raises:
-      TrainError: a fraction outside [0, 1] or fewer than 2 classes.
-    """
-    if not 0.0 <= fraction <= 1.0 or dataset.num_classes < 2:
-        raise TrainError(f"label noise needs a fraction in [0, 1] and >= 2 classes, got "
-                         f"{fraction} and {dataset.num_classes} classes")
-    labels = dataset.split_labels("train").copy()
-    rng = np.random.default_rng(seed)
-    flipped = np.sort(rng.choice(len(labels), int(round(fraction * len(labels))), replace=False))
-    labels[flipped] = (labels[flipped] + rng.integers(1, dataset.num_classes, len(flipped))) % (
-        dataset.num_classes)
-    noisy = dataclasses.replace(dataset, labels={**dataset.labels, "train": labels})
-    return noisy, flipped.astype(np.int64)

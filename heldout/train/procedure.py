@@ -20,9 +20,9 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from heldout import __version__, stacked
-from heldout.data.arrays import ArrayDataset, label_hash
-from heldout.data.fingerprint import fingerprint_dataset
+from heldout import __version__
+from heldout.data.arrays import ArrayDataset
+from heldout.data.fingerprint import fingerprint_dataset, label_hash
 from heldout.experiment import (
     AUX_ARRAYS,
     CHECKPOINT_DIR,
@@ -32,6 +32,7 @@ from heldout.experiment import (
     make_aux_arrays,
     write_aux_arrays,
 )
+from heldout.train import stacked
 from heldout.train.config import TrainConfig
 from heldout.train.plan import RunPlan, TrainError, plan_run, ratio_name, run_seed
 from heldout.train.trainer import (

@@ -30,10 +30,10 @@ import os
 import shutil
 import urllib.parse
 
-from heldout.extract import ExtractSummary, extract_archive, extract_stream, merge_tree
-from heldout.fetch import DownloadError, HttpOptions, HttpStream, check_url
-from heldout.progress import byte_bar, human_bytes
-from heldout.release import MemberSelection, check_md5, get_archive
+from heldout.release.archives import MemberSelection, check_md5, get_archive
+from heldout.release.http import DownloadError, HttpOptions, HttpStream, check_url
+from heldout.release.progress import byte_bar, human_bytes
+from heldout.release.tar import ExtractSummary, extract_archive, extract_stream, merge_tree
 
 
 class ChecksumError(DownloadError):

@@ -1,17 +1,12 @@
-"""The networks of the released experiments, checkpoint-compatible with the release.
+"""The Sonnet networks of the released experiments, checkpoint-compatible with the release.
 
 Checkpoint variable paths follow the Sonnet modules' attribute names, so the attribute names here
 are part of the release format: ``model/conv1/conv/w``, ``model/stage2/_body/3/conv3x3/bn/scale``,
 ``model/_pred/w`` ... (every key and shape is listed in the original code's variable dumps, which
 `tests/test_models.py` compares against).
 
-- ``small_inception``: the SmallInception of the CIFAR-10/100 runs (32x32x3 inputs).
-- ``resnet50``: ``snt.nets.ResNet50`` of the ImageNet runs (224x224x3 inputs).
-- ``mlp``: the 784-512-256-10 multilayer perceptron of the MNIST example.
-
 Every model is called as ``model(images, is_training)`` on float32 images
 ``[batch, height, width, channels]`` and returns float32 logits ``[batch, num_classes]``.
-This module knows nothing of files or datasets.
 """
 
 from __future__ import annotations
@@ -21,14 +16,7 @@ from collections.abc import Sequence
 import sonnet as snt
 import tensorflow as tf
 
-ARCHITECTURES = ("small_inception", "resnet50", "mlp")
-
-# Input shapes the architectures were released for ([height, width, channels]).
-DEFAULT_INPUT_SHAPES = {
-    "small_inception": (32, 32, 3),
-    "resnet50": (224, 224, 3),
-    "mlp": (28, 28, 1),
-}
+from heldout.models.architectures import ARCHITECTURES, ArchitectureError
 
 
 class ConvBNReLU(snt.Module):
@@ -122,7 +110,7 @@ def build_model(arch: str, num_classes: int) -> snt.Module:
       num_classes: size of the output layer.
 
     Raises:
-      ValueError: unknown architecture.
+      ArchitectureError: unknown architecture.
     """
     if arch == "small_inception":
         return SmallInception(num_classes)
@@ -130,7 +118,7 @@ def build_model(arch: str, num_classes: int) -> snt.Module:
         return snt.nets.ResNet50(num_classes=num_classes)
     if arch == "mlp":
         return MLP(num_classes)
-    raise ValueError(f"unknown architecture {arch!r}; expected one of {list(ARCHITECTURES)}")
+    raise ArchitectureError(f"unknown architecture {arch!r}; expected one of {list(ARCHITECTURES)}")
 
 
 def create_variables(model: snt.Module, input_shape: Sequence[int]) -> None:

@@ -31,8 +31,9 @@ import urllib.request
 from collections.abc import Callable
 
 from heldout import __version__
-from heldout.progress import byte_bar
-from heldout.release import BASE_URL, GCS_URL
+from heldout.errors import HeldoutError
+from heldout.release.archives import BASE_URL, GCS_URL
+from heldout.release.progress import byte_bar
 
 #: HTTP statuses worth retrying (the server or a proxy is busy or failing for now).
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -41,7 +42,7 @@ _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECA
 _UNSATISFIED_RANGE = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.IGNORECASE)
 
 
-class DownloadError(Exception):
+class DownloadError(HeldoutError):
     """The archive could not be fetched: HTTP error, server misbehaviour, retries exhausted."""
 
 

@@ -27,13 +27,14 @@ import zlib
 
 from tqdm import tqdm
 
-from heldout.progress import byte_bar, human_bytes
-from heldout.release import MemberSelection, RunMember, parse_member
+from heldout.errors import HeldoutError
+from heldout.release.archives import MemberSelection, RunMember, parse_member
+from heldout.release.progress import byte_bar, human_bytes
 
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-class ArchiveError(ValueError):
+class ArchiveError(HeldoutError, ValueError):
     """The archive is not a readable tar / tar.gz, or is truncated or corrupt."""
 
 

@@ -9,7 +9,7 @@ shards, 1,281,167 images; validation, used as the ``test`` split: 128 shards, 50
 - ``index``: int64, the example's 0-based position in its split (what aux arrays index),
 - ``image/filename``: bytes, the image's basename, e.g. ``n01440764_10026.JPEG``.
 
-`heldout build-imagenet` (`heldout.data.imagenet_build`) writes such shards from the ILSVRC-2012
+`heldout build-imagenet` (`heldout.data.imagenet.build`) writes such shards from the ILSVRC-2012
 files and the published filename-to-index mapping; `load_tfrecord_dataset` reads them back as a
 dataset with the interface of `heldout.data.ArrayDataset` (``name``, ``num_classes``,
 ``image_shape``, ``num_examples(split)``, ``split_labels(split)``, ``batches(split, batch_size)``).
@@ -35,6 +35,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from heldout.data.arrays import Batch
+from heldout.errors import HeldoutError
 from heldout.npzio import NpzError, load_npz
 
 #: Shard file name prefix of each split: the release's ``test`` split is ILSVRC's validation set.
@@ -46,7 +47,7 @@ MEAN_RGB = (0.485, 0.456, 0.406)
 STDDEV_RGB = (0.229, 0.224, 0.225)
 
 
-class TFRecordDatasetError(ValueError):
+class TFRecordDatasetError(HeldoutError, ValueError):
     """Shards are missing, incomplete, or do not hold the expected features."""
 
 
@@ -509,7 +510,7 @@ def load_tfrecord_dataset(
         labels, ranges, stored_classes = _labels_from_file(labels_path, splits)
         ranges = {s: r for s, r in ranges.items() if len(r) == len(files[s])}
     elif index_npz is not None:
-        from heldout.data.imagenet_build import read_index_mapping
+        from heldout.data.imagenet.mapping import read_index_mapping
 
         mapping = read_index_mapping(index_npz)
         labels = {s: mapping.labels(s) for s in splits}
