@@ -1,0 +1,152 @@
+"""The report's figures, drawn with matplotlib's Agg renderer (no display, no pyplot state).
+
+Each figure function takes a `ReportData` and returns a `matplotlib.figure.Figure`, or None
+when what it would show is undefined (the page says why). `FIGURES` lists them by name for
+`heldout plot`, which writes each alone as PNG and PDF (`save_figure`, atomically).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from heldout.atomic import atomic_path
+from heldout.report.inputs import ReportData
+
+MAX_CLASS_PANELS = 20
+SPLITS = (("train", "train subset"), ("removed", "held out"), ("test", "test"))
+
+
+def learning_curve(data: ReportData) -> Figure:
+    """Accuracy against subset ratio on the train subset, the held-out examples and the test
+    set: mean over runs, error bars one standard deviation across runs, dots the runs."""
+    fig = Figure(figsize=(6, 3.6))
+    ax = fig.add_subplot()
+    x = np.array([s.subset_ratio for s in data.ratios])
+    for offset, (split, name) in zip((-0.004, 0.0, 0.004), SPLITS, strict=True):
+        per_run = [s.accuracy[split] for s in data.ratios]
+        defined = [v[~np.isnan(v)] for v in per_run]
+        mean = np.array([v.mean() if len(v) else np.nan for v in defined])
+        std = np.array([v.std() if len(v) else np.nan for v in defined])
+        line = ax.errorbar(x + offset, mean, yerr=std, marker="o", capsize=3, label=name)
+        for xi, v in zip(x, defined, strict=True):
+            ax.plot(np.full(len(v), xi + offset), v, ".", alpha=0.25, ms=3,
+                    color=line[0].get_color())
+    ax.set_xlabel("subset ratio (fraction of the training set in each run's subset)")
+    ax.set_ylabel("accuracy")
+    ax.set_xticks(x)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def memorization_histogram(data: ReportData) -> Figure | None:
+    """Histogram of the defined memorization estimates (NaN left out, their number in the
+    title)."""
+    if data.estimate is None:
+        return None
+    mem = data.estimate.memorization
+    values = mem[~np.isnan(mem)]
+    fig = Figure(figsize=(6, 3.2))
+    ax = fig.add_subplot()
+    ax.hist(values, np.linspace(-1, 1, 41), color="tab:purple")
+    ax.set_yscale("log")
+    ax.set_xlabel("memorization estimate")
+    ax.set_ylabel("training examples")
+    ax.set_title(f"{len(values)} defined, {len(mem) - len(values)} undefined "
+                 f"(ratio {data.estimate.subset_ratio:g}, {data.estimate.num_runs} runs)",
+                 fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _by_class(values: np.ndarray, labels: np.ndarray, num_classes: int):
+    return [values[(labels == c) & ~np.isnan(values)] for c in range(num_classes)]
+
+
+def memorization_by_class(data: ReportData) -> Figure | None:
+    """Box plot of the defined memorization estimates of each class."""
+    if data.estimate is None:
+        return None
+    groups = _by_class(data.estimate.memorization, data.examples.labels["train"],
+                       data.examples.num_classes)
+    fig = Figure(figsize=(max(4.0, 0.35 * len(groups) + 1.5), 3.2))
+    ax = fig.add_subplot()
+    ax.boxplot([g if len(g) else [np.nan] for g in groups], showfliers=False)
+    ax.set_xticks(np.arange(1, len(groups) + 1), [str(c) for c in range(len(groups))],
+                  fontsize=7 if len(groups) <= 20 else 4)
+    ax.set_xlabel("class (label)")
+    ax.set_ylabel("memorization")
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return fig
+
+
+def cscore_histograms(data: ReportData) -> Figure | None:
+    """Histogram of the defined C-scores of each class (the first `MAX_CLASS_PANELS`)."""
+    if data.cscores is None or np.isnan(data.cscores.scores).all():
+        return None
+    groups = _by_class(data.cscores.scores, data.examples.labels["train"],
+                       data.examples.num_classes)[:MAX_CLASS_PANELS]
+    cols = min(5, len(groups))
+    rows = -(-len(groups) // cols)
+    fig = Figure(figsize=(2.0 * cols, 1.5 * rows + 0.4))
+    bins = np.linspace(0, 1, 21)
+    for c, values in enumerate(groups):
+        ax = fig.add_subplot(rows, cols, c + 1)
+        ax.hist(values, bins, color="tab:green")
+        ax.set_title(f"class {c} ({len(values)})", fontsize=7)
+        ax.tick_params(labelsize=6)
+    fig.supxlabel("C-score", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def memorization_vs_cscore(data: ReportData) -> Figure | None:
+    """Memorization against C-score, one dot per training example where both are defined."""
+    if data.estimate is None or data.cscores is None:
+        return None
+    mem, cs = data.estimate.memorization, data.cscores.scores
+    both = ~np.isnan(mem) & ~np.isnan(cs)
+    if not both.any():
+        return None
+    fig = Figure(figsize=(4.6, 3.6))
+    ax = fig.add_subplot()
+    ax.scatter(cs[both], mem[both], s=3, alpha=0.3, linewidths=0)
+    ax.set_xlabel("C-score")
+    ax.set_ylabel("memorization")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+FIGURES: dict[str, Callable[[ReportData], Figure | None]] = {
+    "learning_curve": learning_curve,
+    "memorization_hist": memorization_histogram,
+    "memorization_by_class": memorization_by_class,
+    "cscore_hist_by_class": cscore_histograms,
+    "memorization_vs_cscore": memorization_vs_cscore,
+}
+
+
+def figure_png(fig: Figure, dpi: int = 90) -> bytes:
+    """PNG bytes of a figure (Agg)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def save_figure(fig: Figure, stem: str | os.PathLike, dpi: int = 150) -> list[str]:
+    """Writes ``<stem>.png`` and ``<stem>.pdf``, each atomically; returns their paths."""
+    paths = []
+    for ext in ("png", "pdf"):
+        path = f"{os.fspath(stem)}.{ext}"
+        with atomic_path(path, suffix="." + ext) as tmp:
+            fig.savefig(tmp, format=ext, dpi=dpi)
+        paths.append(path)
+    return paths

@@ -1,0 +1,425 @@
+"""What the report shows, computed once: `ReportData` from an experiment, a dataset and files.
+
+`compute_report` reads every run's aux arrays once (`heldout.estimate.RatioAccumulator` per
+subset ratio, plus each run's accuracies for the learning curve), then takes from the files it
+is given, or computes from the accumulators what it is not given:
+
+- memorization and the top-k influence lists at the experiment's largest subset ratio with
+  enough runs (memorization defined for at least half the training examples; otherwise the
+  ratio where it is defined for the most), with `heldout.estimate.estimate`;
+- the high-influence pairs (`heldout.estimate.high_influence_pairs`, exact, tile by tile);
+- the C-scores over all the experiment's ratios (`heldout.estimate.cscores`).
+
+Every file is checked against the experiment before it is used: an estimate file must be of
+one of its ratios with the same runs (``num_runs`` and every ``count_in`` equal to the runs'),
+sizes and dataset fingerprints must agree, and the dataset's labels must match the runs'
+fingerprint; otherwise `ReportError` (or `FingerprintError`) names the file and what differs.
+Pure numpy: no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+
+from heldout import estimate as est
+from heldout import published
+from heldout.data.fingerprint import Fingerprint, check_fingerprints, fingerprint_from_labels
+from heldout.errors import HeldoutError
+from heldout.experiment import Experiment, Skipped, open_experiment
+from heldout.report.predictions import HeldOutPredictions, read_predictions
+
+DEFAULT_GALLERY_SIZE = 32
+DEFAULT_TOP_K = 10
+MIN_DEFINED_FRACTION = 0.5
+
+
+class ReportError(HeldoutError, ValueError):
+    """Inputs of a report that do not fit together (sizes, runs, files of another experiment)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RatioSummary:
+    """The runs of one subset ratio.
+
+    Attributes:
+      ratio: the ratio's directory name, e.g. ``"0.7"``.
+      subset_ratio: its value.
+      run_names: ``<ratio>/<run_id>`` of each run.
+      accuracy: split -> float64 [R], each run's accuracy on ``train`` (its subset),
+        ``removed`` (held out; NaN when nothing is held out) and ``test``.
+    """
+
+    ratio: str
+    subset_ratio: float
+    run_names: tuple[str, ...]
+    accuracy: dict[str, np.ndarray]
+
+    @property
+    def num_runs(self) -> int:
+        return len(self.run_names)
+
+
+@dataclasses.dataclass(frozen=True)
+class Examples:
+    """The dataset side: labels, and images where there are any.
+
+    Attributes:
+      name: the dataset's name or path.
+      labels: split -> int64 [n] for ``train`` and ``test``.
+      num_classes: number of classes.
+      images: split -> uint8 [n, h, w, c], or {} when the dataset has no images.
+      scale: pixel value of full intensity (255, or 16 for the digits).
+      no_images_reason: why there are no images ('' when there are).
+    """
+
+    name: str
+    labels: dict[str, np.ndarray]
+    num_classes: int
+    images: dict[str, np.ndarray]
+    scale: float = 255.0
+    no_images_reason: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class CScoreSummary:
+    """C-scores of the training examples.
+
+    Attributes:
+      scores: float64 [n_train], NaN where undefined.
+      stderr: float64 [n_train] or None (published files have none).
+      ratios: float64 [n_ratios] averaged over, or None when the file does not say.
+      num_runs_by_ratio: int64 [n_ratios] or None.
+      source: where they came from, for the page.
+    """
+
+    scores: np.ndarray
+    stderr: np.ndarray | None
+    ratios: np.ndarray | None
+    num_runs_by_ratio: np.ndarray | None
+    source: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportData:
+    """Everything the page and the figures show (see `compute_report`).
+
+    Attributes:
+      experiment_root: the experiment directory.
+      ratios: one `RatioSummary` per subset ratio, ascending.
+      skipped: entries of the experiment that are not complete runs.
+      fingerprint: the runs' dataset fingerprint, or None (released runs).
+      examples: labels and images.
+      estimate: memorization and influence at one ratio (`topk_index`/`topk_influence` set
+        when influence is known), or None when memorization is undefined everywhere.
+      estimate_source: where the estimate came from.
+      estimate_note: why there is no estimate, or caveats ('' when none).
+      pairs: the high-influence pairs, or None; pairs_note: why not.
+      infl_threshold, mem_threshold: the pairs' thresholds.
+      cscores: the C-scores, or None; cscores_note: caveats or why not.
+      predictions: the held-out predictions on the train split, or None;
+        predictions_note: why not.
+      gallery_size: the most examples a gallery shows.
+    """
+
+    experiment_root: str
+    ratios: tuple[RatioSummary, ...]
+    skipped: tuple[Skipped, ...]
+    fingerprint: Fingerprint | None
+    examples: Examples
+    estimate: est.RatioEstimate | None
+    estimate_source: str
+    estimate_note: str
+    pairs: est.HighInfluencePairs | None
+    pairs_note: str
+    infl_threshold: float
+    mem_threshold: float
+    cscores: CScoreSummary | None
+    cscores_note: str
+    predictions: HeldOutPredictions | None
+    predictions_note: str
+    gallery_size: int = DEFAULT_GALLERY_SIZE
+
+    @property
+    def num_train(self) -> int:
+        return len(self.examples.labels["train"])
+
+    @property
+    def num_test(self) -> int:
+        return len(self.examples.labels["test"])
+
+
+def examples_from_dataset(dataset, with_images: bool = True) -> Examples:
+    """`Examples` of a `heldout.data` dataset (``train`` and ``test`` splits).
+
+    Images are taken from an `ArrayDataset`'s ``images``; a dataset without them (TFRecord
+    shards, or `with_images` False) gives labels only, with the reason.
+
+    Raises:
+      ReportError: the dataset lacks a ``train`` or ``test`` split.
+    """
+    labels = {}
+    for split in ("train", "test"):
+        try:
+            labels[split] = np.asarray(dataset.split_labels(split), np.int64)
+        except KeyError as e:
+            raise ReportError(f"{dataset.name}: no {split!r} split; a report needs train and "
+                              "test") from e
+    num_classes = int(getattr(dataset, "num_classes", 0) or 0)
+    num_classes = max(num_classes, int(max(labels["train"].max(initial=-1),
+                                           labels["test"].max(initial=-1))) + 1)
+    images = dict(getattr(dataset, "images", None) or {})
+    reason = ""
+    if not with_images:
+        images, reason = {}, "images not loaded (labels only were asked for)"
+    elif not all(s in images for s in ("train", "test")):
+        images = {}
+        reason = (f"the dataset source ({type(dataset).__name__}) holds no decoded images in "
+                  "memory, only labels")
+    return Examples(dataset.name, labels, num_classes,
+                    {s: np.asarray(images[s]) for s in images},
+                    float(getattr(dataset, "scale", 255.0)), reason)
+
+
+def _read_runs(experiment: Experiment, keep_runs: bool, progress):
+    """(accumulators, summaries): one pass over every run's aux arrays."""
+    runs = experiment.runs()
+    if not runs:
+        raise ReportError(f"{experiment.root}: no complete runs (aux_arrays.npz) found")
+    accs: dict[str, est.RatioAccumulator] = {}
+    accuracy: dict[str, dict[str, list[float]]] = {}
+    sizes: tuple[int, int] | None = None
+    for run in progress(runs) if progress else runs:
+        aux = run.load_aux(*sizes) if sizes else run.load_aux()
+        sizes = (aux.num_train, aux.num_test)
+        if run.ratio not in accs:
+            accs[run.ratio] = est.RatioAccumulator(*sizes, keep_runs, run.subset_ratio)
+            accuracy[run.ratio] = {s: [] for s in ("train", "removed", "test")}
+        accs[run.ratio].add_aux(aux, run.name)
+        for split, values in accuracy[run.ratio].items():
+            values.append(aux.accuracy(split))
+    ordered = [accs[r] for r in experiment.ratios if r in accs]
+    fingerprint = check_fingerprints(
+        [(f"the runs at ratio {a.subset_ratio:g} ({a.fingerprint_source})", a.fingerprint)
+         for a in ordered]
+    )
+    summaries = tuple(
+        RatioSummary(r, float(r), tuple(accs[r].run_names),
+                     {s: np.asarray(v, np.float64) for s, v in accuracy[r].items()})
+        for r in experiment.ratios if r in accs
+    )
+    return ordered, summaries, fingerprint
+
+
+def _check_examples(examples: Examples, acc: est.RatioAccumulator, root: str,
+                    fingerprint: Fingerprint | None) -> None:
+    for split, n in (("train", acc.num_train), ("test", acc.num_test)):
+        found = len(examples.labels[split])
+        if found != n:
+            raise ReportError(
+                f"{examples.name}: the {split} split has {found} examples but the runs in "
+                f"{root} cover {n} {split} examples; give the dataset the runs were trained on"
+            )
+        if examples.images and len(examples.images[split]) != n:
+            raise ReportError(f"{examples.name}: {len(examples.images[split])} {split} images "
+                              f"but {n} labels")
+    if fingerprint is not None:
+        found = fingerprint_from_labels(examples.name, examples.labels)
+        check_fingerprints([(f"the runs in {root}", fingerprint),
+                            (f"the labels of {examples.name}", found)])
+
+
+def _defined_memorization(acc: est.RatioAccumulator) -> int:
+    return int(np.sum((acc.count_in > 0) & (acc.count_out > 0)))
+
+
+def choose_ratio(accs: list[est.RatioAccumulator]) -> est.RatioAccumulator | None:
+    """The largest ratio whose runs define memorization for at least `MIN_DEFINED_FRACTION`
+    of the training examples; else the one defining it for the most; None when it is defined
+    nowhere (e.g. one run per ratio)."""
+    defined = [_defined_memorization(a) for a in accs]
+    enough = [a for a, d in zip(accs, defined, strict=True)
+              if d >= MIN_DEFINED_FRACTION * a.num_train and d > 0]
+    if enough:
+        return max(enough, key=lambda a: a.subset_ratio)
+    if max(defined) == 0:
+        return None
+    return accs[int(np.argmax(defined))]
+
+
+def top_k_of_matrix(influence: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 [n_test, k], float32 [n_test, k]): the k largest entries of each row of a full
+    influence matrix, descending, ties by smaller index, NaN never ranked (padded with -1 /
+    NaN), as `heldout.estimate.top_k_influence` returns them."""
+    k = min(k, influence.shape[1])
+    filled = np.where(np.isnan(influence), -np.inf, influence)
+    order = np.argsort(-filled, axis=1, kind="stable")[:, :k]
+    values = np.take_along_axis(influence, order, axis=1).astype(np.float32)
+    index = np.where(np.isnan(values), -1, order).astype(np.int64)
+    return index, values
+
+
+def _load_estimate_file(path: str, accs: list[est.RatioAccumulator], experiment: Experiment,
+                        fingerprint: Fingerprint | None) -> est.RatioEstimate:
+    loaded = est.load_estimate(path)
+    n_train, n_test = accs[0].num_train, accs[0].num_test
+    if len(loaded.memorization) != n_train:
+        raise ReportError(f"{path}: covers {len(loaded.memorization)} training examples, the "
+                          f"runs in {experiment.root} {n_train}")
+    width = (loaded.influence if loaded.influence is not None else loaded.topk_index)
+    if width is not None and width.shape[0] != n_test:
+        raise ReportError(f"{path}: influence covers {width.shape[0]} test examples, the runs "
+                          f"in {experiment.root} {n_test}")
+    check_fingerprints([(f"the runs in {experiment.root}", fingerprint), (path,
+                                                                          loaded.fingerprint)])
+    try:
+        ratio = experiment.ratio_name(loaded.subset_ratio)
+    except KeyError as e:
+        raise ReportError(f"{path}: subset ratio {loaded.subset_ratio:g}, but "
+                          f"{experiment.root} has ratios {experiment.ratios}") from e
+    acc = next(a for a in accs if a.subset_ratio == float(ratio))
+    differ = int(np.sum(loaded.count_in != acc.count_in))
+    if loaded.num_runs != acc.num_runs or differ:
+        raise ReportError(
+            f"{path}: key 'num_runs' {loaded.num_runs} and 'count_in' of the estimate, but "
+            f"{experiment.root} has {acc.num_runs} runs at ratio {ratio} whose count_in "
+            f"differs for {differ} examples: an estimate of other runs"
+        )
+    return loaded
+
+
+def _load_cscores_file(path: str, accs: list[est.RatioAccumulator], examples: Examples,
+                       root: str, fingerprint: Fingerprint | None) -> CScoreSummary:
+    from heldout.data.fingerprint import read_fingerprint_file
+
+    n_train = accs[0].num_train
+    loaded = published.read_cscores(path, num_examples=n_train)
+    if loaded.labels is not None and not np.array_equal(loaded.labels, examples.labels["train"]):
+        bad = int(np.sum(loaded.labels != examples.labels["train"]))
+        raise ReportError(f"{path}: key 'labels' differs from the train labels of "
+                          f"{examples.name} at {bad} of {n_train} examples")
+    if not path.endswith(".npy"):
+        check_fingerprints([(f"the runs in {root}", fingerprint),
+                            (path, read_fingerprint_file(path))])
+    ratios = loaded.extra.get("ratios")
+    runs = loaded.extra.get("num_runs_by_ratio")
+    if ratios is not None and runs is not None:
+        have = {a.subset_ratio: a.num_runs for a in accs}
+        wrong = [f"{r:g}: {n} runs" for r, n in zip(ratios, runs, strict=True)
+                 if have.get(float(r)) != int(n)]
+        if wrong:
+            raise ReportError(
+                f"{path}: keys 'ratios'/'num_runs_by_ratio' say {', '.join(wrong)}, but "
+                f"{root} has " + ", ".join(f"{r:g}: {n} runs" for r, n in have.items())
+            )
+    return CScoreSummary(loaded.scores, loaded.extra.get("scores_stderr"), ratios, runs, path)
+
+
+def compute_report(
+    experiment_dir: str | os.PathLike,
+    examples: Examples,
+    estimates_path: str | None = None,
+    cscores_path: str | None = None,
+    predictions_path: str | None = None,
+    gallery_size: int = DEFAULT_GALLERY_SIZE,
+    top_k: int = DEFAULT_TOP_K,
+    infl_threshold: float = 0.15,
+    mem_threshold: float = 0.25,
+    progress: est.Progress | None = None,
+) -> ReportData:
+    """Reads the experiment and the files, computes what is not given (module docstring).
+
+    Args:
+      experiment_dir: ``<experiment>`` of the release layout (aux arrays suffice).
+      examples: the dataset's labels (and images), see `examples_from_dataset`.
+      estimates_path: a `heldout estimate` file to use instead of computing.
+      cscores_path: a C-score file (`heldout cscores` or published) to use instead.
+      predictions_path: a predictions store (zarr group) of the train split, for the likely
+        label problems; see `heldout.report.predictions`.
+      gallery_size: the most examples per gallery.
+      top_k: influence entries kept per test example when computed.
+      infl_threshold, mem_threshold: of the high-influence pairs (the paper's 0.15 and 0.25).
+      progress: optional wrapper reporting progress over the runs (e.g. tqdm).
+
+    Raises:
+      ReportError: dataset sizes that differ from the runs', or a file of other runs.
+      FingerprintError: files or labels of another dataset or order.
+      NpzError, LayoutError, PublishedFormatError: unreadable or malformed inputs.
+    """
+    experiment = open_experiment(experiment_dir)
+    root = experiment.root
+    accs, summaries, fingerprint = _read_runs(experiment, estimates_path is None, progress)
+    _check_examples(examples, accs[0], root, fingerprint)
+    labels = examples.labels
+
+    estimate, note, source = None, "", ""
+    if estimates_path is not None:
+        estimate, source = _load_estimate_file(estimates_path, accs, experiment,
+                                               fingerprint), estimates_path
+        if estimate.influence is not None:
+            index, values = top_k_of_matrix(estimate.influence, top_k)
+            estimate = dataclasses.replace(estimate, topk_index=index, topk_influence=values)
+    else:
+        chosen = choose_ratio(accs)
+        if chosen is None:
+            runs = ", ".join(f"{s.ratio}: {s.num_runs}" for s in summaries)
+            note = (f"memorization and influence are undefined for every training example: "
+                    f"no ratio has an example both in and out of some run's subset (runs per "
+                    f"ratio {runs}); they need at least 2 runs at one ratio, and many more to "
+                    "be accurate")
+        else:
+            estimate = est.estimate(chosen, "topk", min(top_k, chosen.num_train))
+            source = (f"computed from the {chosen.num_runs} runs' aux arrays at subset ratio "
+                      f"{chosen.subset_ratio:g}")
+    if estimate is not None and np.isnan(estimate.memorization).all():
+        note = (f"memorization is undefined for every training example at ratio "
+                f"{estimate.subset_ratio:g} ({estimate.num_runs} runs): none is both in and out")
+        estimate = None
+
+    pairs, pairs_note = None, ""
+    thresholds = dict(infl_threshold=infl_threshold, mem_threshold=mem_threshold)
+    if estimate is None:
+        pairs_note = "no influence: memorization and influence are undefined"
+    elif estimate.influence is not None:
+        pairs = est.select_high_influence_pairs(estimate.influence, estimate.memorization,
+                                                labels["train"], labels["test"], **thresholds)
+    elif estimates_path is None:
+        pairs = est.high_influence_pairs(chosen, labels["train"], labels["test"], **thresholds)
+    elif estimate.topk_index is not None:
+        try:
+            pairs = est.pairs_from_top_k(estimate.topk_index, estimate.topk_influence,
+                                         estimate.memorization, labels["train"], labels["test"],
+                                         **thresholds)
+        except est.EstimateError as e:
+            pairs_note = f"{estimates_path}: {e}"
+    else:
+        pairs_note = f"{estimates_path} holds no influence (written with --influence none)"
+
+    cscores, cscores_note = None, ""
+    if cscores_path is not None:
+        cscores = _load_cscores_file(cscores_path, accs, examples, root, fingerprint)
+    else:
+        cs = est.cscores(accs)
+        cscores = CScoreSummary(cs.scores, cs.stderr, cs.ratios, cs.num_runs_by_ratio,
+                                f"computed from the aux arrays at ratios "
+                                f"{', '.join(f'{r:g}' for r in cs.ratios)}")
+    if cscores.num_runs_by_ratio is not None and (cscores.num_runs_by_ratio <= 1).all():
+        cscores_note = ("every ratio has a single run, so each C-score is the 0/1 correctness "
+                        "of one run that held the example out, not an estimate of a probability")
+    if np.isnan(cscores.scores).all():
+        cscores_note = "C-scores are undefined for every training example: none was held out"
+
+    predictions, predictions_note = None, ""
+    if predictions_path is None:
+        predictions_note = ("omitted: it needs the predicted labels of held-out examples, "
+                            "given with --predictions STORE.zarr (the train split's "
+                            "predictions store); the aux arrays record only correctness")
+    else:
+        predictions = read_predictions(predictions_path, labels["train"], accs)
+    return ReportData(
+        root, summaries, experiment.skipped, fingerprint, examples, estimate, source, note,
+        pairs, pairs_note, infl_threshold, mem_threshold, cscores, cscores_note, predictions,
+        predictions_note, gallery_size,
+    )

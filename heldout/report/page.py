@@ -1,0 +1,347 @@
+"""The report as one self-contained HTML page: `render_page(ReportData) -> str`.
+
+Everything is inline: the figures and the thumbnails are PNG ``data:`` URIs, the style is one
+``<style>`` block, and there is no script, so the page reads offline and can be attached to an
+e-mail. Five sections, each opening with a one-sentence explanation and definition of its
+score: ``#experiment``, ``#memorization``, ``#influence``, ``#cscores``, ``#label-problems``.
+Galleries show at most ``gallery_size`` examples. Undefined values (NaN; a zero count) are
+written "undefined", never 0. Each gallery card carries its numbers at full precision in
+``data-*`` attributes (``data-index``, ``data-label``, ``data-memorization``, ...), so a reader
+(or a test) can check them against the score files.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+
+import numpy as np
+
+from heldout.report.figures import FIGURES, figure_png
+from heldout.report.inputs import ReportData
+from heldout.report.thumbnails import THUMBNAIL_PIXELS, data_uri, thumbnail_png
+
+INFLUENCERS_SHOWN = 3
+MAX_PER_CLASS = 8
+MAX_SKIPPED_LISTED = 10
+
+STYLE = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 1.5em auto; max-width: 1100px;
+       color: #222; padding: 0 1em; }
+h1 { font-size: 1.5em; } h2 { border-bottom: 1px solid #ccc; margin-top: 2em; }
+p.explain { background: #f4f6fa; border-left: 4px solid #5470c6; padding: .5em .8em; }
+p.note { background: #fff6e0; border-left: 4px solid #e0a020; padding: .4em .8em; }
+table { border-collapse: collapse; margin: .5em 0; font-size: 13px; }
+td, th { border: 1px solid #ddd; padding: 2px 8px; text-align: right; }
+th { background: #f0f0f0; }
+.gallery { display: flex; flex-wrap: wrap; gap: 6px; margin: .5em 0; }
+.card { margin: 0; width: 124px; border: 1px solid #ddd; border-radius: 4px; padding: 4px;
+        font-size: 11px; text-align: center; background: #fff; }
+.card img, .card .noimg { width: 64px; height: 64px; display: block; margin: 0 auto 2px; }
+.card img.px { image-rendering: pixelated; }
+.card .noimg { background: #eee; color: #777; font-size: 10px; line-height: 64px; }
+.card.disagree { border-color: #d04040; }
+.rows { display: flex; flex-wrap: wrap; gap: 4px 24px; }
+table.pairs img, table.pairs .noimg { width: 32px; height: 32px; }
+table.pairs img.px { image-rendering: pixelated; }
+.row { display: flex; gap: 6px; align-items: flex-start; margin-bottom: 8px; }
+.row .card:first-child { border: 2px solid #5470c6; }
+img.figure { max-width: 100%; display: block; margin: .5em 0; }
+nav a { margin-right: 1em; }
+"""
+
+
+def fmt(value: float | None, digits: int = 4) -> str:
+    """A number for the page: "undefined" for None or NaN (never 0)."""
+    if value is None or (isinstance(value, float | np.floating) and math.isnan(value)):
+        return "undefined"
+    return f"{value:.{digits}f}"
+
+
+def _attr(value) -> str:
+    """A data-* attribute value at full precision ("nan" for undefined)."""
+    if isinstance(value, float | np.floating):
+        return repr(float(value))
+    return str(int(value)) if isinstance(value, int | np.integer) else str(value)
+
+
+def _esc(text: str) -> str:
+    return html.escape(str(text), quote=True)
+
+
+class _Thumbs:
+    """Thumbnails of one dataset, encoded once each."""
+
+    def __init__(self, data: ReportData):
+        self.examples = data.examples
+        self.cache: dict[tuple[str, int], str] = {}
+
+    def img(self, split: str, index: int) -> str:
+        ex = self.examples
+        if not ex.images:
+            return f'<div class="noimg" title="{_esc(ex.no_images_reason)}">no image</div>'
+        key = (split, int(index))
+        if key not in self.cache:
+            self.cache[key] = data_uri(thumbnail_png(ex.images[split][index], ex.scale))
+        small = max(ex.images[split].shape[1:3]) < THUMBNAIL_PIXELS
+        return (f'<img{" class=px" if small else ""} src="{self.cache[key]}" '
+                f'alt="{split} {int(index)}">')
+
+    def card(self, split: str, index: int, lines: list[str], attrs: dict | None = None,
+             extra_class: str = "") -> str:
+        label = int(self.examples.labels[split][index])
+        data = {"split": split, "index": int(index), "label": label, **(attrs or {})}
+        attributes = " ".join(f'data-{k}="{_esc(_attr(v))}"' for k, v in data.items())
+        caption = "<br>".join([f"{split} #{int(index)} · label {label}", *lines])
+        cls = "card" + (f" {extra_class}" if extra_class else "")
+        return (f'<figure class="{cls}" {attributes}>{self.img(split, index)}'
+                f"<figcaption>{caption}</figcaption></figure>")
+
+
+def _figure(data: ReportData, name: str, alt: str) -> str:
+    fig = FIGURES[name](data)
+    if fig is None:
+        return ""
+    return f'<img class="figure" src="{data_uri(figure_png(fig))}" alt="{_esc(alt)}">'
+
+
+def _note(text: str) -> str:
+    return f'<p class="note">{_esc(text)}</p>' if text else ""
+
+
+def _images_note(data: ReportData) -> str:
+    reason = data.examples.no_images_reason
+    return _note(f"No pictures: {reason}; galleries show indices and labels.") if reason else ""
+
+
+def _top(values: np.ndarray, n: int, descending: bool = True) -> np.ndarray:
+    """Positions of the n largest (smallest) defined values, ties by smaller position."""
+    defined = np.flatnonzero(~np.isnan(values))
+    key = -values[defined] if descending else values[defined]
+    return defined[np.argsort(key, kind="stable")[:n]]
+
+
+def _section(anchor: str, title: str, explain: str, body: list[str]) -> str:
+    return (f'<section id="{anchor}"><h2>{_esc(title)}</h2>'
+            f'<p class="explain">{_esc(explain)}</p>{"".join(body)}</section>')
+
+
+def _experiment_section(data: ReportData) -> str:
+    rows = []
+    for s in data.ratios:
+        cells = [f"<td>{_esc(s.ratio)}</td><td>{s.num_runs}</td>"]
+        for split in ("train", "removed", "test"):
+            v = s.accuracy[split][~np.isnan(s.accuracy[split])]
+            cells.append(f"<td>{fmt(v.mean() if len(v) else None)} ± "
+                         f"{fmt(v.std() if len(v) else None)}</td>")
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    table = ("<table><tr><th>subset ratio</th><th>runs</th><th>accuracy on the train subset"
+             "</th><th>on the held-out examples</th><th>on the test set</th></tr>"
+             + "".join(rows) + "</table>")
+    fp = data.fingerprint.describe() if data.fingerprint else "none (released runs)"
+    body = [
+        f"<p>Experiment <code>{_esc(data.experiment_root)}</code>: {sum(s.num_runs for s in data.ratios)} "
+        f"complete runs at {len(data.ratios)} subset ratios; dataset {_esc(data.examples.name)} "
+        f"({data.num_train} training, {data.num_test} test examples, "
+        f"{data.examples.num_classes} classes); dataset fingerprint of the runs: {_esc(fp)}.</p>",
+        table,
+    ]
+    if data.skipped:
+        items = "".join(f"<li><code>{_esc(s.path)}</code>: {_esc(s.reason)}</li>"
+                        for s in data.skipped[:MAX_SKIPPED_LISTED])
+        more = len(data.skipped) - MAX_SKIPPED_LISTED
+        body.append(f"<p>{len(data.skipped)} incomplete or stray entries were not counted:</p>"
+                    f"<ul>{items}</ul>" + (f"<p>and {more} more.</p>" if more > 0 else ""))
+    else:
+        body.append("<p>Incomplete runs: none.</p>")
+    body.append(_figure(data, "learning_curve", "accuracy against subset ratio"))
+    return _section(
+        "experiment", "1. The experiment",
+        "Each run trains one model on a random subset of the training set (the subset ratio is "
+        "the subset's fraction) and the examples it leaves out are held out; accuracy against "
+        "subset ratio on the train subset, the held-out examples and the test set, mean and "
+        "standard deviation across runs, is the learning curve of Jiang et al. (2021).",
+        body)
+
+
+def _memorization_section(data: ReportData, thumbs: _Thumbs) -> str:
+    body = [_note(data.estimate_note)]
+    e = data.estimate
+    if e is not None:
+        body.append(f"<p>Estimate {_esc(data.estimate_source)}: subset ratio "
+                    f"{e.subset_ratio:g}, {e.num_runs} runs; memorization defined for "
+                    f"{int(np.sum(~np.isnan(e.memorization)))} of {len(e.memorization)} "
+                    "training examples (undefined where no run held the example out or none "
+                    "trained on it).</p>")
+        body.append(_figure(data, "memorization_hist", "memorization histogram"))
+        body.append(_figure(data, "memorization_by_class", "memorization per class"))
+        body.append(f"<h3>The {data.gallery_size} most memorized training examples</h3>")
+        body.append(_images_note(data))
+        cards = [
+            thumbs.card("train", i, [f"mem {fmt(e.memorization[i])} ± "
+                                     f"{fmt(e.memorization_stderr[i])}",
+                                     f"in {int(e.count_in[i])} · out {int(e.count_out[i])} runs"],
+                        {"memorization": e.memorization[i],
+                         "stderr": e.memorization_stderr[i],
+                         "count-in": int(e.count_in[i]), "count-out": int(e.count_out[i])})
+            for i in _top(e.memorization, data.gallery_size)
+        ]
+        body.append(f'<div class="gallery" id="memorization-gallery">{"".join(cards)}</div>')
+    return _section(
+        "memorization", "2. Memorization",
+        "The memorization of a training example is how much more often the runs that trained "
+        "on it classify it correctly than the runs that held it out: mem(i) = P(correct on i | "
+        "i in the subset) − P(correct on i | i held out) (Feldman & Zhang 2020); ± is the "
+        "binomial standard error.",
+        body)
+
+
+def _influence_section(data: ReportData, thumbs: _Thumbs) -> str:
+    e = data.estimate
+    body = []
+    if e is None or e.topk_index is None:
+        body.append(_note("Influence is undefined: " + (data.estimate_note or data.pairs_note)))
+    else:
+        best = e.topk_influence[:, 0]
+        tests = _top(best, max(1, data.gallery_size // (INFLUENCERS_SHOWN + 1)))
+        body.append(f"<p>Influence {_esc(data.estimate_source)}. The test examples with the "
+                    f"largest influences (framed), each beside its {INFLUENCERS_SHOWN} most "
+                    "influential training examples:</p>")
+        body.append(_images_note(data))
+        rows = []
+        for j in tests:
+            cards = [thumbs.card("test", j, [f"top influence {fmt(best[j])}"])]
+            for i, v in zip(e.topk_index[j, :INFLUENCERS_SHOWN],
+                            e.topk_influence[j, :INFLUENCERS_SHOWN], strict=True):
+                if i >= 0:
+                    cards.append(thumbs.card(
+                        "train", i, [f"infl {fmt(v)} · mem {fmt(e.memorization[i], 2)}",
+                                     f"in {int(e.count_in[i])} · out {int(e.count_out[i])} runs"],
+                        {"influence": v, "test-index": int(j)}))
+            rows.append(f'<div class="row">{"".join(cards)}</div>')
+        body.append(f'<div class="rows">{"".join(rows)}</div>')
+    body.append("<h3>High-influence pairs</h3>")
+    p = data.pairs
+    if p is None:
+        body.append(_note(data.pairs_note))
+    else:
+        body.append(f"<p>{len(p)} pairs with influence ≥ {data.infl_threshold:g}, memorization "
+                    f"of the training example ≥ {data.mem_threshold:g} and the same label "
+                    f"(the selection of Feldman & Zhang 2020); the {min(len(p), data.gallery_size)}"
+                    " of largest influence:</p>")
+        order = np.argsort(-p.infl, kind="stable")[:data.gallery_size]
+        rows = "".join(
+            f"<tr><td>{thumbs.img('test', p.tt_idx[k])}</td><td>{int(p.tt_idx[k])}</td>"
+            f"<td>{thumbs.img('train', p.tr_idx[k])}</td><td>{int(p.tr_idx[k])}</td>"
+            f"<td>{int(data.examples.labels['train'][p.tr_idx[k]])}</td>"
+            f"<td>{fmt(p.infl[k])}</td><td>{fmt(p.mem[k])}</td></tr>"
+            for k in order)
+        body.append("<table class='pairs'><tr><th>test</th><th>test index</th><th>train</th>"
+                    "<th>train index</th><th>label</th><th>influence</th><th>memorization</th>"
+                    f"</tr>{rows}</table>")
+    return _section(
+        "influence", "3. Influence",
+        "The influence of training example i on test example j is how much more often the runs "
+        "that trained on i classify j correctly than the runs that held i out: infl(i, j) = "
+        "P(correct on j | i in the subset) − P(correct on j | i held out) (Feldman & Zhang "
+        "2020).",
+        body)
+
+
+def _cscore_section(data: ReportData, thumbs: _Thumbs) -> str:
+    cs = data.cscores
+    body = [_note(data.cscores_note)]
+    if cs is not None and not np.isnan(cs.scores).all():
+        body.append(f"<p>C-scores {_esc(cs.source)}; defined for "
+                    f"{int(np.sum(~np.isnan(cs.scores)))} of {len(cs.scores)} training "
+                    "examples (undefined where no run held the example out).</p>")
+        body.append(_figure(data, "cscore_hist_by_class", "C-score histogram per class"))
+        labels = data.examples.labels["train"]
+        classes = min(data.examples.num_classes, data.gallery_size)
+        per_class = max(1, min(MAX_PER_CLASS, data.gallery_size // classes))
+        if classes < data.examples.num_classes:
+            body.append(_note(f"Galleries show the first {classes} of "
+                              f"{data.examples.num_classes} classes (--gallery_size)."))
+        body.append(_images_note(data))
+        for title, descending in (("lowest (atypical)", False), ("highest (typical)", True)):
+            body.append(f"<h3>The {per_class} {title} C-scores of each class</h3>")
+            cards = []
+            for c in range(classes):
+                members = np.flatnonzero(labels == c)
+                for i in members[_top(cs.scores[members], per_class, descending)]:
+                    lines = [f"C-score {fmt(cs.scores[i])}"
+                             + ("" if cs.stderr is None else f" ± {fmt(cs.stderr[i])}")]
+                    cards.append(thumbs.card("train", i, lines, {"cscore": cs.scores[i]}))
+            kind = "low" if not descending else "high"
+            body.append(f'<div class="gallery" id="cscore-{kind}">{"".join(cards)}</div>')
+    return _section(
+        "cscores", "4. C-scores",
+        "The C-score of a training example is the expected accuracy on it of models trained on "
+        "random subsets that hold it out, averaged over subset ratios: C(i) = mean over ratios "
+        "s of P(correct on i | i held out, ratio s) (Jiang et al. 2021); low scores mark "
+        "atypical examples, high scores typical ones.",
+        body)
+
+
+def _label_problems_section(data: ReportData, thumbs: _Thumbs) -> str:
+    body = []
+    e, cs, pr = data.estimate, data.cscores, data.predictions
+    if pr is None:
+        body.append(_note("Section " + data.predictions_note))
+    elif e is None or cs is None:
+        body.append(_note("Undefined: it needs both memorization and C-scores; "
+                          + (data.estimate_note or data.cscores_note)))
+    else:
+        score = e.memorization - cs.scores
+        chosen = _top(score, data.gallery_size)
+        labels = data.examples.labels["train"]
+        disagree = int(np.sum((pr.majority[chosen] >= 0) & (pr.majority[chosen] !=
+                                                             labels[chosen])))
+        body.append(f"<p>The {len(chosen)} training examples of largest memorization − C-score, "
+                    f"with the label most of the {pr.num_runs} runs of "
+                    f"<code>{_esc(pr.source)}</code> predicted when they held the example out; "
+                    f"for {disagree} of them it is not the given label (red frame).</p>")
+        body.append(_images_note(data))
+        body.append(_figure(data, "memorization_vs_cscore", "memorization against C-score"))
+        cards = []
+        for i in chosen:
+            held = ("predicted undefined (never held out)" if pr.majority[i] < 0 else
+                    f"predicted {int(pr.majority[i])} by {fmt(pr.share[i], 2)} of "
+                    f"{int(pr.count_out[i])}")
+            cards.append(thumbs.card(
+                "train", i, [f"mem {fmt(e.memorization[i])}", f"C-score {fmt(cs.scores[i])}",
+                             held],
+                {"memorization": e.memorization[i], "cscore": cs.scores[i],
+                 "predicted": int(pr.majority[i])},
+                "disagree" if 0 <= pr.majority[i] != labels[i] else ""))
+        body.append(f'<div class="gallery" id="label-gallery">{"".join(cards)}</div>')
+    return _section(
+        "label-problems", "5. Likely label problems",
+        "Training examples that the runs classify correctly mostly when they train on them "
+        "(high memorization) and that runs holding them out get wrong (low C-score) are often "
+        "mislabeled or ambiguous; they are ranked by memorization − C-score and shown with "
+        "the label most held-out runs predicted.",
+        body)
+
+
+def render_page(data: ReportData) -> str:
+    """The report page (see the module docstring) as an HTML string."""
+    thumbs = _Thumbs(data)
+    sections = [
+        _experiment_section(data),
+        _memorization_section(data, thumbs),
+        _influence_section(data, thumbs),
+        _cscore_section(data, thumbs),
+        _label_problems_section(data, thumbs),
+    ]
+    nav = " ".join(f'<a href="#{a}">{t}</a>' for a, t in (
+        ("experiment", "Experiment"), ("memorization", "Memorization"), ("influence", "Influence"),
+        ("cscores", "C-scores"), ("label-problems", "Label problems")))
+    title = f"heldout report: {data.experiment_root}"
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{_esc(title)}</title><link rel='icon' href='data:,'><style>{STYLE}</style></head><body>"
+        f"<h1>{_esc(title)}</h1><nav>{nav}</nav>{''.join(sections)}"
+        "<footer><p>Written by <code>heldout report</code>; every image and figure is inline."
+        "</p></footer></body></html>\n"
+    )
