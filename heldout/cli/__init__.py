@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from heldout import __version__
-from heldout.cli import imagenet, release, runs, scores, train
+from heldout.cli import imagenet, release, report, runs, scores, train
 from heldout.cli.common import CommandError
 
 # TensorFlow's C++ start-up messages (oneDNN, CPU features) mean nothing to a user of the CLI.
@@ -23,11 +23,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="heldout",
-        description="Heldout training experiments: inspect, verify, score, train, download.",
+        description="Heldout training experiments: inspect, verify, score, train, download, "
+        "report.",
     )
     parser.add_argument("--version", action="version", version=f"heldout {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (runs, scores, train, release, imagenet):
+    for module in (runs, scores, train, release, imagenet, report):
         module.register(subparsers)
     return parser
 

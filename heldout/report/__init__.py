@@ -30,6 +30,7 @@ from heldout.report.inputs import (
     choose_ratio,
     compute_report,
     examples_from_dataset,
+    labels_only_examples,
     top_k_of_matrix,
 )
 from heldout.report.page import render_page
@@ -75,6 +76,7 @@ def write_figures(out_dir: str | os.PathLike, data: ReportData,
 __all__ = [
     "DEFAULT_GALLERY_SIZE", "DEFAULT_TOP_K", "FIGURES", "CScoreSummary", "Examples",
     "HeldOutPredictions", "PredictionsError", "RatioSummary", "ReportData", "ReportError",
-    "choose_ratio", "compute_report", "examples_from_dataset", "read_predictions",
+    "choose_ratio", "compute_report", "examples_from_dataset", "labels_only_examples",
+    "read_predictions",
     "render_page", "top_k_of_matrix", "write_figures", "write_report",
 ]

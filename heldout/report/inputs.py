@@ -423,3 +423,10 @@ def compute_report(
         pairs, pairs_note, infl_threshold, mem_threshold, cscores, cscores_note, predictions,
         predictions_note, gallery_size,
     )
+
+
+def labels_only_examples(name: str, labels: dict[str, np.ndarray], reason: str) -> Examples:
+    """`Examples` without images: the galleries show indices and labels, saying `reason`."""
+    labels = {s: np.asarray(labels[s], np.int64) for s in ("train", "test")}
+    num_classes = int(max(labels["train"].max(initial=-1), labels["test"].max(initial=-1))) + 1
+    return Examples(name, labels, num_classes, {}, 255.0, reason)

@@ -140,8 +140,9 @@ def _experiment_section(data: ReportData) -> str:
              + "".join(rows) + "</table>")
     fp = data.fingerprint.describe() if data.fingerprint else "none (released runs)"
     body = [
-        f"<p>Experiment <code>{_esc(data.experiment_root)}</code>: {sum(s.num_runs for s in data.ratios)} "
-        f"complete runs at {len(data.ratios)} subset ratios; dataset {_esc(data.examples.name)} "
+        f"<p>Experiment <code>{_esc(data.experiment_root)}</code>: "
+        f"{sum(s.num_runs for s in data.ratios)} complete runs at {len(data.ratios)} subset "
+        f"ratios; dataset {_esc(data.examples.name)} "
         f"({data.num_train} training, {data.num_test} test examples, "
         f"{data.examples.num_classes} classes); dataset fingerprint of the runs: {_esc(fp)}.</p>",
         table,
@@ -340,7 +341,8 @@ def render_page(data: ReportData) -> str:
     title = f"heldout report: {data.experiment_root}"
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{_esc(title)}</title><link rel='icon' href='data:,'><style>{STYLE}</style></head><body>"
+        f"<title>{_esc(title)}</title><link rel='icon' href='data:,'>"
+        f"<style>{STYLE}</style></head><body>"
         f"<h1>{_esc(title)}</h1><nav>{nav}</nav>{''.join(sections)}"
         "<footer><p>Written by <code>heldout report</code>; every image and figure is inline."
         "</p></footer></body></html>\n"

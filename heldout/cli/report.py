@@ -1,0 +1,117 @@
+"""`heldout report` and `heldout plot`: an experiment's scores as one HTML page, or as figures.
+
+Both read the runs' aux arrays once, check the given score files against them and compute what
+is not given (`heldout.report`): memorization and top-k influence at the largest subset ratio
+with enough runs, C-scores over all ratios.
+
+Examples::
+
+    heldout report exp --dataset_npz dataset.npz --out report.html
+    heldout report cifar10-inception --dataset cifar10:3.0.2 --estimates est.npz \\
+        --cscores cscores.npz --out report.html
+    heldout plot exp --dataset_npz dataset.npz --out_dir figures
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+
+from tqdm import tqdm
+
+from heldout import report
+from heldout.cli.common import CommandError, add_dataset_flags, positive_int
+
+
+def _add_input_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("experiment_dir", help="<experiment> directory of the release layout")
+    add_dataset_flags(p)
+    p.add_argument("--labels_only", action="store_true",
+                   help="read only the dataset's labels (no pictures in the galleries)")
+    p.add_argument("--estimates", help="`heldout estimate` file to use (default: computed at "
+                   "the largest ratio with enough runs); refused when of other runs")
+    p.add_argument("--cscores", help="C-score file to use (default: computed over all ratios)")
+    p.add_argument("--top_k", type=positive_int, default=report.DEFAULT_TOP_K,
+                   help=f"influence entries per test example (default {report.DEFAULT_TOP_K})")
+    p.add_argument("--infl_threshold", type=float, default=0.15, help="default 0.15")
+    p.add_argument("--mem_threshold", type=float, default=0.25, help="default 0.25")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Adds `report` and `plot` to the `heldout` parser."""
+    p = subparsers.add_parser(
+        "report",
+        help="one self-contained HTML page of an experiment's scores",
+        description="Writes one HTML file (images and figures inline, no network, no script): "
+        "the experiment and its learning curve, memorization, influence, C-scores and likely "
+        "label problems (with --predictions), each with galleries of examples.",
+    )
+    _add_input_flags(p)
+    p.add_argument("--out", required=True, help="the .html file (written atomically)")
+    p.add_argument("--predictions", help="predictions store (zarr) of the train split, for "
+                   "the likely label problems")
+    p.add_argument("--gallery_size", type=positive_int, default=report.DEFAULT_GALLERY_SIZE,
+                   help=f"examples per gallery (default {report.DEFAULT_GALLERY_SIZE})")
+    p.set_defaults(handler=report_command)
+
+    p = subparsers.add_parser(
+        "plot",
+        help="the report's figures, each alone as PNG and PDF",
+        description="Writes <out_dir>/<figure>.png and .pdf (matplotlib Agg, atomically) for "
+        f"the figures {', '.join(report.FIGURES)}.",
+    )
+    _add_input_flags(p)
+    p.add_argument("--out_dir", required=True, help="directory for the figures")
+    p.add_argument("--figures", help="comma-separated figure names (default: all)")
+    p.set_defaults(handler=plot_command, predictions=None,
+                   gallery_size=report.DEFAULT_GALLERY_SIZE)
+
+
+def _examples(args: argparse.Namespace) -> report.Examples:
+    # TensorFlow only for TFDS / TFRecord sources.
+    from heldout.data import load_dataset, load_split_labels
+
+    sources = dict(dataset=args.dataset, dataset_npz=args.dataset_npz, data_dir=args.data_dir,
+                   tfrecord_dir=args.tfrecord_dir, index_npz=args.index_npz,
+                   idx_dir=args.idx_dir)
+    name = next(v for k, v in sources.items() if v is not None and k not in ("data_dir",
+                                                                             "index_npz"))
+    if args.labels_only:
+        labels = load_split_labels(**sources, splits=("train", "test"))
+        return report.labels_only_examples(name, labels, "--labels_only was given")
+    return report.examples_from_dataset(load_dataset(**sources, splits=("train", "test")))
+
+
+def _compute(args: argparse.Namespace) -> report.ReportData:
+    return report.compute_report(
+        args.experiment_dir, _examples(args), args.estimates, args.cscores, args.predictions,
+        args.gallery_size, args.top_k, args.infl_threshold, args.mem_threshold,
+        progress=functools.partial(tqdm, desc="reading runs", unit="run", dynamic_ncols=True),
+    )
+
+
+def report_command(args: argparse.Namespace) -> int:
+    data = _compute(args)
+    size = report.write_report(args.out, data)
+    runs = ", ".join(f"{s.ratio}: {s.num_runs}" for s in data.ratios)
+    mem = ("memorization undefined" if data.estimate is None else
+           f"memorization and influence at ratio {data.estimate.subset_ratio:g}")
+    print(f"{args.out}: {size / 1e6:.2f} MB; runs per ratio {runs}; {mem}; "
+          + ("likely label problems from " + args.predictions if data.predictions else
+             "no --predictions: likely label problems omitted"))
+    return 0
+
+
+def plot_command(args: argparse.Namespace) -> int:
+    names = None if not args.figures else [n.strip() for n in args.figures.split(",")
+                                           if n.strip()]
+    unknown = [n for n in names or () if n not in report.FIGURES]
+    if unknown:
+        raise CommandError(f"--figures: unknown {unknown}; the figures are {list(report.FIGURES)}")
+    data = _compute(args)
+    written, undefined = report.write_figures(args.out_dir, data, names)
+    files = ", ".join(map(os.path.basename, written))
+    print(f"{args.out_dir}: wrote {len(written)} files ({files})"
+          + (f"; left out (undefined): {', '.join(undefined)}" if undefined else ""))
+    return 0
