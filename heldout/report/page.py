@@ -158,10 +158,11 @@ def _experiment_section(data: ReportData) -> str:
     body.append(_figure(data, "learning_curve", "accuracy against subset ratio"))
     return _section(
         "experiment", "1. The experiment",
-        "Each run trains one model on a random subset of the training set (the subset ratio is "
-        "the subset's fraction) and the examples it leaves out are held out; accuracy against "
-        "subset ratio on the train subset, the held-out examples and the test set, mean and "
-        "standard deviation across runs, is the learning curve of Jiang et al. (2021).",
+        "Each run trains one model on a random subset of the training set (subset ratio = the "
+        "subset's fraction of the training set) and holds out the rest; its accuracy (the "
+        "fraction classified correctly) on the train subset, the held-out examples and the "
+        "test set against the subset ratio, mean and standard deviation across runs, is the "
+        "learning curve of Jiang et al. (2021).",
         body)
 
 
@@ -320,7 +321,7 @@ def _label_problems_section(data: ReportData, thumbs: _Thumbs) -> str:
         "label-problems", "5. Likely label problems",
         "Training examples that the runs classify correctly mostly when they train on them "
         "(high memorization) and that runs holding them out get wrong (low C-score) are often "
-        "mislabeled or ambiguous; they are ranked by memorization − C-score and shown with "
+        "mislabeled or ambiguous; they are ranked by score(i) = mem(i) − C(i) and shown with "
         "the label most held-out runs predicted.",
         body)
 

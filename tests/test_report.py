@@ -1,0 +1,267 @@
+"""`heldout report` / `heldout plot` on an experiment trained here (digits, MLP, 2 ratios),
+checked in headless Chromium; and the bad inputs: one run per ratio, an estimate of other runs,
+a dataset of another size, a predictions store of another split."""
+
+import html
+import os
+import re
+import shutil
+
+import numpy as np
+import pytest
+
+from heldout import estimate as est
+from heldout.cli import main as heldout_main
+from heldout.data.digits import load_digits
+from heldout.data.npz import save_npz_dataset
+from heldout.data.transforms import take_train
+from heldout.experiment import open_experiment
+from heldout.npzio import load_npz
+
+RATIOS = (0.5, 0.8)
+RUNS_PER_RATIO = 20
+SECTIONS = ("experiment", "memorization", "influence", "cscores", "label-problems")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """An experiment of 2 x 20 MLP runs on the digits, its dataset.npz, an estimate file at
+    ratio 0.8 and a predictions store of the train split, shared by the tests."""
+    from heldout.train import TrainConfig, train_experiment
+
+    root = tmp_path_factory.mktemp("report")
+    dataset = load_digits()
+    save_npz_dataset(root / "dataset.npz", dataset)
+    config = TrainConfig(arch="mlp", epochs=3, batch_size=64, checkpoint_every=0,
+                         models_per_step=10)
+    for ratio in RATIOS:
+        train_experiment(root / "exp", dataset, ratio, range(RUNS_PER_RATIO), config,
+                         progress=False)
+    assert heldout_main(["estimate", str(root / "exp"), "--ratio", "0.8", "--influence", "topk",
+                         "--top_k", "40", "--out", str(root / "est.npz")]) == 0
+    _write_store(root / "pred.zarr", root / "exp", dataset.split_labels("train"))
+    return root
+
+
+def _write_store(path, experiment_dir, labels, split="train"):
+    """A predictions store as the predictions command writes it (zarr v3 group): the runs'
+    subsets and correctness from their aux arrays; a wrong prediction is label + 1 (mod 10), so
+    the majority held-out prediction is known. Runs are written in reverse column order."""
+    import zarr
+
+    runs = open_experiment(experiment_dir).runs()
+    auxes = [r.load_aux() for r in runs]
+    n = len(labels)
+    index = np.arange(n)[::-1].copy()
+    correct = np.stack([a.train_correctness() for a in auxes])
+    prediction = np.where(correct, labels, (labels + 1) % 10)
+    group = zarr.open_group(str(path), mode="w", zarr_format=3)
+    group.attrs["split"] = split
+    for key, value in (
+        ("correct", correct[:, index]), ("prediction", prediction[:, index].astype(np.int32)),
+        ("label", labels[index].astype(np.int64)), ("index", index.astype(np.int64)),
+        ("mask", np.stack([a.subset_mask() for a in auxes])),
+        ("completed", np.ones(len(runs), bool)),
+        ("run_id", np.array([r.run_id for r in runs], np.int64)),
+        ("subset_ratio", np.array([r.subset_ratio for r in runs], np.float64)),
+    ):
+        group.create_array(key, data=value)
+    return correct, np.stack([a.subset_mask() for a in auxes]), prediction
+
+
+def _report(args, capsys):
+    status = heldout_main(["report", *map(str, args)])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+@pytest.mark.slow
+def test_report_in_chromium(trained, tmp_path, capsys):
+    from playwright.sync_api import sync_playwright
+
+    out = tmp_path / "report.html"
+    status, printed, err = _report(
+        [trained / "exp", "--dataset_npz", trained / "dataset.npz", "--out", out,
+         "--estimates", trained / "est.npz", "--predictions", trained / "pred.zarr"], capsys)
+    assert status == 0, err
+    assert f"{out}: " in printed and "memorization and influence at ratio 0.8" in printed
+    text = out.read_text()
+    assert len(text.encode()) < 2_000_000
+    assert not re.search(r"(src|href)=['\"]?(https?:|//)", text)  # Nothing from the network.
+    assert "<script" not in text
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]  # No temporaries.
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        errors = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(out.as_uri())
+        page.wait_for_load_state("load")
+        images = page.evaluate("[...document.images].map(i => [i.complete, i.naturalWidth])")
+        sections = page.evaluate("[...document.querySelectorAll('section')].map(s => s.id)")
+        explained = page.evaluate(
+            "[...document.querySelectorAll('section')].map(s => "
+            "s.querySelector('p.explain').textContent)")
+        top = page.evaluate(
+            "(() => { const c = document.querySelector('#memorization-gallery .card');"
+            " return [c.dataset, c.querySelector('figcaption').innerText]; })()")
+        label_cards = page.evaluate("document.querySelectorAll('#label-gallery .card').length")
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        browser.close()
+    assert errors == []
+    assert len(images) > 60 and all(done and width > 0 for done, width in images)
+    assert sections == list(SECTIONS)
+    assert all(len(e) > 80 and "=" in e for e in explained)  # Explanation and definition.
+    assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # The top memorized example's numbers are the estimate file's.
+    arrays = load_npz(trained / "est.npz")
+    mem = arrays["memorization"]
+    i = int(np.flatnonzero(mem == np.nanmax(mem))[0])
+    data, caption = top
+    assert int(data["index"]) == i
+    assert int(data["label"]) == load_digits().split_labels("train")[i]
+    assert float(data["memorization"]) == mem[i]
+    assert float(data["stderr"]) == arrays["memorization_stderr"][i]
+    assert (int(data["countIn"]), int(data["countOut"])) == (arrays["count_in"][i],
+                                                            arrays["count_out"][i])
+    assert f"mem {mem[i]:.4f} ± {arrays['memorization_stderr'][i]:.4f}" in caption
+    assert f"in {arrays['count_in'][i]} · out {arrays['count_out'][i]} runs" in caption
+    assert label_cards == 32
+
+
+def test_predictions_majority_and_checks(trained, tmp_path):
+    from heldout.report import PredictionsError, read_predictions
+
+    labels = load_digits().split_labels("train")
+    result = read_predictions(trained / "pred.zarr", labels)
+    runs = open_experiment(trained / "exp").runs()
+    masks = np.stack([r.load_aux().subset_mask() for r in runs])
+    correct = np.stack([r.load_aux().train_correctness() for r in runs])
+    held = ~masks
+    right = (held & correct).sum(0)
+    wrong = (held & ~correct).sum(0)
+    np.testing.assert_array_equal(result.count_out, held.sum(0))
+    expected = np.where(held.sum(0) == 0, -1,
+                        np.where(right >= wrong, labels, (labels + 1) % 10))
+    # Ties go to the smaller class: label + 1 wins a tie only when it is smaller (label 9).
+    tie = (right == wrong) & (right > 0)
+    expected[tie] = np.minimum(labels[tie], (labels[tie] + 1) % 10)
+    np.testing.assert_array_equal(result.majority, expected)
+    assert result.num_runs == len(runs)
+
+    _write_store(tmp_path / "test.zarr", trained / "exp", labels, split="test")
+    with pytest.raises(PredictionsError, match="attribute 'split' is 'test'"):
+        read_predictions(tmp_path / "test.zarr", labels)
+    with pytest.raises(PredictionsError, match="array 'label' differs"):
+        read_predictions(trained / "pred.zarr", (labels + 1) % 10)
+    # The store's subsets must be the experiment's runs' subsets.
+    shifted = tmp_path / "shifted.zarr"
+    shutil.copytree(trained / "pred.zarr", shifted)
+    import zarr
+
+    group = zarr.open_group(str(shifted), mode="r+")
+    group["mask"][0] = ~group["mask"][0]
+    accs = est.accumulate_experiment(trained / "exp")
+    with pytest.raises(PredictionsError, match="array 'mask' of run 0.5/0 differs"):
+        read_predictions(shifted, labels, accs)
+
+
+def test_computed_estimates_and_plot(trained, tmp_path, capsys):
+    """Without files the report computes memorization at the largest ratio (0.8) and C-scores
+    over both; `heldout plot` writes every figure alone as PNG and PDF."""
+    from heldout.report import compute_report, examples_from_dataset
+
+    data = compute_report(trained / "exp", examples_from_dataset(load_digits()))
+    arrays = load_npz(trained / "est.npz")
+    assert data.estimate.subset_ratio == 0.8 and data.estimate.num_runs == RUNS_PER_RATIO
+    np.testing.assert_array_equal(data.estimate.memorization, arrays["memorization"])
+    np.testing.assert_array_equal(data.estimate.topk_index, arrays["topk_index"][:, :10])
+    accs = est.accumulate_experiment(trained / "exp", keep_runs=False)
+    np.testing.assert_array_equal(data.cscores.scores, est.cscores(accs).scores)
+    assert [s.num_runs for s in data.ratios] == [RUNS_PER_RATIO] * 2
+    labels = load_digits()
+    exact = est.high_influence_pairs(est.accumulate_experiment(trained / "exp", ["0.8"])[0],
+                                     labels.split_labels("train"), labels.split_labels("test"))
+    np.testing.assert_array_equal(data.pairs.tr_idx, exact.tr_idx)
+    assert "Section omitted" in __import__("heldout.report", fromlist=["x"]).render_page(data)
+
+    out = tmp_path / "figures"
+    assert heldout_main(["plot", str(trained / "exp"), "--dataset_npz",
+                         str(trained / "dataset.npz"), "--out_dir", str(out)]) == 0
+    assert "wrote 10 files" in capsys.readouterr().out
+    for name in ("learning_curve", "memorization_hist", "memorization_by_class",
+                 "cscore_hist_by_class", "memorization_vs_cscore"):
+        assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (out / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
+    assert not [p for p in os.listdir(out) if p.startswith(".")]
+    assert heldout_main(["plot", str(trained / "exp"), "--dataset_npz",
+                         str(trained / "dataset.npz"), "--out_dir", str(out),
+                         "--figures", "learning_curve,nope"]) == 2
+    assert "unknown ['nope']" in capsys.readouterr().err
+
+
+def test_one_run_per_ratio_says_undefined(trained, tmp_path, capsys):
+    exp = tmp_path / "exp"
+    for ratio in ("0.5", "0.8"):
+        shutil.copytree(trained / "exp" / ratio / "0", exp / ratio / "0")
+    out = tmp_path / "one.html"
+    status, printed, err = _report([exp, "--dataset_npz", trained / "dataset.npz", "--out", out],
+                                   capsys)
+    assert status == 0, err
+    assert "memorization undefined" in printed
+    page = html.unescape(out.read_text())
+    assert "memorization and influence are undefined for every training example" in page
+    assert "runs per ratio 0.5: 1, 0.8: 1" in page
+    assert "Influence is undefined" in page
+    assert "each C-score is the 0/1 correctness of one run" in page
+    assert "memorization-gallery" not in page and "mem 0.0000" not in page
+
+
+def test_refuses_estimates_of_other_runs_and_other_sizes(trained, tmp_path, capsys):
+    # Same dataset, other runs: an estimate of 10 of the 20 runs at 0.8.
+    other = tmp_path / "other"
+    for run_id in range(10):
+        shutil.copytree(trained / "exp" / "0.8" / str(run_id), other / "0.8" / str(run_id))
+    assert heldout_main(["estimate", str(other), "--influence", "none",
+                         "--out", str(tmp_path / "other.npz")]) == 0
+    capsys.readouterr()
+    base = [trained / "exp", "--dataset_npz", trained / "dataset.npz", "--out",
+            tmp_path / "r.html"]
+    status, _, err = _report([*base, "--estimates", tmp_path / "other.npz"], capsys)
+    assert status == 2
+    assert "other.npz: key 'num_runs' 10" in err and "has 20 runs at ratio 0.8" in err
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert len(errors) == 1 and errors[0].startswith("heldout report: error: ")
+
+    # An estimate of another dataset size.
+    rng = np.random.default_rng(0)
+    small = est.accumulate(rng.random((4, 100)) < 0.5, rng.random((4, 100)) < 0.5,
+                           rng.random((4, 30)) < 0.5, subset_ratio=0.8)
+    est.save_estimate(tmp_path / "small.npz", est.estimate(small, "none"))
+    status, _, err = _report([*base, "--estimates", tmp_path / "small.npz"], capsys)
+    assert status == 2 and "small.npz: covers 100 training examples" in err
+
+    # A dataset of another size.
+    save_npz_dataset(tmp_path / "cut.npz", take_train(load_digits(), 1000))
+    status, _, err = _report([trained / "exp", "--dataset_npz", tmp_path / "cut.npz",
+                              "--out", tmp_path / "r.html"], capsys)
+    assert status == 2
+    assert "the train split has 1000 examples but the runs in" in err and "cover 1297" in err
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_labels_only_galleries_say_why(trained, tmp_path, capsys):
+    out = tmp_path / "labels.html"
+    status, _, err = _report([trained / "exp", "--dataset_npz", trained / "dataset.npz",
+                              "--labels_only", "--gallery_size", "8", "--out", out], capsys)
+    assert status == 0, err
+    page = out.read_text()
+    assert "No pictures: --labels_only was given" in page
+    gallery = re.search(r'id="memorization-gallery">(.*?)</div></section>', page, re.S).group(1)
+    assert gallery.count('class="card"') == 8 and "<img" not in gallery
+    assert gallery.count("no image") == 8
