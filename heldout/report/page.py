@@ -26,7 +26,7 @@ MAX_PER_CLASS = 8
 MAX_SKIPPED_LISTED = 10
 
 STYLE = """
-body { font: 14px/1.45 system-ui, sans-serif; margin: 1.5em auto; max-width: 1100px;
+body { font: 14px/1.45 system-ui, sans-serif; margin: 1.5em auto; max-width: 1150px;
        color: #222; padding: 0 1em; }
 h1 { font-size: 1.5em; } h2 { border-bottom: 1px solid #ccc; margin-top: 2em; }
 p.explain { background: #f4f6fa; border-left: 4px solid #5470c6; padding: .5em .8em; }
@@ -35,7 +35,7 @@ table { border-collapse: collapse; margin: .5em 0; font-size: 13px; }
 td, th { border: 1px solid #ddd; padding: 2px 8px; text-align: right; }
 th { background: #f0f0f0; }
 .gallery { display: flex; flex-wrap: wrap; gap: 6px; margin: .5em 0; }
-.card { margin: 0; width: 124px; border: 1px solid #ddd; border-radius: 4px; padding: 4px;
+.card { margin: 0; width: 112px; border: 1px solid #ddd; border-radius: 4px; padding: 4px;
         font-size: 11px; text-align: center; background: #fff; }
 .card img, .card .noimg { width: 64px; height: 64px; display: block; margin: 0 auto 2px; }
 .card img.px { image-rendering: pixelated; }
@@ -217,7 +217,7 @@ def _influence_section(data: ReportData, thumbs: _Thumbs) -> str:
                             e.topk_influence[j, :INFLUENCERS_SHOWN], strict=True):
                 if i >= 0:
                     cards.append(thumbs.card(
-                        "train", i, [f"infl {fmt(v)} · mem {fmt(e.memorization[i], 2)}",
+                        "train", i, [f"infl {fmt(v, 3)} · mem {fmt(e.memorization[i], 2)}",
                                      f"in {int(e.count_in[i])} · out {int(e.count_out[i])} runs"],
                         {"influence": v, "test-index": int(j)}))
             rows.append(f'<div class="row">{"".join(cards)}</div>')
