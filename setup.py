@@ -28,7 +28,7 @@ setup(
         "gpu": ["tensorflow[and-cuda]>=2.15"],
         # The no-download default dataset of the MNIST example (scikit-learn's 8x8 digits).
         "examples": ["scikit-learn"],
-        "dev": ["pytest", "ruff", "scikit-learn", "psutil"],
+        "dev": ["pytest", "ruff", "scikit-learn", "psutil", "playwright", "zarr>=3"],
     },
     entry_points={"console_scripts": ["heldout=heldout.cli:main"]},
 )

@@ -279,6 +279,9 @@ def main(argv=None) -> int:
         print(f"label noise: mean memorization {np.nanmean(mem[is_flipped]):.4f} flipped, "
               f"{np.nanmean(mem[~is_flipped]):.4f} clean; ROC AUC (flipped vs clean) "
               f"{roc_auc(mem, is_flipped):.4f}")
+    from heldout.report import report_experiment
+    report_html = os.path.join(args.output_dir, "report.html")
+    print(f"report: {report_html} ({report_experiment(report_html, experiment_dir, dataset):,} B)")
     print(f"wrote {out_npz}, {args.output_dir}/infl_mem.{{pdf,png}}, "
           f"{args.output_dir}/memorization_hist.{{pdf,png}} in {time.perf_counter() - start:.1f} s")
     with_ckpt = [r for r in runs if r.has_checkpoint()]

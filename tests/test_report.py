@@ -265,3 +265,21 @@ def test_labels_only_galleries_say_why(trained, tmp_path, capsys):
     gallery = re.search(r'id="memorization-gallery">(.*?)</div></section>', page, re.S).group(1)
     assert gallery.count('class="card"') == 8 and "<img" not in gallery
     assert gallery.count("no image") == 8
+
+
+@pytest.mark.slow
+def test_mnist_example_writes_its_report(tmp_path, capsys):
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "mnist-example", "mnist_infl_mem.py")
+    spec = importlib.util.spec_from_file_location("mnist_infl_mem_report", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    out = tmp_path / "out"
+    assert example.main(["--num_runs=4", "--epochs=1", f"--output_dir={out}",
+                         "--checkpoint_every=0", "--figure_rows=1"]) == 0
+    assert f"report: {out / 'report.html'}" in capsys.readouterr().out
+    page = (out / "report.html").read_text()
+    assert all(f'<section id="{s}">' in page for s in SECTIONS)
+    assert "subset ratio 0.7" in page

@@ -79,3 +79,17 @@ def test_dataset_without_a_split_is_refused(bad):
     del splits[bad]
     with pytest.raises(ReportError, match=f"no '{bad}' split"):
         examples_from_dataset(ArrayDataset("x", 2, {}, splits))
+
+
+def test_top_k_of_a_full_matrix_is_the_estimators():
+    from heldout.report import top_k_of_matrix
+
+    rng = np.random.default_rng(2)
+    acc = est.accumulate(rng.random((9, 300)) < 0.5, rng.random((9, 300)) < 0.7,
+                         rng.random((9, 40)) < 0.7)  # Few runs: many ties and some NaN.
+    full = est.influence(acc)
+    assert np.isnan(full).any()
+    index, values = top_k_of_matrix(full, 12, block_rows=7)
+    expected_index, expected_values = est.top_k_influence(acc, 12)
+    np.testing.assert_array_equal(index, expected_index)
+    np.testing.assert_array_equal(values, expected_values)

@@ -44,6 +44,23 @@ def write_report(path: str | os.PathLike, data: ReportData) -> int:
     return len(text.encode("utf-8"))
 
 
+def report_experiment(path: str | os.PathLike, experiment_dir: str | os.PathLike, dataset,
+                      **options) -> int:
+    """`compute_report` of an experiment and an in-memory dataset, written to `path` as the
+    page (`write_report`); returns the page's size in bytes.
+
+    Args:
+      path: the `.html` file (written atomically).
+      experiment_dir: the ``<experiment>`` directory.
+      dataset: a `heldout.data` dataset with ``train`` and ``test`` splits (images shown
+        when it holds them).
+      options: further keyword arguments of `compute_report` (``estimates_path``,
+        ``gallery_size``, ...).
+    """
+    return write_report(path, compute_report(experiment_dir, examples_from_dataset(dataset),
+                                             **options))
+
+
 def write_figures(out_dir: str | os.PathLike, data: ReportData,
                   names: list[str] | None = None) -> tuple[list[str], list[str]]:
     """Writes each figure alone as ``<out_dir>/<name>.png`` and ``.pdf`` (atomically).
@@ -77,6 +94,6 @@ __all__ = [
     "DEFAULT_GALLERY_SIZE", "DEFAULT_TOP_K", "FIGURES", "CScoreSummary", "Examples",
     "HeldOutPredictions", "PredictionsError", "RatioSummary", "ReportData", "ReportError",
     "choose_ratio", "compute_report", "examples_from_dataset", "labels_only_examples",
-    "read_predictions",
-    "render_page", "top_k_of_matrix", "write_figures", "write_report",
+    "read_predictions", "render_page", "report_experiment", "top_k_of_matrix", "write_figures",
+    "write_report",
 ]

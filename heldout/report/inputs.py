@@ -249,15 +249,27 @@ def choose_ratio(accs: list[est.RatioAccumulator]) -> est.RatioAccumulator | Non
     return accs[int(np.argmax(defined))]
 
 
-def top_k_of_matrix(influence: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def top_k_of_matrix(influence: np.ndarray, k: int,
+                    block_rows: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """(int64 [n_test, k], float32 [n_test, k]): the k largest entries of each row of a full
     influence matrix, descending, ties by smaller index, NaN never ranked (padded with -1 /
-    NaN), as `heldout.estimate.top_k_influence` returns them."""
-    k = min(k, influence.shape[1])
-    filled = np.where(np.isnan(influence), -np.inf, influence)
-    order = np.argsort(-filled, axis=1, kind="stable")[:, :k]
-    values = np.take_along_axis(influence, order, axis=1).astype(np.float32)
-    index = np.where(np.isnan(values), -1, order).astype(np.int64)
+    NaN), as `heldout.estimate.top_k_influence` returns them. Rows are processed `block_rows`
+    at a time (`numpy.argpartition`), so the working set stays small for MNIST-sized
+    matrices."""
+    n_test, n_train = influence.shape
+    k = min(k, n_train)
+    index = np.empty((n_test, k), np.int64)
+    values = np.empty((n_test, k), np.float32)
+    for r0 in range(0, n_test, block_rows):
+        block = np.asarray(influence[r0:r0 + block_rows], np.float64)
+        filled = np.where(np.isnan(block), -np.inf, block)
+        # The k-th largest value, then every column at or above it (ties kept), sorted.
+        kth = -np.partition(-filled, k - 1, axis=1)[:, k - 1:k]
+        for row in range(len(block)):
+            cols = np.flatnonzero(filled[row] >= kth[row])
+            cols = cols[np.lexsort((cols, -filled[row, cols]))][:k]
+            index[r0 + row], values[r0 + row] = cols, block[row, cols]
+    index[np.isnan(values)] = -1
     return index, values
 
 
