@@ -25,6 +25,46 @@ INFLUENCERS_SHOWN = 3
 MAX_PER_CLASS = 8
 MAX_SKIPPED_LISTED = 10
 
+SECTIONS = {
+    "experiment": (
+        "1. The experiment",
+        "Each run trains one model on a random subset of the training set (subset ratio = the "
+        "subset's fraction of the training set) and holds out the rest; its accuracy (the "
+        "fraction classified correctly) on the train subset, the held-out examples and the "
+        "test set against the subset ratio, mean and standard deviation across runs, is the "
+        "learning curve of Jiang et al. (2021).",
+    ),
+    "memorization": (
+        "2. Memorization",
+        "The memorization of a training example is how much more often the runs that trained "
+        "on it classify it correctly than the runs that held it out: mem(i) = P(correct on i | "
+        "i in the subset) − P(correct on i | i held out) (Feldman & Zhang 2020); ± is the "
+        "binomial standard error.",
+    ),
+    "influence": (
+        "3. Influence",
+        "The influence of training example i on test example j is how much more often the runs "
+        "that trained on i classify j correctly than the runs that held i out: infl(i, j) = "
+        "P(correct on j | i in the subset) − P(correct on j | i held out) (Feldman & Zhang "
+        "2020).",
+    ),
+    "cscores": (
+        "4. C-scores",
+        "The C-score of a training example is the expected accuracy on it of models trained on "
+        "random subsets that hold it out, averaged over subset ratios: C(i) = mean over ratios "
+        "s of P(correct on i | i held out, ratio s) (Jiang et al. 2021); low scores mark "
+        "atypical examples, high scores typical ones.",
+    ),
+    "label-problems": (
+        "5. Likely label problems",
+        "Training examples that the runs classify correctly mostly when they train on them "
+        "(high memorization) and that runs holding them out get wrong (low C-score) are often "
+        "mislabeled or ambiguous; they are ranked by score(i) = mem(i) − C(i) and shown with "
+        "the label most held-out runs predicted.",
+    ),
+}
+"""anchor -> (title, the one-sentence explanation and definition of its score)."""
+
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 1.5em auto; max-width: 1150px;
        color: #222; padding: 0 1em; }
@@ -121,7 +161,8 @@ def _top(values: np.ndarray, n: int, descending: bool = True) -> np.ndarray:
     return defined[np.argsort(key, kind="stable")[:n]]
 
 
-def _section(anchor: str, title: str, explain: str, body: list[str]) -> str:
+def _section(anchor: str, body: list[str]) -> str:
+    title, explain = SECTIONS[anchor]
     return (f'<section id="{anchor}"><h2>{_esc(title)}</h2>'
             f'<p class="explain">{_esc(explain)}</p>{"".join(body)}</section>')
 
@@ -156,14 +197,7 @@ def _experiment_section(data: ReportData) -> str:
     else:
         body.append("<p>Incomplete runs: none.</p>")
     body.append(_figure(data, "learning_curve", "accuracy against subset ratio"))
-    return _section(
-        "experiment", "1. The experiment",
-        "Each run trains one model on a random subset of the training set (subset ratio = the "
-        "subset's fraction of the training set) and holds out the rest; its accuracy (the "
-        "fraction classified correctly) on the train subset, the held-out examples and the "
-        "test set against the subset ratio, mean and standard deviation across runs, is the "
-        "learning curve of Jiang et al. (2021).",
-        body)
+    return _section("experiment", body)
 
 
 def _memorization_section(data: ReportData, thumbs: _Thumbs) -> str:
@@ -189,13 +223,7 @@ def _memorization_section(data: ReportData, thumbs: _Thumbs) -> str:
             for i in _top(e.memorization, data.gallery_size)
         ]
         body.append(f'<div class="gallery" id="memorization-gallery">{"".join(cards)}</div>')
-    return _section(
-        "memorization", "2. Memorization",
-        "The memorization of a training example is how much more often the runs that trained "
-        "on it classify it correctly than the runs that held it out: mem(i) = P(correct on i | "
-        "i in the subset) − P(correct on i | i held out) (Feldman & Zhang 2020); ± is the "
-        "binomial standard error.",
-        body)
+    return _section("memorization", body)
 
 
 def _influence_section(data: ReportData, thumbs: _Thumbs) -> str:
@@ -241,13 +269,7 @@ def _influence_section(data: ReportData, thumbs: _Thumbs) -> str:
         body.append("<table class='pairs'><tr><th>test</th><th>test index</th><th>train</th>"
                     "<th>train index</th><th>label</th><th>influence</th><th>memorization</th>"
                     f"</tr>{rows}</table>")
-    return _section(
-        "influence", "3. Influence",
-        "The influence of training example i on test example j is how much more often the runs "
-        "that trained on i classify j correctly than the runs that held i out: infl(i, j) = "
-        "P(correct on j | i in the subset) − P(correct on j | i held out) (Feldman & Zhang "
-        "2020).",
-        body)
+    return _section("influence", body)
 
 
 def _cscore_section(data: ReportData, thumbs: _Thumbs) -> str:
@@ -276,13 +298,7 @@ def _cscore_section(data: ReportData, thumbs: _Thumbs) -> str:
                     cards.append(thumbs.card("train", i, lines, {"cscore": cs.scores[i]}))
             kind = "low" if not descending else "high"
             body.append(f'<div class="gallery" id="cscore-{kind}">{"".join(cards)}</div>')
-    return _section(
-        "cscores", "4. C-scores",
-        "The C-score of a training example is the expected accuracy on it of models trained on "
-        "random subsets that hold it out, averaged over subset ratios: C(i) = mean over ratios "
-        "s of P(correct on i | i held out, ratio s) (Jiang et al. 2021); low scores mark "
-        "atypical examples, high scores typical ones.",
-        body)
+    return _section("cscores", body)
 
 
 def _label_problems_section(data: ReportData, thumbs: _Thumbs) -> str:
@@ -317,13 +333,7 @@ def _label_problems_section(data: ReportData, thumbs: _Thumbs) -> str:
                  "predicted": int(pr.majority[i])},
                 "disagree" if 0 <= pr.majority[i] != labels[i] else ""))
         body.append(f'<div class="gallery" id="label-gallery">{"".join(cards)}</div>')
-    return _section(
-        "label-problems", "5. Likely label problems",
-        "Training examples that the runs classify correctly mostly when they train on them "
-        "(high memorization) and that runs holding them out get wrong (low C-score) are often "
-        "mislabeled or ambiguous; they are ranked by score(i) = mem(i) − C(i) and shown with "
-        "the label most held-out runs predicted.",
-        body)
+    return _section("label-problems", body)
 
 
 def render_page(data: ReportData) -> str:
@@ -336,9 +346,8 @@ def render_page(data: ReportData) -> str:
         _cscore_section(data, thumbs),
         _label_problems_section(data, thumbs),
     ]
-    nav = " ".join(f'<a href="#{a}">{t}</a>' for a, t in (
-        ("experiment", "Experiment"), ("memorization", "Memorization"), ("influence", "Influence"),
-        ("cscores", "C-scores"), ("label-problems", "Label problems")))
+    nav = " ".join(f'<a href="#{a}">{_esc(t.split(". ", 1)[1])}</a>'
+                   for a, (t, _) in SECTIONS.items())
     title = f"heldout report: {data.experiment_root}"
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
