@@ -238,6 +238,12 @@ def test_refuses_estimates_of_other_runs_and_other_sizes(trained, tmp_path, caps
     errors = [line for line in err.splitlines() if "error" in line]
     assert len(errors) == 1 and errors[0].startswith("heldout report: error: ")
 
+    # C-scores of other runs: the ratios' run counts are not the experiment's.
+    assert heldout_main(["cscores", str(other), "--out", str(tmp_path / "cs.npz")]) == 0
+    capsys.readouterr()
+    status, _, err = _report([*base, "--cscores", tmp_path / "cs.npz"], capsys)
+    assert status == 2 and "keys 'ratios'/'num_runs_by_ratio' say 0.8: 10 runs" in err
+
     # An estimate of another dataset size.
     rng = np.random.default_rng(0)
     small = est.accumulate(rng.random((4, 100)) < 0.5, rng.random((4, 100)) < 0.5,

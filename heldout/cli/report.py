@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from heldout import report
 from heldout.cli.common import CommandError, add_dataset_flags, positive_int
+from heldout.cli.scores import _dataset_source
 
 
 def _add_input_flags(p: argparse.ArgumentParser) -> None:
@@ -75,8 +76,7 @@ def _examples(args: argparse.Namespace) -> report.Examples:
     sources = dict(dataset=args.dataset, dataset_npz=args.dataset_npz, data_dir=args.data_dir,
                    tfrecord_dir=args.tfrecord_dir, index_npz=args.index_npz,
                    idx_dir=args.idx_dir)
-    name = next(v for k, v in sources.items() if v is not None and k not in ("data_dir",
-                                                                             "index_npz"))
+    name = _dataset_source(args)
     if args.labels_only:
         labels = load_split_labels(**sources, splits=("train", "test"))
         return report.labels_only_examples(name, labels, "--labels_only was given")
