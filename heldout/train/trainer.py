@@ -15,7 +15,7 @@ import sonnet as snt
 import tensorflow as tf
 from tqdm import tqdm
 
-from heldout.data.arrays import ArrayDataset
+from heldout.data.arrays import ArrayDataset, model_input
 from heldout.evaluate import Evaluator
 from heldout.models import build_model, create_variables
 from heldout.train.plan import RunPlan
@@ -118,7 +118,7 @@ def make_model_trainer(
 
 def _images(dataset: ArrayDataset, split: str, index: np.ndarray) -> np.ndarray:
     """float32 model input of examples `index` (the same preprocessing as `batches`)."""
-    return dataset.images[split][index].astype(np.float32) / np.float32(dataset.scale)
+    return model_input(dataset.images[split][index], dataset.scale)
 
 
 def train_model_run(
