@@ -186,3 +186,16 @@ def test_bad_batch_size_and_fraction(fmnist_experiment, fmnist_dir):
         with pytest.raises(SystemExit) as e:
             cli_main(base + extra)
         assert e.value.code == 2
+
+
+def test_non_finite_logits_are_refused(evaluator, fmnist_dataset, fmnist_experiment):
+    # Before the fix argmax(NaN logits) = 0 counted every class-0 example as correct.
+    from heldout.evaluate import NonFiniteLogitsError
+
+    evaluator.restore(fmnist_experiment / "0.5" / "0")
+    bias = [v for v in evaluator.model.variables if v.name.endswith("b:0")][-1]
+    bias.assign(np.full(bias.shape, np.nan, np.float32))
+    with pytest.raises(NonFiniteLogitsError, match=r"run 0.5/0: non-finite logits .* 500 of "
+                                                    r"500 test examples \(first at index 0\)"):
+        evaluator.predict(fmnist_dataset, "test", progress=False, source="run 0.5/0")
+    evaluator.restore(fmnist_experiment / "0.5" / "0")  # Leave the shared model as it was.

@@ -355,3 +355,14 @@ def test_trained_runs_carry_the_dataset_fingerprint(tmp_path):
                                                                batch_size=8), progress=False)
     (run,) = open_experiment(tmp_path).runs()
     assert run.load_aux().fingerprint == fingerprint_dataset(dataset)
+
+
+@pytest.mark.parametrize("path", ["per_step", "stacked"])
+def test_a_diverged_run_is_stopped_and_not_written(tmp_path, small, path):
+    # Before the fix a learning rate this large gave NaN weights, NaN logits, argmax 0, and a
+    # "complete" run whose class-0 examples all counted as correct.
+    config = T.TrainConfig(**{**CONFIG.__dict__, "path": path, "learning_rate": 1e30,
+                              "epochs": 1})
+    with pytest.raises(T.DivergedError, match=r"run.*(became nan|non-finite)"):
+        T.train_experiment(tmp_path, small, 0.5, [0, 1], config, progress=False)
+    assert os.listdir(tmp_path / "0.5") == []

@@ -20,6 +20,11 @@ class TrainError(HeldoutError, ValueError):
     """Training cannot start: a bad configuration, or an experiment directory in the way."""
 
 
+class DivergedError(TrainError):
+    """A run's training loss (or its weights) became NaN or infinite: the run is stopped and
+    not written, since its predictions would be meaningless (lower the learning rate)."""
+
+
 def ratio_name(subset_ratio: float) -> str:
     """The directory name of a subset ratio, e.g. ``0.7`` (as the release names them).
 

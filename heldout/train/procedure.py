@@ -34,7 +34,14 @@ from heldout.experiment import (
 )
 from heldout.train import stacked
 from heldout.train.config import TrainConfig
-from heldout.train.plan import RunPlan, TrainError, plan_run, ratio_name, run_seed
+from heldout.train.plan import (
+    DivergedError,
+    RunPlan,
+    TrainError,
+    plan_run,
+    ratio_name,
+    run_seed,
+)
 from heldout.train.trainer import (
     ModelTrainer,
     _images,
@@ -322,6 +329,7 @@ def _train_stacked_runs(trainer, dataset, ratio, ratio_dir, plans, config, progr
                     params, x_train_t, y_train_t, batches, config.learning_rate,
                     config.momentum, steps_per_call=group[0].steps_per_epoch,
                     progress=progress and len(plans) <= k)
+                _check_finite_weights(state.params, group)
                 if all(config.wants_checkpoint(p.run_id) for p in group):
                     train_correct = test_correct = [None] * len(group)  # Evaluated below.
                 else:
@@ -351,6 +359,24 @@ def _train_stacked_runs(trainer, dataset, ratio, ratio_dir, plans, config, progr
                 raise
             bar.update(len(group))
     return trained
+
+
+def _check_finite_weights(params: stacked.StackedMLP, group: Sequence[RunPlan]) -> None:
+    """Refuses the stacked runs whose weights became NaN or infinite (a non-finite loss makes
+    its gradients, and so the weights, non-finite).
+
+    Raises:
+      DivergedError: naming the runs.
+    """
+    finite = np.ones(len(group), bool)
+    for array in (*params.weights, *params.biases):
+        finite &= np.isfinite(array.reshape(len(group), -1)).all(axis=1)
+    if not finite.all():
+        bad = [plan.run_id for plan, ok in zip(group, finite, strict=True) if not ok]
+        raise DivergedError(
+            f"runs {bad}: the training loss became non-finite (NaN or infinite weights after "
+            "training); these runs are not written (lower the learning rate)"
+        )
 
 
 def load_run_info(run: Run | str | os.PathLike) -> dict:
