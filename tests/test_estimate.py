@@ -527,8 +527,9 @@ def test_bad_inputs_are_refused_clearly():
         est.influence(acc, out=np.zeros((6, 30)))
     with pytest.raises(est.EstimateError, match="at least one run"):
         est.influence(est.RatioAccumulator(30, 6))
+    half = est.accumulate(masks, correct, test_correct, 0.5, keep_runs=False)
     with pytest.raises(est.EstimateError, match="given more than once"):
-        est.cscores([counts, counts])
+        est.cscores([half, half])
 
 
 def test_no_tensorflow_import():
@@ -642,3 +643,12 @@ def test_load_accumulator_checks_counts_against_bits(tmp_path):
     save_npz_atomic(tmp_path / "y.npz", arrays)
     with pytest.raises(NpzError, match="bits set past its 20 columns"):
         est.load_accumulator(tmp_path / "y.npz")
+
+
+def test_cscores_refuses_a_missing_ratio():
+    # Before the fix NaN ratios were sorted (NaN compares false) into an arbitrary order.
+    with_ratio = est.accumulate(*random_runs(5, 6, 30, 4), subset_ratio=0.5, keep_runs=False)
+    without = est.accumulate(*random_runs(6, 6, 30, 4), keep_runs=False)
+    with pytest.raises(est.EstimateError, match=r"accumulator\(s\) \[1\] \(of 2\) have no subset"):
+        est.cscores([with_ratio, without])
+    assert est.cscores([with_ratio]).ratios.tolist() == [0.5]
