@@ -25,7 +25,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from heldout.data.fingerprint import Fingerprint, read_fingerprint
-from heldout.errors import HeldoutError
+from heldout.errors import HeldoutError, InputError, NotFoundError
 from heldout.npzio import NpzError, load_npz, save_npz_atomic
 
 AUX_ARRAYS = "aux_arrays.npz"
@@ -115,7 +115,7 @@ class AuxArrays:
             return self.train_correctness()
         if split == "test":
             return self.test_correctness()
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        raise InputError(f"split must be 'train' or 'test', got {split!r}")
 
     def accuracy(self, split: str) -> float:
         """Mean correctness over a split of the file: ``train``, ``removed`` or ``test``."""
@@ -447,7 +447,8 @@ class Experiment:
         """The directory name of a ratio given as a name (``"0.7"``) or a value (``0.7``).
 
         Raises:
-          KeyError: the experiment has no such ratio (the message lists those it has).
+          NotFoundError (a KeyError): the experiment has no such ratio (the message lists
+            those it has).
         """
         try:
             value = float(ratio)
@@ -456,7 +457,7 @@ class Experiment:
         for name in self.runs_by_ratio:
             if name == str(ratio) or float(name) == value:
                 return name
-        raise KeyError(f"{self.root}: no subset ratio {ratio!r}; it has {self.ratios}")
+        raise NotFoundError(f"{self.root}: no subset ratio {ratio!r}; it has {self.ratios}")
 
     def __iter__(self) -> Iterator[Run]:
         return iter(self.runs())

@@ -40,12 +40,12 @@ def load_dataset(
       An `ArrayDataset`, or a `heldout.data.imagenet.TFRecordImageDataset` for `tfrecord_dir`.
 
     Raises:
-      ValueError: not exactly one source given.
+      DatasetError: not exactly one source given.
       NpzError: a bad `.npz` file.
       TFRecordDatasetError: missing or incomplete shards.
     """
     if sum(x is not None for x in (dataset, dataset_npz, tfrecord_dir, idx_dir)) != 1:
-        raise ValueError(
+        raise DatasetError(
             "give exactly one of dataset (a TFDS name), dataset_npz (a path), tfrecord_dir "
             "(a directory of TFRecord shards) and idx_dir (a directory of IDX files)"
         )

@@ -17,18 +17,15 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from heldout.errors import HeldoutError
+from heldout.errors import HeldoutError, NotFoundError
 
 
 class DatasetError(HeldoutError, ValueError):
     """A dataset that cannot be used as asked: a missing split, a bad size, bad pixels."""
 
 
-class DatasetSplitError(DatasetError, KeyError):
+class DatasetSplitError(DatasetError, NotFoundError):
     """The dataset has no such split."""
-
-    def __str__(self) -> str:  # KeyError would quote the message.
-        return str(self.args[0]) if self.args else ""
 
 
 def check_pixels(images: np.ndarray, source: str) -> None:

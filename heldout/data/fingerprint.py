@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from heldout.errors import HeldoutError
+from heldout.errors import HeldoutError, NotFoundError
 
 PREFIX = "fingerprint__"
 KEYS = tuple(PREFIX + k for k in ("name", "version", "splits", "sizes", "label_hashes"))
@@ -62,7 +62,7 @@ class Fingerprint:
           KeyError: the fingerprint has no such split.
         """
         if split not in self.splits:
-            raise KeyError(f"fingerprint of {self.describe()} has no split {split!r}")
+            raise NotFoundError(f"fingerprint of {self.describe()} has no split {split!r}")
         i = self.splits.index(split)
         return self.sizes[i], self.label_hashes[i]
 

@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tqdm import tqdm
 
-from heldout.data.arrays import ArrayDataset
+from heldout.data.arrays import ArrayDataset, DatasetError
 
 
 def load_tfds(
@@ -44,14 +44,17 @@ def load_tfds(
     images, labels, ids = {}, {}, {}
     num_classes = 0
     for split in splits:
-        ds, info = tfds.load(
-            name,
-            split=split,
-            data_dir=data_dir,
-            shuffle_files=False,
-            decoders=decoders,
-            with_info=True,
-        )
+        try:
+            ds, info = tfds.load(
+                name,
+                split=split,
+                data_dir=data_dir,
+                shuffle_files=False,
+                decoders=decoders,
+                with_info=True,
+            )
+        except tfds.core.registered.DatasetNotFoundError as e:
+            raise DatasetError(f"TFDS has no dataset {name!r} ({e})") from e
         num_classes = int(info.features["label"].num_classes)
         name = _versioned(name, str(info.version))
         try:

@@ -25,6 +25,7 @@ import posixpath
 import re
 from collections.abc import Iterable, Sequence
 
+from heldout.errors import InputError
 from heldout.experiment import AUX_ARRAYS, CHECKPOINT_DIR
 
 BASE_URL = "http://storage.googleapis.com/gresearch/heldout-training-checkpoints/"
@@ -88,7 +89,7 @@ def get_archive(experiment: str) -> ReleaseArchive:
     try:
         return ARCHIVES[experiment]
     except KeyError:
-        raise ValueError(
+        raise InputError(
             f"no released experiment {experiment!r}; the release has {', '.join(ARCHIVES)} "
             "(use --url and --md5 for another archive)"
         ) from None
@@ -102,7 +103,7 @@ def check_md5(value: str) -> str:
     """
     md5 = value.strip().lower()
     if not _MD5.match(md5):
-        raise ValueError(f"an MD5 is 32 hexadecimal digits, got {value!r}")
+        raise InputError(f"an MD5 is 32 hexadecimal digits, got {value!r}")
     return md5
 
 
@@ -168,7 +169,7 @@ def parse_only(text: str | Iterable[str] | None) -> tuple[str, ...] | None:
     kinds = tuple(dict.fromkeys(k.strip() for k in items if k.strip()))
     bad = [k for k in kinds if k not in ONLY_KINDS]
     if bad:
-        raise ValueError(
+        raise InputError(
             f"--only takes a comma-separated list of {', '.join(ONLY_KINDS)}; got {bad}"
         )
     return kinds or None
@@ -190,11 +191,11 @@ def parse_ratios(text: str | Iterable[float | str] | None) -> tuple[float, ...] 
         try:
             value = float(item)
         except ValueError:
-            raise ValueError(
+            raise InputError(
                 f"--ratios takes comma-separated subset ratios such as 0.7,0.5; got {item!r}"
             ) from None
         if not (math.isfinite(value) and 0.0 < value <= 1.0):
-            raise ValueError(f"a subset ratio is a number in (0, 1]; got {item!r}")
+            raise InputError(f"a subset ratio is a number in (0, 1]; got {item!r}")
         ratios.append(value)
     return tuple(dict.fromkeys(ratios)) or None
 
