@@ -382,7 +382,7 @@ def run_from_path(path: str | os.PathLike) -> Run:
     if not os.path.isdir(path):
         raise LayoutError(f"{path}: not a directory")
     run_name, ratio = os.path.basename(path), os.path.basename(os.path.dirname(path))
-    if not _is_run_id(run_name) or _parse_ratio(ratio) is None:
+    if not _is_run_id(run_name) or parse_ratio_name(ratio) is None:
         raise LayoutError(
             f"{path}: a run directory is <experiment>/<subset_ratio>/<run_id> with a ratio like "
             f"0.7 and an integer run id; found ratio {ratio!r}, run id {run_name!r}"
@@ -398,12 +398,38 @@ def is_run_dir(path: str | os.PathLike) -> bool:
     )
 
 
-def _parse_ratio(name: str) -> float | None:
-    try:
-        value = float(name)
-    except ValueError:
+# The one grammar of subset-ratio directory names: a decimal number, no sign or exponent.
+_RATIO_NAME = re.compile(r"[0-9]+\.?[0-9]*|\.[0-9]+")
+
+
+def parse_ratio_name(name: str) -> float | None:
+    """The subset ratio of a directory name such as ``0.7`` (digits and at most one point, a
+    value in (0, 1]), or None for any other name. Used for directories and archive members."""
+    if not _RATIO_NAME.fullmatch(name):
         return None
-    return value if 0.0 < value <= 1.0 and re.fullmatch(r"[0-9.]+", name) else None
+    value = float(name)
+    return value if 0.0 < value <= 1.0 else None
+
+
+def parse_ratio(value: str | float) -> float:
+    """A subset ratio given by a user (``"0.7"``, ``0.7``) as a float in (0, 1].
+
+    Raises:
+      InputError: not a number, or not in (0, 1].
+    """
+    try:
+        ratio = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"a subset ratio is a number in (0, 1]; got {value!r}") from None
+    if not 0.0 < ratio <= 1.0:  # also refuses NaN
+        raise InputError(f"a subset ratio is a number in (0, 1]; got {value!r}")
+    return ratio
+
+
+def ratio_dir_name(value: str | float) -> str:
+    """The directory name of a subset ratio, e.g. ``0.7`` (``repr`` of the float, as the release
+    names them). Raises InputError as `parse_ratio`."""
+    return repr(parse_ratio(value))
 
 
 def _is_run_id(name: str) -> bool:
@@ -486,7 +512,7 @@ def open_experiment(
     skipped: list[Skipped] = []
     for ratio in sorted(os.listdir(root)):
         ratio_path = os.path.join(root, ratio)
-        if _parse_ratio(ratio) is None or not os.path.isdir(ratio_path):
+        if parse_ratio_name(ratio) is None or not os.path.isdir(ratio_path):
             skipped.append(Skipped(ratio_path, "not a subset-ratio directory"))
             continue
         for name in sorted(os.listdir(ratio_path)):

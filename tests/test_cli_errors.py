@@ -8,7 +8,7 @@ from heldout.errors import HeldoutError
 
 @pytest.mark.parametrize("argv, message", [
     (["extract", "x.tar.gz", "--dest", "d", "--ratios", "0.7,abc"],
-     "--ratios takes comma-separated subset ratios such as 0.7,0.5; got 'abc'"),
+     "such as 0.7,0.5, each in (0, 1]; got 'abc'"),
     (["download", "nonesuch", "--dest", "d"], "nonesuch"),
     (["download", "x", "--dest", "d", "--url", "ftp://h/x.tar.gz", "--md5", "0" * 32],
      "not an http:// or https:// address"),

@@ -20,13 +20,12 @@ pure Python: it names and selects members; `heldout.download` (with `heldout.fet
 from __future__ import annotations
 
 import dataclasses
-import math
 import posixpath
 import re
 from collections.abc import Iterable, Sequence
 
 from heldout.errors import InputError
-from heldout.experiment import AUX_ARRAYS, CHECKPOINT_DIR
+from heldout.experiment import AUX_ARRAYS, CHECKPOINT_DIR, parse_ratio, parse_ratio_name
 
 BASE_URL = "http://storage.googleapis.com/gresearch/heldout-training-checkpoints/"
 GCS_URL = "gs://gresearch/heldout-training-checkpoints/"
@@ -35,7 +34,6 @@ GCS_URL = "gs://gresearch/heldout-training-checkpoints/"
 ONLY_KINDS = ("aux_arrays", "checkpoints")
 
 _MD5 = re.compile(r"^[0-9a-f]{32}$")
-_RATIO = re.compile(r"^[0-9]*\.?[0-9]+$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,10 +129,9 @@ class RunMember:
 
 
 def is_ratio_name(name: str) -> bool:
-    """True for a subset-ratio directory name such as ``0.7`` (a number in (0, 1])."""
-    if not _RATIO.match(name):
-        return False
-    return 0.0 < float(name) <= 1.0
+    """True for a subset-ratio directory name such as ``0.7`` (`heldout.experiment.
+    parse_ratio_name`)."""
+    return parse_ratio_name(name) is not None
 
 
 def parse_member(parts: Sequence[str]) -> RunMember | None:
@@ -189,14 +186,12 @@ def parse_ratios(text: str | Iterable[float | str] | None) -> tuple[float, ...] 
         if isinstance(item, str) and not item.strip():
             continue
         try:
-            value = float(item)
-        except ValueError:
+            ratios.append(parse_ratio(item))
+        except InputError:
             raise InputError(
-                f"--ratios takes comma-separated subset ratios such as 0.7,0.5; got {item!r}"
+                f"--ratios takes comma-separated subset ratios such as 0.7,0.5, each in (0, 1]; "
+                f"got {item!r}"
             ) from None
-        if not (math.isfinite(value) and 0.0 < value <= 1.0):
-            raise InputError(f"a subset ratio is a number in (0, 1]; got {item!r}")
-        ratios.append(value)
     return tuple(dict.fromkeys(ratios)) or None
 
 
