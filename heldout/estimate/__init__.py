@@ -37,11 +37,11 @@ computed on different datasets or orders are refused with `FingerprintError`.
 
 from __future__ import annotations
 
-from heldout.data.fingerprint import FingerprintError
+from heldout.data.fingerprint import FingerprintError as FingerprintError
 from heldout.estimate.accumulator import (
-    ACCUMULATOR_FORMAT,
+    ACCUMULATOR_FORMAT as ACCUMULATOR_FORMAT,
     EstimateError,
-    Progress,
+    Progress as Progress,
     RatioAccumulator,
     accumulate,
     accumulate_experiment,
@@ -50,7 +50,7 @@ from heldout.estimate.accumulator import (
     merge_accumulators,
 )
 from heldout.estimate.pairwise import (
-    DEFAULT_WORKING_BYTES,
+    DEFAULT_WORKING_BYTES as DEFAULT_WORKING_BYTES,
     HighInfluencePairs,
     high_influence_pairs,
     influence,
@@ -68,23 +68,21 @@ from heldout.estimate.scores import (
     ratio_cscore,
 )
 from heldout.estimate.summary import (
-    INFLUENCE_KINDS,
+    INFLUENCE_KINDS as INFLUENCE_KINDS,
     RatioEstimate,
     estimate,
     load_estimate,
     save_estimate,
 )
 
+# The public names: functions and result types. Constants (ACCUMULATOR_FORMAT,
+# DEFAULT_WORKING_BYTES, INFLUENCE_KINDS), the `Progress` type and `FingerprintError` (from
+# heldout.data.fingerprint) stay importable from here but are not part of ``import *``.
 __all__ = [
-    "ACCUMULATOR_FORMAT",
-    "DEFAULT_WORKING_BYTES",
-    "INFLUENCE_KINDS",
     "CScores",
     "EstimateError",
-    "FingerprintError",
     "HighInfluencePairs",
     "Memorization",
-    "Progress",
     "RatioAccumulator",
     "RatioCScore",
     "RatioEstimate",
