@@ -40,8 +40,9 @@ from __future__ import annotations
 from heldout.data.fingerprint import FingerprintError as FingerprintError
 from heldout.estimate.accumulator import (
     ACCUMULATOR_FORMAT as ACCUMULATOR_FORMAT,
+)
+from heldout.estimate.accumulator import (
     EstimateError,
-    Progress as Progress,
     RatioAccumulator,
     accumulate,
     accumulate_experiment,
@@ -49,8 +50,13 @@ from heldout.estimate.accumulator import (
     load_accumulator,
     merge_accumulators,
 )
+from heldout.estimate.accumulator import (
+    Progress as Progress,
+)
 from heldout.estimate.pairwise import (
     DEFAULT_WORKING_BYTES as DEFAULT_WORKING_BYTES,
+)
+from heldout.estimate.pairwise import (
     HighInfluencePairs,
     high_influence_pairs,
     influence,
@@ -69,6 +75,8 @@ from heldout.estimate.scores import (
 )
 from heldout.estimate.summary import (
     INFLUENCE_KINDS as INFLUENCE_KINDS,
+)
+from heldout.estimate.summary import (
     RatioEstimate,
     estimate,
     load_estimate,
