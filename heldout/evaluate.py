@@ -16,8 +16,30 @@ from tqdm import tqdm
 
 from heldout.checkpoint import RestoredCheckpoint, restore
 from heldout.data.fingerprint import check_dataset
+from heldout.errors import HeldoutError
 from heldout.experiment import AuxArrays, Run
 from heldout.models import build_model, create_variables, default_arch
+
+
+class NonFiniteLogitsError(HeldoutError, ValueError):
+    """A model gave NaN or infinite logits (a diverged or corrupt run): ``argmax`` would call
+    such an example class 0, so its correctness is refused rather than counted."""
+
+
+def check_finite_logits(logits: np.ndarray, index: np.ndarray, split: str, source: str) -> None:
+    """Refuses non-finite logits (float [n, num_classes]) of examples `index` (int64 [n]).
+
+    Raises:
+      NonFiniteLogitsError: naming `source` (the run), the split, how many examples and the
+        first of them.
+    """
+    bad = ~np.isfinite(logits).all(axis=1) if logits.size else np.zeros(len(index), bool)
+    if bad.any():
+        raise NonFiniteLogitsError(
+            f"{source or 'model'}: non-finite logits (NaN or inf) for {int(bad.sum())} of "
+            f"{len(bad)} {split} examples (first at index {int(index[bad][0])}); the model "
+            "diverged or its checkpoint is corrupt, so its correctness would be wrong"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +127,8 @@ class Evaluator:
         return restore(self.model, path)
 
     def predict(
-        self, dataset, split: str, batch_size: int = 200, progress: bool = True
+        self, dataset, split: str, batch_size: int = 200, progress: bool = True,
+        source: str = "",
     ) -> Predictions:
         """Logits of every example of `split`, in dataset order.
 
@@ -114,6 +137,10 @@ class Evaluator:
           split: dataset split, e.g. ``train`` or ``test``.
           batch_size: examples per call.
           progress: show a tqdm progress bar.
+          source: names the model (e.g. the run's directory) in errors.
+
+        Raises:
+          NonFiniteLogitsError: a logit is NaN or infinite.
         """
         n = dataset.num_examples(split)
         logits, labels, index = [], [], []
@@ -126,11 +153,13 @@ class Evaluator:
         if not logits:
             return Predictions(np.zeros((0, 0), np.float32), np.zeros(0, np.int64),
                                np.zeros(0, np.int64))
-        return Predictions(
+        predictions = Predictions(
             np.concatenate(logits).astype(np.float32),
             np.concatenate(labels).astype(np.int64),
             np.concatenate(index).astype(np.int64),
         )
+        check_finite_logits(predictions.logits, predictions.index, split, source)
+        return predictions
 
 
 def make_evaluator(arch: str, num_classes: int, input_shape: tuple[int, ...]) -> Evaluator:
@@ -174,13 +203,15 @@ def verify_run(
       AuxArraysError / NpzError: bad aux arrays, or sizes that do not fit the dataset.
       FingerprintError: the run was evaluated on another dataset or order.
       CheckpointError: no checkpoint, or one that does not fit the model.
+      NonFiniteLogitsError: the restored model gives NaN or infinite logits (naming the run).
     """
     n = dataset.num_examples(split)
     sizes = {"num_train": n} if split == "train" else {"num_test": n}
     aux = run.load_aux(**sizes)
     check_dataset(aux.fingerprint, dataset, aux.source)
     restored = evaluator.restore(run.path)
-    predictions = evaluator.predict(dataset, split, batch_size, progress)
+    predictions = evaluator.predict(dataset, split, batch_size, progress,
+                                    source=f"run {run.name} ({run.path})")
     return RunVerification(run, restored, aux, predictions, cross_check(predictions, aux, split))
 
 

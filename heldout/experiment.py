@@ -25,7 +25,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from heldout.data.fingerprint import Fingerprint, read_fingerprint
-from heldout.errors import HeldoutError
+from heldout.errors import HeldoutError, InputError, NotFoundError
 from heldout.npzio import NpzError, load_npz, save_npz_atomic
 
 AUX_ARRAYS = "aux_arrays.npz"
@@ -115,7 +115,7 @@ class AuxArrays:
             return self.train_correctness()
         if split == "test":
             return self.test_correctness()
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        raise InputError(f"split must be 'train' or 'test', got {split!r}")
 
     def accuracy(self, split: str) -> float:
         """Mean correctness over a split of the file: ``train``, ``removed`` or ``test``."""
@@ -382,7 +382,7 @@ def run_from_path(path: str | os.PathLike) -> Run:
     if not os.path.isdir(path):
         raise LayoutError(f"{path}: not a directory")
     run_name, ratio = os.path.basename(path), os.path.basename(os.path.dirname(path))
-    if not _is_run_id(run_name) or _parse_ratio(ratio) is None:
+    if not _is_run_id(run_name) or parse_ratio_name(ratio) is None:
         raise LayoutError(
             f"{path}: a run directory is <experiment>/<subset_ratio>/<run_id> with a ratio like "
             f"0.7 and an integer run id; found ratio {ratio!r}, run id {run_name!r}"
@@ -398,12 +398,38 @@ def is_run_dir(path: str | os.PathLike) -> bool:
     )
 
 
-def _parse_ratio(name: str) -> float | None:
-    try:
-        value = float(name)
-    except ValueError:
+# The one grammar of subset-ratio directory names: a decimal number, no sign or exponent.
+_RATIO_NAME = re.compile(r"[0-9]+\.?[0-9]*|\.[0-9]+")
+
+
+def parse_ratio_name(name: str) -> float | None:
+    """The subset ratio of a directory name such as ``0.7`` (digits and at most one point, a
+    value in (0, 1]), or None for any other name. Used for directories and archive members."""
+    if not _RATIO_NAME.fullmatch(name):
         return None
-    return value if 0.0 < value <= 1.0 and re.fullmatch(r"[0-9.]+", name) else None
+    value = float(name)
+    return value if 0.0 < value <= 1.0 else None
+
+
+def parse_ratio(value: str | float) -> float:
+    """A subset ratio given by a user (``"0.7"``, ``0.7``) as a float in (0, 1].
+
+    Raises:
+      InputError: not a number, or not in (0, 1].
+    """
+    try:
+        ratio = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"a subset ratio is a number in (0, 1]; got {value!r}") from None
+    if not 0.0 < ratio <= 1.0:  # also refuses NaN
+        raise InputError(f"a subset ratio is a number in (0, 1]; got {value!r}")
+    return ratio
+
+
+def ratio_dir_name(value: str | float) -> str:
+    """The directory name of a subset ratio, e.g. ``0.7`` (``repr`` of the float, as the release
+    names them). Raises InputError as `parse_ratio`."""
+    return repr(parse_ratio(value))
 
 
 def _is_run_id(name: str) -> bool:
@@ -447,7 +473,8 @@ class Experiment:
         """The directory name of a ratio given as a name (``"0.7"``) or a value (``0.7``).
 
         Raises:
-          KeyError: the experiment has no such ratio (the message lists those it has).
+          NotFoundError (a KeyError): the experiment has no such ratio (the message lists
+            those it has).
         """
         try:
             value = float(ratio)
@@ -456,7 +483,7 @@ class Experiment:
         for name in self.runs_by_ratio:
             if name == str(ratio) or float(name) == value:
                 return name
-        raise KeyError(f"{self.root}: no subset ratio {ratio!r}; it has {self.ratios}")
+        raise NotFoundError(f"{self.root}: no subset ratio {ratio!r}; it has {self.ratios}")
 
     def __iter__(self) -> Iterator[Run]:
         return iter(self.runs())
@@ -485,7 +512,7 @@ def open_experiment(
     skipped: list[Skipped] = []
     for ratio in sorted(os.listdir(root)):
         ratio_path = os.path.join(root, ratio)
-        if _parse_ratio(ratio) is None or not os.path.isdir(ratio_path):
+        if parse_ratio_name(ratio) is None or not os.path.isdir(ratio_path):
             skipped.append(Skipped(ratio_path, "not a subset-ratio directory"))
             continue
         for name in sorted(os.listdir(ratio_path)):

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from heldout.data.fingerprint import check_labels, read_fingerprint
 from heldout.estimate import CScores, HighInfluencePairs
 from heldout.npzio import NpzError, load_npz, save_npz_atomic
 
@@ -199,8 +200,12 @@ def write_cscores(
     path: str | os.PathLike,
     scores: CScores | Mapping[str, np.ndarray],
     labels: np.ndarray | None = None,
+    labels_name: str = "labels",
 ) -> CScoreFile:
     """Validates and writes a C-score file atomically, in the published format plus our keys.
+
+    The runs' dataset fingerprint (``CScores.fingerprint``, or ``fingerprint__*`` arrays) is
+    written with the scores, and `labels` are checked against it first (size and order).
 
     Args:
       path: destination `.npz`.
@@ -208,20 +213,29 @@ def write_cscores(
         ``scores_stderr_by_ratio``, ``count_out_by_ratio``, ``ratios``, ``num_runs_by_ratio``,
         ``test_scores``, ``test_scores_by_ratio``) or the arrays themselves.
       labels: int [n] labels of the training examples, written as ``labels`` when given.
+      labels_name: the labels' dataset (``name:version`` where known), for the check.
 
     Returns:
       The validated `CScoreFile`.
 
     Raises:
       PublishedFormatError: the arrays would not pass `validate_cscores` (nothing is written).
+      FingerprintError: `labels` of another size, order or dataset than the runs' fingerprint.
     """
     path = os.fspath(path)
     if isinstance(scores, CScores):
+        fingerprint = scores.fingerprint
         arrays = cscore_arrays(scores, labels)
+        if fingerprint is not None:
+            arrays.update(fingerprint.to_arrays())
     else:
         arrays = dict(scores)
+        fingerprint = read_fingerprint(arrays, path)
         if labels is not None:
             arrays["labels"] = np.asarray(labels).astype(np.int64)
+    if labels is not None:
+        check_labels({"train": np.asarray(labels)}, fingerprint, f"the C-scores for {path}",
+                     labels_name, {"train": len(np.asarray(arrays["scores"]).reshape(-1))})
     checked = validate_cscores(arrays, path)
     save_npz_atomic(path, arrays)
     return checked

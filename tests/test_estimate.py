@@ -527,8 +527,9 @@ def test_bad_inputs_are_refused_clearly():
         est.influence(acc, out=np.zeros((6, 30)))
     with pytest.raises(est.EstimateError, match="at least one run"):
         est.influence(est.RatioAccumulator(30, 6))
+    half = est.accumulate(masks, correct, test_correct, 0.5, keep_runs=False)
     with pytest.raises(est.EstimateError, match="given more than once"):
-        est.cscores([counts, counts])
+        est.cscores([half, half])
 
 
 def test_no_tensorflow_import():
@@ -612,3 +613,42 @@ def test_known_cscores_recovered_at_95_percent_coverage():
         per = _coverage(cs.by_ratio[s], p_out, cs.stderr_by_ratio[s])
         assert 0.93 <= per <= 0.97, (s, per)
     assert _coverage(cs.scores, p_out, cs.stderr, 0.5) < 0.8
+
+
+def test_unnamed_runs_are_named_by_content_so_a_repeated_shard_is_refused(tmp_path):
+    # Before the fix merge_accumulators([a, a]) doubled R and shrank the standard errors.
+    a = est.accumulate(*random_runs(3, 6, 40, 7), subset_ratio=0.5)
+    assert len(set(a.run_names)) == 6 and all(n.startswith("#") for n in a.run_names)
+    with pytest.raises(est.EstimateError, match="already added.*hash of their content"):
+        est.merge_accumulators([a, a])
+    a.save(tmp_path / "a.npz")
+    with pytest.raises(est.EstimateError, match="already added"):
+        est.merge_accumulators([a, est.load_accumulator(tmp_path / "a.npz")])
+    b = est.accumulate(*random_runs(4, 6, 40, 7), subset_ratio=0.5)
+    assert est.merge_accumulators([a, b]).num_runs == 12
+
+
+def test_load_accumulator_checks_counts_against_bits(tmp_path):
+    acc = est.accumulate(*random_runs(10, 4, 20, 5))
+    for key, change in (("count_in", lambda v: np.roll(v, 1)),
+                        ("test_correct_total", lambda v: np.where(v > 0, v - 1, v + 1))):
+        arrays = acc.to_dict()
+        arrays[key] = change(arrays[key])
+        assert not np.array_equal(arrays[key], acc.to_dict()[key])
+        save_npz_atomic(tmp_path / "x.npz", arrays)
+        with pytest.raises(NpzError, match=f"'{key}' disagrees with"):
+            est.load_accumulator(tmp_path / "x.npz")
+    arrays = acc.to_dict()
+    arrays["mask_bits"] = arrays["mask_bits"] | np.uint8(0x80)  # bit 23 of 20 columns
+    save_npz_atomic(tmp_path / "y.npz", arrays)
+    with pytest.raises(NpzError, match="bits set past its 20 columns"):
+        est.load_accumulator(tmp_path / "y.npz")
+
+
+def test_cscores_refuses_a_missing_ratio():
+    # Before the fix NaN ratios were sorted (NaN compares false) into an arbitrary order.
+    with_ratio = est.accumulate(*random_runs(5, 6, 30, 4), subset_ratio=0.5, keep_runs=False)
+    without = est.accumulate(*random_runs(6, 6, 30, 4), keep_runs=False)
+    with pytest.raises(est.EstimateError, match=r"accumulator\(s\) \[1\] \(of 2\) have no subset"):
+        est.cscores([with_ratio, without])
+    assert est.cscores([with_ratio]).ratios.tolist() == [0.5]

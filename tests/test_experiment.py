@@ -251,3 +251,19 @@ def test_ratio_name_not_a_number(fmnist_experiment):
     exp = ex.open_experiment(fmnist_experiment)
     with pytest.raises(KeyError, match="no subset ratio 'abc'"):
         exp.ratio_name("abc")
+
+
+def test_one_grammar_for_ratio_names():
+    from heldout.experiment import parse_ratio, parse_ratio_name, ratio_dir_name
+    from heldout.release.archives import is_ratio_name, parse_ratios
+    from heldout.train.plan import ratio_name
+
+    for name, value in (("0.7", 0.7), ("1", 1.0), ("1.", 1.0), (".5", 0.5), ("0.50", 0.5)):
+        assert parse_ratio_name(name) == value and is_ratio_name(name), name
+    for name in ("0", "1.5", "-0.5", "nan", "inf", "1e-1", "0.7.1", "", " 0.7"):
+        assert parse_ratio_name(name) is None and not is_ratio_name(name), name
+    assert ratio_dir_name(0.7) == ratio_name(0.7) == "0.7" and parse_ratio("0.25") == 0.25
+    assert parse_ratios("0.7, 0.5") == (0.7, 0.5)
+    for bad in ("nan", "0", "x"):
+        with pytest.raises(ValueError, match="in \\(0, 1\\]"):
+            parse_ratio(bad)

@@ -209,3 +209,22 @@ def test_no_tensorflow_import():
     code = "import sys, heldout.published; assert 'tensorflow' not in sys.modules"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_write_cscores_keeps_the_fingerprint_and_checks_labels(tmp_path):
+    # Before the fix the fingerprint was dropped and labels were checked only by the CLI.
+    import dataclasses
+
+    from heldout.data.fingerprint import FingerprintError, fingerprint_from_labels
+    from heldout.data.fingerprint import read_fingerprint_file as read_fp
+
+    labels = np.arange(40) % 10
+    fingerprint = fingerprint_from_labels("toy", {"train": labels, "test": np.arange(8) % 10})
+    scores = dataclasses.replace(_our_cscores(), fingerprint=fingerprint)
+    pub.write_cscores(tmp_path / "cs.npz", scores, labels)
+    assert read_fp(tmp_path / "cs.npz") == fingerprint
+    with pytest.raises(FingerprintError, match="labels differ .*another order"):
+        pub.write_cscores(tmp_path / "bad.npz", scores, labels[::-1])
+    with pytest.raises(FingerprintError, match="has 39 labels but the scores cover 40"):
+        pub.write_cscores(tmp_path / "bad.npz", scores, labels[:39])
+    assert not (tmp_path / "bad.npz").exists()

@@ -48,3 +48,25 @@ def test_cifar10_mock_verify_end_to_end(tmp_path, capsys):
             assert out.strip().splitlines()[-1] == (
                 f"verified 2 runs: {2 * N} out of {2 * N} predictions match")
             assert "0.5/3: epoch 1 step 5 subset 50.0%" in out
+
+
+def test_unversioned_name_is_resolved_recorded_and_checked():
+    # Before the fix `cifar10` loaded the installed version and fingerprinted it with none, so a
+    # run of another version was never refused.
+    import pytest
+
+    from heldout.data.fingerprint import (
+        FingerprintError,
+        check_dataset,
+        fingerprint_dataset,
+        fingerprint_from_labels,
+    )
+
+    with tfds.testing.mock_data(num_examples=N):
+        with pytest.warns(UserWarning, match="'cifar10' given without a version.*cifar10:3.0.2"):
+            dataset = load_dataset("cifar10", splits=("train",))
+    assert dataset.name == "cifar10:3.0.2"
+    assert fingerprint_dataset(dataset).version == "3.0.2"
+    other = fingerprint_from_labels("cifar10:3.0.1", {"train": dataset.labels["train"]})
+    with pytest.raises(FingerprintError, match="version '3.0.1' vs '3.0.2'"):
+        check_dataset(other, dataset, "run 0.5/0")

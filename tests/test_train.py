@@ -355,3 +355,45 @@ def test_trained_runs_carry_the_dataset_fingerprint(tmp_path):
                                                                batch_size=8), progress=False)
     (run,) = open_experiment(tmp_path).runs()
     assert run.load_aux().fingerprint == fingerprint_dataset(dataset)
+
+
+@pytest.mark.parametrize("path", ["per_step", "stacked"])
+def test_a_diverged_run_is_stopped_and_not_written(tmp_path, small, path):
+    # Before the fix a learning rate this large gave NaN weights, NaN logits, argmax 0, and a
+    # "complete" run whose class-0 examples all counted as correct.
+    config = T.TrainConfig(**{**CONFIG.__dict__, "path": path, "learning_rate": 1e30,
+                              "epochs": 1})
+    with pytest.raises(T.DivergedError, match=r"run.*(became nan|non-finite)"):
+        T.train_experiment(tmp_path, small, 0.5, [0, 1], config, progress=False)
+    assert os.listdir(tmp_path / "0.5") == []
+
+
+_HOLD_LOCK = """
+import fcntl, os, sys, time
+ratio_dir, run_id = sys.argv[1], sys.argv[2]
+fd = os.open(os.path.join(ratio_dir, f".{run_id}.lock"), os.O_RDWR | os.O_CREAT, 0o666)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.makedirs(os.path.join(ratio_dir, f".{run_id}.tmp-other"))
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def test_two_processes_with_overlapping_run_ids(tmp_path, small):
+    # Before the fix a second process deleted the first one's temporary run directories and
+    # trained the same runs again.
+    ratio_dir = tmp_path / "0.5"
+    ratio_dir.mkdir()
+    other = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(ratio_dir), "1"],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "locked"
+        result = T.train_experiment(tmp_path, small, 0.5, [0, 1, 2], CONFIG, progress=False)
+        assert [r.run_id for r in result.trained] == [0, 2] and result.busy == (1,)
+        assert (ratio_dir / ".1.tmp-other").is_dir()  # The live process's work is kept.
+    finally:
+        other.kill()
+        other.wait()
+    result = T.train_experiment(tmp_path, small, 0.5, [0, 1, 2], CONFIG, progress=False)
+    assert [r.run_id for r in result.trained] == [1] and result.skipped == (0, 2)
+    assert sorted(os.listdir(ratio_dir)) == ["0", "1", "2"]  # Stale directory and locks gone.

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from heldout import __version__
 from heldout.cli import imagenet, release, report, runs, scores, train
-from heldout.cli.common import CommandError
+from heldout.errors import HeldoutError
 
 # TensorFlow's C++ start-up messages (oneDNN, CPU features) mean nothing to a user of the CLI.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -38,8 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except (CommandError, ValueError, KeyError, FileNotFoundError) as e:
-        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+    except (HeldoutError, FileNotFoundError) as e:  # Input errors; anything else is a bug.
+        message = e
         print(f"heldout {args.command}: error: {message}", file=sys.stderr)
         return 2
 

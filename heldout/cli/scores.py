@@ -26,12 +26,7 @@ from tqdm import tqdm
 from heldout import estimate as est
 from heldout import published
 from heldout.cli.common import CommandError, add_dataset_flags
-from heldout.data.fingerprint import (
-    Fingerprint,
-    FingerprintError,
-    check_fingerprints,
-    fingerprint_from_labels,
-)
+from heldout.data.fingerprint import Fingerprint
 from heldout.experiment import open_experiment
 
 DEFAULT_TOP_K = 10
@@ -107,50 +102,20 @@ def _dataset_source(args: argparse.Namespace) -> str | None:
     return next((getattr(args, k) for k in DATASET_SOURCES if getattr(args, k) is not None), None)
 
 
-def _load_labels(args: argparse.Namespace, expected: dict[str, int]) -> dict[str, np.ndarray]:
-    """The labels of the splits in `expected` (split -> size), the dataset read once."""
+def _load_labels(
+    args: argparse.Namespace, expected: dict[str, int], fingerprint: Fingerprint | None,
+    source: str,
+) -> dict[str, np.ndarray]:
+    """The labels of the splits in `expected` (split -> size), the dataset read once, checked
+    against the sizes and the outputs' fingerprint (`heldout.data.load_checked_labels`)."""
     # TensorFlow only for TFDS / TFRecord sources.
-    from heldout.data import load_split_labels
+    from heldout.data import load_checked_labels
 
-    labels = load_split_labels(
-        dataset=args.dataset,
-        dataset_npz=args.dataset_npz,
-        splits=tuple(expected),
-        data_dir=args.data_dir,
-        tfrecord_dir=args.tfrecord_dir,
-        index_npz=args.index_npz,
+    return load_checked_labels(
+        expected, fingerprint, source, dataset=args.dataset, dataset_npz=args.dataset_npz,
+        data_dir=args.data_dir, tfrecord_dir=args.tfrecord_dir, index_npz=args.index_npz,
         idx_dir=args.idx_dir,
     )
-    for split, n in expected.items():
-        labels[split] = np.asarray(labels[split])
-        if labels[split].shape != (n,):
-            raise CommandError(
-                f"{_dataset_source(args)}: the {split} split has {len(labels[split])} labels "
-                f"but the scores cover {n} {split} examples"
-            )
-    return labels
-
-
-def _check_labels(
-    fingerprint: Fingerprint | None, source: str, args: argparse.Namespace,
-    labels: dict[str, np.ndarray],
-) -> None:
-    """Checks the labels loaded from the dataset flags against the runs' fingerprint (which
-    may be None: nothing to check).
-
-    Raises:
-      CommandError: the labels are of another dataset or in another order.
-    """
-    if fingerprint is None:
-        return
-    dataset = _dataset_source(args)
-    found = fingerprint_from_labels(dataset, labels)
-    try:
-        check_fingerprints([(source, fingerprint), (f"the labels of {dataset}", found)])
-    except FingerprintError as e:
-        raise CommandError(
-            f"{e}. Give the dataset the runs were evaluated on, in the same order"
-        ) from e
 
 
 def _progress(desc: str, unit: str):
@@ -225,13 +190,9 @@ def cscores_command(args: argparse.Namespace) -> int:
     scores = est.cscores(accs)
     labels = None
     if _dataset_source(args) is not None:
-        labels = _load_labels(args, {"train": accs[0].num_train})["train"]
-        _check_labels(scores.fingerprint, f"the runs in {args.experiment_dir}", args,
-                      {"train": labels})
-    arrays = published.cscore_arrays(scores, labels)
-    if scores.fingerprint is not None:
-        arrays.update(scores.fingerprint.to_arrays())
-    published.write_cscores(args.out, arrays)
+        labels = _load_labels(args, {"train": accs[0].num_train}, scores.fingerprint,
+                              f"the runs in {args.experiment_dir}")["train"]
+    published.write_cscores(args.out, scores, labels)
     defined = int(np.sum(~np.isnan(scores.scores)))
     per_ratio = ", ".join(
         f"{r:g}: {n} runs" for r, n in zip(scores.ratios, scores.num_runs_by_ratio, strict=True)
@@ -256,10 +217,9 @@ def pairs_command(args: argparse.Namespace) -> int:
             f"{args.estimate_npz}: holds no influence (written with --influence none); run "
             "`heldout estimate` with --influence full or topk"
         )
-    labels = _load_labels(args, {"train": n_train, "test": n_test})
+    labels = _load_labels(args, {"train": n_train, "test": n_test}, estimate.fingerprint,
+                          args.estimate_npz)
     train_labels, test_labels = labels["train"], labels["test"]
-    _check_labels(estimate.fingerprint, args.estimate_npz, args,
-                  {"train": train_labels, "test": test_labels})
     thresholds = dict(infl_threshold=args.infl_threshold, mem_threshold=args.mem_threshold)
     if estimate.influence is not None:
         pairs = est.select_high_influence_pairs(

@@ -105,6 +105,8 @@ def train_command(args: argparse.Namespace) -> int:
           file=sys.stderr)
     result = train_experiment(args.experiment_dir, dataset, float(ratio), run_ids, config,
                               progress=not args.quiet)
-    print(f"trained {len(result.trained)} runs, skipped {len(result.skipped)} complete runs, "
-          f"in {result.seconds:.1f} s; runs in {os.path.join(args.experiment_dir, ratio)}")
+    busy = (f", left {len(result.busy)} runs being trained by another process "
+            f"({result.busy[:5]})" if result.busy else "")
+    print(f"trained {len(result.trained)} runs, skipped {len(result.skipped)} complete runs"
+          f"{busy}, in {result.seconds:.1f} s; runs in {os.path.join(args.experiment_dir, ratio)}")
     return 0

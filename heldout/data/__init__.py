@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from heldout.data.arrays import ArrayDataset, Batch, DatasetError
-from heldout.data.fingerprint import label_hash
+from heldout.data.fingerprint import Fingerprint, check_labels, label_hash
 from heldout.data.transforms import flip_labels, take_train
 
 if TYPE_CHECKING:  # TensorFlow is imported only when TFRecord shards are read.
@@ -40,12 +40,12 @@ def load_dataset(
       An `ArrayDataset`, or a `heldout.data.imagenet.TFRecordImageDataset` for `tfrecord_dir`.
 
     Raises:
-      ValueError: not exactly one source given.
+      DatasetError: not exactly one source given.
       NpzError: a bad `.npz` file.
       TFRecordDatasetError: missing or incomplete shards.
     """
     if sum(x is not None for x in (dataset, dataset_npz, tfrecord_dir, idx_dir)) != 1:
-        raise ValueError(
+        raise DatasetError(
             "give exactly one of dataset (a TFDS name), dataset_npz (a path), tfrecord_dir "
             "(a directory of TFRecord shards) and idx_dir (a directory of IDX files)"
         )
@@ -77,14 +77,46 @@ def load_split_labels(
 ) -> dict[str, np.ndarray]:
     """split -> int64 [n]: the labels of the splits in dataset order, the source read once
     (TFDS images are not decoded). Sources as in `load_dataset`."""
+    loaded = _labels_only(dataset, dataset_npz, splits, data_dir, tfrecord_dir, index_npz,
+                          idx_dir)
+    return {split: loaded.split_labels(split) for split in splits}
+
+
+def _labels_only(dataset, dataset_npz, splits, data_dir, tfrecord_dir, index_npz, idx_dir):
     if dataset is not None and dataset_npz is None:
         from heldout.data.tfds import load_tfds
 
-        loaded = load_tfds(dataset, splits, data_dir, with_images=False)
-    else:
-        loaded = load_dataset(dataset, dataset_npz, splits, data_dir, tfrecord_dir, index_npz,
-                              idx_dir)
-    return {split: loaded.split_labels(split) for split in splits}
+        return load_tfds(dataset, splits, data_dir, with_images=False)
+    return load_dataset(dataset, dataset_npz, splits, data_dir, tfrecord_dir, index_npz, idx_dir)
+
+
+def load_checked_labels(
+    sizes: dict[str, int],
+    fingerprint: Fingerprint | None,
+    source: str,
+    dataset: str | None = None,
+    dataset_npz: str | None = None,
+    data_dir: str | None = None,
+    tfrecord_dir: str | None = None,
+    index_npz: str | None = None,
+    idx_dir: str | None = None,
+) -> dict[str, np.ndarray]:
+    """The labels of the splits of `sizes` (split -> the outputs' number of examples), checked
+    against outputs computed on runs: the sizes, and the outputs' `fingerprint` (order, dataset
+    name and version; None checks the sizes only), so per-example scores are never paired with
+    labels of another order or dataset. Sources as in `load_dataset`.
+
+    Returns:
+      split -> int64 [n] labels in dataset order.
+
+    Raises:
+      FingerprintError: see `heldout.data.fingerprint.check_labels` (naming `source`).
+    """
+    loaded = _labels_only(dataset, dataset_npz, tuple(sizes), data_dir, tfrecord_dir, index_npz,
+                          idx_dir)
+    labels = {split: np.asarray(loaded.split_labels(split)) for split in sizes}
+    check_labels(labels, fingerprint, source, loaded.name, sizes)
+    return labels
 
 
 def load_labels(
@@ -102,6 +134,6 @@ def load_labels(
 
 
 __all__ = [
-    "ArrayDataset", "Batch", "DatasetError", "flip_labels", "label_hash", "load_dataset",
-    "load_labels", "load_split_labels", "take_train",
+    "ArrayDataset", "Batch", "DatasetError", "check_labels", "flip_labels", "label_hash",
+    "load_checked_labels", "load_dataset", "load_labels", "load_split_labels", "take_train",
 ]

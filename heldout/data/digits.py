@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from heldout.data.arrays import ArrayDataset
+from heldout.data.arrays import ArrayDataset, DatasetError
 
 NUM_DIGITS = 1797
 DIGITS_SCALE = 16.0
@@ -33,10 +33,10 @@ def load_digits(test_size: int = DEFAULT_TEST_SIZE) -> ArrayDataset:
 
     Raises:
       ImportError: scikit-learn is not installed (the message says how to install it).
-      ValueError: `test_size` outside ``[1, 1796]``.
+      DatasetError: `test_size` outside ``[1, 1796]``.
     """
     if not 0 < test_size < NUM_DIGITS:
-        raise ValueError(f"test_size must lie in [1, {NUM_DIGITS - 1}], got {test_size}")
+        raise DatasetError(f"test_size must lie in [1, {NUM_DIGITS - 1}], got {test_size}")
     try:
         from sklearn.datasets import load_digits as sklearn_load_digits
     except ImportError as e:
@@ -48,7 +48,7 @@ def load_digits(test_size: int = DEFAULT_TEST_SIZE) -> ArrayDataset:
     images = np.asarray(bunch.images)
     labels = np.asarray(bunch.target, dtype=np.int64)
     if images.shape != (NUM_DIGITS, 8, 8) or images.min() < 0 or images.max() > DIGITS_SCALE:
-        raise ValueError(
+        raise DatasetError(
             f"scikit-learn's digits: expected {NUM_DIGITS} images of 8x8 in [0, 16], found "
             f"{images.shape} in [{images.min()}, {images.max()}]"
         )

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from heldout.errors import HeldoutError
+from heldout.errors import HeldoutError, NotFoundError
 
 PREFIX = "fingerprint__"
 KEYS = tuple(PREFIX + k for k in ("name", "version", "splits", "sizes", "label_hashes"))
@@ -62,7 +62,7 @@ class Fingerprint:
           KeyError: the fingerprint has no such split.
         """
         if split not in self.splits:
-            raise KeyError(f"fingerprint of {self.describe()} has no split {split!r}")
+            raise NotFoundError(f"fingerprint of {self.describe()} has no split {split!r}")
         i = self.splits.index(split)
         return self.sizes[i], self.label_hashes[i]
 
@@ -238,3 +238,44 @@ def check_dataset(fingerprint: Fingerprint | None, dataset, source: str = "") ->
     splits = [s for s in fingerprint.splits if s in set(dataset.splits)]
     check_fingerprints([(source or "output", fingerprint),
                         (f"dataset {dataset.name}", fingerprint_dataset(dataset, splits))])
+
+
+def check_labels(
+    labels: Mapping[str, np.ndarray],
+    fingerprint: Fingerprint | None,
+    source: str,
+    dataset_name: str = "labels",
+    sizes: Mapping[str, int] | None = None,
+) -> None:
+    """Checks a dataset's labels against outputs they are about to be used with: their sizes
+    (split -> number of examples the outputs cover) and, when the outputs carry a fingerprint,
+    their order, dataset name and version.
+
+    Args:
+      labels: split -> int [n] labels in dataset order.
+      fingerprint: the outputs' fingerprint (None: only the sizes are checked).
+      source: names the outputs in messages (a file, an experiment).
+      dataset_name: the labels' dataset, ``name:version`` where known (e.g. the `name` of a
+        loaded dataset).
+      sizes: split -> the outputs' number of examples.
+
+    Raises:
+      FingerprintError: a size that differs, or labels of another dataset, version or order
+        (naming both and what differs).
+    """
+    for split, n in (sizes or {}).items():
+        found = np.asarray(labels[split]).shape
+        if found != (n,):
+            raise FingerprintError(
+                f"{dataset_name}: the {split} split has {found[0] if found else 0} labels but "
+                f"the scores cover {n} {split} examples ({source})"
+            )
+    if fingerprint is None:
+        return
+    found = fingerprint_from_labels(dataset_name, labels)
+    try:
+        check_fingerprints([(source, fingerprint), (f"the labels of {dataset_name}", found)])
+    except FingerprintError as e:
+        raise FingerprintError(
+            f"{e}. Give the dataset the runs were evaluated on, in the same order"
+        ) from e

@@ -1,8 +1,9 @@
 """Datasets stored as `.npz` in the ``<split>__<key>`` convention.
 
-Keys: ``<split>__image`` (uint8 [n, height, width, channels]), ``<split>__label`` (int [n]),
-optionally ``__num_classes`` (int, else 1 + the largest label) and ``__data_scale`` (pixels are
-divided by it, default 255). Example: the reference fixture ``fmnist32/dataset.npz``.
+Keys: ``<split>__image`` (uint8 [n, height, width, channels], or float already in [0, 1]),
+``<split>__label`` (int [n]), optionally ``__num_classes`` (int, else 1 + the largest label) and
+``__data_scale`` (uint8 pixels are divided by it, default 255; float pixels are used as they are,
+see `heldout.data.arrays`). Example: the reference fixture ``fmnist32/dataset.npz``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ def load_npz_dataset(path: str | os.PathLike) -> ArrayDataset:
     Raises:
       NpzError: unreadable file, no split, a split without its labels or images, lengths or
         dtypes that do not fit, labels outside ``[0, num_classes)``.
+      DatasetError: images neither uint8 nor float in [0, 1].
     """
     path = os.fspath(path)
     arrays = load_npz(path)

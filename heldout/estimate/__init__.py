@@ -37,11 +37,12 @@ computed on different datasets or orders are refused with `FingerprintError`.
 
 from __future__ import annotations
 
-from heldout.data.fingerprint import FingerprintError
+from heldout.data.fingerprint import FingerprintError as FingerprintError
 from heldout.estimate.accumulator import (
-    ACCUMULATOR_FORMAT,
+    ACCUMULATOR_FORMAT as ACCUMULATOR_FORMAT,
+)
+from heldout.estimate.accumulator import (
     EstimateError,
-    Progress,
     RatioAccumulator,
     accumulate,
     accumulate_experiment,
@@ -49,8 +50,13 @@ from heldout.estimate.accumulator import (
     load_accumulator,
     merge_accumulators,
 )
+from heldout.estimate.accumulator import (
+    Progress as Progress,
+)
 from heldout.estimate.pairwise import (
-    DEFAULT_WORKING_BYTES,
+    DEFAULT_WORKING_BYTES as DEFAULT_WORKING_BYTES,
+)
+from heldout.estimate.pairwise import (
     HighInfluencePairs,
     high_influence_pairs,
     influence,
@@ -68,23 +74,23 @@ from heldout.estimate.scores import (
     ratio_cscore,
 )
 from heldout.estimate.summary import (
-    INFLUENCE_KINDS,
+    INFLUENCE_KINDS as INFLUENCE_KINDS,
+)
+from heldout.estimate.summary import (
     RatioEstimate,
     estimate,
     load_estimate,
     save_estimate,
 )
 
+# The public names: functions and result types. Constants (ACCUMULATOR_FORMAT,
+# DEFAULT_WORKING_BYTES, INFLUENCE_KINDS), the `Progress` type and `FingerprintError` (from
+# heldout.data.fingerprint) stay importable from here but are not part of ``import *``.
 __all__ = [
-    "ACCUMULATOR_FORMAT",
-    "DEFAULT_WORKING_BYTES",
-    "INFLUENCE_KINDS",
     "CScores",
     "EstimateError",
-    "FingerprintError",
     "HighInfluencePairs",
     "Memorization",
-    "Progress",
     "RatioAccumulator",
     "RatioCScore",
     "RatioEstimate",

@@ -12,6 +12,7 @@ order. See `heldout.estimate` for the estimators built on it.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -55,6 +56,18 @@ def _pack(rows: np.ndarray) -> np.ndarray:
     return np.packbits(rows, axis=-1, bitorder="little")
 
 
+def run_content_name(mask: np.ndarray, train_correct: np.ndarray, test_correct: np.ndarray) -> str:
+    """``#<16 hex digits>``: the name an unnamed run gets, a SHA-256 of its bool mask, train and
+    test correctness (bit-packed), so that the same run added twice (a repeated shard) is
+    recognised and refused even without a name."""
+    digest = hashlib.sha256()
+    for row in (mask, train_correct, test_correct):
+        row = np.asarray(row, bool)
+        digest.update(np.int64(row.size).tobytes())
+        digest.update(_pack(row).tobytes())
+    return "#" + digest.hexdigest()[:16]
+
+
 def _unpack(
     bits: np.ndarray, start: int, stop: int, buffer: np.ndarray | None = None
 ) -> np.ndarray:
@@ -94,7 +107,8 @@ class RatioAccumulator:
       correct_in: int64 [num_train], ``sum_r M[r, i] C[r, i]``.
       correct_total: int64 [num_train], ``sum_r C[r, i]``.
       test_correct_total: int64 [num_test], ``sum_r T[r, j]``.
-      run_names: names of the runs added ('' when unnamed), used to refuse double counting.
+      run_names: names of the runs added, used to refuse double counting; a run added without
+        a name is named by its content (`run_content_name`, ``#<hash>``).
       fingerprint: the dataset fingerprint of the runs (the first one seen; see
         `heldout.data.fingerprint`), or None when no run had one (released runs).
       fingerprint_source: where `fingerprint` came from (a run's aux arrays, a file), for
@@ -199,10 +213,12 @@ class RatioAccumulator:
           mask: bool [num_train], True for the examples in the run's subset.
           train_correct: bool [num_train], correctness of every training example (in and out).
           test_correct: bool [num_test], correctness of every test example.
-          name: the run's name (e.g. ``0.7/12``); a name already added is refused.
+          name: the run's name (e.g. ``0.7/12``); default: its content hash
+            (`run_content_name`). A name already added is refused.
 
         Raises:
-          EstimateError: wrong shapes or non-boolean values, or a repeated name.
+          EstimateError: wrong shapes or non-boolean values, or a repeated name (or, for an
+            unnamed run, a run with the same content already added).
         """
         self.add_runs(
             np.asarray(mask)[None],
@@ -248,6 +264,8 @@ class RatioAccumulator:
         names = [""] * num_runs if names is None else [str(n) for n in names]
         if len(names) != num_runs:
             raise EstimateError(f"{num_runs} runs but {len(names)} names")
+        names = [name or run_content_name(masks[r], train_correct[r], test_correct[r])
+                 for r, name in enumerate(names)]
         self._check_new_names(names)
         self.count_in += masks.sum(axis=0, dtype=np.int64)
         self.correct_in += (masks & train_correct).sum(axis=0, dtype=np.int64)
@@ -267,6 +285,8 @@ class RatioAccumulator:
         if repeated:
             raise EstimateError(
                 f"run(s) {repeated[:5]} already added; an accumulator counts each run once"
+                + (" (runs without a name are named by a hash of their content: the same "
+                   "run, or a repeated shard)" if repeated[0].startswith("#") else "")
             )
 
     def merge(self, other: RatioAccumulator) -> RatioAccumulator:
@@ -398,6 +418,10 @@ def load_accumulator(path: str | os.PathLike) -> RatioAccumulator:
     if keep_runs:
         acc._mask_rows = [get("mask_bits", "u", (num_runs, (num_train + 7) // 8))]
         acc._test_rows = [get("test_bits", "u", (num_runs, (num_test + 7) // 8))]
+    if keep_runs:
+        _check_bits(path, "mask_bits", acc._mask_rows[0], num_train, acc.count_in, "count_in")
+        _check_bits(path, "test_bits", acc._test_rows[0], num_test, acc.test_correct_total,
+                    "test_correct_total")
     bad = [
         key
         for key, ok in (
@@ -417,7 +441,31 @@ def load_accumulator(path: str | os.PathLike) -> RatioAccumulator:
     ]
     if bad:
         raise NpzError(f"{path}: key(s) {bad} hold counts inconsistent with num_runs={num_runs}")
+    if len(set(acc.run_names)) != num_runs:
+        raise NpzError(f"{path}: key 'run_names' repeats a run; each run counts once")
     return acc
+
+
+def _check_bits(
+    path: str, key: str, bits: np.ndarray, n: int, counts: np.ndarray, counts_key: str
+) -> None:
+    """Checks that bit-packed rows (uint8 [R, ceil(n / 8)]) sum, per column, to `counts`
+    (int64 [n]) and have no bits set past column n.
+
+    Raises:
+      NpzError: naming the file, both keys and the first column that disagrees.
+    """
+    unpacked = np.unpackbits(bits, axis=1, bitorder="little")
+    if unpacked[:, n:].any():
+        raise NpzError(f"{path}: key {key!r} has bits set past its {n} columns")
+    summed = unpacked[:, :n].sum(axis=0, dtype=np.int64)
+    differ = np.flatnonzero(summed != counts)
+    if len(differ):
+        i = int(differ[0])
+        raise NpzError(
+            f"{path}: key {counts_key!r} disagrees with {key!r} at {len(differ)} example(s) "
+            f"(first {i}: {int(counts[i])} counted, {int(summed[i])} in the bits)"
+        )
 
 
 def check_fingerprint_sizes(

@@ -8,6 +8,7 @@ with binomial standard errors; NaN where a count is zero. See `heldout.estimate`
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -149,13 +150,22 @@ def cscores(accumulators: Sequence[RatioAccumulator]) -> CScores:
       accumulators: one per subset ratio, all over the same dataset.
 
     Raises:
-      EstimateError: no accumulators, sizes that differ, or a ratio given twice.
+      EstimateError: no accumulators, sizes that differ, a ratio given twice, or an
+        accumulator without a subset ratio (NaN: made without ``subset_ratio=``).
       FingerprintError: the ratios' runs were evaluated on different datasets or orders
         (accumulators without a fingerprint are not checked).
     """
-    accs = sorted(accumulators, key=lambda a: a.subset_ratio)
-    if not accs:
+    accumulators = list(accumulators)
+    if not accumulators:
         raise EstimateError("no subset ratios to average")
+    missing = [i for i, a in enumerate(accumulators) if math.isnan(a.subset_ratio)]
+    if missing:
+        raise EstimateError(
+            f"accumulator(s) {missing} (of {len(accumulators)}) have no subset ratio (NaN); "
+            "C-scores average over subset ratios: give accumulate(..., subset_ratio=) or "
+            "accumulate runs read from an experiment"
+        )
+    accs = sorted(accumulators, key=lambda a: a.subset_ratio)
     sizes = {(a.num_train, a.num_test) for a in accs}
     if len(sizes) > 1:
         raise EstimateError(f"accumulators over different dataset sizes {sorted(sizes)}")

@@ -20,12 +20,12 @@ pure Python: it names and selects members; `heldout.download` (with `heldout.fet
 from __future__ import annotations
 
 import dataclasses
-import math
 import posixpath
 import re
 from collections.abc import Iterable, Sequence
 
-from heldout.experiment import AUX_ARRAYS, CHECKPOINT_DIR
+from heldout.errors import InputError
+from heldout.experiment import AUX_ARRAYS, CHECKPOINT_DIR, parse_ratio, parse_ratio_name
 
 BASE_URL = "http://storage.googleapis.com/gresearch/heldout-training-checkpoints/"
 GCS_URL = "gs://gresearch/heldout-training-checkpoints/"
@@ -34,7 +34,6 @@ GCS_URL = "gs://gresearch/heldout-training-checkpoints/"
 ONLY_KINDS = ("aux_arrays", "checkpoints")
 
 _MD5 = re.compile(r"^[0-9a-f]{32}$")
-_RATIO = re.compile(r"^[0-9]*\.?[0-9]+$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +87,7 @@ def get_archive(experiment: str) -> ReleaseArchive:
     try:
         return ARCHIVES[experiment]
     except KeyError:
-        raise ValueError(
+        raise InputError(
             f"no released experiment {experiment!r}; the release has {', '.join(ARCHIVES)} "
             "(use --url and --md5 for another archive)"
         ) from None
@@ -102,7 +101,7 @@ def check_md5(value: str) -> str:
     """
     md5 = value.strip().lower()
     if not _MD5.match(md5):
-        raise ValueError(f"an MD5 is 32 hexadecimal digits, got {value!r}")
+        raise InputError(f"an MD5 is 32 hexadecimal digits, got {value!r}")
     return md5
 
 
@@ -130,10 +129,9 @@ class RunMember:
 
 
 def is_ratio_name(name: str) -> bool:
-    """True for a subset-ratio directory name such as ``0.7`` (a number in (0, 1])."""
-    if not _RATIO.match(name):
-        return False
-    return 0.0 < float(name) <= 1.0
+    """True for a subset-ratio directory name such as ``0.7`` (`heldout.experiment.
+    parse_ratio_name`)."""
+    return parse_ratio_name(name) is not None
 
 
 def parse_member(parts: Sequence[str]) -> RunMember | None:
@@ -168,7 +166,7 @@ def parse_only(text: str | Iterable[str] | None) -> tuple[str, ...] | None:
     kinds = tuple(dict.fromkeys(k.strip() for k in items if k.strip()))
     bad = [k for k in kinds if k not in ONLY_KINDS]
     if bad:
-        raise ValueError(
+        raise InputError(
             f"--only takes a comma-separated list of {', '.join(ONLY_KINDS)}; got {bad}"
         )
     return kinds or None
@@ -188,14 +186,12 @@ def parse_ratios(text: str | Iterable[float | str] | None) -> tuple[float, ...] 
         if isinstance(item, str) and not item.strip():
             continue
         try:
-            value = float(item)
-        except ValueError:
-            raise ValueError(
-                f"--ratios takes comma-separated subset ratios such as 0.7,0.5; got {item!r}"
+            ratios.append(parse_ratio(item))
+        except InputError:
+            raise InputError(
+                f"--ratios takes comma-separated subset ratios such as 0.7,0.5, each in (0, 1]; "
+                f"got {item!r}"
             ) from None
-        if not (math.isfinite(value) and 0.0 < value <= 1.0):
-            raise ValueError(f"a subset ratio is a number in (0, 1]; got {item!r}")
-        ratios.append(value)
     return tuple(dict.fromkeys(ratios)) or None
 
 

@@ -30,6 +30,7 @@ import os
 import shutil
 import urllib.parse
 
+from heldout.errors import InputError
 from heldout.release.archives import MemberSelection, check_md5, get_archive
 from heldout.release.http import DownloadError, HttpOptions, HttpStream, check_url
 from heldout.release.progress import byte_bar, human_bytes
@@ -130,7 +131,7 @@ def download_release(
             hint = ""
             with contextlib.suppress(ValueError):
                 hint = f" (the released {experiment} archive has MD5 {get_archive(experiment).md5})"
-            raise ValueError(f"--url {url} needs --md5, the MD5 of the archive it serves{hint}")
+            raise InputError(f"--url {url} needs --md5, the MD5 of the archive it serves{hint}")
         expected = md5
         filename = _archive_name(url) or f"{experiment}.tar.gz"
     expected = check_md5(expected)

@@ -31,7 +31,7 @@ import urllib.request
 from collections.abc import Callable
 
 from heldout import __version__
-from heldout.errors import HeldoutError
+from heldout.errors import HeldoutError, InputError
 from heldout.release.archives import BASE_URL, GCS_URL
 from heldout.release.progress import byte_bar
 
@@ -339,11 +339,12 @@ def _int_header(value: str | None) -> int | None:
 
 
 def check_url(url: str) -> None:
-    """Raises ValueError unless `url` is an ``http://`` or ``https://`` address (``gs://`` too)."""
+    """Raises InputError (a ValueError) unless `url` is an ``http://`` or ``https://`` address
+    (``gs://`` too)."""
     scheme = urllib.parse.urlsplit(url).scheme.lower()
     if url.startswith(GCS_URL) or scheme == "gs":
-        raise ValueError(
+        raise InputError(
             f"{url}: gs:// addresses need gsutil; use the HTTP address instead ({BASE_URL}<file>)"
         )
     if scheme not in ("http", "https"):
-        raise ValueError(f"{url}: not an http:// or https:// address")
+        raise InputError(f"{url}: not an http:// or https:// address")

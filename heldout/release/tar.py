@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import gzip
 import io
 import os
 import re
-import secrets
 import shutil
 import tarfile
 import zlib
 
 from tqdm import tqdm
 
+from heldout.atomic import atomic_write, fsync_directory
 from heldout.errors import HeldoutError
 from heldout.release.archives import MemberSelection, RunMember, parse_member
 from heldout.release.progress import byte_bar, human_bytes
@@ -294,36 +295,42 @@ def _member_type(member: tarfile.TarInfo) -> str:
 
 
 def _write_member(src, target: str, member: tarfile.TarInfo, source: str, chunk_size: int) -> None:
-    """Copies a member to a hidden temporary file beside `target`, then renames it."""
-    directory, base = os.path.split(target)
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{base}.{secrets.token_hex(4)}.part")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
+    """Copies a member to `target` atomically (`heldout.atomic`), keeping its mtime."""
+    with atomic_write(target, "wb") as out:
         written = 0
-        with os.fdopen(fd, "wb") as out:
-            while block := src.read(chunk_size):
-                out.write(block)
-                written += len(block)
+        while block := src.read(chunk_size):
+            out.write(block)
+            written += len(block)
         if written != member.size:
             raise ArchiveError(
                 f"{source}: member {member.name!r} ended after {written:,} of {member.size:,} bytes"
             )
+        out.flush()  # Before the mtime is set: a later write would change it.
         with contextlib.suppress(OSError, OverflowError, ValueError):
-            os.utime(tmp, (member.mtime, member.mtime))
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
+            os.utime(out.fileno(), (member.mtime, member.mtime))
 
 
 def merge_tree(staging: str, dest: str) -> None:
-    """Moves every file of `staging` to the same place under `dest`, then removes `staging`."""
+    """Moves every file of `staging` (complete files: `_write_member` writes atomically) to the
+    same place under `dest`, then removes `staging`.
+
+    Each file replaces its target by one rename (`os.replace`), so an existing file is only
+    ever replaced by a complete one; where a rename cannot cross file systems the file is
+    copied to a temporary name beside the target and renamed (`heldout.atomic`). Each target
+    directory is fsynced.
+    """
     for dirpath, _dirnames, filenames in os.walk(staging):
         rel = os.path.relpath(dirpath, staging)
         target_dir = dest if rel == "." else os.path.join(dest, rel)
         os.makedirs(target_dir, exist_ok=True)
         for filename in filenames:
-            os.replace(os.path.join(dirpath, filename), os.path.join(target_dir, filename))
+            src, target = os.path.join(dirpath, filename), os.path.join(target_dir, filename)
+            try:
+                os.replace(src, target)
+            except OSError as e:
+                if e.errno != errno.EXDEV:
+                    raise
+                with open(src, "rb") as f, atomic_write(target, "wb") as out:
+                    shutil.copyfileobj(f, out)
+        fsync_directory(target_dir)
     shutil.rmtree(staging)

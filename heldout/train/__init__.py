@@ -37,6 +37,7 @@ from heldout.train.config import (
     TrainConfig,
 )
 from heldout.train.plan import (
+    DivergedError,
     RunPlan,
     TrainError,
     parse_run_ids,
@@ -62,6 +63,7 @@ from heldout.train.trainer import (
 )
 
 __all__ = [
+    "DivergedError",
     "ModelTrainer",
     "PATHS",
     "RUN_JSON",

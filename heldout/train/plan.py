@@ -13,11 +13,17 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from heldout.errors import HeldoutError
+from heldout.errors import HeldoutError, InputError
+from heldout.experiment import ratio_dir_name
 
 
 class TrainError(HeldoutError, ValueError):
     """Training cannot start: a bad configuration, or an experiment directory in the way."""
+
+
+class DivergedError(TrainError):
+    """A run's training loss (or its weights) became NaN or infinite: the run is stopped and
+    not written, since its predictions would be meaningless (lower the learning rate)."""
 
 
 def ratio_name(subset_ratio: float) -> str:
@@ -26,10 +32,10 @@ def ratio_name(subset_ratio: float) -> str:
     Raises:
       TrainError: a ratio outside (0, 1].
     """
-    subset_ratio = float(subset_ratio)
-    if not 0.0 < subset_ratio <= 1.0:
-        raise TrainError(f"subset ratio must lie in (0, 1], got {subset_ratio}")
-    return repr(subset_ratio)
+    try:
+        return ratio_dir_name(subset_ratio)
+    except InputError as e:
+        raise TrainError(f"subset ratio must lie in (0, 1]: {e}") from None
 
 
 def parse_run_ids(spec: str) -> list[int]:

@@ -7,20 +7,23 @@ into place only when complete (see `heldout.train`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import glob
 import json
 import os
+import secrets
 import shutil
-import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
 from heldout import __version__
+from heldout.atomic import fsync_directory, write_text_atomic
 from heldout.data.arrays import ArrayDataset
 from heldout.data.fingerprint import fingerprint_dataset, label_hash
 from heldout.experiment import (
@@ -34,7 +37,14 @@ from heldout.experiment import (
 )
 from heldout.train import stacked
 from heldout.train.config import TrainConfig
-from heldout.train.plan import RunPlan, TrainError, plan_run, ratio_name, run_seed
+from heldout.train.plan import (
+    DivergedError,
+    RunPlan,
+    TrainError,
+    plan_run,
+    ratio_name,
+    run_seed,
+)
 from heldout.train.trainer import (
     ModelTrainer,
     _images,
@@ -70,21 +80,30 @@ def _run_info(
 
 
 def _start_run(ratio_dir: str, run_id: int) -> str:
-    """Removes stale temporary directories of the run and makes a new one."""
+    """Removes stale temporary directories of the run and makes a new one.
+
+    Only called with the run's lock held (`_run_locks`), so every ``.<run_id>.tmp-*`` is stale:
+    its owner died or gave up. The directory is created with mode 0o777 less the umask (the
+    permissions of a normally created directory; the umask is never changed).
+    """
     for stale in glob.glob(os.path.join(glob.escape(ratio_dir), f".{run_id}.tmp-*")):
         shutil.rmtree(stale, ignore_errors=True)
-    return tempfile.mkdtemp(prefix=f".{run_id}.tmp-", dir=ratio_dir)
+    while True:
+        tmp = os.path.join(ratio_dir, f".{run_id}.tmp-{secrets.token_hex(4)}")
+        try:
+            os.mkdir(tmp, 0o777)
+            return tmp
+        except FileExistsError:
+            continue
 
 
 def _finish_run(tmp: str, final: str, aux: AuxArrays, info: dict) -> bool:
-    """Writes the aux arrays and run.json into `tmp` and renames it to `final`.
+    """Writes the aux arrays and run.json into `tmp` (atomically) and renames it to `final`.
 
     Returns False (and removes `tmp`) when another process completed the run meanwhile.
     """
     write_aux_arrays(os.path.join(tmp, AUX_ARRAYS), aux)
-    with open(os.path.join(tmp, RUN_JSON), "w", encoding="utf-8") as f:
-        json.dump(info, f, indent=1)
-    _set_permissions(tmp)
+    write_text_atomic(os.path.join(tmp, RUN_JSON), json.dumps(info, indent=1))
     try:
         os.rename(tmp, final)
     except OSError:
@@ -92,18 +111,68 @@ def _finish_run(tmp: str, final: str, aux: AuxArrays, info: dict) -> bool:
             shutil.rmtree(tmp, ignore_errors=True)
             return False
         raise
+    fsync_directory(os.path.dirname(final))
     return True
 
 
-def _set_permissions(run_dir: str) -> None:
-    """Gives the run the permissions of a normally created directory (temporary directories and
-    files are created private to the user)."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    for root, _, files in os.walk(run_dir):
-        os.chmod(root, 0o777 & ~umask)
-        for name in files:
-            os.chmod(os.path.join(root, name), 0o666 & ~umask)
+def _lock_path(ratio_dir: str, run_id: int) -> str:
+    return os.path.join(ratio_dir, f".{run_id}.lock")
+
+
+def _try_lock(path: str) -> int | None:
+    """An open descriptor holding an exclusive `fcntl.flock` on `path` (created if needed, the
+    owner's pid written in it), or None when a live process holds it.
+
+    The kernel releases a lock when its process dies, so a killed trainer never blocks a run.
+    The file is removed when the lock is released (`_unlock`); a lock taken on a file another
+    process removed meanwhile is dropped and taken again on the new file.
+    """
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            return fd
+        os.close(fd)
+
+
+def _unlock(path: str, fd: int) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+    os.close(fd)
+
+
+@contextlib.contextmanager
+def _run_locks(ratio_dir: str, run_ids: Sequence[int]) -> Iterator[tuple[list[int], list[int]]]:
+    """Locks the runs (one ``.<run_id>.lock`` each, `_try_lock`) for the duration of the block.
+
+    Yields:
+      (locked, busy): the run ids now held by this process, and those held by another live
+      process (to be skipped: it is training them).
+    """
+    held: dict[int, tuple[str, int]] = {}
+    busy = []
+    try:
+        for run_id in run_ids:
+            path = _lock_path(ratio_dir, run_id)
+            fd = _try_lock(path)
+            if fd is None:
+                busy.append(run_id)
+            else:
+                held[run_id] = (path, fd)
+        yield list(held), busy
+    finally:
+        for path, fd in held.values():
+            _unlock(path, fd)
 
 
 # The run.json fields of the data and model, reported apart from the training settings (epochs,
@@ -176,11 +245,13 @@ class TrainResult:
       trained: the runs written by this call.
       skipped: run ids that were already complete.
       seconds: wall time.
+      busy: run ids another live process was training (their locks were held), not trained.
     """
 
     trained: tuple[Run, ...]
     skipped: tuple[int, ...]
     seconds: float
+    busy: tuple[int, ...] = ()
 
 
 def train_experiment(
@@ -193,8 +264,11 @@ def train_experiment(
 ) -> TrainResult:
     """Trains the runs `run_ids` at `subset_ratio` and writes each in the release layout.
 
-    Complete runs (``<ratio>/<run_id>/aux_arrays.npz`` present) are skipped; stale temporary
-    directories of the runs to train are removed first.
+    Complete runs (``<ratio>/<run_id>/aux_arrays.npz`` present) are skipped. Each run to train
+    is locked first (``<ratio>/.<run_id>.lock``, an `fcntl.flock` the kernel releases when its
+    process dies): runs locked by another live process are left to it (`TrainResult.busy`), so
+    processes given overlapping run ids never destroy each other's work; only the temporary
+    directories of runs this process holds, which are stale, are removed.
 
     Args:
       experiment_dir: the ``<experiment>`` directory (created if needed).
@@ -241,22 +315,22 @@ def train_experiment(
             "remove them to train these runs"
         )
     _check_existing_runs(ratio_dir, dataset, config)
-    skipped = tuple(r for r in run_ids if status[r] == "complete")
-    todo = [r for r in run_ids if status[r] == "absent"]
+    absent = [r for r in run_ids if status[r] == "absent"]
     n_train = dataset.num_examples("train")
-    plans = [plan_run(run_seed(config.seed, float(ratio), r), r, n_train, float(ratio),
-                      config.epochs, config.batch_size) for r in todo]
     trained: list[Run] = []
-    if plans:
-        trainer = make_model_trainer(config.arch, dataset.num_classes, dataset.image_shape,
-                                     config.learning_rate, config.momentum)
-        if config.resolved_path() == "stacked":
-            trained = _train_stacked_runs(trainer, dataset, ratio, ratio_dir, plans, config,
-                                          progress)
-        else:
-            trained = _train_per_step_runs(trainer, dataset, ratio, ratio_dir, plans, config,
-                                           progress)
-    return TrainResult(tuple(trained), skipped, time.perf_counter() - start)
+    with _run_locks(ratio_dir, absent) as (locked, busy):
+        # Another process may have completed a run between the status check and the lock.
+        todo = [r for r in locked if run_status(ratio_dir, r) == "absent"]
+        skipped = tuple(r for r in run_ids if r not in todo and r not in busy)
+        plans = [plan_run(run_seed(config.seed, float(ratio), r), r, n_train, float(ratio),
+                          config.epochs, config.batch_size) for r in todo]
+        if plans:
+            trainer = make_model_trainer(config.arch, dataset.num_classes, dataset.image_shape,
+                                         config.learning_rate, config.momentum)
+            train = (_train_stacked_runs if config.resolved_path() == "stacked"
+                     else _train_per_step_runs)
+            trained = train(trainer, dataset, ratio, ratio_dir, plans, config, progress)
+    return TrainResult(tuple(trained), skipped, time.perf_counter() - start, tuple(busy))
 
 
 def _train_per_step_runs(trainer, dataset, ratio, ratio_dir, plans, config, progress):
@@ -322,6 +396,7 @@ def _train_stacked_runs(trainer, dataset, ratio, ratio_dir, plans, config, progr
                     params, x_train_t, y_train_t, batches, config.learning_rate,
                     config.momentum, steps_per_call=group[0].steps_per_epoch,
                     progress=progress and len(plans) <= k)
+                _check_finite_weights(state.params, group)
                 if all(config.wants_checkpoint(p.run_id) for p in group):
                     train_correct = test_correct = [None] * len(group)  # Evaluated below.
                 else:
@@ -351,6 +426,24 @@ def _train_stacked_runs(trainer, dataset, ratio, ratio_dir, plans, config, progr
                 raise
             bar.update(len(group))
     return trained
+
+
+def _check_finite_weights(params: stacked.StackedMLP, group: Sequence[RunPlan]) -> None:
+    """Refuses the stacked runs whose weights became NaN or infinite (a non-finite loss makes
+    its gradients, and so the weights, non-finite).
+
+    Raises:
+      DivergedError: naming the runs.
+    """
+    finite = np.ones(len(group), bool)
+    for array in (*params.weights, *params.biases):
+        finite &= np.isfinite(array.reshape(len(group), -1)).all(axis=1)
+    if not finite.all():
+        bad = [plan.run_id for plan, ok in zip(group, finite, strict=True) if not ok]
+        raise DivergedError(
+            f"runs {bad}: the training loss became non-finite (NaN or infinite weights after "
+            "training); these runs are not written (lower the learning rate)"
+        )
 
 
 def load_run_info(run: Run | str | os.PathLike) -> dict:

@@ -15,10 +15,10 @@ import sonnet as snt
 import tensorflow as tf
 from tqdm import tqdm
 
-from heldout.data.arrays import ArrayDataset
+from heldout.data.arrays import ArrayDataset, model_input
 from heldout.evaluate import Evaluator
 from heldout.models import build_model, create_variables
-from heldout.train.plan import RunPlan
+from heldout.train.plan import DivergedError, RunPlan
 
 
 def initial_model(
@@ -118,22 +118,33 @@ def make_model_trainer(
 
 def _images(dataset: ArrayDataset, split: str, index: np.ndarray) -> np.ndarray:
     """float32 model input of examples `index` (the same preprocessing as `batches`)."""
-    return dataset.images[split][index].astype(np.float32) / np.float32(dataset.scale)
+    return model_input(dataset.images[split][index], dataset.scale)
 
 
 def train_model_run(
     trainer: ModelTrainer, dataset: ArrayDataset, plan: RunPlan, progress: bool = False
 ) -> None:
-    """Trains `trainer`'s model for one run (the per-step path), from the run's initial weights."""
+    """Trains `trainer`'s model for one run (the per-step path), from the run's initial weights.
+
+    Raises:
+      DivergedError: the loss of a step is NaN or infinite (naming the run, epoch and step).
+    """
     trainer.reset(plan.init_seed)
     labels = dataset.split_labels("train")
     batches = plan.batches()
     with tqdm(total=plan.num_steps, desc=f"run {plan.run_id}", unit="step",
               disable=not progress, leave=False) as bar:
         for epoch in range(plan.epochs):
-            for index in batches[epoch * plan.steps_per_epoch:(epoch + 1) * plan.steps_per_epoch]:
+            steps = batches[epoch * plan.steps_per_epoch:(epoch + 1) * plan.steps_per_epoch]
+            for step, index in enumerate(steps):
                 index = index[index >= 0]
-                trainer.train_step(_images(dataset, "train", index), labels[index])
+                loss = trainer.train_step(_images(dataset, "train", index), labels[index])
+                if not np.isfinite(loss):
+                    raise DivergedError(
+                        f"run {plan.run_id}: the training loss became {loss} in epoch "
+                        f"{epoch + 1}, step {step + 1}; the run is not written (lower the "
+                        "learning rate)"
+                    )
                 bar.update(1)
             trainer.epoch.assign(epoch + 1)
 

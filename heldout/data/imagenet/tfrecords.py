@@ -34,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from heldout.data.arrays import Batch
+from heldout.data.arrays import Batch, DatasetSplitError
 from heldout.errors import HeldoutError
 from heldout.npzio import NpzError, load_npz
 
@@ -221,7 +221,8 @@ class TFRecordImageDataset:
     def split_labels(self, split: str) -> np.ndarray:
         """int64 [n]: 0-based labels of a split in `index` order."""
         if split not in self.labels:
-            raise KeyError(f"{self.source or self.name}: no split {split!r}; it has {self.splits}")
+            raise DatasetSplitError(
+                f"{self.source or self.name}: no split {split!r}; it has {self.splits}")
         return self.labels[split]
 
     def _parse(self, record: tf.Tensor, with_filename: bool) -> dict[str, tf.Tensor]:
@@ -242,7 +243,8 @@ class TFRecordImageDataset:
 
     def _files(self, split: str, indices: np.ndarray | None) -> list[str]:
         if split not in self.files:
-            raise KeyError(f"{self.source or self.name}: no split {split!r}; it has {self.splits}")
+            raise DatasetSplitError(
+                f"{self.source or self.name}: no split {split!r}; it has {self.splits}")
         files = list(self.files[split])
         ranges = self.shard_ranges.get(split)
         if indices is None or ranges is None or len(ranges) != len(files):
