@@ -410,6 +410,65 @@ def _is_run_id(name: str) -> bool:
     return name.isdigit()
 
 
+def _entry_order(name: str) -> tuple:
+    """Sort key for directory entries: run ids (and ratios) by value, then other names."""
+    if _is_run_id(name):
+        return (0, int(name), name)
+    ratio = _parse_ratio(name)
+    return (1, ratio, name) if ratio is not None else (2, 0.0, name)
+
+
+def is_ratio_dir(path: str | os.PathLike) -> bool:
+    """True when `path` is a subset-ratio directory of an experiment: its name is a ratio
+    (``0.7``) and it holds at least one run directory (``<run_id>/`` with aux arrays or
+    checkpoints)."""
+    path = os.fspath(path)
+    if _parse_ratio(os.path.basename(os.path.abspath(path))) is None or not os.path.isdir(path):
+        return False
+    return any(_is_run_id(name) and is_run_dir(os.path.join(path, name))
+               for name in os.listdir(path))
+
+
+def enclosing_layout_dir(path: str | os.PathLike) -> tuple[str, str] | None:
+    """The innermost run or subset-ratio directory that is `path` or contains it.
+
+    Returns:
+      ``("run", directory)`` or ``("ratio", directory)``, or None when `path` lies in neither
+      (e.g. an experiment directory, or a fresh directory elsewhere). Nothing is created.
+    """
+    current = os.path.abspath(os.fspath(path))
+    while True:
+        if os.path.isdir(current):
+            if is_run_dir(current) and _is_run_id(os.path.basename(current)):
+                return "run", current
+            if is_ratio_dir(current):
+                return "ratio", current
+        parent = os.path.dirname(current)
+        if parent == current:
+            return None
+        current = parent
+
+
+def _refuse_run_or_ratio_dir(root: str) -> None:
+    """An experiment opened at one of its run or ratio directories: say which to give."""
+    has_ratio_child = any(
+        _parse_ratio(n) is not None and os.path.isdir(os.path.join(root, n))
+        for n in os.listdir(root)
+    )
+    if has_ratio_child:
+        return
+    if is_run_dir(root):
+        raise LayoutError(
+            f"{root} is a run directory; give its experiment directory "
+            f"{os.path.dirname(os.path.dirname(root))}"
+        )
+    if is_ratio_dir(root):
+        raise LayoutError(
+            f"{root} is a subset-ratio directory; give its experiment directory "
+            f"{os.path.dirname(root)}"
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class Skipped:
     """An entry of an experiment directory that is not a complete run, and why."""
@@ -418,7 +477,7 @@ class Skipped:
     reason: str
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, repr=False)
 class Experiment:
     """The complete runs of an experiment directory, by subset ratio.
 
@@ -464,6 +523,11 @@ class Experiment:
     def __len__(self) -> int:
         return sum(len(r) for r in self.runs_by_ratio.values())
 
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{ratio}: {len(runs)}" for ratio, runs in self.runs_by_ratio.items())
+        return (f"Experiment({self.root!r}, {len(self)} runs by ratio {{{counts}}}, "
+                f"{len(self.skipped)} skipped)")
+
 
 def open_experiment(
     root: str | os.PathLike, require_checkpoint: bool = False, strict: bool = False
@@ -476,19 +540,22 @@ def open_experiment(
     `strict`, a warning.
 
     Raises:
-      LayoutError: `root` is not a directory; or, when `strict`, any entry is skipped.
+      LayoutError: `root` is not a directory, or is a run or subset-ratio directory (the
+        message names the experiment directory to give); or, when `strict`, any entry is
+        skipped.
     """
     root = os.path.abspath(os.fspath(root))
     if not os.path.isdir(root):
         raise LayoutError(f"{root}: experiment directory not found")
+    _refuse_run_or_ratio_dir(root)
     runs: dict[str, list[Run]] = {}
     skipped: list[Skipped] = []
-    for ratio in sorted(os.listdir(root)):
+    for ratio in sorted(os.listdir(root), key=_entry_order):
         ratio_path = os.path.join(root, ratio)
         if _parse_ratio(ratio) is None or not os.path.isdir(ratio_path):
             skipped.append(Skipped(ratio_path, "not a subset-ratio directory"))
             continue
-        for name in sorted(os.listdir(ratio_path)):
+        for name in sorted(os.listdir(ratio_path), key=_entry_order):
             path = os.path.join(ratio_path, name)
             if not _is_run_id(name) or not os.path.isdir(path):
                 reason = (

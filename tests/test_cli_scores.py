@@ -262,11 +262,13 @@ def synthetic(tmp_path):
 def test_commands_on_synthetic_experiment(synthetic, tmp_path, capsys):
     root, data, labels, dataset = synthetic
     out_dir = tmp_path / "out"
-    with pytest.warns(UserWarning, match="skipped 2 entries"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # skipped entries are reported, not warned about
         status, out, err = run_cli(
             capsys, "estimate", root, "--ratio", "0.7", "--out", out_dir / "est.npz"
         )
     assert status == 0, err
+    assert err.count("skipped 2 entries of ") == 1, err
     masks, correct, test_correct = data["0.7"]
     mem, infl = direct(masks, correct, test_correct)
     arrays = load_npz(out_dir / "est.npz")
@@ -276,11 +278,10 @@ def test_commands_on_synthetic_experiment(synthetic, tmp_path, capsys):
     np.testing.assert_array_equal(np.isnan(arrays["influence"]), np.isnan(infl))
     assert np.isnan(mem).any()  # some examples in all six runs at 0.7
 
-    with pytest.warns(UserWarning):
-        status, _, err = run_cli(
-            capsys, "cscores", root, "--dataset_npz", dataset, "--out", out_dir / "cs.npz"
-        )
-    assert status == 0, err
+    status, _, err = run_cli(
+        capsys, "cscores", root, "--dataset_npz", dataset, "--out", out_dir / "cs.npz"
+    )
+    assert status == 0 and "skipped 2 entries of " in err, err
     cs = pub.read_cscores(out_dir / "cs.npz", num_examples=300, num_classes=3)
     want, _ = direct_cscores(root)
     np.testing.assert_allclose(cs.scores, want, atol=1e-12)
@@ -303,7 +304,6 @@ def test_commands_on_synthetic_experiment(synthetic, tmp_path, capsys):
     assert sorted(os.listdir(out_dir)) == ["cs.npz", "est.npz", "pairs.npz"]
 
 
-@pytest.mark.filterwarnings("ignore:.*skipped 2 entries")
 def test_user_errors_exit_2_with_a_message(synthetic, tmp_path, capsys):
     root, _, _, dataset = synthetic
     out = tmp_path / "never.npz"
