@@ -65,6 +65,9 @@ def build_imagenet_command(args: argparse.Namespace) -> int:
     if not os.path.isfile(args.index_npz):
         raise CommandError(f"--index_npz {args.index_npz}: no such file")
 
+    from heldout.quiet import import_tensorflow
+
+    import_tensorflow()
     from heldout.data.imagenet.build import build_imagenet
     from heldout.data.imagenet.mapping import BuildError, read_synsets
 

@@ -25,6 +25,7 @@ from heldout.experiment import Experiment, LayoutError, Run, is_run_dir, run_fro
 INSPECT_COLUMNS = (("ratio", 6), ("runs", 5), ("ckpt", 5), ("subset", 7), ("acc_subset", 10),
                    ("acc_removed", 11), ("acc_test", 8))
 from heldout.npzio import NpzError
+from heldout.quiet import import_tensorflow
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -116,6 +117,7 @@ def inspect_command(args: argparse.Namespace) -> int:
 
 def verify_command(args: argparse.Namespace) -> int:
     runs, _ = _open(args.path, require_checkpoint=True, verbose=args.verbose)
+    import_tensorflow()
     from heldout.checkpoint import CheckpointError
     from heldout.data import load_dataset
     from heldout.data.fingerprint import FingerprintError

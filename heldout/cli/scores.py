@@ -124,6 +124,11 @@ def _load_labels(args: argparse.Namespace, expected: dict[str, int]) -> dict[str
     # TensorFlow only for TFDS / TFRecord sources.
     from heldout.data import load_split_labels
 
+    if args.dataset is not None or args.tfrecord_dir is not None:
+        from heldout.quiet import import_tensorflow
+
+        import_tensorflow()
+
     labels = load_split_labels(
         dataset=args.dataset,
         dataset_npz=args.dataset_npz,

@@ -102,6 +102,9 @@ def refuse_nested_destination(experiment_dir: str) -> None:
 
 def train_command(args: argparse.Namespace) -> int:
     refuse_nested_destination(args.experiment_dir)
+    from heldout.quiet import import_tensorflow
+
+    import_tensorflow()
     from heldout.models import default_arch
     from heldout.train import (
         TrainConfig,
