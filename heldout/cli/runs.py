@@ -20,12 +20,12 @@ from heldout.cli.common import (
     positive_int,
 )
 from heldout.experiment import Experiment, LayoutError, Run, is_run_dir, run_from_path
+from heldout.npzio import NpzError
+from heldout.quiet import import_tensorflow
 
 #: `inspect`'s columns: (header, width).
 INSPECT_COLUMNS = (("ratio", 6), ("runs", 5), ("ckpt", 5), ("subset", 7), ("acc_subset", 10),
                    ("acc_removed", 11), ("acc_test", 8))
-from heldout.npzio import NpzError
-from heldout.quiet import import_tensorflow
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
