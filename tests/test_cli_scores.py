@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
+from idx_helpers import write_idx
 
 from heldout import estimate as est
 from heldout import published as pub
@@ -345,13 +346,6 @@ def test_user_errors_exit_2_with_a_message(synthetic, tmp_path, capsys):
 # labels given to `pairs` / `cscores` are checked against it.
 
 
-def write_idx(path, array):
-    """An uncompressed uint8 IDX file (MNIST format: big-endian header, then the bytes)."""
-    array = np.asarray(array, np.uint8)
-    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
-    path.write_bytes(header + array.tobytes())
-
-
 def write_datasets(directory, labels):
     """The same labels as `.npz` and as an IDX directory."""
     directory.mkdir()
@@ -361,8 +355,9 @@ def write_datasets(directory, labels):
         **{f"{s}__label": y for s, y in labels.items()},
     )
     for split, prefix in (("train", "train"), ("test", "t10k")):
-        write_idx(directory / f"{prefix}-images-idx3-ubyte", np.zeros((len(labels[split]), 1, 1)))
-        write_idx(directory / f"{prefix}-labels-idx1-ubyte", labels[split])
+        write_idx(directory / f"{prefix}-images-idx3-ubyte",
+                  np.zeros((len(labels[split]), 1, 1), np.uint8))
+        write_idx(directory / f"{prefix}-labels-idx1-ubyte", np.asarray(labels[split], np.uint8))
     return directory / "dataset.npz", directory
 
 

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from heldout.cli import main as heldout_main
-from heldout.data.idx import DEBIAN_FASHION_MNIST
 from heldout.experiment import open_experiment
 from heldout.npzio import load_npz
 
@@ -125,15 +124,16 @@ def test_flags_are_checked(example, capsys):
 
 
 @pytest.mark.slow
-def test_fashion_mnist_label_noise_is_memorized(example, tmp_path, capsys):
-    """Real data (Debian's dataset-fashion-mnist): with 2% of the first 2,000 training labels
-    flipped and models that fit their subsets, memorization ranks the flipped examples high.
+def test_fashion_mnist_label_noise_is_memorized(example, tmp_path, capsys, fmnist_idx_dir):
+    """Real data (the fmnist32 fixture's Fashion-MNIST images as IDX files): with 2% of the
+    2,000 training labels flipped and models that fit their subsets, memorization ranks the
+    flipped examples high.
 
     A reduced configuration of the note's experiment (10,000 images, 1% noise, 100 runs):
     16 runs of 80 epochs at learning rate 0.05 (about a minute on 2 CPU cores)."""
     out = tmp_path / "fmnist"
     assert example.main([
-        f"--idx_dir={DEBIAN_FASHION_MNIST}", "--train_size=2000", "--label_noise=0.02",
+        f"--idx_dir={fmnist_idx_dir}", "--train_size=2000", "--label_noise=0.02",
         "--epochs=80", "--learning_rate=0.05", "--num_runs=16", "--checkpoint_every=0",
         "--figure_rows=2", f"--output_dir={out}",
     ]) == 0
