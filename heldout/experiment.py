@@ -451,12 +451,8 @@ def enclosing_layout_dir(path: str | os.PathLike) -> tuple[str, str] | None:
 
 def _refuse_run_or_ratio_dir(root: str) -> None:
     """An experiment opened at one of its run or ratio directories: say which to give."""
-    has_ratio_child = any(
-        _parse_ratio(n) is not None and os.path.isdir(os.path.join(root, n))
-        for n in os.listdir(root)
-    )
-    if has_ratio_child:
-        return
+    if any(is_ratio_dir(os.path.join(root, name)) for name in os.listdir(root)):
+        return  # an experiment (a ratio may be named 1, like a run id)
     if is_run_dir(root):
         raise LayoutError(
             f"{root} is a run directory; give its experiment directory "

@@ -65,9 +65,8 @@ INFLUENCE_THRESHOLD = 0.15
 SIGMAS = 2.0
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    """The flags, checked without TensorFlow and before anything is written (a mistake exits
-    with status 2 and one line `mnist_infl_mem.py: error: ...`)."""
+def build_parser() -> argparse.ArgumentParser:
+    """The script's flags (checked further by `parse_args`)."""
     from heldout.cli.common import HelpFormatter, positive_int
 
     p = argparse.ArgumentParser(
@@ -103,6 +102,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="test examples shown in the influence figure")
     p.add_argument("--output_dir", default="mnist_infl_mem_output",
                    help="where infl_mem.npz, the figures and the experiment go")
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The flags, checked without TensorFlow and before anything is written (a mistake exits
+    with status 2 and one line `mnist_infl_mem.py: error: ...`)."""
+    p = build_parser()
     args = p.parse_args(argv)
     if args.num_runs < 2:
         p.error(f"--num_runs must be >= 2, got {args.num_runs}")
