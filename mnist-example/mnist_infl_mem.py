@@ -245,8 +245,8 @@ def plot_influence(dataset, influence: np.ndarray, stderr_rows, rows: int, path_
       num_runs, subset_ratio: shown in the caption.
 
     Returns:
-      One dict per influencer panel drawn: ``test``, ``train``, ``influence``, ``stderr``,
-      ``significant``.
+      ``panels``: one dict per influencer panel drawn (``test``, ``train``, ``influence``,
+      ``stderr``, ``significant``); ``caption``: the figure's caption.
     """
     import matplotlib
 
@@ -283,18 +283,18 @@ def plot_influence(dataset, influence: np.ndarray, stderr_rows, rows: int, path_
                     ax.title.set_color("0.5")
         for col in range(1 + len(top) + len(randoms), cols):
             axes[row, col].axis("off")
-    fig.suptitle(
+    caption = (
         f"{num_runs} runs at subset ratio {subset_ratio:g}. Test examples (left), their "
         f"{FIGURE_INFLUENTIAL} most influential training examples, then {FIGURE_RANDOM} random "
         "training examples of the same class; titles: label, influence \u00b1 binomial "
         f"standard error.\nAn influencer is significant when influence \u2212 "
         f"{SIGMAS:g}\u00b7stderr \u2265 {INFLUENCE_THRESHOLD} (the threshold of Feldman & "
-        "Zhang 2020 with a 2-sigma margin); the others are faded and marked n.s.",
-        fontsize=6, wrap=True)
+        f"Zhang 2020 with a {SIGMAS:g}-sigma margin); the others are faded and marked n.s.")
+    fig.suptitle(caption, fontsize=6)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / height), h_pad=1.2)
     _save_figure(fig, path_stem)
     plt.close(fig)
-    return panels
+    return dict(panels=panels, caption=caption)
 
 
 def plot_memorization(memorization: np.ndarray, flipped: np.ndarray, path_stem: str,
