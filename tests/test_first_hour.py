@@ -335,3 +335,62 @@ def test_mnist_script_checks_flags_before_tensorflow_or_writing(tmp_path):
     assert "(default: 1 on CPU, 128 on a GPU)" in help_text and "(default: None)" not in help_text
     for default in ("2000", "0.7", "10", "128", "0.1", "0.9", "100", "6", "digits"):
         assert f"(default: {default})" in help_text, default
+
+
+# --------------------------------------------------------------------------------------------
+# The READMEs' command lines parse with the real argument parsers.
+
+
+def _readme_commands(path):
+    """The shell commands of a README's ```bash blocks: continuations joined, split at &&."""
+    import re
+
+    text = open(path, encoding="utf-8").read()
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        joined = re.sub(r"\\\n\s*", " ", block)
+        for line in joined.splitlines():
+            line = line.split(" #", 1)[0].strip()
+            if line and not line.startswith("#"):
+                commands.extend(part.strip() for part in line.split("&&"))
+    return text, commands
+
+
+def test_readme_command_lines_parse():
+    import importlib.util
+    import shlex
+
+    sys.path.insert(0, REPO)
+    try:
+        import demo
+    finally:
+        sys.path.remove(REPO)
+    spec = importlib.util.spec_from_file_location("mnist_infl_mem_readme", MNIST)
+    mnist = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mnist)
+    parsers = {
+        "heldout": build_parser(),
+        "python demo.py": demo.build_parser(),
+        "python mnist-example/mnist_infl_mem.py": mnist.build_parser(),
+    }
+    seen = dict.fromkeys(parsers, 0)
+    text, commands = _readme_commands(os.path.join(REPO, "README.md"))
+    _, more = _readme_commands(os.path.join(REPO, "mnist-example", "README.md"))
+    for command in commands + more:
+        for prefix, parser in parsers.items():
+            if command == prefix or command.startswith(prefix + " "):
+                argv = shlex.split(command)[len(prefix.split()):]
+                try:
+                    parser.parse_args(argv)
+                except SystemExit as e:
+                    pytest.fail(f"README command does not parse ({e.code}): {command}")
+                seen[prefix] += 1
+    assert seen["heldout"] >= 10 and seen["python demo.py"] >= 2, seen
+    assert seen["python mnist-example/mnist_infl_mem.py"] >= 4, seen
+    # The second top command: the tests read tests/data, nothing beside the checkout.
+    top = text.split("```bash\n", 1)[1].split("```", 1)[0]
+    assert "they read only tests/data" in top and "../shared" not in text
+    assert "pip install -e '.[cpu,dev]' && python -m pytest -q" in top
+    assert "merge_accumulators" in text and "--checkpoint_every" in text
+    for flag in ("--idx_dir", "--tfrecord_dir", "--index_npz", "--dataset_npz", "--data_dir"):
+        assert f"`{flag}=" in text, flag
