@@ -22,7 +22,12 @@ import argparse
 import os
 import sys
 
-from heldout.cli.common import HelpFormatter, fraction, positive_int
+from heldout.cli.common import (
+    RawDescriptionHelpFormatter,
+    add_dataset_flags,
+    fraction,
+    positive_int,
+)
 from heldout.errors import HeldoutError
 
 
@@ -31,19 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     doc = __doc__.split("\n\n")
     p = argparse.ArgumentParser(
         prog="demo.py", description=doc[0], epilog="\n\n".join(doc[1:3]),
-        formatter_class=RawHelpFormatter,
+        formatter_class=RawDescriptionHelpFormatter,
     )
     p.add_argument("--run_dir", required=True,
                    help="run directory <experiment>/<subset_ratio>/<run_id>")
-    sources = p.add_mutually_exclusive_group(required=True)
-    sources.add_argument("--dataset", help="TFDS dataset, e.g. cifar10:3.0.2")
-    sources.add_argument("--dataset_npz", help=".npz dataset (<split>__image/<split>__label)")
-    sources.add_argument("--tfrecord_dir", help="indexed TFRecord shards (ImageNet, written by "
-                         "`heldout build-imagenet`)")
-    sources.add_argument("--idx_dir", help="directory of MNIST-format IDX files")
-    p.add_argument("--index_npz", help="with --tfrecord_dir: the published imagenet_index.npz, "
-                   "for labels when the shards have none")
-    p.add_argument("--data_dir", help="TFDS data directory")
+    add_dataset_flags(p)  # exactly one of --dataset, --dataset_npz, --tfrecord_dir, --idx_dir
     p.add_argument("--arch", choices=["small_inception", "resnet50", "mlp"],
                    help="architecture (default: the released one for the dataset)")
     p.add_argument("--split", default="test", choices=["train", "test"],
@@ -54,10 +51,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pass when at least this fraction of predictions match (ImageNet: "
                    "slightly below 1)")
     return p
-
-
-class RawHelpFormatter(argparse.RawDescriptionHelpFormatter, HelpFormatter):
-    """Defaults shown once; the examples' line breaks kept."""
 
 
 def find_run(run_dir: str):
