@@ -432,26 +432,38 @@ def is_ratio_dir(path: str | os.PathLike) -> bool:
 def enclosing_layout_dir(path: str | os.PathLike) -> tuple[str, str] | None:
     """The innermost run or subset-ratio directory that is `path` or contains it.
 
+    A directory named like a ratio inside an experiment counts as a ratio directory even
+    before it exists.
+
     Returns:
       ``("run", directory)`` or ``("ratio", directory)``, or None when `path` lies in neither
       (e.g. an experiment directory, or a fresh directory elsewhere). Nothing is created.
     """
     current = os.path.abspath(os.fspath(path))
     while True:
+        parent = os.path.dirname(current)
         if os.path.isdir(current):
             if is_run_dir(current) and _is_run_id(os.path.basename(current)):
                 return "run", current
             if is_ratio_dir(current):
                 return "ratio", current
-        parent = os.path.dirname(current)
+        if _parse_ratio(os.path.basename(current)) is not None and _is_experiment_dir(parent):
+            return "ratio", current  # a new ratio of an existing experiment
         if parent == current:
             return None
         current = parent
 
 
+def _is_experiment_dir(path: str) -> bool:
+    """True when `path` holds at least one subset-ratio directory with runs."""
+    return os.path.isdir(path) and any(
+        is_ratio_dir(os.path.join(path, name)) for name in os.listdir(path)
+    )
+
+
 def _refuse_run_or_ratio_dir(root: str) -> None:
     """An experiment opened at one of its run or ratio directories: say which to give."""
-    if any(is_ratio_dir(os.path.join(root, name)) for name in os.listdir(root)):
+    if _is_experiment_dir(root):
         return  # an experiment (a ratio may be named 1, like a run id)
     if is_run_dir(root):
         raise LayoutError(

@@ -123,14 +123,17 @@ def test_train_refuses_a_destination_inside_an_experiment(experiment, fmnist_dir
     data = fmnist_dir / "dataset.npz"
     run, ratio = experiment / "0.7" / "0", experiment / "0.7"
     for dest, start in ((run, f"{run} is a run directory"), (ratio, f"{ratio} is a subset-ratio"),
-                        (run / "deeper", f"{run / 'deeper'} lies inside {run}, a run")):
+                        (run / "deeper", f"{run / 'deeper'} lies inside {run}, a run"),
+                        (experiment / "0.8", f"{experiment / '0.8'} is a subset-ratio"),
+                        (experiment / "0.7" / "7", f"lies inside {ratio}, a subset-ratio")):
         status, _, err = cli(capsys, "train", dest, "--dataset_npz", data, "--num_runs", "1",
                              "--epochs", "1", "--quiet")
         assert status == 2, err
         assert len(err.strip().splitlines()) == 1 and err.startswith(
-            f"heldout train: error: {start}"), err
+            "heldout train: error: ") and start in err, err
         assert f"of the experiment {experiment}; give an experiment directory" in err
     assert not (run / "deeper").exists() and not (run / "0.7").exists()
+    assert not (experiment / "0.8").exists()
     assert sorted(os.listdir(ratio), key=int) == [str(i) for i in sorted(COMPLETE + EMPTY)]
     refuse_nested_destination(str(experiment))  # the experiment itself, or a fresh directory
     refuse_nested_destination(str(experiment.parent / "fresh" / "0.7"))
