@@ -1,57 +1,115 @@
 """Restore one released run, re-evaluate it and cross-check it with its aux arrays.
 
-    python demo.py --run_dir=cifar10-inception/0.7/42 --dataset=cifar10:3.0.2 --split=test
-    python demo.py --run_dir=../shared/reference/fmnist32/fmnist32-inception/0.5/0 \
-        --dataset_npz=../shared/reference/fmnist32/dataset.npz
-    python demo.py --run_dir=cifar100-inception/0.7/3 --dataset=cifar100:3.0.2
-    python demo.py --run_dir=imagenet-resnet50/0.7/0 --tfrecord_dir=imagenet-tfrecords \
-        --min_match_fraction=0.999
+Examples (from the repository root):
+
+  python demo.py --run_dir=cifar10-inception/0.7/42 --dataset=cifar10:3.0.2 --split=test
+  python demo.py --run_dir=tests/data/reference/fmnist32/fmnist32-inception/0.5/0 \\
+      --dataset_npz=tests/data/reference/fmnist32/dataset.npz
+  python demo.py --run_dir=cifar100-inception/0.7/3 --dataset=cifar100:3.0.2
+  python demo.py --run_dir=imagenet-resnet50/0.7/0 --tfrecord_dir=imagenet-tfrecords \\
+      --min_match_fraction=0.999
 
 Prints the checkpoint's epoch and global step, the run's subset percentage, the accuracy on the
-split and `N out of M predictions match`; exits 1 when fewer than --min_match_fraction match.
+split and `N out of M predictions match`; exits 1 when fewer than --min_match_fraction match,
+and 2 with a one-line `demo.py: error: ...` for a bad flag, path, run or dataset. The flags are
+parsed and the run directory checked before TensorFlow is imported, so mistakes and --help
+answer at once.
 """
 
+from __future__ import annotations
+
+import argparse
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
-
-from absl import app, flags  # noqa: E402
-
-from heldout.data import load_dataset  # noqa: E402
-from heldout.evaluate import make_evaluator_for, verify_run  # noqa: E402
-from heldout.experiment import run_from_path  # noqa: E402
-
-FLAGS = flags.DEFINE_string("run_dir", None, "run directory <experiment>/<ratio>/<run_id>")
-DATASET = flags.DEFINE_string("dataset", None, "TFDS dataset, e.g. cifar10:3.0.2")
-DATASET_NPZ = flags.DEFINE_string("dataset_npz", None, ".npz dataset (<split>__image/label)")
-TFRECORD_DIR = flags.DEFINE_string("tfrecord_dir", None, "indexed TFRecord shards (ImageNet, "
-                                    "written by `heldout build-imagenet`)")
-INDEX_NPZ = flags.DEFINE_string("index_npz", None, "with --tfrecord_dir: the published "
-                                "imagenet_index.npz, for labels when the shards have none")
-IDX_DIR = flags.DEFINE_string("idx_dir", None, "directory of MNIST-format IDX files")
-DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data directory")
-ARCH = flags.DEFINE_enum("arch", None, ["small_inception", "resnet50", "mlp"],
-                         "architecture (default: the released one for the dataset)")
-SPLIT = flags.DEFINE_enum("split", "test", ["train", "test"], "split to evaluate")
-BATCH_SIZE = flags.DEFINE_integer("batch_size", 200, "evaluation batch size", lower_bound=1)
-MIN_MATCH = flags.DEFINE_float("min_match_fraction", 1.0, "pass when at least this fraction "
-                               "of predictions match (ImageNet: slightly below 1)",
-                               lower_bound=0.0, upper_bound=1.0)
-flags.mark_flag_as_required("run_dir")
+from heldout.cli.common import (
+    RawDescriptionHelpFormatter,
+    add_dataset_flags,
+    fraction,
+    positive_int,
+)
+from heldout.errors import HeldoutError
 
 
-def main(argv):
-    del argv
-    sources = (DATASET.value, DATASET_NPZ.value, TFRECORD_DIR.value, IDX_DIR.value)
-    if sum(v is not None for v in sources) != 1:
-        raise app.UsageError("give exactly one of --dataset and --dataset_npz "
-                             "(or --tfrecord_dir / --idx_dir)")
-    run = run_from_path(FLAGS.value)
-    dataset = load_dataset(DATASET.value, DATASET_NPZ.value, (SPLIT.value,), DATA_DIR.value,
-                           TFRECORD_DIR.value, INDEX_NPZ.value, IDX_DIR.value)
-    evaluator = make_evaluator_for(dataset, ARCH.value)
-    result = verify_run(evaluator, run, dataset, SPLIT.value, BATCH_SIZE.value)
+def build_parser() -> argparse.ArgumentParser:
+    """The flags (names and defaults as in the absl version: `--run_dir=...` works)."""
+    doc = __doc__.split("\n\n")
+    p = argparse.ArgumentParser(
+        prog="demo.py", description=doc[0], epilog="\n\n".join(doc[1:3]),
+        formatter_class=RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--run_dir", required=True,
+                   help="run directory <experiment>/<subset_ratio>/<run_id>")
+    add_dataset_flags(p)  # exactly one of --dataset, --dataset_npz, --tfrecord_dir, --idx_dir
+    p.add_argument("--arch", choices=["small_inception", "resnet50", "mlp"],
+                   help="architecture (default: the released one for the dataset)")
+    p.add_argument("--split", default="test", choices=["train", "test"],
+                   help="split to evaluate")
+    p.add_argument("--batch_size", type=positive_int, default=200,
+                   help="evaluation batch size")
+    p.add_argument("--min_match_fraction", type=fraction, default=1.0,
+                   help="pass when at least this fraction of predictions match (ImageNet: "
+                   "slightly below 1)")
+    return p
+
+
+def find_run(run_dir: str):
+    """The `Run` of --run_dir, with a complete checkpoint (checked without TensorFlow).
+
+    Raises:
+      HeldoutError: not a directory, an experiment or ratio directory, or no checkpoint.
+    """
+    from heldout.experiment import LayoutError, is_ratio_dir, open_experiment, run_from_path
+
+    if not os.path.isdir(run_dir):
+        raise LayoutError(f"--run_dir {run_dir}: no such directory")
+    if is_ratio_dir(run_dir):
+        raise LayoutError(f"--run_dir {run_dir} is a subset-ratio directory; give one of its "
+                          "runs, <experiment>/<subset_ratio>/<run_id>")
+    try:
+        run = run_from_path(run_dir)
+    except LayoutError:
+        try:
+            experiment = open_experiment(run_dir, strict=False)
+        except LayoutError:
+            experiment = None
+        if experiment is not None and len(experiment):
+            raise LayoutError(
+                f"--run_dir {run_dir} is an experiment directory; give one of its runs, e.g. "
+                f"{os.path.join(run_dir, experiment.runs()[0].name)}") from None
+        raise
+    if not run.has_checkpoint():
+        raise LayoutError(f"--run_dir {run_dir}: no complete checkpoint in "
+                          f"{os.path.join(run_dir, 'checkpoints')} (ckpt-<epoch>.index and its "
+                          ".data-<i>-of-<n> shards)")
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return demo(args)
+    except (HeldoutError, FileNotFoundError) as e:
+        print(f"demo.py: error: {e}", file=sys.stderr)
+        return 2
+
+
+def demo(args: argparse.Namespace) -> int:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # open_experiment's skipped-entry warning
+        run = find_run(args.run_dir)
+    from heldout.quiet import import_tensorflow
+
+    import_tensorflow()
+    from heldout.data import load_dataset
+    from heldout.evaluate import make_evaluator_for, verify_run
+
+    dataset = load_dataset(args.dataset, args.dataset_npz, (args.split,), args.data_dir,
+                           args.tfrecord_dir, args.index_npz, args.idx_dir)
+    evaluator = make_evaluator_for(dataset, args.arch)
+    result = verify_run(evaluator, run, dataset, args.split, args.batch_size)
     restored, aux, check = result.restored, result.aux, result.check
     if restored.note:
         print(restored.note)
@@ -59,10 +117,10 @@ def main(argv):
           f"{restored.global_step}")
     print(f"Subset: {aux.subset_ratio:.1%} of the training set "
           f"({len(aux.subsample_idx)} of {aux.num_train} examples)")
-    print(f"Accuracy on {SPLIT.value}: {result.predictions.accuracy:.4f}")
+    print(f"Accuracy on {args.split}: {result.predictions.accuracy:.4f}")
     print(f"{check.num_match} out of {check.num_total} predictions match")
-    return 0 if check.match_fraction >= MIN_MATCH.value else 1
+    return 0 if check.match_fraction >= args.min_match_fraction else 1
 
 
 if __name__ == "__main__":
-    sys.exit(app.run(main))
+    sys.exit(main())

@@ -436,6 +436,73 @@ def _is_run_id(name: str) -> bool:
     return name.isdigit()
 
 
+def _entry_order(name: str) -> tuple:
+    """Sort key for directory entries: run ids (and ratios) by value, then other names."""
+    if _is_run_id(name):
+        return (0, int(name), name)
+    ratio = parse_ratio_name(name)
+    return (1, ratio, name) if ratio is not None else (2, 0.0, name)
+
+
+def is_ratio_dir(path: str | os.PathLike) -> bool:
+    """True when `path` is a subset-ratio directory of an experiment: its name is a ratio
+    (``0.7``) and it holds at least one run directory (``<run_id>/`` with aux arrays or
+    checkpoints)."""
+    path = os.fspath(path)
+    if parse_ratio_name(os.path.basename(os.path.abspath(path))) is None or not os.path.isdir(path):
+        return False
+    return any(_is_run_id(name) and is_run_dir(os.path.join(path, name))
+               for name in os.listdir(path))
+
+
+def enclosing_layout_dir(path: str | os.PathLike) -> tuple[str, str] | None:
+    """The innermost run or subset-ratio directory that is `path` or contains it.
+
+    A directory named like a ratio inside an experiment counts as a ratio directory even
+    before it exists.
+
+    Returns:
+      ``("run", directory)`` or ``("ratio", directory)``, or None when `path` lies in neither
+      (e.g. an experiment directory, or a fresh directory elsewhere). Nothing is created.
+    """
+    current = os.path.abspath(os.fspath(path))
+    while True:
+        parent = os.path.dirname(current)
+        if os.path.isdir(current):
+            if is_run_dir(current) and _is_run_id(os.path.basename(current)):
+                return "run", current
+            if is_ratio_dir(current):
+                return "ratio", current
+        if parse_ratio_name(os.path.basename(current)) is not None and _is_experiment_dir(parent):
+            return "ratio", current  # a new ratio of an existing experiment
+        if parent == current:
+            return None
+        current = parent
+
+
+def _is_experiment_dir(path: str) -> bool:
+    """True when `path` holds at least one subset-ratio directory with runs."""
+    return os.path.isdir(path) and any(
+        is_ratio_dir(os.path.join(path, name)) for name in os.listdir(path)
+    )
+
+
+def _refuse_run_or_ratio_dir(root: str) -> None:
+    """An experiment opened at one of its run or ratio directories: say which to give."""
+    if _is_experiment_dir(root):
+        return  # an experiment (a ratio may be named 1, like a run id)
+    if is_run_dir(root):
+        raise LayoutError(
+            f"{root} is a run directory; give its experiment directory "
+            f"{os.path.dirname(os.path.dirname(root))}"
+        )
+    if is_ratio_dir(root):
+        raise LayoutError(
+            f"{root} is a subset-ratio directory; give its experiment directory "
+            f"{os.path.dirname(root)}"
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class Skipped:
     """An entry of an experiment directory that is not a complete run, and why."""
@@ -444,7 +511,7 @@ class Skipped:
     reason: str
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, repr=False)
 class Experiment:
     """The complete runs of an experiment directory, by subset ratio.
 
@@ -491,6 +558,11 @@ class Experiment:
     def __len__(self) -> int:
         return sum(len(r) for r in self.runs_by_ratio.values())
 
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{ratio}: {len(runs)}" for ratio, runs in self.runs_by_ratio.items())
+        return (f"Experiment({self.root!r}, {len(self)} runs by ratio {{{counts}}}, "
+                f"{len(self.skipped)} skipped)")
+
 
 def open_experiment(
     root: str | os.PathLike, require_checkpoint: bool = False, strict: bool = False
@@ -503,19 +575,22 @@ def open_experiment(
     `strict`, a warning.
 
     Raises:
-      LayoutError: `root` is not a directory; or, when `strict`, any entry is skipped.
+      LayoutError: `root` is not a directory, or is a run or subset-ratio directory (the
+        message names the experiment directory to give); or, when `strict`, any entry is
+        skipped.
     """
     root = os.path.abspath(os.fspath(root))
     if not os.path.isdir(root):
         raise LayoutError(f"{root}: experiment directory not found")
+    _refuse_run_or_ratio_dir(root)
     runs: dict[str, list[Run]] = {}
     skipped: list[Skipped] = []
-    for ratio in sorted(os.listdir(root)):
+    for ratio in sorted(os.listdir(root), key=_entry_order):
         ratio_path = os.path.join(root, ratio)
         if parse_ratio_name(ratio) is None or not os.path.isdir(ratio_path):
             skipped.append(Skipped(ratio_path, "not a subset-ratio directory"))
             continue
-        for name in sorted(os.listdir(ratio_path)):
+        for name in sorted(os.listdir(ratio_path), key=_entry_order):
             path = os.path.join(ratio_path, name)
             if not _is_run_id(name) or not os.path.isdir(path):
                 reason = (

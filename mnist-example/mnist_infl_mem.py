@@ -13,16 +13,21 @@ through `heldout.estimate`:
 Outputs in --output_dir:
 
 - ``infl_mem.npz``: ``memorization``, ``memorization_stderr`` [n_train] (float64),
-  ``influence`` [n_test, n_train] (float32; 2.3 GB for all of MNIST), ``count_in``,
+  ``influence`` [n_test, n_train] (float32; 2.4 GB for all of MNIST), ``count_in``,
   ``count_out``, ``num_runs``, ``subset_ratio``, ``train_labels``, ``test_labels`` (the labels
   trained on, after label noise), ``label_noise_index`` (the flipped training positions;
   empty without --label_noise);
 - ``infl_mem.pdf`` / ``.png``: one row per test example (those with the largest maximum
   influence): the test image, its 4 most influential training examples, then 5 random training
-  examples of its class, each titled with its label and influence;
-- ``memorization_hist.pdf`` / ``.png``: histogram of memorization (flipped and clean examples
-  apart under --label_noise);
-- ``experiment/<ratio>/<run_id>/``: the runs (checkpoints for every --checkpoint_every-th run);
+  examples of its class, each titled with its label and influence +- its binomial standard
+  error; an influencer is significant when influence - 2 stderr >= 0.15 (the papers' threshold
+  with a 2-sigma margin), the others are drawn faded and marked "n.s."; the number of runs and
+  the rule are in the caption;
+- ``memorization_hist.pdf`` / ``.png``: histogram of memorization over the range of the values
+  (flipped and clean examples apart under --label_noise), titled with the numbers of runs and
+  examples, the undefined (NaN) examples counted in the caption;
+- ``experiment/<ratio>/<run_id>/``: the runs (checkpoints only for run ids divisible by
+  --checkpoint_every, default 100; every run has its aux arrays);
 - ``dataset.npz``: the data as trained on (after --train_size and --label_noise), so that
   ``heldout verify`` can re-evaluate any run with a checkpoint.
 
@@ -33,8 +38,12 @@ IDX files (e.g. Debian's dataset-fashion-mnist in /usr/share/datasets/fashion-mn
     python mnist-example/mnist_infl_mem.py --num_runs=200 --output_dir=/tmp/digits
     python mnist-example/mnist_infl_mem.py --dataset=mnist --output_dir=/tmp/mnist
     python mnist-example/mnist_infl_mem.py --idx_dir=/usr/share/datasets/fashion-mnist \\
-        --train_size=10000 --label_noise=0.01 --epochs=40 --learning_rate=0.02 \\
+        --train_size=10000 --label_noise=0.01 --epochs=60 --learning_rate=0.02 \\
         --num_runs=100 --output_dir=/tmp/fmnist
+
+The last (the label-noise recipe) takes about 20 s per run on 2 CPU cores, about 35 minutes.
+Flags are checked before TensorFlow is imported or anything is written: a mistake is one line
+``mnist_infl_mem.py: error: ...`` and exit status 2.
 """
 
 from __future__ import annotations
@@ -50,13 +59,21 @@ import numpy as np
 LABEL_NOISE_SEED = 20200830  # Fixed: the flipped examples do not depend on --seed.
 FIGURE_INFLUENTIAL = 4
 FIGURE_RANDOM = 5
+#: An influencer in the figure is significant when influence - SIGMAS * stderr >= this
+#: (0.15: the threshold of Feldman & Zhang 2020 for high-influence pairs).
+INFLUENCE_THRESHOLD = 0.15
+SIGMAS = 2.0
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """The script's flags (checked further by `parse_args`)."""
+    from heldout.cli.common import HelpFormatter, positive_int
+
     p = argparse.ArgumentParser(
+        prog="mnist_infl_mem.py",
         description="Memorization and influence estimates by the heldout procedure on MNIST-like "
         "data (MLP runs on random subsets), with figures.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--dataset", default="digits",
                    help="'digits' (scikit-learn's 8x8 digits, no download) or a TFDS dataset "
@@ -64,15 +81,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--idx_dir", default=None,
                    help="directory of MNIST-format IDX files (overrides --dataset)")
     p.add_argument("--data_dir", default=None, help="TFDS data directory")
-    p.add_argument("--num_runs", type=int, default=2000)
-    p.add_argument("--subset_ratio", type=float, default=0.7)
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch_size", type=int, default=128)
-    p.add_argument("--learning_rate", type=float, default=0.1)
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--train_size", type=int, default=None,
+    p.add_argument("--num_runs", type=int, default=2000, help="number of runs (models), >= 2")
+    p.add_argument("--subset_ratio", type=float, default=0.7,
+                   help="fraction of the training set each run trains on, in (0, 1)")
+    p.add_argument("--epochs", type=positive_int, default=10, help="epochs per run")
+    p.add_argument("--batch_size", type=positive_int, default=128, help="examples per step")
+    p.add_argument("--learning_rate", type=float, default=0.1, help="SGD learning rate")
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum, in [0, 1)")
+    p.add_argument("--train_size", type=positive_int, default=None,
                    help="use only the first N training examples")
-    p.add_argument("--models_per_step", type=int, default=None,
+    p.add_argument("--models_per_step", type=positive_int, default=None,
                    help="K models trained per step (default: 1 on CPU, 128 on a GPU)")
     p.add_argument("--label_noise", type=float, default=0.0,
                    help="flip this fraction of training labels to another class (fixed seed)")
@@ -80,15 +98,44 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "orders and initial weights)")
     p.add_argument("--checkpoint_every", type=int, default=100,
                    help="write checkpoints for runs whose id is a multiple of this (0: none)")
-    p.add_argument("--figure_rows", type=int, default=6,
+    p.add_argument("--figure_rows", type=positive_int, default=6,
                    help="test examples shown in the influence figure")
     p.add_argument("--output_dir", default="mnist_infl_mem_output",
                    help="where infl_mem.npz, the figures and the experiment go")
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The flags, checked without TensorFlow and before anything is written (a mistake exits
+    with status 2 and one line `mnist_infl_mem.py: error: ...`)."""
+    p = build_parser()
     args = p.parse_args(argv)
     if args.num_runs < 2:
         p.error(f"--num_runs must be >= 2, got {args.num_runs}")
+    if not 0.0 < args.subset_ratio < 1.0:
+        p.error(f"--subset_ratio must lie in (0, 1) (runs must hold examples out), got "
+                f"{args.subset_ratio}")
     if not 0.0 <= args.label_noise < 1.0:
         p.error(f"--label_noise must lie in [0, 1), got {args.label_noise}")
+    if not args.learning_rate > 0:
+        p.error(f"--learning_rate must be > 0, got {args.learning_rate}")
+    if not 0.0 <= args.momentum < 1.0:
+        p.error(f"--momentum must lie in [0, 1), got {args.momentum}")
+    if args.checkpoint_every < 0:
+        p.error(f"--checkpoint_every must be >= 0, got {args.checkpoint_every}")
+    if args.idx_dir is not None:
+        from heldout.data.idx import IDX_FILES, IdxError, find_idx_file
+
+        if not os.path.isdir(args.idx_dir):
+            p.error(f"--idx_dir {args.idx_dir}: no such directory")
+        try:
+            for stems in IDX_FILES.values():
+                for stem in stems:
+                    find_idx_file(args.idx_dir, stem)
+        except IdxError as e:
+            p.error(f"--idx_dir {e}")
+    if os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
+        p.error(f"--output_dir {args.output_dir}: exists and is not a directory")
     return args
 
 
@@ -153,8 +200,54 @@ def _save_figure(fig, path_stem: str) -> None:
             fig.savefig(tmp, format=ext, dpi=150)
 
 
-def plot_influence(dataset, influence: np.ndarray, rows: int, path_stem: str, seed: int = 0):
-    """The influence figure (see the module docstring), as PDF and PNG."""
+def influence_stderr_rows(influence_rows: np.ndarray, test_correct_total: np.ndarray,
+                          count_in: np.ndarray, count_out: np.ndarray) -> np.ndarray:
+    """Binomial standard errors of some rows of the influence matrix, float64 [rows, n_train].
+
+    With q_in / q_out the test example's accuracy over the runs with / without training
+    example i, influence = q_in - q_out and its standard error is
+    ``sqrt(q_in (1 - q_in) / count_in + q_out (1 - q_out) / count_out)`` (as
+    `heldout.estimate.influence_stderr`, which builds the whole matrix). q_in and q_out follow
+    from the influence d and the test example's correct count T over all R runs:
+    ``q_in = (T + d count_out) / R`` and ``q_out = q_in - d``. NaN where undefined.
+
+    Args:
+      influence_rows: float [rows, n_train], rows j of the influence matrix.
+      test_correct_total: int [rows], the runs that classified test example j correctly.
+      count_in, count_out: int [n_train], runs with / without training example i.
+    """
+    d = np.asarray(influence_rows, np.float64)
+    cin = np.asarray(count_in, np.float64)[None, :]
+    cout = np.asarray(count_out, np.float64)[None, :]
+    total = np.asarray(test_correct_total, np.float64)[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q_in = np.clip((total + d * cout) / (cin + cout), 0.0, 1.0)
+        q_out = np.clip(q_in - d, 0.0, 1.0)
+        var = q_in * (1 - q_in) / cin + q_out * (1 - q_out) / cout
+    var[:, ((cin == 0) | (cout == 0))[0]] = np.nan
+    return np.sqrt(var)
+
+
+def is_significant(influence: np.ndarray, stderr: np.ndarray) -> np.ndarray:
+    """bool: influence - SIGMAS * stderr >= INFLUENCE_THRESHOLD (False where NaN)."""
+    with np.errstate(invalid="ignore"):
+        return np.asarray(influence) - SIGMAS * np.asarray(stderr) >= INFLUENCE_THRESHOLD
+
+
+def plot_influence(dataset, influence: np.ndarray, stderr_rows, rows: int, path_stem: str,
+                   num_runs: int, subset_ratio: float, seed: int = 0) -> list[dict]:
+    """The influence figure (see the module docstring), as PDF and PNG.
+
+    Args:
+      influence: float32 [n_test, n_train].
+      stderr_rows: function (test positions int [k]) -> float [k, n_train], the standard
+        errors of those rows (e.g. `influence_stderr_rows` bound to the accumulator).
+      num_runs, subset_ratio: shown in the caption.
+
+    Returns:
+      ``panels``: one dict per influencer panel drawn (``test``, ``train``, ``influence``,
+      ``stderr``, ``significant``); ``caption``: the figure's caption.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -166,40 +259,67 @@ def plot_influence(dataset, influence: np.ndarray, rows: int, path_stem: str, se
     filled = np.where(np.isnan(influence), -np.inf, influence)
     best = filled.max(axis=1)
     tests = np.argsort(-best, kind="stable")[:rows]
+    stderr = stderr_rows(tests)
     cols = 1 + FIGURE_INFLUENTIAL + FIGURE_RANDOM
-    fig, axes = plt.subplots(len(tests), cols, figsize=(1.3 * cols, 1.45 * len(tests)),
-                             squeeze=False)
+    height = 1.75 * len(tests) + 0.5
+    fig, axes = plt.subplots(len(tests), cols, figsize=(1.3 * cols, height), squeeze=False)
+    panels = []
     for row, j in enumerate(tests):
         _show(axes[row, 0], x_test[j], f"test {j}\nlabel {y_test[j]}")
         top = np.argsort(-filled[j], kind="stable")[:FIGURE_INFLUENTIAL]
         same = np.flatnonzero(y_train == y_test[j])
         randoms = rng.choice(same, min(FIGURE_RANDOM, len(same)), replace=False)
         for col, i in enumerate([*top, *randoms], start=1):
-            _show(axes[row, col], x_train[i], f"label {y_train[i]}\ninfl {influence[j, i]:.3f}")
+            value, error = float(influence[j, i]), float(stderr[row, i])
+            significant = bool(is_significant(value, error))
+            ax = axes[row, col]
+            _show(ax, x_train[i], f"label {y_train[i]}\n{value:.2f}\u00b1{error:.2f}"
+                  + ("" if significant or col > len(top) else " n.s."))
+            if col <= len(top):
+                panels.append(dict(test=int(j), train=int(i), influence=value, stderr=error,
+                                   significant=significant))
+                if not significant:
+                    ax.images[0].set_alpha(0.3)
+                    ax.title.set_color("0.5")
         for col in range(1 + len(top) + len(randoms), cols):
             axes[row, col].axis("off")
-    fig.suptitle(f"Test examples (left), their {FIGURE_INFLUENTIAL} most influential training "
-                 f"examples, then {FIGURE_RANDOM} random training examples of the same class",
-                 fontsize=8)
-    fig.tight_layout()
+    caption = (
+        f"{num_runs} runs at subset ratio {subset_ratio:g}. Test examples (left), their "
+        f"{FIGURE_INFLUENTIAL} most influential training examples, then {FIGURE_RANDOM} random "
+        "training examples of the same class; titles: label, influence \u00b1 binomial "
+        f"standard error.\nAn influencer is significant when influence \u2212 "
+        f"{SIGMAS:g}\u00b7stderr \u2265 {INFLUENCE_THRESHOLD} (the threshold of Feldman & "
+        f"Zhang 2020 with a {SIGMAS:g}-sigma margin); the others are faded and marked n.s.")
+    fig.suptitle(caption, fontsize=6)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / height), h_pad=1.2)
     _save_figure(fig, path_stem)
     plt.close(fig)
+    return dict(panels=panels, caption=caption)
 
 
-def plot_memorization(memorization: np.ndarray, flipped: np.ndarray, path_stem: str) -> None:
-    """Histogram of memorization, flipped and clean examples apart when labels were flipped."""
+def plot_memorization(memorization: np.ndarray, flipped: np.ndarray, path_stem: str,
+                      num_runs: int, subset_ratio: float) -> dict:
+    """Histogram of memorization over the range of the values, flipped and clean examples
+    apart when labels were flipped; the title gives the numbers of runs and examples, the
+    caption the number of undefined (NaN) examples.
+
+    Returns:
+      ``xlim`` (the axis range), ``title``, ``caption``.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    bins = np.linspace(-1, 1, 41)
-    values = memorization[~np.isnan(memorization)]
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    keep = ~np.isnan(memorization)
+    values = memorization[keep]
+    low, high = (float(values.min()), float(values.max())) if len(values) else (0.0, 1.0)
+    pad = max(0.02 * (high - low), 0.01)
+    bins = np.linspace(low - pad, high + pad, 41)
     if len(flipped):
         is_flipped = np.zeros(len(memorization), bool)
         is_flipped[flipped] = True
-        keep = ~np.isnan(memorization)
         ax.hist(memorization[keep & ~is_flipped], bins, density=True, alpha=0.6, label="clean")
         ax.hist(memorization[keep & is_flipped], bins, density=True, alpha=0.6,
                 label="label flipped")
@@ -209,14 +329,32 @@ def plot_memorization(memorization: np.ndarray, flipped: np.ndarray, path_stem: 
         ax.hist(values, bins)
         ax.set_ylabel("training examples")
         ax.set_yscale("log")
+    ax.set_xlim(bins[0], bins[-1])
     ax.set_xlabel("memorization estimate")
-    fig.tight_layout()
+    title = (f"Memorization of {len(memorization)} training examples, {num_runs} runs at "
+             f"subset ratio {subset_ratio:g}")
+    ax.set_title(title, fontsize=8)
+    undefined = len(memorization) - len(values)
+    caption = (f"{len(values)} examples shown; {undefined} undefined (NaN: in every run or in "
+               "none) not shown")
+    fig.text(0.5, 0.01, caption, ha="center", va="bottom", fontsize=7)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     _save_figure(fig, path_stem)
     plt.close(fig)
+    return dict(xlim=(float(bins[0]), float(bins[-1])), title=title, caption=caption)
+
+
+def _stderr_rows(influence: np.ndarray, acc, tests: np.ndarray) -> np.ndarray:
+    """`influence_stderr_rows` for the test positions `tests`, from an accumulator."""
+    return influence_stderr_rows(influence[tests], acc.test_correct_total[tests], acc.count_in,
+                                 acc.count_out)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from heldout.quiet import import_tensorflow
+
+    import_tensorflow()
     from tqdm import tqdm
 
     from heldout import estimate
@@ -260,9 +398,12 @@ def main(argv=None) -> int:
     }
     out_npz = os.path.join(args.output_dir, "infl_mem.npz")
     save_npz_atomic(out_npz, arrays)
-    plot_influence(dataset, est.influence, args.figure_rows,
-                   os.path.join(args.output_dir, "infl_mem"), args.seed)
-    plot_memorization(mem, flipped, os.path.join(args.output_dir, "memorization_hist"))
+    stderr_rows = functools.partial(_stderr_rows, est.influence, acc)
+    plot_influence(dataset, est.influence, stderr_rows, args.figure_rows,
+                   os.path.join(args.output_dir, "infl_mem"), acc.num_runs, args.subset_ratio,
+                   args.seed)
+    plot_memorization(mem, flipped, os.path.join(args.output_dir, "memorization_hist"),
+                      acc.num_runs, args.subset_ratio)
 
     accuracy = {split: np.mean([r.load_aux().accuracy(split) for r in runs[:20]])
                 for split in ("train", "removed", "test")}

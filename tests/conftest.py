@@ -35,3 +35,12 @@ def fmnist_dataset(fmnist_dir):
     from heldout.data import load_dataset
 
     return load_dataset(dataset_npz=str(fmnist_dir / "dataset.npz"))
+
+
+@pytest.fixture(scope="session")
+def fmnist_idx_dir(fmnist_dir, tmp_path_factory) -> str:
+    """The fmnist32 fixture's images as 28x28 Fashion-MNIST IDX files (2,000 train, 500 test),
+    written by the test session (see tests/idx_helpers.py)."""
+    from idx_helpers import write_fmnist_idx
+
+    return write_fmnist_idx(tmp_path_factory.mktemp("fmnist-idx"), fmnist_dir / "dataset.npz")

@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
+from idx_helpers import write_idx
 
 from heldout import estimate as est
 from heldout import published as pub
@@ -262,11 +263,13 @@ def synthetic(tmp_path):
 def test_commands_on_synthetic_experiment(synthetic, tmp_path, capsys):
     root, data, labels, dataset = synthetic
     out_dir = tmp_path / "out"
-    with pytest.warns(UserWarning, match="skipped 2 entries"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # skipped entries are reported, not warned about
         status, out, err = run_cli(
             capsys, "estimate", root, "--ratio", "0.7", "--out", out_dir / "est.npz"
         )
     assert status == 0, err
+    assert err.count("skipped 2 entries of ") == 1, err
     masks, correct, test_correct = data["0.7"]
     mem, infl = direct(masks, correct, test_correct)
     arrays = load_npz(out_dir / "est.npz")
@@ -276,11 +279,10 @@ def test_commands_on_synthetic_experiment(synthetic, tmp_path, capsys):
     np.testing.assert_array_equal(np.isnan(arrays["influence"]), np.isnan(infl))
     assert np.isnan(mem).any()  # some examples in all six runs at 0.7
 
-    with pytest.warns(UserWarning):
-        status, _, err = run_cli(
-            capsys, "cscores", root, "--dataset_npz", dataset, "--out", out_dir / "cs.npz"
-        )
-    assert status == 0, err
+    status, _, err = run_cli(
+        capsys, "cscores", root, "--dataset_npz", dataset, "--out", out_dir / "cs.npz"
+    )
+    assert status == 0 and "skipped 2 entries of " in err, err
     cs = pub.read_cscores(out_dir / "cs.npz", num_examples=300, num_classes=3)
     want, _ = direct_cscores(root)
     np.testing.assert_allclose(cs.scores, want, atol=1e-12)
@@ -303,7 +305,6 @@ def test_commands_on_synthetic_experiment(synthetic, tmp_path, capsys):
     assert sorted(os.listdir(out_dir)) == ["cs.npz", "est.npz", "pairs.npz"]
 
 
-@pytest.mark.filterwarnings("ignore:.*skipped 2 entries")
 def test_user_errors_exit_2_with_a_message(synthetic, tmp_path, capsys):
     root, _, _, dataset = synthetic
     out = tmp_path / "never.npz"
@@ -345,13 +346,6 @@ def test_user_errors_exit_2_with_a_message(synthetic, tmp_path, capsys):
 # labels given to `pairs` / `cscores` are checked against it.
 
 
-def write_idx(path, array):
-    """An uncompressed uint8 IDX file (MNIST format: big-endian header, then the bytes)."""
-    array = np.asarray(array, np.uint8)
-    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
-    path.write_bytes(header + array.tobytes())
-
-
 def write_datasets(directory, labels):
     """The same labels as `.npz` and as an IDX directory."""
     directory.mkdir()
@@ -361,8 +355,9 @@ def write_datasets(directory, labels):
         **{f"{s}__label": y for s, y in labels.items()},
     )
     for split, prefix in (("train", "train"), ("test", "t10k")):
-        write_idx(directory / f"{prefix}-images-idx3-ubyte", np.zeros((len(labels[split]), 1, 1)))
-        write_idx(directory / f"{prefix}-labels-idx1-ubyte", labels[split])
+        write_idx(directory / f"{prefix}-images-idx3-ubyte",
+                  np.zeros((len(labels[split]), 1, 1), np.uint8))
+        write_idx(directory / f"{prefix}-labels-idx1-ubyte", np.asarray(labels[split], np.uint8))
     return directory / "dataset.npz", directory
 
 

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from heldout.cli import main as heldout_main
-from heldout.data.idx import DEBIAN_FASHION_MNIST
 from heldout.experiment import open_experiment
 from heldout.npzio import load_npz
 
@@ -125,15 +124,16 @@ def test_flags_are_checked(example, capsys):
 
 
 @pytest.mark.slow
-def test_fashion_mnist_label_noise_is_memorized(example, tmp_path, capsys):
-    """Real data (Debian's dataset-fashion-mnist): with 2% of the first 2,000 training labels
-    flipped and models that fit their subsets, memorization ranks the flipped examples high.
+def test_fashion_mnist_label_noise_is_memorized(example, tmp_path, capsys, fmnist_idx_dir):
+    """Real data (the fmnist32 fixture's Fashion-MNIST images as IDX files): with 2% of the
+    2,000 training labels flipped and models that fit their subsets, memorization ranks the
+    flipped examples high.
 
     A reduced configuration of the note's experiment (10,000 images, 1% noise, 100 runs):
     16 runs of 80 epochs at learning rate 0.05 (about a minute on 2 CPU cores)."""
     out = tmp_path / "fmnist"
     assert example.main([
-        f"--idx_dir={DEBIAN_FASHION_MNIST}", "--train_size=2000", "--label_noise=0.02",
+        f"--idx_dir={fmnist_idx_dir}", "--train_size=2000", "--label_noise=0.02",
         "--epochs=80", "--learning_rate=0.05", "--num_runs=16", "--checkpoint_every=0",
         "--figure_rows=2", f"--output_dir={out}",
     ]) == 0
@@ -147,3 +147,57 @@ def test_fashion_mnist_label_noise_is_memorized(example, tmp_path, capsys):
     assert auc >= 0.9, printed
     assert np.nanmean(mem[flipped]) > 0.8 > 0.3 > np.nanmean(mem[~flipped])
     assert f"ROC AUC (flipped vs clean) {auc:.4f}" in printed
+
+
+def test_influence_stderr_rows_is_the_binomial_stderr(example):
+    """The figure's standard errors, from a few rows of influence and the counts, equal
+    `heldout.estimate.influence_stderr` (which builds the whole matrix)."""
+    from heldout import estimate
+
+    rng = np.random.default_rng(4)
+    masks = rng.random((40, 60)) < 0.7
+    masks[:, 0] = True  # in every run: undefined
+    acc = estimate.accumulate(masks, rng.random((40, 60)) < 0.8, rng.random((40, 9)) < 0.6)
+    influence, want = estimate.influence(acc), estimate.influence_stderr(acc)
+    rows = np.array([0, 3, 8])
+    got = example.influence_stderr_rows(influence[rows], acc.test_correct_total[rows],
+                                        acc.count_in, acc.count_out)
+    np.testing.assert_allclose(got, want[rows], atol=2e-6)
+    assert np.isnan(got[:, 0]).all() and not np.isnan(got[:, 1:]).any()
+    assert example.is_significant(0.3, 0.07) and not example.is_significant(0.29, 0.07)
+    assert not example.is_significant(np.nan, 0.01)
+
+
+def test_figures_state_their_noise(example, tmp_path):
+    """The influence figure marks influencers whose influence - 2 stderr is below 0.15 and
+    states the rule and the number of runs; the histogram fits its range to the data, counts
+    the runs and examples in its title and the undefined examples in its caption. Both are
+    written atomically (no temporary file left)."""
+    from heldout.data import ArrayDataset
+
+    rng = np.random.default_rng(0)
+    images = {s: rng.integers(0, 255, (n, 4, 4, 1), dtype=np.uint8)
+              for s, n in (("train", 12), ("test", 3))}
+    labels = {"train": np.arange(12) % 3, "test": np.arange(3)}
+    dataset = ArrayDataset("toy", 3, images, labels)
+    influence = np.zeros((3, 12), np.float32)
+    influence[0, [3, 6, 9, 0]] = [0.80, 0.40, 0.17, 0.16]
+    stderr = np.full((3, 12), 0.05)
+    stderr[0, 6] = 0.2  # 0.40 - 0.40 < 0.15: not significant
+    drawn = example.plot_influence(dataset, influence, lambda tests: stderr[tests], 1,
+                                   str(tmp_path / "infl"), num_runs=400, subset_ratio=0.7)
+    assert [(p["train"], p["significant"]) for p in drawn["panels"]] == [
+        (3, True), (6, False), (9, False), (0, False)]
+    assert drawn["panels"][0]["stderr"] == 0.05
+    assert drawn["panels"][0]["influence"] == pytest.approx(0.8)
+    assert drawn["caption"].startswith("400 runs at subset ratio 0.7.")
+    assert "influence \u2212 2\u00b7stderr \u2265 0.15" in drawn["caption"]
+    mem = np.concatenate([np.linspace(-0.05, 0.85, 97), [np.nan] * 3])
+    hist = example.plot_memorization(mem, np.zeros(0, np.int64), str(tmp_path / "hist"),
+                                     num_runs=400, subset_ratio=0.7)
+    low, high = hist["xlim"]
+    assert -0.1 < low < -0.05 and 0.85 < high < 0.9
+    assert hist["title"] == ("Memorization of 100 training examples, 400 runs at subset "
+                             "ratio 0.7")
+    assert "3 undefined (NaN" in hist["caption"] and "97 examples shown" in hist["caption"]
+    assert sorted(os.listdir(tmp_path)) == ["hist.pdf", "hist.png", "infl.pdf", "infl.png"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from heldout.cli.common import CommandError
+from heldout.cli.common import CommandError, RawDescriptionHelpFormatter
 
 EXAMPLE = """example:
   heldout build-imagenet --train_dir ILSVRC2012/train --val_dir ILSVRC2012/val \\
@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "disagree, or shards are left unwritten."
         ),
         epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=RawDescriptionHelpFormatter,
     )
     p.add_argument("--train_dir", default=None,
                    help="training images in synset folders <synset>/<name>.JPEG")
@@ -40,8 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--index_npz", required=True,
                    help="the published mapping: tr_filenames, tr_labels, tt_filenames, tt_labels")
     p.add_argument("--out", required=True, help="output directory for the shards")
-    p.add_argument("--train_shards", type=int, default=1024)
-    p.add_argument("--val_shards", type=int, default=128)
+    p.add_argument("--train_shards", type=int, default=1024,
+                   help="number of training shards")
+    p.add_argument("--val_shards", type=int, default=128, help="number of validation shards")
     p.add_argument("--num_workers", type=int, default=None,
                    help="shards written in parallel (default: min(8, CPUs))")
     p.add_argument("--allow_missing", action="store_true",
@@ -64,6 +65,9 @@ def build_imagenet_command(args: argparse.Namespace) -> int:
     if not os.path.isfile(args.index_npz):
         raise CommandError(f"--index_npz {args.index_npz}: no such file")
 
+    from heldout.quiet import import_tensorflow
+
+    import_tensorflow()
     from heldout.data.imagenet.build import build_imagenet
     from heldout.data.imagenet.mapping import BuildError, read_synsets
 

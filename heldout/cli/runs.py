@@ -10,16 +10,22 @@ import warnings
 import numpy as np
 from tqdm import tqdm
 
-from heldout.cli.common import CommandError, add_dataset_flags, fraction, positive_int
-from heldout.experiment import (
-    Experiment,
-    LayoutError,
-    Run,
-    is_run_dir,
-    open_experiment,
-    run_from_path,
+from heldout.cli.common import (
+    CommandError,
+    HelpFormatter,
+    add_dataset_flags,
+    add_verbose_flag,
+    fraction,
+    open_experiment_for_command,
+    positive_int,
 )
+from heldout.experiment import Experiment, LayoutError, Run, is_run_dir, run_from_path
 from heldout.npzio import NpzError
+from heldout.quiet import import_tensorflow
+
+#: `inspect`'s columns: (header, width).
+INSPECT_COLUMNS = (("ratio", 6), ("runs", 5), ("ckpt", 5), ("subset", 7), ("acc_subset", 10),
+                   ("acc_removed", 11), ("acc_test", 8))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,8 +37,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "many have a checkpoint), the entries that are not complete runs, and mean accuracies "
         "from the aux arrays: on each run's own training subset, on its removed (held-out) "
         "training examples and on the test split.",
+        formatter_class=HelpFormatter,
     )
     p.add_argument("experiment_dir", help="<experiment> directory of the release layout")
+    add_verbose_flag(p)
     p.set_defaults(handler=inspect_command)
 
     p = subparsers.add_parser(
@@ -41,51 +49,50 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Restores each run's final checkpoint into one model, evaluates a dataset "
         "split and compares the correctness of every prediction with the run's aux arrays. "
         "Exits 1 when fewer predictions match than --min_match_fraction asks.",
+        formatter_class=HelpFormatter,
     )
     p.add_argument("path", help="a run directory <experiment>/<ratio>/<run_id>, or an experiment")
     add_dataset_flags(p)
     p.add_argument("--split", default="test", choices=["train", "test"],
-                   help="dataset split to evaluate (default test); train means the whole "
+                   help="dataset split to evaluate; train means the whole "
                    "training split, each run's subset and its removed examples")
     p.add_argument("--train_size", type=int, default=None,
                    help="use only the first N training examples (runs trained with "
                    "`heldout train --train_size N`)")
     p.add_argument("--arch", default=None, help="small_inception | resnet50 | mlp "
                    "(default: the released architecture for the dataset)")
-    p.add_argument("--batch_size", type=positive_int, default=200)
+    p.add_argument("--batch_size", type=positive_int, default=200,
+                   help="examples per evaluation step")
     p.add_argument("--min_match_fraction", type=fraction, default=1.0,
-                   help="pass when at least this fraction of predictions match (default 1.0)")
+                   help="pass when at least this fraction of predictions match")
+    add_verbose_flag(p)
     p.set_defaults(handler=verify_command)
 
 
-def _open(path: str, require_checkpoint: bool) -> tuple[list[Run], Experiment | None]:
+def _open(path: str, require_checkpoint: bool,
+          verbose: bool = False) -> tuple[list[Run], Experiment | None]:
     if not os.path.isdir(path):
         raise CommandError(f"{path}: no such directory")
     if is_run_dir(path):
-        return [run_from_path(path)], None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        experiment = open_experiment(path, require_checkpoint=require_checkpoint)
-    for skipped in experiment.skipped:
-        print(f"skipped {skipped.path}: {skipped.reason}", file=sys.stderr)
-    if not len(experiment):
-        raise CommandError(
-            f"{path}: no complete runs (<ratio>/<run_id>/aux_arrays.npz"
-            + (" and checkpoints/ckpt-<epoch>" if require_checkpoint else "") + ")"
-        )
+        try:
+            return [run_from_path(path)], None
+        except LayoutError as e:
+            raise CommandError(str(e)) from e
+    experiment = open_experiment_for_command(path, require_checkpoint, verbose)
     return experiment.runs(), experiment
 
 
 def inspect_command(args: argparse.Namespace) -> int:
-    runs, experiment = _open(args.experiment_dir, require_checkpoint=False)
+    runs, experiment = _open(args.experiment_dir, require_checkpoint=False,
+                             verbose=args.verbose)
     if experiment is None:
-        raise CommandError(f"{args.experiment_dir} is a run; give its experiment directory")
+        parent = os.path.dirname(os.path.dirname(os.path.abspath(args.experiment_dir)))
+        raise CommandError(f"{args.experiment_dir} is a run; give its experiment directory "
+                           f"{parent}")
     print(f"experiment {experiment.root}")
     print(f"{len(experiment)} complete runs in {len(experiment.ratios)} subset ratios; "
           f"{len(experiment.skipped)} other entries skipped")
-    header = (f"{'ratio':>6} {'runs':>5} {'ckpt':>5} {'subset':>7} "
-              f"{'acc subset':>10} {'acc removed':>11} {'acc test':>8}")
-    print(header)
+    print(" ".join(f"{name:>{width}}" for name, width in INSPECT_COLUMNS))
     failures = 0
     for ratio in experiment.ratios:
         rows = []
@@ -109,15 +116,13 @@ def inspect_command(args: argparse.Namespace) -> int:
 
 
 def verify_command(args: argparse.Namespace) -> int:
+    runs, _ = _open(args.path, require_checkpoint=True, verbose=args.verbose)
+    import_tensorflow()
     from heldout.checkpoint import CheckpointError
     from heldout.data import load_dataset
     from heldout.data.fingerprint import FingerprintError
     from heldout.evaluate import make_evaluator_for, verify_run
 
-    try:
-        runs, _ = _open(args.path, require_checkpoint=True)
-    except LayoutError as e:
-        raise CommandError(str(e)) from e
     dataset = load_dataset(args.dataset, args.dataset_npz, (args.split,), args.data_dir,
                            args.tfrecord_dir, args.index_npz, args.idx_dir)
     if args.train_size is not None and args.split == "train":
@@ -125,7 +130,7 @@ def verify_command(args: argparse.Namespace) -> int:
 
         dataset = take_train(dataset, args.train_size)
     evaluator = make_evaluator_for(dataset, args.arch)
-    matched = total = failed = 0
+    matched = total = failed = mismatched = 0
     for run in runs:
         try:
             result = verify_run(evaluator, run, dataset, args.split, args.batch_size,
@@ -138,11 +143,23 @@ def verify_command(args: argparse.Namespace) -> int:
         matched += check.num_match
         total += check.num_total
         ok = check.match_fraction >= args.min_match_fraction
-        failed += not ok
+        mismatched += not ok
         print(f"{run.name}: epoch {result.restored.epoch} step {result.restored.global_step} "
               f"subset {result.aux.subset_ratio:.1%} accuracy {result.predictions.accuracy:.4f} "
               f"{check.num_match}/{check.num_total} match" + ("" if ok else "  MISMATCH"))
-    if failed:
-        print(f"{failed} of {len(runs)} runs failed or mismatched", file=sys.stderr)
-    print(f"verified {len(runs)} runs: {matched} out of {total} predictions match")
-    return 1 if failed else 0
+    print(verify_summary(len(runs), failed, mismatched, matched, total))
+    return 1 if failed or mismatched else 0
+
+
+def verify_summary(num_runs: int, failed: int, mismatched: int, matched: int, total: int) -> str:
+    """`verify`'s last line: the runs evaluated and their predictions, then the runs that
+    could not be evaluated (restore or read failures) and those below --min_match_fraction."""
+    evaluated = num_runs - failed
+    line = (f"verified {evaluated} runs: {matched} out of {total} predictions match"
+            if evaluated else f"verified no runs: all {num_runs} failed")
+    notes = []
+    if failed and evaluated:
+        notes.append(f"{failed} of {num_runs} runs failed to restore or read")
+    if mismatched:
+        notes.append(f"{mismatched} of {evaluated} below --min_match_fraction")
+    return line + (f" ({'; '.join(notes)})" if notes else "")

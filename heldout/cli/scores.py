@@ -25,9 +25,14 @@ from tqdm import tqdm
 
 from heldout import estimate as est
 from heldout import published
-from heldout.cli.common import CommandError, add_dataset_flags
+from heldout.cli.common import (
+    CommandError,
+    HelpFormatter,
+    add_dataset_flags,
+    add_verbose_flag,
+    open_experiment_for_command,
+)
 from heldout.data.fingerprint import Fingerprint
-from heldout.experiment import open_experiment
 
 DEFAULT_TOP_K = 10
 
@@ -43,6 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "and influence (float32 [n_test, n_train]) or topk_index/topk_influence ([n_test, k]), "
         "plus the runs' dataset fingerprint (fingerprint__* keys) when they have one. "
         "NaN marks values whose count is zero.",
+        formatter_class=HelpFormatter,
     )
     p.add_argument("experiment_dir", help="<experiment> directory of the release layout")
     p.add_argument("--ratio", help="subset ratio, e.g. 0.7 (default: the experiment's only one)")
@@ -51,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--influence",
         choices=est.INFLUENCE_KINDS,
         default="full",
-        help="full matrix, top-k training examples per test example, or none (default full)",
+        help="full matrix, top-k training examples per test example, or none",
     )
     p.add_argument(
         "--top_k",
@@ -59,6 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help=f"with --influence topk: entries per test example (default {DEFAULT_TOP_K})",
     )
+    add_verbose_flag(p)
     p.set_defaults(handler=estimate_command)
 
     p = subparsers.add_parser(
@@ -71,11 +78,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "test_scores_by_ratio) and labels when a dataset is given: the published C-score "
         "format (labels, scores) plus those keys, and the runs' dataset fingerprint "
         "(fingerprint__* keys) when they have one; the dataset's labels are checked against it.",
+        formatter_class=HelpFormatter,
     )
     p.add_argument("experiment_dir", help="<experiment> directory of the release layout")
     p.add_argument("--out", required=True, help="output .npz (written atomically)")
     p.add_argument("--ratios", help="comma-separated subset ratios to use (default: all)")
     add_dataset_flags(p, required=False)
+    add_verbose_flag(p)
     p.set_defaults(handler=cscores_command)
 
     p = subparsers.add_parser(
@@ -86,12 +95,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "label. Writes the published format: tr_idx, tt_idx, infl, mem. When the estimate "
         "carries a dataset fingerprint, labels in another order or of another dataset are "
         "refused.",
+        formatter_class=HelpFormatter,
     )
     p.add_argument("estimate_npz", metavar="EST_NPZ", help="output of `heldout estimate`")
     add_dataset_flags(p)
     p.add_argument("--out", required=True, help="output .npz (written atomically)")
-    p.add_argument("--infl_threshold", type=float, default=0.15, help="default 0.15")
-    p.add_argument("--mem_threshold", type=float, default=0.25, help="default 0.25")
+    p.add_argument("--infl_threshold", type=float, default=0.15,
+                   help="smallest influence of a pair")
+    p.add_argument("--mem_threshold", type=float, default=0.25,
+                   help="smallest memorization of a pair's training example")
     p.set_defaults(handler=pairs_command)
 
 
@@ -110,6 +122,11 @@ def _load_labels(
     against the sizes and the outputs' fingerprint (`heldout.data.load_checked_labels`)."""
     # TensorFlow only for TFDS / TFRecord sources.
     from heldout.data import load_checked_labels
+
+    if args.dataset is not None or args.tfrecord_dir is not None:
+        from heldout.quiet import import_tensorflow
+
+        import_tensorflow()
 
     return load_checked_labels(
         expected, fingerprint, source, dataset=args.dataset, dataset_npz=args.dataset_npz,
@@ -135,9 +152,7 @@ def estimate_command(args: argparse.Namespace) -> int:
     top_k = DEFAULT_TOP_K if args.top_k is None else args.top_k
     if top_k < 1:
         raise CommandError(f"--top_k must be >= 1, got {top_k}")
-    experiment = open_experiment(args.experiment_dir)
-    if not experiment.ratios:
-        raise CommandError(f"{experiment.root}: no complete runs (aux_arrays.npz) found")
+    experiment = open_experiment_for_command(args.experiment_dir, verbose=args.verbose)
     if args.ratio is None:
         if len(experiment.ratios) > 1:
             raise CommandError(
@@ -180,7 +195,7 @@ def estimate_command(args: argparse.Namespace) -> int:
 
 
 def cscores_command(args: argparse.Namespace) -> int:
-    experiment = open_experiment(args.experiment_dir)
+    experiment = open_experiment_for_command(args.experiment_dir, verbose=args.verbose)
     ratios = None
     if args.ratios:
         ratios = [r.strip() for r in args.ratios.split(",") if r.strip()]

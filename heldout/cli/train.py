@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from heldout.cli.common import CommandError
+from heldout.cli.common import CommandError, HelpFormatter
 
 DEFAULTS = {"epochs": 10, "batch_size": 128, "learning_rate": 0.1, "momentum": 0.9}
 
@@ -24,6 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "processes or machines with --run_ids or --shard.",
         epilog="example: heldout train exp --dataset_npz data.npz --arch small_inception "
         "--ratio 0.5 --run_ids 0-99 --shard 0/4",
+        formatter_class=HelpFormatter,
     )
     p.add_argument("experiment_dir", help="<experiment> directory (created if needed)")
     group = p.add_mutually_exclusive_group(required=True)
@@ -34,17 +35,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data_dir", default=None, help="TFDS data directory")
     p.add_argument("--arch", default=None, help="mlp | small_inception | resnet50 (default: "
                    "the released architecture for the dataset's image shape)")
-    p.add_argument("--ratio", type=float, default=0.7, help="subset ratio in (0, 1] "
-                   "(default 0.7)")
+    p.add_argument("--ratio", type=float, default=0.7, help="subset ratio in (0, 1]")
     ids = p.add_mutually_exclusive_group(required=True)
     ids.add_argument("--run_ids", help="run ids, e.g. 0-499 or 0-9,20-29 (inclusive)")
     ids.add_argument("--num_runs", type=int, help="run ids 0 .. N-1")
     p.add_argument("--shard", default=None, help="i/n: train only every n-th of the run ids, "
                    "starting at the i-th (0 <= i < n)")
-    p.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
-    p.add_argument("--batch_size", type=int, default=DEFAULTS["batch_size"])
-    p.add_argument("--learning_rate", type=float, default=DEFAULTS["learning_rate"])
-    p.add_argument("--momentum", type=float, default=DEFAULTS["momentum"])
+    p.add_argument("--epochs", type=int, default=DEFAULTS["epochs"], help="epochs per run")
+    p.add_argument("--batch_size", type=int, default=DEFAULTS["batch_size"],
+                   help="training examples per step")
+    p.add_argument("--learning_rate", type=float, default=DEFAULTS["learning_rate"],
+                   help="SGD learning rate")
+    p.add_argument("--momentum", type=float, default=DEFAULTS["momentum"],
+                   help="SGD momentum")
     p.add_argument("--seed", type=int, default=0, help="experiment seed; each run's seed is "
                    "derived from it, the ratio and the run id (recorded in run.json)")
     p.add_argument("--train_size", type=int, default=None,
@@ -55,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--models_per_step", type=int, default=None,
                    help="K for the stacked path (default: 1 on CPU, 128 on a GPU)")
     p.add_argument("--checkpoint_every", type=int, default=1, help="write checkpoints for "
-                   "run ids divisible by this (default 1: all; 0: none)")
+                   "run ids divisible by this (1: all; 0: none)")
     p.add_argument("--no_xla", action="store_true", help="do not compile with XLA")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=train_command)
@@ -74,7 +77,34 @@ def load_training_data(args: argparse.Namespace):
     return dataset
 
 
+def refuse_nested_destination(experiment_dir: str) -> None:
+    """Refuses an experiment directory that is, or lies inside, a run or subset-ratio
+    directory of another experiment (training there would nest ``<ratio>/<run_id>`` inside it).
+
+    Raises:
+      CommandError: naming the run or ratio directory and the experiment it belongs to.
+    """
+    from heldout.experiment import enclosing_layout_dir
+
+    found = enclosing_layout_dir(experiment_dir)
+    if found is None:
+        return
+    kind, directory = found
+    experiment = os.path.dirname(directory) if kind == "ratio" else os.path.dirname(
+        os.path.dirname(directory))
+    what = "a run directory" if kind == "run" else "a subset-ratio directory"
+    where = "is" if os.path.abspath(experiment_dir) == directory else f"lies inside {directory},"
+    raise CommandError(
+        f"{experiment_dir} {where} {what} of the experiment {experiment}; give an experiment "
+        f"directory (e.g. {experiment}) and --ratio, not a directory inside one"
+    )
+
+
 def train_command(args: argparse.Namespace) -> int:
+    refuse_nested_destination(args.experiment_dir)
+    from heldout.quiet import import_tensorflow
+
+    import_tensorflow()
     from heldout.models import default_arch
     from heldout.train import (
         TrainConfig,
@@ -87,6 +117,7 @@ def train_command(args: argparse.Namespace) -> int:
 
     if args.num_runs is not None and args.num_runs < 1:
         raise CommandError(f"--num_runs must be >= 1, got {args.num_runs}")
+
     run_ids = parse_run_ids(args.run_ids) if args.run_ids else list(range(args.num_runs))
     if args.shard:
         run_ids = shard_run_ids(run_ids, *parse_shard(args.shard))

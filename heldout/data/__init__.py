@@ -10,6 +10,7 @@ order, without shuffling.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -39,11 +40,17 @@ def load_dataset(
     Returns:
       An `ArrayDataset`, or a `heldout.data.imagenet.TFRecordImageDataset` for `tfrecord_dir`.
 
+    A path given as `dataset` (the first argument) is recognised: a ``.npz`` file is read as
+    `dataset_npz`; an existing directory is refused with a message naming `tfrecord_dir=` and
+    `idx_dir=`.
+
     Raises:
-      DatasetError: not exactly one source given.
+      DatasetError: not exactly one source given, or `dataset` is a directory.
       NpzError: a bad `.npz` file.
       TFRecordDatasetError: missing or incomplete shards.
     """
+    if dataset is not None and dataset_npz is None:
+        dataset, dataset_npz = _npz_path_given_as_name(dataset)
     if sum(x is not None for x in (dataset, dataset_npz, tfrecord_dir, idx_dir)) != 1:
         raise DatasetError(
             "give exactly one of dataset (a TFDS name), dataset_npz (a path), tfrecord_dir "
@@ -66,6 +73,24 @@ def load_dataset(
     return load_tfds(dataset, splits=splits, data_dir=data_dir)
 
 
+def _npz_path_given_as_name(dataset: str) -> tuple[str | None, str | None]:
+    """(dataset, dataset_npz) for a `dataset` argument that may be a path instead of a TFDS
+    name."""
+    text = str(dataset)
+    if text.endswith(".npz"):
+        return None, text
+    if os.path.isdir(text):
+        raise DatasetError(
+            f"{text}: a directory, not a TFDS dataset name; pass tfrecord_dir= (TFRecord "
+            "shards) or idx_dir= (IDX files), or dataset_npz= for a .npz file"
+        )
+    if os.path.isfile(text):
+        raise DatasetError(
+            f"{text}: a file, not a TFDS dataset name; pass dataset_npz= for a .npz dataset"
+        )
+    return dataset, None
+
+
 def load_split_labels(
     dataset: str | None = None,
     dataset_npz: str | None = None,
@@ -83,6 +108,8 @@ def load_split_labels(
 
 
 def _labels_only(dataset, dataset_npz, splits, data_dir, tfrecord_dir, index_npz, idx_dir):
+    if dataset is not None and dataset_npz is None:
+        dataset, dataset_npz = _npz_path_given_as_name(dataset)
     if dataset is not None and dataset_npz is None:
         from heldout.data.tfds import load_tfds
 

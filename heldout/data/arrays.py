@@ -82,7 +82,7 @@ class Batch:
     index: np.ndarray
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, repr=False)
 class ArrayDataset:
     """Splits of uint8 images and int64 labels held in memory.
 
@@ -112,6 +112,14 @@ class ArrayDataset:
     @property
     def splits(self) -> list[str]:
         return list(self.labels)
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(
+            f"{split}: {len(labels)} x {'x'.join(map(str, self.images[split].shape[1:]))} "
+            f"{self.images[split].dtype}" if split in self.images else f"{split}: {len(labels)}"
+            for split, labels in self.labels.items()
+        )
+        return f"ArrayDataset({self.name!r}, {self.num_classes} classes, {sizes})"
 
     @property
     def image_shape(self) -> tuple[int, ...]:
