@@ -14,6 +14,7 @@ from heldout.predict.backend import (
     TensorFlowBackend,
     make_backend,
 )
+from heldout.predict.consumers import accumulate_store, to_datamodels
 from heldout.predict.engine import (
     DatasetSpec,
     PredictError,
@@ -40,7 +41,7 @@ from heldout.predict.store import (
 __all__ = [
     "BACKENDS", "DEFAULT_OUTPUTS", "OUTPUTS", "Backend", "BackendError", "DatasetSpec",
     "PredictError", "PredictSummary", "PredictionStore", "RestoredRun", "RunResult",
-    "StoreError", "StoreLayout", "TaskSpec", "TensorFlowBackend", "default_workers",
-    "evaluate_run", "logit_confidence", "make_backend", "margin", "open_store",
-    "parse_run_ids", "predict", "select_runs",
+    "StoreError", "StoreLayout", "TaskSpec", "TensorFlowBackend", "accumulate_store",
+    "default_workers", "evaluate_run", "logit_confidence", "make_backend", "margin", "open_store",
+    "parse_run_ids", "predict", "select_runs", "to_datamodels",
 ]

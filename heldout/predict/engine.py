@@ -11,6 +11,7 @@ same call again evaluates only the runs not completed.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import shutil
 import sys
@@ -326,9 +327,9 @@ def _connect(scheduler: str | None, workers: int):
     if scheduler is not None:
         try:
             if os.path.isfile(scheduler):
-                client = Client(scheduler_file=scheduler, timeout="10s")
+                client = Client(scheduler_file=scheduler, timeout="5s")
             else:
-                client = Client(scheduler, timeout="10s")
+                client = Client(scheduler, timeout="5s")
         except (OSError, TimeoutError, ValueError) as e:
             raise PredictError(f"--scheduler {scheduler}: cannot connect ({type(e).__name__}: "
                                f"{e})") from e
@@ -338,7 +339,7 @@ def _connect(scheduler: str | None, workers: int):
     if gpus and workers <= len(gpus):
         kwargs["resources"] = {"GPU": 1}
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                           dashboard_address=None, **kwargs)
+                           dashboard_address=None, silence_logs=logging.ERROR, **kwargs)
     client = Client(cluster)
     if "resources" in kwargs:
         # Pin worker i to GPU i before any task imports TensorFlow (which would take them all).
