@@ -349,11 +349,13 @@ def _connect(scheduler: str | None, workers: int):
     return client, cluster, kwargs.get("resources")
 
 
-def _run_tasks(spec: TaskSpec, todo: list[tuple[int, Run]], workers: int, scheduler: str | None,
+def _run_tasks(spec: TaskSpec, todo: list[tuple[int, Run]], dask: tuple | None,
                retries: int, progress: bool, cache: dict | None):
+    """Yields a `RunResult` per run, as they finish: in this process (`dask` None) or on the
+    cluster of `dask` = (client, cluster, resources)."""
     bar = tqdm(total=len(todo), desc="predict", unit="run", disable=not progress,
                dynamic_ncols=True)
-    if workers == 0 and scheduler is None:
+    if dask is None:
         cache = {} if cache is None else cache
         with bar:
             for row, run in todo:
@@ -362,25 +364,20 @@ def _run_tasks(spec: TaskSpec, todo: list[tuple[int, Run]], workers: int, schedu
         return
     from distributed import as_completed
 
-    client, cluster, resources = _connect(scheduler, workers)
-    try:
-        futures = client.map(
-            evaluate_run, [spec] * len(todo), [row for row, _ in todo],
-            [run.path for _, run in todo], retries=retries, pure=False, resources=resources,
-        )
-        names = {f.key: (row, run.name) for f, (row, run) in zip(futures, todo, strict=True)}
-        with bar:
-            for future in as_completed(futures):
-                try:
-                    yield future.result()
-                except Exception as e:  # noqa: BLE001 - a task's bug or a worker lost for good
-                    row, name = names[future.key]
-                    yield RunResult(row, name, error=f"{type(e).__name__}: {e}")
-                bar.update()
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+    client, _, resources = dask
+    futures = client.map(
+        evaluate_run, [spec] * len(todo), [row for row, _ in todo],
+        [run.path for _, run in todo], retries=retries, pure=False, resources=resources,
+    )
+    names = {f.key: (row, run.name) for f, (row, run) in zip(futures, todo, strict=True)}
+    with bar:
+        for future in as_completed(futures):
+            try:
+                yield future.result()
+            except Exception as e:  # noqa: BLE001 - a task's bug or a worker lost for good
+                row, name = names[future.key]
+                yield RunResult(row, name, error=f"{type(e).__name__}: {e}")
+            bar.update()
 
 
 def cross_check_store(
@@ -500,26 +497,43 @@ def predict(
         num_train=_num_train(runs, split, len(labels)), outputs=outputs,
         logits_dtype=logits_dtype, runs=tuple(r.name for r in runs), backend=backend,
     )
-    prepare_store(out, layout, runs, labels, overwrite)
-    done = st.completed(out)
-    todo = [(row, run) for row, run in enumerate(runs) if not done[row]]
     spec = TaskSpec(out, dataset, split, backend, arch, int(data.num_classes),
                     tuple(int(d) for d in data.image_shape), outputs, logits_dtype,
                     batch_size, layout.num_train, tuple(sorted((backend_options or {}).items())))
-    if workers == 0 and scheduler is None and todo:
+    dask = _connect(scheduler, workers) if workers > 0 or scheduler is not None else None
+    try:
+        prepare_store(out, layout, runs, labels, overwrite)
+        return _fill(spec, runs, data, dask, retries, progress, cache,
+                     min_match_fraction if cross_check else None)
+    finally:
+        if dask is not None:
+            dask[0].close()
+            if dask[1] is not None:
+                dask[1].close()
+
+
+def _fill(spec: TaskSpec, runs: Sequence[Run], data, dask: tuple | None, retries: int,
+          progress: bool, cache: dict | None, min_match_fraction: float | None
+          ) -> PredictSummary:
+    """Evaluates the runs of the store `spec.store` not completed, then cross-checks (unless
+    `min_match_fraction` is None)."""
+    out = spec.store
+    done = st.completed(out)
+    todo = [(row, run) for row, run in enumerate(runs) if not done[row]]
+    if dask is None and todo:
         cache = {} if cache is None else cache
         if cache.get("key") != spec.model_key():
             cache.clear()
             cache.update(key=spec.model_key(), dataset=data)
     failed = []
-    for result in _run_tasks(spec, todo, workers, scheduler, retries, progress, cache):
+    for result in _run_tasks(spec, todo, dask, retries, progress, cache):
         if result.error:
             failed.append((result.name, result.error))
     failed.sort()
     summary = PredictSummary(out, len(runs), len(todo) - len(failed), len(runs) - len(todo),
                              tuple(failed))
-    if cross_check:
-        checked, matched, total, low, note = cross_check_store(out, runs, split,
+    if min_match_fraction is not None:
+        checked, matched, total, low, note = cross_check_store(out, runs, spec.split,
                                                                min_match_fraction)
         summary = dataclasses.replace(summary, checked_runs=checked, matched=matched,
                                       total=total, mismatched_runs=low, cross_check_note=note)
