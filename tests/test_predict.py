@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 import zarr
+from predict_helpers import REPO, RUNS, assert_stores_equal, reuse_runs
 
 from heldout.cli import main as cli_main
 from heldout.data import load_dataset
@@ -15,7 +16,6 @@ from heldout.data.npz import save_npz_dataset
 from heldout.experiment import open_experiment, run_from_path
 from heldout.predict import (
     DatasetSpec,
-    StoreError,
     accumulate_store,
     logit_confidence,
     margin,
@@ -24,7 +24,6 @@ from heldout.predict import (
     to_datamodels,
 )
 from heldout.predict import store as st
-from predict_helpers import REPO, RUNS, assert_stores_equal, reuse_runs
 
 ALL = ("correct", "margin", "logit_confidence", "logits")
 
@@ -161,8 +160,8 @@ def test_bad_inputs_one_line_errors(tmp_path, stores, fmnist_experiment, fmnist_
     base = ["predict", str(fmnist_experiment), "--dataset_npz", npz, "--workers", "0"]
     # A store of another split.
     store = str(stores["test"])
-    err = _error_line(capsys, [*base, "--split", "train", "--out", store, "--outputs", ",".join(ALL),
-                                "--logits_dtype", "float32"])
+    err = _error_line(capsys, [*base, "--split", "train", "--out", store, "--outputs",
+                               ",".join(ALL), "--logits_dtype", "float32"])
     assert "split: store has 'test', this command 'train'" in err and "--overwrite" in err
     # A store of another dataset (same images, another file) and another output set.
     other = tmp_path / "other.npz"
