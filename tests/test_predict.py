@@ -291,3 +291,33 @@ def test_readme_snippets(stores, monkeypatch):
     assert namespace["ds"]["margin"].shape == (3, 2000)
     score = namespace["score"]
     assert score.shape == (3, 2000) and np.isfinite(score).sum() > 100
+
+
+def test_backend_never_usable_half_restored(tmp_path, fmnist_experiment, fmnist_dataset):
+    from heldout.checkpoint import CheckpointError
+    from heldout.predict import BackendError, make_backend
+
+    reuse_runs(fmnist_experiment, tmp_path / "exp", 2, copy=(1,))
+    data = tmp_path / "exp/0.5/1/checkpoints/ckpt-10.data-00000-of-00001"
+    data.write_bytes(data.read_bytes()[:1000])
+    backend = make_backend("tensorflow", "small_inception", 10, (32, 32, 3))
+    images = next(fmnist_dataset.batches("test", 8)).image
+    with pytest.raises(BackendError, match="no successfully restored run"):
+        backend.logits(images)
+    restored = backend.restore(run_from_path(tmp_path / "exp/0.5/0"))
+    assert (restored.epoch, restored.global_step) == (10, 100)
+    assert backend.logits(images).shape == (8, 10)
+    with pytest.raises(CheckpointError, match="corrupt"):
+        backend.restore(run_from_path(tmp_path / "exp/0.5/1"))
+    with pytest.raises(BackendError, match="no successfully restored run"):
+        backend.logits(images)
+
+
+def test_torch_backend_missing_is_one_line(monkeypatch):
+    import sys
+
+    from heldout.predict import BackendError, make_backend
+
+    monkeypatch.setitem(sys.modules, "heldout.pytorch.backend", None)  # import fails
+    with pytest.raises(BackendError, match=r"backend 'torch' needs heldout\.pytorch\.backend"):
+        make_backend("torch", "small_inception", 10, (32, 32, 3))
