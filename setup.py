@@ -22,13 +22,16 @@ setup(
         "tqdm",
         "matplotlib",
         "pillow",
+        # The predictions store (`heldout predict`): zarr v3 groups, filled on Dask workers.
+        "zarr>=3",
+        "dask[distributed]",
     ],
     extras_require={
         "cpu": ["tensorflow-cpu>=2.15"],
         "gpu": ["tensorflow[and-cuda]>=2.15"],
         # The no-download default dataset of the MNIST example (scikit-learn's 8x8 digits).
         "examples": ["scikit-learn"],
-        "dev": ["pytest", "ruff", "scikit-learn", "psutil", "playwright", "zarr>=3"],
+        "dev": ["pytest", "ruff", "scikit-learn", "psutil", "playwright", "xarray"],
     },
     entry_points={"console_scripts": ["heldout=heldout.cli:main"]},
 )

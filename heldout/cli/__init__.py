@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from heldout import __version__
-from heldout.cli import imagenet, release, report, runs, scores, train
+from heldout.cli import imagenet, predict, release, report, runs, scores, train
 from heldout.errors import HeldoutError
 
 # TensorFlow's C++ start-up messages (oneDNN, CPU features) mean nothing to a user of the CLI.
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"heldout {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (runs, scores, train, release, imagenet, report):
+    for module in (runs, scores, train, release, imagenet, predict, report):
         module.register(subparsers)
     return parser
 

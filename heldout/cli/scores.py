@@ -66,7 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"with --influence topk: entries per test example (default {DEFAULT_TOP_K})",
     )
     add_verbose_flag(p)
+    _add_predictions_flags(p)
     p.set_defaults(handler=estimate_command)
+    _register_merge(subparsers)
 
     p = subparsers.add_parser(
         "cscores",
@@ -162,11 +164,18 @@ def estimate_command(args: argparse.Namespace) -> int:
     else:
         ratio = experiment.ratio_name(args.ratio)
     runs = experiment.runs(ratio)
-    acc = est.accumulate_runs(
-        runs,
-        keep_runs=args.influence != "none",
-        progress=_progress(f"reading runs ({ratio})", "run"),
-    )
+    acc = _accumulate(args, runs, ratio)
+    return _write_estimate(args, acc, ratio, top_k)
+
+
+def _write_estimate(args: argparse.Namespace, acc: est.RatioAccumulator, ratio: str,
+                    top_k: int) -> int:
+    """Saves the accumulator (`--save_accumulator`), then the estimate file (`--out`)."""
+    if getattr(args, "save_accumulator", None):
+        acc.save(args.save_accumulator)
+        print(f"{args.save_accumulator}: accumulator of {acc.num_runs} runs")
+    if args.out is None:
+        return 0
     if args.influence == "full":
         needed, available = 4 * acc.num_test * acc.num_train, _physical_memory()
         if available is not None and needed > 0.8 * available:
@@ -260,3 +269,60 @@ def pairs_command(args: argparse.Namespace) -> int:
         "examples"
     )
     return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Predictions stores and accumulator shards (`heldout predict`, `heldout merge`).
+
+
+def _add_predictions_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--predictions", default=None, metavar="STORE.zarr",
+                   help="a store of `heldout predict`: influence on its evaluation set (any "
+                   "dataset) from its correct, membership from its mask; memorization from "
+                   "the experiment's aux arrays (or the store's correct for a train store)")
+    p.add_argument("--save_accumulator", default=None, metavar="SHARD.npz",
+                   help="also write the runs' accumulator, for `heldout merge`")
+
+
+def _accumulate(args: argparse.Namespace, runs: list, ratio: str) -> est.RatioAccumulator:
+    """The accumulator of `heldout estimate`: from the runs' aux arrays, or from a store."""
+    keep = args.influence != "none"
+    if args.predictions is None:
+        return est.accumulate_runs(runs, keep_runs=keep,
+                                   progress=_progress(f"reading runs ({ratio})", "run"))
+    from heldout.predict import accumulate_store
+
+    return accumulate_store(args.predictions, ratio, runs, keep_runs=keep)
+
+
+def _register_merge(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "merge",
+        help="merge accumulator shards into one estimate",
+        description="Merges accumulators over disjoint runs of one subset ratio (written by "
+        "`heldout estimate --save_accumulator`) and writes the estimate of `heldout estimate` "
+        "(--out) and/or the merged accumulator (--save_accumulator).",
+    )
+    p.add_argument("shards", nargs="+", metavar="SHARD.npz", help="accumulator shards")
+    p.add_argument("--out", default=None, help="estimate .npz (written atomically)")
+    p.add_argument("--influence", choices=est.INFLUENCE_KINDS, default="full",
+                   help="full matrix, top-k training examples per test example, or none")
+    p.add_argument("--top_k", type=int, default=None,
+                   help=f"with --influence topk: entries per test example "
+                   f"(default {DEFAULT_TOP_K})")
+    p.add_argument("--save_accumulator", default=None, metavar="MERGED.npz",
+                   help="write the merged accumulator")
+    p.set_defaults(handler=merge_command)
+
+
+def merge_command(args: argparse.Namespace) -> int:
+    if args.out is None and args.save_accumulator is None:
+        raise CommandError("give --out (an estimate) and/or --save_accumulator")
+    if args.top_k is not None and args.influence != "topk":
+        raise CommandError("--top_k applies only with --influence topk")
+    top_k = DEFAULT_TOP_K if args.top_k is None else args.top_k
+    acc = est.merge_accumulators(est.load_accumulator(path) for path in args.shards)
+    if args.influence != "none" and not acc.keep_runs:
+        raise CommandError("the shards hold counts only (written with --influence none); "
+                           "use --influence none")
+    return _write_estimate(args, acc, f"{acc.subset_ratio:g}", top_k)

@@ -1,0 +1,117 @@
+"""`heldout predict`: every run's outputs on a dataset split, in a zarr predictions store.
+
+Examples::
+
+    heldout predict cifar10-inception --dataset cifar10:3.0.2 --split test --out preds.zarr
+    heldout predict cifar10-inception --dataset_npz shifted.npz --split test --out shifted.zarr \\
+        --ratios 0.7 --workers 4 --no_cross_check
+    heldout predict imagenet-resnet50 --tfrecord_dir shards --split test --out in.zarr \\
+        --scheduler scheduler.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from heldout.cli.common import CommandError, add_dataset_flags, fraction, positive_int
+
+
+def _outputs(text: str) -> tuple[str, ...]:
+    from heldout.predict.store import OUTPUTS
+
+    names = tuple(o.strip() for o in text.split(",") if o.strip())
+    unknown = sorted(set(names) - set(OUTPUTS))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown {unknown}; choose from {','.join(OUTPUTS)}")
+    return names
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Adds `predict` to the `heldout` parser."""
+    p = subparsers.add_parser(
+        "predict",
+        help="every run's per-example outputs on a dataset split, in a zarr store",
+        description="Restores each run into one model per worker, evaluates a dataset split and "
+        "writes correct, prediction, margin, logit_confidence (and logits on request), the runs' "
+        "subset masks and their checkpoints' epochs to a zarr v3 store, one chunk per run. "
+        "Resumable: the same command again evaluates only the runs not completed. Runs on Dask: "
+        "--workers N (a local cluster) or --scheduler (an existing one); --workers 0 in this "
+        "process. Exits 1 when a run fails or its correctness does not match its aux arrays.",
+    )
+    p.add_argument("path", help="an experiment directory, or one run <experiment>/<ratio>/<id>")
+    add_dataset_flags(p)
+    p.add_argument("--split", required=True, help="dataset split to evaluate, e.g. train, test")
+    p.add_argument("--train_size", type=positive_int, default=None,
+                   help="use only the first N training examples")
+    p.add_argument("--out", required=True, help="the store, a directory such as preds.zarr")
+    p.add_argument("--ratios", default=None, help="comma-separated subset ratios (default all)")
+    p.add_argument("--run_ids", default=None, help="run ids, e.g. 0-99,120 (default all)")
+    p.add_argument("--outputs", type=_outputs, default=("correct", "margin", "logit_confidence"),
+                   help="comma-separated, of correct,margin,logit_confidence,logits "
+                   "(default correct,margin,logit_confidence)")
+    p.add_argument("--logits_dtype", choices=["float16", "float32"], default="float16")
+    p.add_argument("--batch_size", type=positive_int, default=200)
+    p.add_argument("--arch", default=None, help="small_inception | resnet50 | mlp "
+                   "(default: the released architecture for the dataset)")
+    p.add_argument("--backend", choices=["tensorflow", "torch"], default="tensorflow")
+    p.add_argument("--workers", type=_non_negative, default=None,
+                   help="Dask worker processes of a local cluster (default one per visible GPU, "
+                   "else one); 0 evaluates in this process without Dask")
+    p.add_argument("--scheduler", default=None,
+                   help="address or scheduler file of an existing Dask cluster")
+    p.add_argument("--retries", type=_non_negative, default=1,
+                   help="Dask retries of a task that crashed (default 1)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing store made for something else")
+    p.add_argument("--no_cross_check", action="store_true",
+                   help="do not compare correct with the runs' aux arrays (a dataset other than "
+                   "the runs' own, e.g. transformed images of the same size)")
+    p.add_argument("--min_match_fraction", type=fraction, default=1.0,
+                   help="a run passes the cross-check when at least this fraction matches")
+    p.set_defaults(handler=predict_command)
+
+
+def predict_command(args: argparse.Namespace) -> int:
+    from heldout.predict import DatasetSpec, default_workers, parse_run_ids, predict
+
+    if args.scheduler is not None and args.workers is not None:
+        raise CommandError("give --workers or --scheduler, not both")
+    ratios = None
+    if args.ratios:
+        try:
+            ratios = [float(r) for r in args.ratios.split(",") if r.strip()]
+        except ValueError as e:
+            raise CommandError(f"--ratios: expected numbers like 0.7,0.5, got {args.ratios!r}")\
+                from e
+    run_ids = parse_run_ids(args.run_ids)
+    workers = default_workers() if args.workers is None else args.workers
+    dataset = DatasetSpec(args.dataset, args.dataset_npz, args.tfrecord_dir, args.idx_dir,
+                          args.data_dir, args.index_npz, args.train_size)
+    summary = predict(
+        args.path, dataset, args.split, args.out, ratios=ratios, run_ids=run_ids,
+        outputs=args.outputs, logits_dtype=args.logits_dtype, batch_size=args.batch_size,
+        workers=workers, scheduler=args.scheduler, backend=args.backend, arch=args.arch,
+        overwrite=args.overwrite, retries=args.retries, cross_check=not args.no_cross_check,
+        min_match_fraction=args.min_match_fraction,
+    )
+    for name, error in summary.failed:
+        print(f"{name}: FAILED: {error}")
+    print(f"{summary.store}: {summary.num_runs - len(summary.failed)} of {summary.num_runs} runs "
+          f"completed ({summary.evaluated} evaluated now, {summary.resumed} before)")
+    if summary.failed:
+        print(f"{len(summary.failed)} runs failed; run the command again to retry them",
+              file=sys.stderr)
+    if summary.cross_check_note:
+        print(f"not cross-checked: {summary.cross_check_note}")
+    elif not args.no_cross_check:
+        print(f"checked {summary.checked_runs} runs: {summary.matched} out of {summary.total} "
+              "predictions match")
+    return 0 if summary.ok else 1

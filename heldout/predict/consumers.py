@@ -1,0 +1,127 @@
+"""Readers of a predictions store: influence and memorization accumulators, the datamodels
+layout.
+
+- `accumulate_store`: a `heldout.estimate.RatioAccumulator` whose "test" side is the store's
+  evaluation set (any dataset: a shifted test set, a new one), membership from the store's
+  ``mask``; so `heldout.estimate.influence` gives the influence of each training example on each
+  example of that set.
+- `to_datamodels`: ``masks.npy`` bool [M, n_train], ``margins.npy`` float16 [M, n],
+  ``_completed.npy`` bool [M] (the layout of MadryLab's datamodels: one ``.npy`` per key, a
+  row per model, ``_completed`` set last).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from heldout.atomic import atomic_path
+from heldout.experiment import Run
+from heldout.predict.store import PredictionStore, StoreError, open_store
+
+
+def accumulate_store(
+    store: str | os.PathLike | PredictionStore,
+    ratio: str | float | None = None,
+    runs: Sequence[Run] | None = None,
+    keep_runs: bool = True,
+):
+    """An accumulator over a store's completed runs at one subset ratio.
+
+    Args:
+      store: a store path or an opened store.
+      ratio: the subset ratio (default: the store's only one).
+      runs: the experiment's runs, for the correctness on the training set (memorization) when
+        the store's split is not ``train``: each store run's aux arrays (by ``<ratio>/<id>``),
+        whose subset must equal the store's ``mask``. For a ``train`` store the store's own
+        ``correct`` is used and `runs` is not needed.
+      keep_runs: keep the runs' bits (influence needs them).
+
+    Returns:
+      `heldout.estimate.RatioAccumulator` with num_test = N, the store's examples:
+      ``test_correct`` = the store's ``correct``, masks = the store's ``mask``.
+
+    Raises:
+      StoreError: no completed run at the ratio, several ratios and none chosen, a store run
+        missing from `runs`, or a mask that differs from the run's aux arrays.
+    """
+    from heldout.estimate import RatioAccumulator
+
+    s = store if isinstance(store, PredictionStore) else open_store(store)
+    ratios = np.asarray(s["subset_ratio"], np.float64)
+    available = sorted(set(ratios.tolist()))
+    if ratio is None:
+        if len(available) != 1:
+            raise StoreError(f"{s.path}: completed runs of subset ratios {available}; choose one "
+                             "with --ratio")
+        ratio = available[0]
+    sel = np.flatnonzero(np.isclose(ratios, float(ratio)))
+    if not len(sel):
+        raise StoreError(f"{s.path}: no completed runs at subset ratio {ratio}; it has "
+                         f"{available}")
+    names = [s.run_names[i] for i in sel]
+    masks = np.asarray(s["mask"])[sel]
+    evaluated = np.asarray(s["correct"])[sel]
+    if s.attrs["split"] == "train":
+        train_correct = evaluated
+    else:
+        by_name = {run.name: run for run in runs or ()}
+        missing = [n for n in names if n not in by_name]
+        if missing:
+            raise StoreError(f"{s.path}: runs {missing[:3]} of the store are not in the "
+                             "experiment given (needed for their training-set correctness)")
+        train_correct = np.zeros_like(masks)
+        for k, name in enumerate(names):
+            aux = by_name[name].load_aux(num_train=masks.shape[1])
+            if not np.array_equal(aux.subset_mask(), masks[k]):
+                raise StoreError(f"{s.path}: the mask of run {name} differs from its subset in "
+                                 f"{aux.source}; is the store of another experiment?")
+            train_correct[k] = aux.train_correctness()
+    acc = RatioAccumulator(masks.shape[1], evaluated.shape[1], keep_runs, float(ratio))
+    acc.add_runs(masks, train_correct, evaluated, names)
+    return acc
+
+
+def to_datamodels(store: str | os.PathLike, out_dir: str | os.PathLike) -> dict[str, str]:
+    """Writes a store in the datamodels layout, every file atomically, ``_completed.npy`` last.
+
+    Files (M = R, all the store's runs in store order; rows of runs not completed hold zeros
+    and ``_completed`` False): ``masks.npy`` bool [M, n_train], ``margins.npy`` float16 [M, n]
+    (the store's ``margin``), ``_completed.npy`` bool [M]. Read back with
+    ``np.load(path, mmap_mode="r")``.
+
+    Returns:
+      key -> written path.
+
+    Raises:
+      StoreError: not a store, or a store without ``margin``.
+    """
+    import zarr
+
+    from heldout.predict.store import read_attrs
+
+    store, out_dir = os.fspath(store), os.fspath(out_dir)
+    read_attrs(store)
+    group = zarr.open_group(store, mode="r")
+    if "margin" not in group:
+        raise StoreError(f"{store}: has no margin array (made without --outputs margin)")
+    os.makedirs(out_dir, exist_ok=True)
+    done = np.asarray(group["completed"][...], bool)
+    paths = {}
+    for key, name, dtype in (("masks", "mask", bool), ("margins", "margin", np.float16)):
+        source = group[name]
+        path = os.path.join(out_dir, f"{key}.npy")
+        with atomic_path(path, suffix=".npy") as tmp:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=source.shape)
+            for r in range(source.shape[0]):
+                out[r] = source[r] if done[r] else 0
+            out.flush()
+            del out
+        paths[key] = path
+    path = os.path.join(out_dir, "_completed.npy")
+    with atomic_path(path, suffix=".npy") as tmp:
+        np.save(tmp, done)
+    paths["_completed"] = path
+    return paths

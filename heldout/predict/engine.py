@@ -1,0 +1,540 @@
+"""Filling a predictions store: one task per run, in this process or on Dask workers.
+
+A task carries a `TaskSpec` (small: paths, names and sizes) and one run's path, never images.
+Each process keeps one model (a `Backend`, built and traced once) and the dataset in memory
+across its tasks: on a Dask worker as an attribute of the worker (`distributed.get_worker`), in
+this process in a dict the caller owns. A task writes only its own run's chunks of the store and
+sets ``completed`` last, so tasks never share a chunk and a killed task loses only its run; the
+same call again evaluates only the runs not completed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import sys
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from heldout.errors import HeldoutError
+from heldout.experiment import Run, is_run_dir, open_experiment, run_from_path
+from heldout.predict import store as st
+from heldout.predict.backend import BACKENDS, RestoredRun, make_backend
+
+_WORKER_ATTR = "_heldout_predict_state"
+
+
+class PredictError(HeldoutError, ValueError):
+    """Inputs to `predict` that do not fit: no runs selected, a bad `out`, an unreachable
+    scheduler, a run of another dataset size."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """Where a task loads the dataset from (the arguments of `heldout.data.load_dataset`)."""
+
+    dataset: str | None = None
+    dataset_npz: str | None = None
+    tfrecord_dir: str | None = None
+    idx_dir: str | None = None
+    data_dir: str | None = None
+    index_npz: str | None = None
+    train_size: int | None = None
+
+    def load(self, split: str):
+        from heldout.data import load_dataset
+
+        dataset = load_dataset(self.dataset, self.dataset_npz, (split,), self.data_dir,
+                               self.tfrecord_dir, self.index_npz, self.idx_dir)
+        if self.train_size is not None and split == "train":
+            from heldout.data.transforms import take_train
+
+            dataset = take_train(dataset, self.train_size)
+        return dataset
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+    """Everything a task needs besides its run (the same for every task of a call)."""
+
+    store: str
+    dataset: DatasetSpec
+    split: str
+    backend: str
+    arch: str
+    num_classes: int
+    input_shape: tuple[int, ...]
+    outputs: tuple[str, ...]
+    logits_dtype: str
+    batch_size: int
+    num_train: int
+    backend_options: tuple[tuple[str, Any], ...] = ()
+
+    def model_key(self) -> tuple:
+        """What the cached model and dataset depend on (not the store)."""
+        return (self.dataset, self.split, self.backend, self.arch, self.num_classes,
+                self.input_shape, self.backend_options)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """The outcome of one task: `error` is '' on success."""
+
+    row: int
+    name: str
+    error: str = ""
+    epoch: int = -1
+    global_step: int = -1
+    accuracy: float = float("nan")
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictSummary:
+    """What `predict` did.
+
+    Attributes:
+      store: the store path.
+      num_runs: R, runs in the store.
+      evaluated: runs evaluated by this call; `resumed`: runs already completed before it.
+      failed: (run name, message) of the runs that failed (left not completed).
+      checked_runs, matched, total: the cross-check of ``correct`` against the aux arrays
+        (0, 0, 0 when not done); `mismatched_runs`: runs below the minimum match fraction.
+      cross_check_note: why the cross-check was skipped, or ''.
+    """
+
+    store: str
+    num_runs: int
+    evaluated: int
+    resumed: int
+    failed: tuple[tuple[str, str], ...]
+    checked_runs: int = 0
+    matched: int = 0
+    total: int = 0
+    mismatched_runs: tuple[str, ...] = ()
+    cross_check_note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.mismatched_runs
+
+
+# --------------------------------------------------------------------------------------------
+# The task.
+
+
+def _state(spec: TaskSpec, cache: dict | None) -> dict:
+    """The process's cached dataset and model for `spec` (one entry: a new key replaces it)."""
+    if cache is None:
+        from distributed import get_worker
+
+        worker = get_worker()
+        cache = getattr(worker, _WORKER_ATTR, None)
+        if cache is None:
+            cache = {}
+            setattr(worker, _WORKER_ATTR, cache)
+    if cache.get("key") != spec.model_key():
+        cache.clear()
+        cache["key"] = spec.model_key()
+    if "dataset" not in cache:
+        cache["dataset"] = spec.dataset.load(spec.split)
+    if "backend" not in cache:
+        cache["backend"] = make_backend(spec.backend, spec.arch, spec.num_classes,
+                                        spec.input_shape, **dict(spec.backend_options))
+    return cache
+
+
+def evaluate_run(
+    spec: TaskSpec, row: int, run_path: str, cache: dict | None = None
+) -> RunResult:
+    """Restores one run, evaluates the split and writes its rows of the store.
+
+    Args:
+      spec: the call's `TaskSpec`.
+      row: the run's row r in the store.
+      run_path: the run directory.
+      cache: this process's state when not on a Dask worker (None: the worker's).
+
+    Returns:
+      A `RunResult`; a bad run (bad aux arrays, missing or corrupt checkpoint: any
+      `HeldoutError`) gives a result with `error` set and writes nothing.
+    """
+    run = run_from_path(run_path)
+    try:
+        state = _state(spec, cache)
+        dataset, backend = state["dataset"], state["backend"]
+        aux = run.load_aux(num_train=spec.num_train)
+        restored: RestoredRun = backend.restore(run)
+        n = dataset.num_examples(spec.split)
+        logits = np.zeros((n, spec.num_classes), np.float32)
+        seen = np.zeros(n, bool)
+        for batch in dataset.batches(spec.split, spec.batch_size):
+            logits[batch.index] = backend.logits(batch.image)
+            seen[batch.index] = True
+        if not seen.all():
+            raise PredictError(f"{dataset.name}: the {spec.split} batches missed "
+                               f"{int((~seen).sum())} of {n} examples")
+        labels = dataset.split_labels(spec.split)
+        rows = st.run_outputs(logits, labels, spec.outputs, spec.logits_dtype)
+    except HeldoutError as e:
+        return RunResult(row, run.name, error=str(e))
+    st.write_run(spec.store, row, rows, aux.subset_mask(), restored.epoch, restored.global_step)
+    return RunResult(row, run.name, "", restored.epoch, restored.global_step,
+                     float(np.mean(rows["correct"])) if n else float("nan"))
+
+
+# --------------------------------------------------------------------------------------------
+# Selecting runs, making the store.
+
+
+def parse_run_ids(text: str | None) -> set[int] | None:
+    """``"0-99,120"`` -> {0, ..., 99, 120}; None -> None (all).
+
+    Raises:
+      PredictError: not a list of integers and ranges.
+    """
+    if text is None:
+        return None
+    ids: set[int] = set()
+    for part in (p.strip() for p in text.split(",")):
+        try:
+            if "-" in part:
+                a, b = part.split("-", 1)
+                ids.update(range(int(a), int(b) + 1))
+            elif part:
+                ids.add(int(part))
+        except ValueError as e:
+            raise PredictError(f"--run_ids: expected integers and ranges like 0-99,120, "
+                               f"found {part!r}") from e
+    return ids
+
+
+def select_runs(
+    path: str | os.PathLike,
+    ratios: Sequence[str | float] | None = None,
+    run_ids: set[int] | None = None,
+) -> tuple[list[Run], str]:
+    """The runs of an experiment (or the one run `path` is) with a complete checkpoint, by
+    ratio then run id, and the experiment directory.
+
+    Raises:
+      PredictError: `path` is not a directory, or no run matches.
+    """
+    path = os.path.abspath(os.fspath(path))
+    if not os.path.isdir(path):
+        raise PredictError(f"{path}: no such directory (an experiment or a run directory)")
+    if is_run_dir(path):
+        runs, root = [run_from_path(path)], os.path.dirname(os.path.dirname(path))
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            experiment = open_experiment(path)
+        runs, root = experiment.runs(), experiment.root
+        for skipped in experiment.skipped:
+            print(f"skipped {skipped.path}: {skipped.reason}", file=sys.stderr)
+    available = sorted({r.ratio for r in runs}, key=float)
+    if ratios is not None:
+        wanted = {float(r) for r in ratios}
+        runs = [r for r in runs if r.subset_ratio in wanted]
+    if run_ids is not None:
+        runs = [r for r in runs if r.run_id in run_ids]
+    if not runs:
+        raise PredictError(
+            f"{path}: no runs match (ratios {list(ratios) if ratios else 'all'}, run ids "
+            f"{'all' if run_ids is None else _describe_ids(run_ids)}); it has ratios {available}"
+        )
+    return runs, root
+
+
+def _describe_ids(ids: set[int]) -> str:
+    s = sorted(ids)
+    return f"{s[0]}..{s[-1]} ({len(s)} ids)" if len(s) > 3 else str(s)
+
+
+def _num_train(runs: Sequence[Run], split: str, n: int) -> int:
+    """n_train, the width of ``mask``: the split's size for ``train``, else the first readable
+    run's aux arrays."""
+    if split == "train":
+        return n
+    for run in runs:
+        try:
+            return run.load_aux().num_train
+        except HeldoutError:
+            continue
+    raise PredictError(f"none of the {len(runs)} runs has readable aux arrays "
+                       f"(e.g. {runs[0].aux_path})")
+
+
+def prepare_store(out: str, layout: st.StoreLayout, runs: Sequence[Run], labels: np.ndarray,
+                  overwrite: bool) -> None:
+    """Creates the store, or checks that an existing one is this call's (see `check_layout`).
+
+    Raises:
+      PredictError: `out` is a file, or a directory that is not a store.
+      StoreError: an existing store made for something else (without `overwrite`).
+    """
+    if os.path.lexists(out) and not os.path.isdir(out):
+        raise PredictError(f"--out {out}: is a file; give a directory path such as preds.zarr")
+    if os.path.isdir(out):
+        if not st.is_store(out) and os.listdir(out):
+            raise PredictError(f"--out {out}: a non-empty directory that is not a zarr store")
+        if overwrite or not st.is_store(out):
+            shutil.rmtree(out)
+        else:
+            st.check_layout(out, layout)
+            return
+    st.create_store(
+        out, layout,
+        run_ids=np.array([r.run_id for r in runs], np.int64),
+        subset_ratios=np.array([r.subset_ratio for r in runs], np.float64),
+        label=labels, index=np.arange(len(labels), dtype=np.int64),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Running the tasks.
+
+
+def _visible_gpus() -> list[str]:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [d for d in visible.split(",") if d.strip() and d.strip() != "-1"]
+    if shutil.which("nvidia-smi") is None:
+        return []
+    import subprocess
+
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(out.stdout.splitlines()) if line.startswith("GPU")]
+
+
+def default_workers() -> int:
+    """One worker per visible GPU, else one."""
+    return max(1, len(_visible_gpus()))
+
+
+def _connect(scheduler: str | None, workers: int):
+    """(client, cluster or None, task resources) for an external scheduler or a LocalCluster."""
+    from distributed import Client, LocalCluster
+
+    if scheduler is not None:
+        try:
+            if os.path.isfile(scheduler):
+                client = Client(scheduler_file=scheduler, timeout="5s")
+            else:
+                client = Client(scheduler, timeout="5s")
+        except (OSError, TimeoutError, ValueError) as e:
+            raise PredictError(f"--scheduler {scheduler}: cannot connect ({type(e).__name__}: "
+                               f"{e})") from e
+        return client, None, None
+    gpus = _visible_gpus()
+    kwargs: dict[str, Any] = {}
+    if gpus and workers <= len(gpus):
+        kwargs["resources"] = {"GPU": 1}
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                           dashboard_address=None, silence_logs=logging.ERROR, **kwargs)
+    client = Client(cluster)
+    if "resources" in kwargs:
+        # Pin worker i to GPU i before any task imports TensorFlow (which would take them all).
+        for i, address in enumerate(sorted(client.scheduler_info()["workers"])):
+            client.run(os.environ.__setitem__, "CUDA_VISIBLE_DEVICES", gpus[i],
+                       workers=[address])
+    return client, cluster, kwargs.get("resources")
+
+
+def _run_tasks(spec: TaskSpec, todo: list[tuple[int, Run]], dask: tuple | None,
+               retries: int, progress: bool, cache: dict | None):
+    """Yields a `RunResult` per run, as they finish: in this process (`dask` None) or on the
+    cluster of `dask` = (client, cluster, resources)."""
+    bar = tqdm(total=len(todo), desc="predict", unit="run", disable=not progress,
+               dynamic_ncols=True)
+    if dask is None:
+        cache = {} if cache is None else cache
+        with bar:
+            for row, run in todo:
+                yield evaluate_run(spec, row, run.path, cache)
+                bar.update()
+        return
+    from distributed import as_completed
+
+    client, _, resources = dask
+    futures = client.map(
+        evaluate_run, [spec] * len(todo), [row for row, _ in todo],
+        [run.path for _, run in todo], retries=retries, pure=False, resources=resources,
+    )
+    names = {f.key: (row, run.name) for f, (row, run) in zip(futures, todo, strict=True)}
+    with bar:
+        for future in as_completed(futures):
+            try:
+                yield future.result()
+            except Exception as e:  # noqa: BLE001 - a task's bug or a worker lost for good
+                row, name = names[future.key]
+                yield RunResult(row, name, error=f"{type(e).__name__}: {e}")
+            bar.update()
+
+
+def cross_check_store(
+    out: str, runs: Sequence[Run], split: str, min_match_fraction: float
+) -> tuple[int, int, int, tuple[str, ...], str]:
+    """Compares the store's ``correct`` of every completed run with its aux arrays.
+
+    Returns:
+      (runs checked, predictions matching, predictions compared, runs below
+      `min_match_fraction`, note): the note says why nothing was checked ('' otherwise).
+    """
+    if split not in ("train", "test"):
+        return 0, 0, 0, (), f"split {split!r} is not one the runs' aux arrays cover"
+    import zarr
+
+    group = zarr.open_group(out, mode="r")
+    done = np.asarray(group["completed"][...], bool)
+    n = group["correct"].shape[1]
+    checked = matched = total = 0
+    low = []
+    for row in np.flatnonzero(done):
+        run = runs[row]
+        try:
+            aux = run.load_aux()
+        except HeldoutError as e:
+            low.append(run.name)
+            print(f"{run.name}: cannot cross-check: {e}", file=sys.stderr)
+            continue
+        stored = aux.correctness(split)
+        if len(stored) != n:
+            return 0, 0, 0, (), (f"the runs' aux arrays cover {len(stored)} {split} examples, "
+                                 f"the dataset {n}: another dataset")
+        agree = int(np.sum(stored == group["correct"][row]))
+        checked, matched, total = checked + 1, matched + agree, total + n
+        if n and agree / n < min_match_fraction:
+            low.append(run.name)
+            print(f"{run.name}: MISMATCH: {agree}/{n} predictions match", file=sys.stderr)
+    return checked, matched, total, tuple(low), ""
+
+
+def predict(
+    path: str | os.PathLike,
+    dataset: DatasetSpec,
+    split: str,
+    out: str | os.PathLike,
+    *,
+    ratios: Sequence[str | float] | None = None,
+    run_ids: set[int] | None = None,
+    outputs: Sequence[str] = st.DEFAULT_OUTPUTS,
+    logits_dtype: str = "float16",
+    batch_size: int = 200,
+    workers: int = 0,
+    scheduler: str | None = None,
+    backend: str = "tensorflow",
+    arch: str | None = None,
+    overwrite: bool = False,
+    retries: int = 1,
+    cross_check: bool = True,
+    min_match_fraction: float = 1.0,
+    progress: bool = True,
+    backend_options: dict[str, Any] | None = None,
+    cache: dict | None = None,
+) -> PredictSummary:
+    """Fills (or resumes) a predictions store with every selected run's outputs on a split.
+
+    Args:
+      path: an experiment directory or one run directory.
+      dataset: where the dataset comes from (also on each worker).
+      split: the split to evaluate, e.g. ``train`` or ``test``.
+      out: the store directory (``STORE.zarr``).
+      ratios, run_ids: select runs (default all with a complete checkpoint).
+      outputs: of `heldout.predict.store.OUTPUTS`; ``correct`` (and ``prediction``) always.
+      logits_dtype: ``float16`` or ``float32``, with ``logits`` in `outputs`.
+      workers: 0 evaluates in this process (no Dask); N >= 1 starts a `LocalCluster` of N
+        single-threaded worker processes (pinned one per GPU when there are as many GPUs).
+      scheduler: an existing Dask scheduler's address or scheduler file (`workers` ignored).
+      backend, arch, backend_options: the evaluator (`make_backend`); `arch` defaults to the
+        released architecture for the dataset.
+      overwrite: replace an existing store made for something else.
+      retries: Dask retries of a task that raised something other than a `HeldoutError`.
+      cross_check: compare ``correct`` with the runs' aux arrays when they cover the split.
+      min_match_fraction: a run passes the cross-check with at least this fraction matching.
+      cache: this process's model and dataset, kept across calls with ``workers=0``.
+
+    Returns:
+      A `PredictSummary` (failed runs are named there and left not completed).
+
+    Raises:
+      PredictError, StoreError, BackendError, DatasetError, ...: bad inputs, before any run is
+        evaluated.
+    """
+    from heldout.data.fingerprint import fingerprint_from_labels, split_name
+    from heldout.models import default_arch
+
+    out = os.path.abspath(os.fspath(out))
+    outputs = tuple(o for o in st.OUTPUTS if o in set(outputs) | {"correct"})
+    unknown = sorted(set(outputs) - set(st.OUTPUTS))
+    if unknown:
+        raise PredictError(f"unknown outputs {unknown}; expected some of {list(st.OUTPUTS)}")
+    if logits_dtype not in st.LOGITS_DTYPES:
+        raise PredictError(f"logits dtype must be one of {list(st.LOGITS_DTYPES)}, "
+                           f"got {logits_dtype!r}")
+    if backend not in BACKENDS:
+        raise PredictError(f"unknown backend {backend!r}; expected one of {list(BACKENDS)}")
+    if os.path.lexists(out) and not os.path.isdir(out):
+        raise PredictError(f"--out {out}: is a file; give a directory path such as preds.zarr")
+    runs, root = select_runs(path, ratios, run_ids)
+    data = dataset.load(split)
+    labels = data.split_labels(split)
+    arch = arch or default_arch(data.name, data.image_shape)
+    name, version = split_name(data.name)
+    fingerprint = fingerprint_from_labels(data.name, {split: labels}).describe()
+    layout = st.StoreLayout(
+        dataset=name, dataset_version=getattr(data, "version", "") or version, split=split,
+        fingerprint=fingerprint, experiment=root, architecture=arch,
+        num_classes=int(data.num_classes), num_examples=len(labels),
+        num_train=_num_train(runs, split, len(labels)), outputs=outputs,
+        logits_dtype=logits_dtype, runs=tuple(r.name for r in runs), backend=backend,
+    )
+    spec = TaskSpec(out, dataset, split, backend, arch, int(data.num_classes),
+                    tuple(int(d) for d in data.image_shape), outputs, logits_dtype,
+                    batch_size, layout.num_train, tuple(sorted((backend_options or {}).items())))
+    dask = _connect(scheduler, workers) if workers > 0 or scheduler is not None else None
+    try:
+        prepare_store(out, layout, runs, labels, overwrite)
+        return _fill(spec, runs, data, dask, retries, progress, cache,
+                     min_match_fraction if cross_check else None)
+    finally:
+        if dask is not None:
+            dask[0].close()
+            if dask[1] is not None:
+                dask[1].close()
+
+
+def _fill(spec: TaskSpec, runs: Sequence[Run], data, dask: tuple | None, retries: int,
+          progress: bool, cache: dict | None, min_match_fraction: float | None
+          ) -> PredictSummary:
+    """Evaluates the runs of the store `spec.store` not completed, then cross-checks (unless
+    `min_match_fraction` is None)."""
+    out = spec.store
+    done = st.completed(out)
+    todo = [(row, run) for row, run in enumerate(runs) if not done[row]]
+    if dask is None and todo:
+        cache = {} if cache is None else cache
+        if cache.get("key") != spec.model_key():
+            cache.clear()
+            cache.update(key=spec.model_key(), dataset=data)
+    failed = []
+    for result in _run_tasks(spec, todo, dask, retries, progress, cache):
+        if result.error:
+            failed.append((result.name, result.error))
+    failed.sort()
+    summary = PredictSummary(out, len(runs), len(todo) - len(failed), len(runs) - len(todo),
+                             tuple(failed))
+    if min_match_fraction is not None:
+        checked, matched, total, low, note = cross_check_store(out, runs, spec.split,
+                                                               min_match_fraction)
+        summary = dataclasses.replace(summary, checked_runs=checked, matched=matched,
+                                      total=total, mismatched_runs=low, cross_check_note=note)
+    return summary

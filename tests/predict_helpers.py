@@ -1,0 +1,51 @@
+"""Helpers of the predictions-store tests: experiments that reuse the fixture runs."""
+
+import os
+import pathlib
+import shutil
+
+import numpy as np
+
+RUNS = ["0.25/3", "0.5/0", "0.5/7"]  # the fixture's runs, in store order (ratio, then id)
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def reuse_runs(experiment: pathlib.Path, root: pathlib.Path, count: int,
+               copy: tuple[int, ...] = ()) -> dict[str, str]:
+    """An experiment at `root` with `count` runs, run k of ratio 0.5 being fixture run
+    RUNS[k % 3] (symlinked; copied for the ids in `copy`). Returns new name -> fixture name."""
+    sources = {}
+    for k in range(count):
+        source = RUNS[k % len(RUNS)]
+        target = root / "0.5" / str(k)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if k in copy:
+            shutil.copytree(experiment / source, target)
+        else:
+            os.symlink(experiment / source, target)
+        sources[f"0.5/{k}"] = source
+    return sources
+
+
+def assert_stores_equal(a, b, atol=1e-5):
+    """Two opened stores hold the same runs and arrays (floats within `atol`)."""
+    assert a.run_names == b.run_names
+    assert sorted(a.arrays) == sorted(b.arrays)
+    for name in a.arrays:
+        x, y = np.asarray(a[name]), np.asarray(b[name])
+        if x.dtype.kind == "f":
+            np.testing.assert_allclose(x, y, atol=atol, rtol=0, err_msg=name)
+        else:
+            np.testing.assert_array_equal(x, y, err_msg=name)
+
+
+def assert_rows_match(store, reference, sources):
+    """Each run of `store` (a reused fixture run) equals that fixture run's row in
+    `reference`, a store of the fixture experiment."""
+    ref = {name: i for i, name in enumerate(reference.run_names)}
+    assert len(store.run_names) == len(sources)
+    for i, name in enumerate(store.run_names):
+        j = ref[sources[name]]
+        for key in ("correct", "prediction", "margin", "logit_confidence", "mask", "epoch"):
+            x, y = np.asarray(store[key][i]), np.asarray(reference[key][j])
+            np.testing.assert_allclose(x, y, atol=1e-5, rtol=0, err_msg=f"{name} {key}")
