@@ -83,21 +83,15 @@ def test_verify_cifar100_end_to_end(cifar100_run, capsys, split):
 
 
 def test_demo_cifar100(cifar100_run, capsys):
-    from absl import flags
-
     sys.path.insert(0, ROOT)
     try:
         import demo
     finally:
         sys.path.remove(ROOT)
     data_dir = cifar100_run["data_dir"]
-    flags.FLAGS(["demo.py", f"--run_dir={cifar100_run['run']}", "--dataset=cifar100:3.0.2",
-                 f"--data_dir={data_dir}", "--split=test"])
-    try:
-        with tfds.testing.mock_data(num_examples=N, data_dir=data_dir):
-            assert demo.main([]) == 0
-    finally:
-        flags.FLAGS.unparse_flags()
+    with tfds.testing.mock_data(num_examples=N, data_dir=data_dir):
+        assert demo.main([f"--run_dir={cifar100_run['run']}", "--dataset=cifar100:3.0.2",
+                          f"--data_dir={data_dir}", "--split=test"]) == 0
     printed = capsys.readouterr().out
     assert "epoch 160, global step 5600" in printed
     assert f"{N} out of {N} predictions match" in printed
