@@ -393,7 +393,8 @@ def test_readme_command_lines_parse():
     # The second top command: the tests read tests/data, nothing beside the checkout.
     top = text.split("```bash\n", 1)[1].split("```", 1)[0]
     assert "they read only tests/data" in top and "../shared" not in text
-    assert "pip install -e '.[cpu,dev]' && python -m pytest -q" in top
+    assert "bash tests/install-deps.sh && python -m pytest -q" in top
+    assert os.path.isfile(os.path.join(REPO, "tests", "install-deps.sh"))
     assert "merge_accumulators" in text and "--checkpoint_every" in text
     for flag in ("--idx_dir", "--tfrecord_dir", "--index_npz", "--dataset_npz", "--data_dir"):
         assert f"`{flag}=" in text, flag

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from heldout import __version__
 from heldout.cli import imagenet, predict, release, report, runs, scores, train
+from heldout.cli.common import HelpFormatter
 from heldout.errors import HeldoutError
 
 # TensorFlow's C++ start-up messages (oneDNN, CPU features) mean nothing to a user of the CLI.
@@ -30,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (runs, scores, train, release, imagenet, predict, report):
         module.register(subparsers)
+    for sub in subparsers.choices.values():  # every command's --help shows each default once
+        sub.formatter_class = HelpFormatter
     return parser
 
 
