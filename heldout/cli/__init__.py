@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from heldout import __version__
-from heldout.cli import imagenet, release, runs, scores, train
+from heldout.cli import export, imagenet, release, runs, scores, train
 from heldout.cli.common import CommandError
 
 # TensorFlow's C++ start-up messages (oneDNN, CPU features) mean nothing to a user of the CLI.
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"heldout {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (runs, scores, train, release, imagenet):
+    for module in (runs, scores, train, release, imagenet, export):
         module.register(subparsers)
     return parser
 
