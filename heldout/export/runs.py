@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import secrets
+import shutil
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -31,7 +31,6 @@ from heldout.errors import HeldoutError
 from heldout.experiment import AUX_ARRAYS, Run
 from heldout.export.tensorfile import (
     FORMAT_FILES,
-    SAVED_MODEL,
     Metadata,
     infer_spec,
     input_scaling,
