@@ -222,7 +222,8 @@ class ResNet50(nn.Module):
         self._initial_batchnorm = BatchNorm(64)
         self._block_groups = nn.ModuleList()
         cin = 64
-        for channels, blocks, stride in zip((256, 512, 1024, 2048), (3, 4, 6, 3), (1, 2, 2, 2)):
+        groups = zip((256, 512, 1024, 2048), (3, 4, 6, 3), (1, 2, 2, 2), strict=True)
+        for channels, blocks, stride in groups:
             self._block_groups.append(BlockGroup(cin, channels, blocks, stride))
             cin = channels
         self._logits = Linear(cin, num_classes)
@@ -240,7 +241,8 @@ class ResNet50(nn.Module):
 class _Layers(nn.Module):
     def __init__(self, sizes: Sequence[int]):
         super().__init__()
-        self._layers = nn.ModuleList(Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        pairs = zip(sizes[:-1], sizes[1:], strict=True)
+        self._layers = nn.ModuleList(Linear(a, b) for a, b in pairs)
 
 
 class MLP(nn.Module):
