@@ -241,3 +241,14 @@ def test_tensor_file_roundtrip_metadata(tmp_path):
     path, _ = _random_file(tmp_path, name="model.npz")
     meta = read_tensor_file(path).metadata
     assert meta == Metadata("small_inception", 10, (32, 32, 3))
+
+
+@pytest.mark.slow
+def test_cli_verify_backend_torch(exported, fmnist_dir, capsys):
+    from heldout.cli import main
+
+    assert main(["verify", str(exported / "0.5/7"), "--dataset_npz",
+                 str(fmnist_dir / "dataset.npz"), "--backend", "torch"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["0.5/7: epoch 10 step 200 subset 50.0% accuracy 0.7840 500/500 match",
+                   "verified 1 runs: 500 out of 500 predictions match"]

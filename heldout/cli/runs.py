@@ -55,6 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch_size", type=positive_int, default=200)
     p.add_argument("--min_match_fraction", type=fraction, default=1.0,
                    help="pass when at least this fraction of predictions match (default 1.0)")
+    p.add_argument("--backend", default="tensorflow", choices=["tensorflow", "torch"],
+                   help="torch: evaluate runs exported by `heldout export` (model.safetensors "
+                   "or model.npz) through heldout.pytorch")
     p.set_defaults(handler=verify_command)
 
 
@@ -114,6 +117,8 @@ def verify_command(args: argparse.Namespace) -> int:
     from heldout.data.fingerprint import FingerprintError
     from heldout.evaluate import make_evaluator_for, verify_run
 
+    if args.backend == "torch":
+        return verify_torch_command(args)
     try:
         runs, _ = _open(args.path, require_checkpoint=True)
     except LayoutError as e:
@@ -141,6 +146,49 @@ def verify_command(args: argparse.Namespace) -> int:
         failed += not ok
         print(f"{run.name}: epoch {result.restored.epoch} step {result.restored.global_step} "
               f"subset {result.aux.subset_ratio:.1%} accuracy {result.predictions.accuracy:.4f} "
+              f"{check.num_match}/{check.num_total} match" + ("" if ok else "  MISMATCH"))
+    if failed:
+        print(f"{failed} of {len(runs)} runs failed or mismatched", file=sys.stderr)
+    print(f"verified {len(runs)} runs: {matched} out of {total} predictions match")
+    return 1 if failed else 0
+
+
+def verify_torch_command(args: argparse.Namespace) -> int:
+    """`verify --backend torch`: the same lines, through `heldout.pytorch.TorchBackend`."""
+    from heldout.data import load_dataset
+    from heldout.errors import HeldoutError
+    from heldout.evaluate import Predictions, cross_check
+    from heldout.export.tensorfile import find_tensor_file, read_tensor_file
+    from heldout.pytorch.backend import TorchBackend
+    from heldout.pytorch.load import resolve_spec
+
+    runs, _ = _open(args.path, require_checkpoint=False)
+    dataset = load_dataset(args.dataset, args.dataset_npz, (args.split,), args.data_dir,
+                           args.tfrecord_dir, args.index_npz, args.idx_dir)
+    matched = total = failed = 0
+    backend = None
+    for run in runs:
+        try:
+            n = dataset.num_examples(args.split)
+            aux = run.load_aux(**({"num_train": n} if args.split == "train" else {"num_test": n}))
+            if backend is None:
+                meta = resolve_spec(read_tensor_file(find_tensor_file(run.path)), args.arch)
+                backend = TorchBackend(meta.architecture, meta.num_classes, meta.input_shape)
+            restored = backend.restore(run)
+            parts = [(backend.logits(b.image), b.label, b.index)
+                     for b in dataset.batches(args.split, args.batch_size)]
+        except HeldoutError as e:
+            print(f"{run.name}: FAILED: {e}")
+            failed += 1
+            continue
+        predictions = Predictions(*(np.concatenate(p) for p in zip(*parts, strict=True)))
+        check = cross_check(predictions, aux, args.split)
+        matched += check.num_match
+        total += check.num_total
+        ok = check.match_fraction >= args.min_match_fraction
+        failed += not ok
+        print(f"{run.name}: epoch {restored.epoch} step {restored.global_step} "
+              f"subset {aux.subset_ratio:.1%} accuracy {predictions.accuracy:.4f} "
               f"{check.num_match}/{check.num_total} match" + ("" if ok else "  MISMATCH"))
     if failed:
         print(f"{failed} of {len(runs)} runs failed or mismatched", file=sys.stderr)
