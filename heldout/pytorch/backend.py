@@ -15,8 +15,8 @@ from torch import nn
 from heldout.export.tensorfile import find_tensor_file, read_tensor_file
 from heldout.pytorch.load import build_torch_model, load_tensors, resolve_spec
 from heldout.pytorch.precision import (
-    DEFAULT_MARGIN_BOUND,
     check_precision,
+    margin_bound_for,
     precision_context,
     reevaluate_close,
 )
@@ -63,7 +63,8 @@ class TorchBackend:
         self.input_shape = tuple(int(d) for d in input_shape)
         self.device = torch.device(device) if device is not None else default_device()
         self.precision = check_precision(precision)
-        self.margin_bound = float(options.pop("margin_bound", DEFAULT_MARGIN_BOUND[precision]))
+        self.margin_bound = margin_bound_for(precision, self.device, options.pop("margin_bound",
+                                                                                 None))
         if options:
             raise TypeError(f"TorchBackend: unknown options {sorted(options)}")
         self._template = build_torch_model(arch, self.num_classes, self.input_shape)
@@ -92,7 +93,7 @@ class TorchBackend:
         x = to_nchw(images, self.device).contiguous(memory_format=torch.channels_last)
         with precision_context(self.precision, self.device):
             out = self.model(x)
-        if self.precision != "float32":
+        if self.margin_bound > 0:
             out, n = reevaluate_close(out, x, self._float32, self.margin_bound)
             self.num_reevaluated += n
         self.num_evaluated += len(images)
@@ -114,8 +115,7 @@ class StackedModels:
 
         self.device = torch.device(device) if device is not None else default_device()
         self.precision = check_precision(precision)
-        self.margin_bound = DEFAULT_MARGIN_BOUND[precision] if margin_bound is None \
-            else margin_bound
+        self.margin_bound = margin_bound_for(precision, self.device, margin_bound)
         models = [m.to(self.device).eval() for m in models]
         self.params, self.buffers = stack_module_state(models)
         self._base = copy.deepcopy(models[0]).to("meta")
@@ -136,7 +136,7 @@ class StackedModels:
         with precision_context(self.precision, self.device):
             out = self._forward(x)
         out = out.float()
-        if self.precision != "float32" and self.margin_bound > 0:
+        if self.margin_bound > 0:
             with torch.inference_mode():
                 close = torch.topk(out, 2, dim=-1).values
                 close = (close[..., 0] - close[..., 1]) < self.margin_bound

@@ -25,6 +25,14 @@ class PrecisionError(HeldoutError, ValueError):
     """An unknown precision mode."""
 
 
+def margin_bound_for(precision: str, device: torch.device, bound: float | None = None) -> float:
+    """The re-evaluation bound: `bound` if given, else the precision's default; 0 where the
+    mode is exact float32 (``float32``, and ``tf32`` off CUDA)."""
+    if precision == "float32" or (precision == "tf32" and device.type != "cuda"):
+        return 0.0
+    return DEFAULT_MARGIN_BOUND[precision] if bound is None else float(bound)
+
+
 def check_precision(precision: str) -> str:
     if precision not in PRECISIONS:
         raise PrecisionError(f"unknown precision {precision!r}; expected one of {list(PRECISIONS)}")
