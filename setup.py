@@ -25,6 +25,8 @@ setup(
         # The predictions store (`heldout predict`): zarr v3 groups, filled on Dask workers.
         "zarr>=3",
         "dask[distributed]",
+        # Weights of exported models (heldout export, heldout.pytorch).
+        "safetensors",
     ],
     extras_require={
         "cpu": ["tensorflow-cpu>=2.15"],
@@ -32,6 +34,8 @@ setup(
         # The no-download default dataset of the MNIST example (scikit-learn's 8x8 digits).
         "examples": ["scikit-learn"],
         "dev": ["pytest", "ruff", "scikit-learn", "psutil", "playwright", "xarray"],
+        # heldout.pytorch; pinned: an unpinned torch pulls a CUDA build of several GB.
+        "torch": ["torch==2.13.0"],
     },
     entry_points={"console_scripts": ["heldout=heldout.cli:main"]},
 )

@@ -66,6 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--min_match_fraction", type=fraction, default=1.0,
                    help="pass when at least this fraction of predictions match")
     add_verbose_flag(p)
+    p.add_argument("--backend", default="tensorflow", choices=["tensorflow", "torch"],
+                   help="torch: evaluate runs exported by `heldout export` (model.safetensors "
+                   "or model.npz) through heldout.pytorch")
     p.set_defaults(handler=verify_command)
 
 
@@ -116,6 +119,8 @@ def inspect_command(args: argparse.Namespace) -> int:
 
 
 def verify_command(args: argparse.Namespace) -> int:
+    if args.backend == "torch":
+        return verify_torch_command(args)
     runs, _ = _open(args.path, require_checkpoint=True, verbose=args.verbose)
     import_tensorflow()
     from heldout.checkpoint import CheckpointError
@@ -163,3 +168,44 @@ def verify_summary(num_runs: int, failed: int, mismatched: int, matched: int, to
     if mismatched:
         notes.append(f"{mismatched} of {evaluated} below --min_match_fraction")
     return line + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def verify_torch_command(args: argparse.Namespace) -> int:
+    """`verify --backend torch`: the same lines, through `heldout.pytorch.TorchBackend`."""
+    from heldout.data import load_dataset
+    from heldout.errors import HeldoutError
+    from heldout.evaluate import Predictions, cross_check
+    from heldout.export.tensorfile import find_tensor_file, read_tensor_file
+    from heldout.pytorch.backend import TorchBackend
+    from heldout.pytorch.load import resolve_spec
+
+    runs, _ = _open(args.path, require_checkpoint=False)
+    dataset = load_dataset(args.dataset, args.dataset_npz, (args.split,), args.data_dir,
+                           args.tfrecord_dir, args.index_npz, args.idx_dir)
+    matched = total = failed = mismatched = 0
+    backend = None
+    for run in runs:
+        try:
+            n = dataset.num_examples(args.split)
+            aux = run.load_aux(**({"num_train": n} if args.split == "train" else {"num_test": n}))
+            if backend is None:
+                meta = resolve_spec(read_tensor_file(find_tensor_file(run.path)), args.arch)
+                backend = TorchBackend(meta.architecture, meta.num_classes, meta.input_shape)
+            restored = backend.restore(run)
+            parts = [(backend.logits(b.image), b.label, b.index)
+                     for b in dataset.batches(args.split, args.batch_size)]
+        except HeldoutError as e:
+            print(f"{run.name}: FAILED: {e}")
+            failed += 1
+            continue
+        predictions = Predictions(*(np.concatenate(p) for p in zip(*parts, strict=True)))
+        check = cross_check(predictions, aux, args.split)
+        matched += check.num_match
+        total += check.num_total
+        ok = check.match_fraction >= args.min_match_fraction
+        mismatched += not ok
+        print(f"{run.name}: epoch {restored.epoch} step {restored.global_step} "
+              f"subset {aux.subset_ratio:.1%} accuracy {predictions.accuracy:.4f} "
+              f"{check.num_match}/{check.num_total} match" + ("" if ok else "  MISMATCH"))
+    print(verify_summary(len(runs), failed, mismatched, matched, total))
+    return 1 if failed or mismatched else 0

@@ -1,0 +1,106 @@
+"""`heldout export`: write runs' models as safetensors, npz or TensorFlow SavedModels."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+
+from tqdm import tqdm
+
+from heldout.cli.common import CommandError, positive_int
+from heldout.experiment import LayoutError, Run, is_run_dir, open_experiment, run_from_path
+from heldout.export.tensorfile import FORMAT_FILES
+from heldout.models.architectures import ARCHITECTURES
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Adds `export` to the `heldout` parser."""
+    p = subparsers.add_parser(
+        "export",
+        help="write runs' models as safetensors, npz or SavedModel (for PyTorch and others)",
+        description="Restores each run's final checkpoint (verified) and writes, mirroring the "
+        "release layout, OUT/<ratio>/<run_id>/model.safetensors, model.npz or saved_model/, "
+        "with a copy of the run's aux_arrays.npz, so OUT is itself an experiment. Runs "
+        "already exported are skipped; runs that fail are reported and the others go on "
+        "(exit status 1 at the end).",
+    )
+    p.add_argument("path", help="a run directory <experiment>/<ratio>/<run_id>, or an experiment")
+    p.add_argument("--format", required=True, choices=list(FORMAT_FILES))
+    p.add_argument("--out", required=True, help="root of the export tree (outside the experiment)")
+    p.add_argument("--ratios", help="comma-separated subset ratios (default: all)")
+    p.add_argument("--run_ids", help="run ids, e.g. 0-499 or 0-9,20-29 (default: all)")
+    p.add_argument("--arch", default=None, choices=list(ARCHITECTURES),
+                   help="default: inferred from the checkpoint's variables")
+    p.add_argument("--num_classes", type=positive_int, default=None,
+                   help="default: inferred from the checkpoint")
+    p.add_argument("--input_shape", default=None,
+                   help="H,W,C of one image (default: the architecture's, e.g. 32,32,3)")
+    p.set_defaults(handler=export_command)
+
+
+def _input_shape(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        shape = tuple(int(d) for d in text.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise CommandError(f"--input_shape {text!r}: expected H,W,C, e.g. 32,32,3")
+    return shape
+
+
+def _select(path: str, ratios: str | None) -> tuple[list[Run], str]:
+    """The runs under `path` and the experiment root."""
+    if not os.path.isdir(path):
+        raise CommandError(f"{path}: no such directory")
+    try:
+        if is_run_dir(path):
+            run = run_from_path(path)
+            return [run], os.path.dirname(os.path.dirname(run.path))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            experiment = open_experiment(path)
+    except LayoutError as e:
+        raise CommandError(str(e)) from e
+    for skipped in experiment.skipped:
+        print(f"skipped {skipped.path}: {skipped.reason}", file=sys.stderr)
+    if ratios:
+        wanted = [r.strip() for r in ratios.split(",") if r.strip()]
+        runs = [run for r in wanted for run in experiment.runs(r)]
+    else:
+        runs = experiment.runs()
+    return runs, experiment.root
+
+
+def export_command(args: argparse.Namespace) -> int:
+    input_shape = _input_shape(args.input_shape)
+    runs, root = _select(args.path, args.ratios)
+    from heldout.export.runs import check_out_dir
+
+    check_out_dir(args.out, root)
+    if args.run_ids:
+        from heldout.train.plan import parse_run_ids
+
+        ids = set(parse_run_ids(args.run_ids))
+        runs = [run for run in runs if run.run_id in ids]
+    if not runs:
+        raise CommandError(f"{args.path}: no runs selected")
+    from heldout.export.runs import export_runs
+
+    counts = {"exported": 0, "skipped": 0, "failed": 0}
+    outcomes = export_runs(runs, args.out, args.format, args.arch, args.num_classes, input_shape)
+    for outcome in tqdm(outcomes, total=len(runs), desc="export", unit="run",
+                        disable=len(runs) < 2):
+        counts[outcome.status] += 1
+        if outcome.status == "failed":
+            print(f"{outcome.run.name}: FAILED: {outcome.message}")
+        else:
+            print(f"{outcome.run.name}: {outcome.status} {outcome.path}")
+    if counts["failed"]:
+        print(f"{counts['failed']} of {len(runs)} runs failed", file=sys.stderr)
+    print(f"export {args.format}: {counts['exported']} exported, {counts['skipped']} already "
+          f"there, {counts['failed']} failed, in {args.out}")
+    return 1 if counts["failed"] else 0

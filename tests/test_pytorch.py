@@ -1,0 +1,254 @@
+"""heldout.pytorch: the PyTorch models against the fixture runs' logits and aux arrays, and
+against the Sonnet models with random weights; bad tensor files; the TorchBackend."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from heldout.experiment import open_experiment, run_from_path
+from heldout.export.tensorfile import (
+    Metadata,
+    TensorFileError,
+    read_tensor_file,
+    write_tensor_file,
+)
+from heldout.pytorch import build_torch_model, exported_shapes, load_model
+
+RUNS = ("0.25/3", "0.5/0", "0.5/7")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, fmnist_experiment):
+    from heldout.cli import main
+
+    out = tmp_path_factory.mktemp("torch-export")
+    for fmt in ("safetensors", "npz"):
+        assert main(["export", str(fmnist_experiment), "--format", fmt, "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def images(fmnist_dir):
+    data = np.load(fmnist_dir / "dataset.npz")
+    return {s: data[f"{s}__image"].astype(np.float32) / 255 for s in ("train", "test")}, {
+        s: data[f"{s}__label"] for s in ("train", "test")}
+
+
+def _logits(model, x_nhwc, batch=100):
+    model = model.to(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        return np.concatenate([
+            model(torch.from_numpy(x_nhwc[i:i + batch]).permute(0, 3, 1, 2)).numpy()
+            for i in range(0, len(x_nhwc), batch)])
+
+
+@pytest.mark.slow
+def test_fixture_runs_safetensors_and_npz(exported, fmnist_dir, images):
+    expected = np.load(fmnist_dir / "expected_logits.npz")
+    x, labels = images
+    experiment = open_experiment(exported)
+    for run in experiment.runs():
+        aux = run.load_aux()
+        model = load_model(os.path.join(run.path, "model.safetensors"))
+        assert not model.training
+        npz_model = load_model(os.path.join(run.path, "model.npz"))
+        for key, value in model.state_dict().items():
+            torch.testing.assert_close(npz_model.state_dict()[key], value, rtol=0, atol=0)
+        for split in ("train", "test"):
+            logits = _logits(model, x[split])
+            np.testing.assert_allclose(logits, expected[f"{run.name}/logits_{split}"],
+                                       rtol=0, atol=1e-4)
+            np.testing.assert_array_equal(np.argmax(logits, 1) == labels[split],
+                                          aux.correctness(split))
+        if run.name != "0.25/3":
+            continue  # the npz tensors equal the safetensors ones; evaluate one run through it
+        logits = _logits(npz_model, x["test"])
+        np.testing.assert_allclose(logits, expected[f"{run.name}/logits_test"], rtol=0, atol=1e-4)
+        np.testing.assert_array_equal(np.argmax(logits, 1) == labels["test"],
+                                      aux.correctness("test"))
+
+
+def _randomize(model, seed):
+    """Random values for every variable of a Sonnet model, moving statistics far from 0/1."""
+    from heldout.checkpoint import model_variable_keys
+
+    rng = np.random.default_rng(seed)
+    for key, var in model_variable_keys(model).items():
+        shape = tuple(var.shape)
+        if "/_counter/" in key:
+            continue
+        if key.split("/")[-3] == "w" and len(shape) == 4:
+            value = rng.normal(0, np.sqrt(2.0 / np.prod(shape[:3])), shape)
+        elif key.split("/")[-3] == "w":
+            value = rng.normal(0, 1.0 / np.sqrt(shape[0]), shape)
+        elif "moving_variance" in key:
+            value = rng.uniform(0.5, 2.0, shape)
+        elif "moving_mean" in key:
+            value = rng.normal(0.2, 0.3, shape)
+        elif key.split("/")[-3] == "scale":
+            value = rng.uniform(0.5, 1.2, shape)
+        else:  # offset, b
+            value = rng.normal(0, 0.2, shape)
+        var.assign(value.astype(np.float32))
+
+
+def _against_sonnet(tmp_path, arch, num_classes, input_shape, batch, fmt="safetensors"):
+    from heldout.export.runs import model_tensors
+    from heldout.models import build_model, create_variables
+
+    model = build_model(arch, num_classes)
+    create_variables(model, input_shape)
+    _randomize(model, 0)
+    path = tmp_path / f"model.{fmt}"
+    write_tensor_file(path, model_tensors(model), Metadata(arch, num_classes, input_shape))
+    x = np.random.default_rng(1).uniform(0, 1, (batch, *input_shape)).astype(np.float32)
+    import tensorflow as tf
+
+    expected = model(tf.constant(x), is_training=False).numpy()
+    logits = _logits(load_model(path), x)
+    scale = np.abs(expected).max()
+    assert scale > 1e-2  # not a degenerate network
+    np.testing.assert_allclose(logits, expected, rtol=0, atol=1e-3 * scale)
+    np.testing.assert_array_equal(np.argmax(logits, 1), np.argmax(expected, 1))
+
+
+@pytest.mark.slow
+def test_resnet50_against_sonnet(tmp_path):
+    _against_sonnet(tmp_path, "resnet50", 1000, (224, 224, 3), 3)
+
+
+def test_small_inception_100_classes_against_sonnet(tmp_path):
+    _against_sonnet(tmp_path, "small_inception", 100, (32, 32, 3), 8, fmt="npz")
+
+
+def test_mlp_against_sonnet(tmp_path):
+    _against_sonnet(tmp_path, "mlp", 10, (28, 28, 1), 16)
+
+
+def _random_file(tmp_path, tensors=None, metadata=True, name="model.safetensors"):
+    model = build_torch_model("small_inception", 10, (32, 32, 3))
+    if tensors is None:
+        rng = np.random.default_rng(0)
+        tensors = {k: rng.normal(0, 0.1, s).astype(np.float32)
+                   for k, s in exported_shapes(model).items()}
+    path = tmp_path / name
+    meta = Metadata("small_inception", 10, (32, 32, 3))
+    if metadata:
+        write_tensor_file(path, tensors, meta)
+    else:
+        from safetensors.numpy import save_file
+
+        save_file(dict(tensors), str(path))
+    return path, tensors
+
+
+def test_bad_tensor_files(tmp_path):
+    path, good = _random_file(tmp_path)
+    load_model(path)
+    renamed = dict(good)
+    renamed["stage2/_body/3/conv3x3/bn/scal"] = renamed.pop("stage2/_body/3/conv3x3/bn/scale")
+    with pytest.raises(TensorFileError, match=r"1 missing: stage2/_body/3/conv3x3/bn/scale; "
+                       r"1 unexpected: stage2/_body/3/conv3x3/bn/scal$"):
+        load_model(_random_file(tmp_path, renamed)[0])
+    missing = {k: v for k, v in good.items() if k != "_pred/b"}
+    with pytest.raises(TensorFileError, match=r"1 missing: _pred/b$"):
+        load_model(_random_file(tmp_path, missing)[0])
+    shaped = dict(good, **{"conv1/conv/w": np.zeros((3, 3, 96, 3), np.float32)})
+    with pytest.raises(TensorFileError, match=r"tensor conv1/conv/w has shape \(3, 3, 96, 3\), "
+                       r"expected \(3, 3, 3, 96\)"):
+        load_model(_random_file(tmp_path, shaped)[0])
+    with pytest.raises(TensorFileError, match="float32"):
+        load_model(_random_file(tmp_path, dict(good, **{"_pred/b": np.zeros(10)}),
+                                metadata=False)[0])
+
+
+def test_architecture_inferred_or_refused(tmp_path):
+    path, good = _random_file(tmp_path, metadata=False)
+    assert type(load_model(path)).__name__ == "SmallInception"
+    odd = {"head/" + k: v for k, v in good.items()}
+    path, _ = _random_file(tmp_path, odd, metadata=False)
+    with pytest.raises(TensorFileError, match="cannot infer the architecture"):
+        load_model(path)
+    assert type(load_model(_random_file(tmp_path, good, metadata=False)[0],
+                           arch="small_inception")).__name__ == "SmallInception"
+
+
+def test_imports_without_tensorflow_sonnet_tfds(tmp_path):
+    path, good = _random_file(tmp_path)
+    script = textwrap.dedent(f"""
+        import sys
+        BLOCKED = ("tensorflow", "sonnet", "tensorflow_datasets", "tf_keras", "keras")
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in BLOCKED:
+                    raise ImportError("blocked " + name)
+        sys.meta_path.insert(0, Block())
+        import numpy as np, torch
+        import heldout.pytorch, heldout.pytorch.backend, heldout.pytorch.verify
+        model = heldout.pytorch.load_model({str(path)!r})
+        print(tuple(model(torch.zeros(2, 3, 32, 32)).shape))
+        assert not [m for m in sys.modules if m.split(".")[0] in BLOCKED]
+    """)
+    out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True,
+                         text=True).stdout
+    assert out.strip() == "(2, 10)"
+
+
+def test_torch_backend_and_stacked(exported, fmnist_dir, fmnist_experiment, images):
+    from heldout.errors import HeldoutError
+    from heldout.pytorch.backend import StackedModels, TorchBackend
+
+    expected = np.load(fmnist_dir / "expected_logits.npz")
+    x = images[0]["test"][:100]
+    backend = TorchBackend("small_inception", 10, (32, 32, 3), device="cpu")
+    with pytest.raises(HeldoutError, match="no exported model"):
+        backend.restore(run_from_path(fmnist_experiment / "0.5/0"))
+    restored = backend.restore(run_from_path(exported / "0.5/0"))
+    assert (restored.epoch, restored.global_step) == (10, 200)
+    assert restored.source.endswith("0.5/0/model.safetensors")
+    logits = backend.logits(x)
+    assert logits.dtype == np.float32 and logits.shape == (100, 10)
+    np.testing.assert_allclose(logits, expected["0.5/0/logits_test"][:100], atol=1e-4, rtol=0)
+    bf16 = TorchBackend("small_inception", 10, (32, 32, 3), device="cpu", precision="bf16")
+    bf16.restore(run_from_path(exported / "0.5/0"))
+    low = bf16.logits(x)
+    assert bf16.num_reevaluated > 0 and bf16.num_evaluated == 100
+    np.testing.assert_array_equal(np.argmax(low, 1), np.argmax(logits, 1))
+    models = [load_model(exported / name / "model.safetensors") for name in RUNS]
+    stacked = StackedModels(models, device="cpu").logits(x[:20])
+    assert stacked.shape == (3, 20, 10)
+    for k, name in enumerate(RUNS):
+        np.testing.assert_allclose(stacked[k], expected[f"{name}/logits_test"][:20],
+                                   atol=1e-4, rtol=0)
+
+
+@pytest.mark.slow
+def test_verify_run_lines(exported, fmnist_dir, capsys):
+    from heldout.pytorch.verify import main
+
+    assert main([str(exported / "0.25/3"), "--dataset_npz", str(fmnist_dir / "dataset.npz")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["0.25/3: epoch 10 step 100 subset 25.0% accuracy 0.6740 500/500 match",
+                   "verified 1 runs: 500 out of 500 predictions match"]
+
+
+def test_tensor_file_roundtrip_metadata(tmp_path):
+    path, _ = _random_file(tmp_path, name="model.npz")
+    meta = read_tensor_file(path).metadata
+    assert meta == Metadata("small_inception", 10, (32, 32, 3))
+
+
+@pytest.mark.slow
+def test_cli_verify_backend_torch(exported, fmnist_dir, capsys):
+    from heldout.cli import main
+
+    assert main(["verify", str(exported / "0.5/7"), "--dataset_npz",
+                 str(fmnist_dir / "dataset.npz"), "--backend", "torch"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["0.5/7: epoch 10 step 200 subset 50.0% accuracy 0.7840 500/500 match",
+                   "verified 1 runs: 500 out of 500 predictions match"]
