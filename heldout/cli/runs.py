@@ -149,11 +149,16 @@ def verify_command(args: argparse.Namespace) -> int:
         total += check.num_total
         ok = check.match_fraction >= args.min_match_fraction
         mismatched += not ok
-        print(f"{run.name}: epoch {result.restored.epoch} step {result.restored.global_step} "
-              f"subset {result.aux.subset_ratio:.1%} accuracy {result.predictions.accuracy:.4f} "
-              f"{check.num_match}/{check.num_total} match" + ("" if ok else "  MISMATCH"))
+        print(run_line(run.name, result.restored, result.aux, result.predictions, check, ok))
     print(verify_summary(len(runs), failed, mismatched, matched, total))
     return 1 if failed or mismatched else 0
+
+
+def run_line(name: str, restored, aux, predictions, check, ok: bool) -> str:
+    """`verify`'s line for one evaluated run (either backend)."""
+    return (f"{name}: epoch {restored.epoch} step {restored.global_step} "
+            f"subset {aux.subset_ratio:.1%} accuracy {predictions.accuracy:.4f} "
+            f"{check.num_match}/{check.num_total} match" + ("" if ok else "  MISMATCH"))
 
 
 def verify_summary(num_runs: int, failed: int, mismatched: int, matched: int, total: int) -> str:
@@ -204,8 +209,6 @@ def verify_torch_command(args: argparse.Namespace) -> int:
         total += check.num_total
         ok = check.match_fraction >= args.min_match_fraction
         mismatched += not ok
-        print(f"{run.name}: epoch {restored.epoch} step {restored.global_step} "
-              f"subset {aux.subset_ratio:.1%} accuracy {predictions.accuracy:.4f} "
-              f"{check.num_match}/{check.num_total} match" + ("" if ok else "  MISMATCH"))
+        print(run_line(run.name, restored, aux, predictions, check, ok))
     print(verify_summary(len(runs), failed, mismatched, matched, total))
     return 1 if failed or mismatched else 0
