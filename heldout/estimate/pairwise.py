@@ -162,9 +162,41 @@ def influence_stderr(acc: RatioAccumulator) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         q_in = cooc / cin
         q_out = (acc.test_correct_total[:, None] - cooc) / cout
+    return _difference_stderr(q_in, q_out, cin, cout).astype(np.float32)
+
+
+def _difference_stderr(q_in, q_out, cin, cout) -> np.ndarray:
+    """Binomial standard error of ``q_in - q_out`` (rows x n_train), NaN where a count is 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
         var = q_in * (1 - q_in) / cin + q_out * (1 - q_out) / cout
     var[:, ((cin == 0) | (cout == 0))[0]] = np.nan
-    return np.sqrt(var).astype(np.float32)
+    return np.sqrt(var)
+
+
+def influence_stderr_rows(influence_rows: np.ndarray, test_correct_total: np.ndarray,
+                          count_in: np.ndarray, count_out: np.ndarray) -> np.ndarray:
+    """Binomial standard errors of some rows of the influence matrix, float64 [rows, n_train].
+
+    With q_in / q_out the test example's accuracy over the runs with / without training
+    example i, influence = q_in - q_out and its standard error is
+    ``sqrt(q_in (1 - q_in) / count_in + q_out (1 - q_out) / count_out)`` (as
+    `heldout.estimate.influence_stderr`, which builds the whole matrix). q_in and q_out follow
+    from the influence d and the test example's correct count T over all R runs:
+    ``q_in = (T + d count_out) / R`` and ``q_out = q_in - d``. NaN where undefined.
+
+    Args:
+      influence_rows: float [rows, n_train], rows j of the influence matrix.
+      test_correct_total: int [rows], the runs that classified test example j correctly.
+      count_in, count_out: int [n_train], runs with / without training example i.
+    """
+    d = np.asarray(influence_rows, np.float64)
+    cin = np.asarray(count_in, np.float64)[None, :]
+    cout = np.asarray(count_out, np.float64)[None, :]
+    total = np.asarray(test_correct_total, np.float64)[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q_in = np.clip((total + d * cout) / (cin + cout), 0.0, 1.0)
+        q_out = np.clip(q_in - d, 0.0, 1.0)
+    return _difference_stderr(q_in, q_out, cin, cout)
 
 
 def _topk_update(
