@@ -193,7 +193,8 @@ def test_chunks_are_one_run_each_and_concurrent_writers_keep_every_row(tmp_path)
             assert array.chunks == (1, *array.shape[1:]), name
             assert array.shards is None, name
     with multiprocessing.get_context("spawn").Pool(4) as pool:
-        pool.starmap(_write_row, [(out, r) for r in range(12)])
+        # A child that cannot start would leave starmap waiting forever: bound it.
+        pool.starmap_async(_write_row, [(out, r) for r in range(12)]).get(timeout=300)
     s = open_store(out)
     assert s["completed"].all() and len(s.rows) == 12
     for r in range(12):
