@@ -2,8 +2,6 @@
 
 import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -217,15 +215,6 @@ def test_run_from_path(tmp_path):
         ex.run_from_path(tmp_path / "nope")
     with pytest.raises(ex.LayoutError, match="experiment directory not found"):
         ex.open_experiment(tmp_path / "nope")
-
-
-def test_experiment_and_npzio_import_no_tensorflow():
-    code = (
-        "import sys, heldout.experiment, heldout.npzio, heldout.cli;"
-        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
-
 
 
 def test_npy_file_under_npz_name(tmp_path):

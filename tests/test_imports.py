@@ -1,0 +1,67 @@
+"""Which modules may import TensorFlow: the numpy-only layers never do (issue 11).
+
+Each module is imported in a fresh interpreter (TensorFlow, once imported, stays in
+``sys.modules``), so a module that pulls TensorFlow in through any chain of imports fails here.
+"""
+
+import subprocess
+import sys
+
+import pytest
+
+# The numpy-only layers and the entry points that must start without TensorFlow: scores from aux
+# arrays, published files, fingerprints, stores, exports' tensor files, the report, and the CLI
+# (which parses its arguments before importing TensorFlow).
+NO_TENSORFLOW = [
+    "heldout",
+    "heldout.errors",
+    "heldout.atomic",
+    "heldout.npzio",
+    "heldout.experiment",
+    "heldout.estimate",
+    "heldout.published",
+    "heldout.data",
+    "heldout.data.fingerprint",
+    "heldout.models.architectures",
+    "heldout.predict",
+    "heldout.export.tensorfile",
+    "heldout.release",
+    "heldout.report",
+    "heldout.cli",
+    "heldout.cli.report",
+]
+
+CHECK = """
+import importlib, sys
+importlib.import_module(sys.argv[1])
+found = sorted(m for m in sys.modules if m == "tensorflow" or m.startswith("tensorflow."))
+sys.exit(f"{sys.argv[1]} imported {found[:3]}" if found else 0)
+"""
+
+
+@pytest.mark.parametrize("module", NO_TENSORFLOW)
+def test_module_imports_no_tensorflow(module):
+    done = subprocess.run([sys.executable, "-c", CHECK, module], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_top_level_api_is_lazy_and_resolves():
+    code = (
+        "import sys, heldout\n"
+        "assert 'tensorflow' not in sys.modules\n"
+        "from heldout import open_experiment, accumulate, memorization, influence, cscores\n"
+        "from heldout.experiment import open_experiment as direct\n"
+        "assert heldout.open_experiment is direct\n"
+        "assert 'tensorflow' not in sys.modules, 'the numpy-only names imported tensorflow'\n"
+        "assert callable(heldout.load_dataset) and callable(heldout.verify_run)\n"
+        "try:\n"
+        "    heldout.no_such_name\n"
+        "except AttributeError as e:\n"
+        "    assert 'no_such_name' in str(e)\n"
+        "else:\n"
+        "    raise SystemExit('heldout.no_such_name did not raise')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
