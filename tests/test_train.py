@@ -287,21 +287,31 @@ def test_cli_train_shards_and_errors(tmp_path, fmnist_dir, fmnist_idx_dir, capsy
 
 @pytest.mark.slow
 def test_small_inception_killed_resumed_and_verified(tmp_path, fmnist_dir, capsys):
-    """SmallInception on the fmnist32 fixture: a training process killed mid-run leaves no run
-    that `inspect` counts; running it again completes it, and `heldout verify` matches every
-    prediction of both splits."""
-    data = str(fmnist_dir / "dataset.npz")
+    """SmallInception on the first 400 training and 100 test images of the fmnist32 fixture: a
+    training process killed mid-run leaves no run that `inspect` counts; running it again
+    completes it, and `heldout verify` matches every prediction of both splits."""
+    from heldout.data import load_dataset
+    from heldout.data.arrays import ArrayDataset
+    from heldout.data.npz import save_npz_dataset
+
+    full = load_dataset(dataset_npz=str(fmnist_dir / "dataset.npz"))
+    data = str(tmp_path / "fmnist-400.npz")
+    save_npz_dataset(data, ArrayDataset(
+        "fmnist-400", full.num_classes,
+        {s: full.images[s][:n] for s, n in (("train", 400), ("test", 100))},
+        {s: full.split_labels(s)[:n] for s, n in (("train", 400), ("test", 100))},
+        scale=full.scale))
     exp = tmp_path / "exp"
     args = ["train", str(exp), "--dataset_npz", data, "--arch", "small_inception",
-            "--ratio", "0.05", "--run_ids", "0", "--epochs", "4", "--batch_size", "50",
+            "--ratio", "0.25", "--run_ids", "0", "--epochs", "4", "--batch_size", "50",
             "--quiet"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     proc = subprocess.Popen([sys.executable, "-m", "heldout", *args], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    ratio_dir = exp / "0.05"
+    ratio_dir = exp / "0.25"
     try:
         # Kill as soon as run 0 is under way: its temporary directory exists and the run
-        # directory does not. From there the run still traces, trains 8 steps, evaluates 2,500
+        # directory does not. From there the run still traces, trains 8 steps, evaluates 500
         # images and writes a checkpoint (seconds), so it cannot complete before the kill.
         deadline = time.monotonic() + 300
         while not (list(ratio_dir.glob(".0.tmp-*")) and not (ratio_dir / "0").exists()):
@@ -328,13 +338,13 @@ def test_small_inception_killed_resumed_and_verified(tmp_path, fmnist_dir, capsy
     assert main(["inspect", str(exp)]) == 0
     assert "1 complete runs in 1 subset ratios" in capsys.readouterr().out
     run0 = experiment.runs()[0].path
-    for split, n in (("train", 2000), ("test", 500)):
+    for split, n in (("train", 400), ("test", 100)):
         assert main(["verify", run0, "--dataset_npz", data, "--split", split]) == 0
         assert f"{n} out of {n} predictions match" in capsys.readouterr().out
     info = T.load_run_info(run0)
     assert info["arch"] == "small_inception" and info["steps"] == 8 and info["path"] == "per_step"
-    assert info["seed"] == T.run_seed(0, 0.05, 0)
-    subset = T.plan_run(info["seed"], 0, 2000, 0.05, 4, 50).subsample_idx
+    assert info["seed"] == T.run_seed(0, 0.25, 0)
+    subset = T.plan_run(info["seed"], 0, 400, 0.25, 4, 50).subsample_idx
     np.testing.assert_array_equal(experiment.runs()[0].load_aux().subsample_idx, subset)
 
 
