@@ -17,6 +17,7 @@ order; everything here goes through the ``index_*`` arrays.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import warnings
@@ -171,10 +172,8 @@ def aux_arrays_from_dict(
     """
     source = source or "aux arrays"
     sizes: dict[str, int] = {}
-
-    def get(key: str, kind: str, shape: tuple) -> np.ndarray:
-        return require(arrays, key, kind, shape, source=source, sizes=sizes,
-                       what="an aux_arrays.npz", error=AuxArraysError)
+    get = functools.partial(require, arrays, source=source, sizes=sizes,
+                            what="an aux_arrays.npz", error=AuxArraysError)
 
     fields = {}
     for split in SPLITS:

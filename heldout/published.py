@@ -24,6 +24,7 @@ through it and then reorder the scores into TFDS order, checked by label
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Mapping, Sequence
 
@@ -73,14 +74,6 @@ def _fail(source: str, message: str) -> PublishedFormatError:
     return PublishedFormatError(f"{source}: {message}")
 
 
-def _getter(arrays: Mapping, source: str, sizes: dict[str, int], what: str):
-    def get(key: str, kind: str, shape: tuple) -> np.ndarray:
-        return require(arrays, key, kind, shape, source=source, sizes=sizes, what=what,
-                       error=PublishedFormatError)
-
-    return get
-
-
 def validate_cscores(
     arrays: Mapping[str, np.ndarray],
     source: str = "C-scores",
@@ -101,7 +94,8 @@ def validate_cscores(
       PublishedFormatError: naming `source`, the key, what was expected and what was found.
     """
     sizes = {} if num_examples is None else {"n": num_examples}
-    get = _getter(arrays, source, sizes, f"a C-score file (keys {list(CSCORE_KEYS)})")
+    get = functools.partial(require, arrays, source=source, sizes=sizes,
+                            what="a C-score file", error=PublishedFormatError)
     scores = get("scores", "f", ("n",))
     defined = scores[~np.isnan(scores)]
     if ((defined < 0) | (defined > 1)).any():
@@ -314,7 +308,8 @@ def validate_pairs(
             f"a high-influence pair file holds exactly the keys {list(PAIR_KEYS)}, found {keys}",
         )
     sizes: dict[str, int] = {}
-    get = _getter(arrays, source, sizes, "a high-influence pair file")
+    get = functools.partial(require, arrays, source=source, sizes=sizes,
+                            what="a high-influence pair file", error=PublishedFormatError)
     values = {}
     for key, kind, limit in (
         ("tr_idx", "iu", num_train),

@@ -12,6 +12,7 @@ order. See `heldout.estimate` for the estimators built on it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
@@ -380,10 +381,8 @@ def load_accumulator(path: str | os.PathLike) -> RatioAccumulator:
     path = os.fspath(path)
     arrays = load_npz(path)
     sizes: dict[str, int] = {}
-
-    def get(key: str, kind: str, shape: tuple) -> np.ndarray:
-        return require(arrays, key, kind, shape, source=path, sizes=sizes,
-                       what="an accumulator written by RatioAccumulator.save")
+    get = functools.partial(require, arrays, source=path, sizes=sizes,
+                            what="an accumulator written by RatioAccumulator.save")
 
     fmt = get("format", "U", ())
     if str(fmt) != ACCUMULATOR_FORMAT:

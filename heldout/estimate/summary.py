@@ -9,6 +9,7 @@ had one, so `heldout pairs` can check the labels it is given. See `heldout.estim
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 
 import numpy as np
@@ -130,10 +131,8 @@ def load_estimate(path: str | os.PathLike) -> RatioEstimate:
     path = os.fspath(path)
     arrays = load_npz(path)
     sizes: dict[str, int] = {}
-
-    def get(key: str, kind: str, shape: tuple) -> np.ndarray:
-        return require(arrays, key, kind, shape, source=path, sizes=sizes,
-                       what="a `heldout estimate` file")
+    get = functools.partial(require, arrays, source=path, sizes=sizes,
+                            what="a `heldout estimate` file")
 
     mem = get("memorization", "f", ("n_train",))
     for key, kind in (("memorization_stderr", "f"), ("count_in", "iu"), ("count_out", "iu")):
