@@ -80,8 +80,14 @@ def require(
     """Checks one key of a file's arrays: present, of a dtype kind, of a shape.
 
     The one schema check of every reader (aux arrays, accumulators, estimates, published score
-    files, `.npz` datasets, ImageNet labels). Semantic checks (permutations, ranges, counts)
-    stay with each reader.
+    files, `.npz` datasets, ImageNet labels, dataset fingerprints, the predictions store).
+    Semantic checks (permutations, ranges, counts) stay with each reader. A reader binds the
+    file once and checks each key::
+
+        sizes = {}
+        get = functools.partial(require, arrays, source=path, sizes=sizes, what="an estimate")
+        mem = get("memorization", "f", ("n_train",))
+        infl = get("influence", "f", ("n_test", "n_train"))  # n_train must agree
 
     Args:
       arrays: key -> array, e.g. from `load_npz` (anything with ``dtype`` and ``shape``, such as
