@@ -17,6 +17,7 @@ order; everything here goes through the ``index_*`` arrays.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import warnings
@@ -26,7 +27,7 @@ import numpy as np
 
 from heldout.data.fingerprint import Fingerprint, read_fingerprint
 from heldout.errors import HeldoutError, InputError, NotFoundError
-from heldout.npzio import NpzError, load_npz, save_npz_atomic
+from heldout.npzio import NpzError, load_npz, require, save_npz_atomic
 
 AUX_ARRAYS = "aux_arrays.npz"
 CHECKPOINT_DIR = "checkpoints"
@@ -131,23 +132,14 @@ class AuxArrays:
 
 
 def _as_bool(source: str, key: str, value: np.ndarray) -> np.ndarray:
-    if value.ndim != 1:
-        raise AuxArraysError(f"{source}: key {key!r} must be 1-D, found shape {value.shape}")
     if value.dtype == bool:
         return value
-    if np.issubdtype(value.dtype, np.integer) and np.isin(value, (0, 1)).all():
+    if np.isin(value, (0, 1)).all():
         return value.astype(bool)
     raise AuxArraysError(
-        f"{source}: key {key!r} must be bool (or 0/1 integers), found dtype {value.dtype}"
+        f"{source}: key {key!r}: expected bool (or 0/1 integers), found {value.dtype} values "
+        f"other than 0 and 1"
     )
-
-
-def _as_index(source: str, key: str, value: np.ndarray) -> np.ndarray:
-    if value.ndim != 1:
-        raise AuxArraysError(f"{source}: key {key!r} must be 1-D, found shape {value.shape}")
-    if not np.issubdtype(value.dtype, np.integer):
-        raise AuxArraysError(f"{source}: key {key!r} must be integers, found dtype {value.dtype}")
-    return value.astype(np.int64, copy=False)
 
 
 def _check_permutation(source: str, what: str, index: np.ndarray, n: int) -> None:
@@ -179,24 +171,17 @@ def aux_arrays_from_dict(
       AuxArraysError: naming the file (`source`), the key, what was expected and what was found.
     """
     source = source or "aux arrays"
-    missing = [k for k in AUX_KEYS if k not in arrays]
-    if missing:
-        raise AuxArraysError(
-            f"{source}: missing key(s) {missing}; an aux_arrays.npz needs {list(AUX_KEYS)}, "
-            f"found {sorted(arrays)}"
-        )
+    sizes: dict[str, int] = {}
+    get = functools.partial(require, arrays, source=source, sizes=sizes,
+                            what="an aux_arrays.npz", error=AuxArraysError)
+
     fields = {}
     for split in SPLITS:
-        index = _as_index(source, f"index_{split}", arrays[f"index_{split}"])
-        correct = _as_bool(source, f"correctness_{split}", arrays[f"correctness_{split}"])
-        if len(index) != len(correct):
-            raise AuxArraysError(
-                f"{source}: index_{split} has {len(index)} entries but correctness_{split} "
-                f"has {len(correct)}"
-            )
-        fields[f"index_{split}"] = index
-        fields[f"correctness_{split}"] = correct
-    subsample = _as_index(source, "subsample_idx", arrays["subsample_idx"])
+        index = get(f"index_{split}", "iu", (f"n_{split}",))
+        correct = get(f"correctness_{split}", "biu", (f"n_{split}",))
+        fields[f"index_{split}"] = index.astype(np.int64, copy=False)
+        fields[f"correctness_{split}"] = _as_bool(source, f"correctness_{split}", correct)
+    subsample = get("subsample_idx", "iu", (None,)).astype(np.int64, copy=False)
     n_train = len(fields["index_train"]) + len(fields["index_removed"])
     n_test = len(fields["index_test"])
     if num_train is not None and n_train != num_train:

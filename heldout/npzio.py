@@ -1,17 +1,20 @@
-"""Safe `.npz` reading and atomic writing.
+"""Safe `.npz` reading, the one schema check of its arrays, and atomic writing.
 
 Every array file this library reads comes from a download or another machine, so it is opened
 with ``allow_pickle=False`` and read eagerly: a truncated or corrupt file fails here, with its
-path, instead of half-way through a computation. Every file it writes goes to a temporary name
-in the same directory and is renamed into place, so an interrupted write never leaves a file
-that looks complete (`heldout.atomic`).
+path, instead of half-way through a computation. Each reader then checks every key it uses with
+`require` (present, dtype kind, shape, sizes shared between keys), so a malformed file is refused
+with one uniform line, e.g.
+``est.npz: key 'count_in': expected int array [n_train=2000], found float64 [1999]``.
+Every file it writes goes to a temporary name in the same directory and is renamed into place,
+so an interrupted write never leaves a file that looks complete (`heldout.atomic`).
 """
 
 from __future__ import annotations
 
 import os
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 
 import numpy as np
 
@@ -21,6 +24,126 @@ from heldout.errors import HeldoutError
 
 class NpzError(HeldoutError, ValueError):
     """A `.npz` file is unreadable, incomplete or holds arrays of the wrong kind."""
+
+
+Dim = int | str | None
+"""One dimension of a `require` shape: an exact size, a name bound across keys, or None (any)."""
+
+_KIND_WORDS = {"b": "bool", "i": "int", "u": "uint", "f": "float", "c": "complex", "U": "str",
+               "S": "bytes"}
+
+
+def _describe_kind(kind: str | None) -> str:
+    if not kind:
+        return ""
+    words = []
+    for char in kind:
+        if char not in _KIND_WORDS:
+            raise ValueError(f"unknown dtype kind {char!r} in {kind!r}; use {''.join(_KIND_WORDS)}")
+        word = "int" if char in "iu" and "i" in kind and "u" in kind else _KIND_WORDS[char]
+        if word not in words:
+            words.append(word)
+    return " or ".join(words) + " "
+
+
+def _describe_shape(shape: tuple[Dim, ...] | None, sizes: Mapping[str, int]) -> str:
+    if shape is None:
+        return "array"
+    if shape == ():
+        return "scalar"
+    dims = []
+    for dim in shape:
+        if dim is None:
+            dims.append("*")
+        elif isinstance(dim, str):
+            dims.append(f"{dim}={sizes[dim]}" if dim in sizes else dim)
+        else:
+            dims.append(str(dim))
+    return f"array [{', '.join(dims)}]"
+
+
+def _describe_found(dtype: np.dtype, shape: tuple[int, ...]) -> str:
+    return f"{dtype} scalar" if shape == () else f"{dtype} [{', '.join(map(str, shape))}]"
+
+
+def require(
+    arrays: Mapping[str, np.ndarray],
+    key: str,
+    kind: str | None,
+    shape: tuple[Dim, ...] | None = None,
+    *,
+    source: str = "arrays",
+    sizes: MutableMapping[str, int] | None = None,
+    what: str = "",
+    error: type[HeldoutError] = NpzError,
+) -> np.ndarray:
+    """Checks one key of a file's arrays: present, of a dtype kind, of a shape.
+
+    The one schema check of every reader (aux arrays, accumulators, estimates, published score
+    files, `.npz` datasets, ImageNet labels, dataset fingerprints, the predictions store).
+    Semantic checks (permutations, ranges, counts) stay with each reader. A reader binds the
+    file once and checks each key::
+
+        sizes = {}
+        get = functools.partial(require, arrays, source=path, sizes=sizes, what="an estimate")
+        mem = get("memorization", "f", ("n_train",))
+        infl = get("influence", "f", ("n_test", "n_train"))  # n_train must agree
+
+    Args:
+      arrays: key -> array, e.g. from `load_npz` (anything with ``dtype`` and ``shape``, such as
+        a zarr array, is checked without being read; other values go through `np.asarray`).
+      key: the key to check.
+      kind: accepted numpy dtype kinds, e.g. ``"b"`` (bool), ``"iu"`` (any integer), ``"f"``
+        (float), ``"U"`` (str), ``"SU"`` (bytes or str); None accepts any dtype.
+      shape: None (any shape), ``()`` (a scalar), or a tuple whose entries are an exact size
+        (int), None (any size) or a name (str) that every key sharing it must agree on.
+      source: the file (or other origin) named first in the message.
+      sizes: name -> size of the names already bound; names that `shape` binds for the first
+        time are added to it (so pass the same dict to each key of one file). Pre-fill it with
+        known sizes (e.g. ``{"n_train": 2000}`` from the dataset) to check them too. Without it,
+        a name only has to agree within this one key.
+      what: what the file is (e.g. ``"an aux_arrays.npz"``), added to a missing-key message.
+      error: the `HeldoutError` subclass to raise (default `NpzError`).
+
+    Returns:
+      The array as stored (not converted; the caller casts it).
+
+    Raises:
+      error: one line naming `source`, `key`, what was expected and what was found, e.g.
+        ``est.npz: key 'count_in': expected int array [n_train=2000], found float64 [1999]``,
+        or ``a.npz: missing key 'format' (expected str scalar in an accumulator); found keys
+        ['a', 'b']``.
+      ValueError: `kind` holds an unknown letter (a bug in the caller, not bad input).
+    """
+    bound = {} if sizes is None else sizes
+    expected = _describe_kind(kind) + _describe_shape(shape, bound)
+    if key not in arrays:
+        context = f" in {what}" if what else ""
+        raise error(f"{source}: missing key {key!r} (expected {expected}{context}); found keys "
+                    f"{sorted(arrays)}")
+    value = arrays[key]
+    if not (hasattr(value, "dtype") and hasattr(value, "shape")):
+        value = np.asarray(value)
+    dtype, found = np.dtype(value.dtype), tuple(value.shape)
+    new: dict[str, int] = {}
+    ok = not kind or dtype.kind in kind
+    if ok and shape is not None:
+        ok = len(found) == len(shape)
+        for dim, size in zip(shape, found, strict=True) if ok else ():
+            if isinstance(dim, str):
+                want = bound.get(dim, new.get(dim))
+                if want is None:
+                    new[dim] = size
+                elif want != size:
+                    ok = False
+            elif dim is not None and dim != size:
+                ok = False
+    if not ok:
+        raise error(f"{source}: key {key!r}: expected {expected}, found "
+                    f"{_describe_found(dtype, found)}")
+    if sizes is not None:
+        sizes.update(new)
+    return value
 
 
 def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:

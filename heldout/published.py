@@ -1,4 +1,5 @@
-"""The score files the authors published, and ours in the same formats (pure numpy).
+"""The score files the authors published, and ours in the same formats (pure numpy, except
+`load_published_scores`, which reads TFDS).
 
 Formats (files from the papers' project pages, pluskid.github.io/influence-memorization and
 pluskid.github.io/structural-regularity; examples in ``../shared/published/``):
@@ -14,20 +15,25 @@ pluskid.github.io/structural-regularity; examples in ``../shared/published/``):
   thresholds in the file name; not necessarily sorted.
 
 The same validation applies to the published files and to what our writers produce; a writer
-validates before it writes, so it never leaves a file its reader would refuse.
+validates before it writes, so it never leaves a file its reader would refuse. There is one
+C-score reader, `read_cscores`; `read_scores_in_tfds_order` and `load_published_scores` go
+through it and then reorder the scores into TFDS order, checked by label
+(`heldout.data.order.checked_tfds_order`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from heldout.data.fingerprint import check_labels, read_fingerprint
+from heldout.data.order import checked_tfds_order
 from heldout.estimate import CScores, HighInfluencePairs
-from heldout.npzio import NpzError, load_npz, save_npz_atomic
+from heldout.npzio import NpzError, load_npz, require, save_npz_atomic
 
 CSCORE_KEYS = ("labels", "scores")
 CSCORE_EXTRA_KEYS = (
@@ -68,19 +74,6 @@ def _fail(source: str, message: str) -> PublishedFormatError:
     return PublishedFormatError(f"{source}: {message}")
 
 
-def _vector(source: str, arrays: Mapping, key: str, kind: str, n: int | None = None) -> np.ndarray:
-    value = np.asarray(arrays[key])
-    names = {"f": "float", "iu": "integer"}
-    if value.ndim != 1 or value.dtype.kind not in kind:
-        raise _fail(
-            source,
-            f"key {key!r} must be a 1-D {names[kind]} array, found {value.dtype} {value.shape}",
-        )
-    if n is not None and len(value) != n:
-        raise _fail(source, f"key {key!r} has {len(value)} entries, expected {n}")
-    return value
-
-
 def validate_cscores(
     arrays: Mapping[str, np.ndarray],
     source: str = "C-scores",
@@ -91,7 +84,8 @@ def validate_cscores(
 
     Checks: ``scores`` present, 1-D float, values in [0, 1] or NaN; ``labels`` (when present)
     1-D integer of the same length, in 0..num_classes-1 when given; our extra keys (when
-    present) of consistent shapes; the expected number of examples when given.
+    present) of consistent dtypes and shapes (``[n_ratios, n]``, ``[n_ratios, n_test]``);
+    ``ratios`` in (0, 1]; the expected number of examples when given.
 
     Returns:
       `CScoreFile` with float64 scores and int64 labels.
@@ -99,14 +93,10 @@ def validate_cscores(
     Raises:
       PublishedFormatError: naming `source`, the key, what was expected and what was found.
     """
-    if "scores" not in arrays:
-        raise _fail(
-            source,
-            f"missing key 'scores'; a C-score file holds {list(CSCORE_KEYS)}, found "
-            f"{sorted(arrays)}",
-        )
-    scores = _vector(source, arrays, "scores", "f", num_examples)
-    n = len(scores)
+    sizes = {} if num_examples is None else {"n": num_examples}
+    get = functools.partial(require, arrays, source=source, sizes=sizes,
+                            what="a C-score file", error=PublishedFormatError)
+    scores = get("scores", "f", ("n",))
     defined = scores[~np.isnan(scores)]
     if ((defined < 0) | (defined > 1)).any():
         raise _fail(
@@ -116,7 +106,7 @@ def validate_cscores(
         )
     labels = None
     if "labels" in arrays:
-        labels = _vector(source, arrays, "labels", "iu", n).astype(np.int64)
+        labels = get("labels", "iu", ("n",)).astype(np.int64)
         bad = labels < 0
         if num_classes is not None:
             bad |= labels >= num_classes
@@ -126,33 +116,21 @@ def validate_cscores(
                 source, f"key 'labels' must be class ids {expected}, found {labels[bad][:5]}"
             )
     extra = {k: np.asarray(arrays[k]) for k in CSCORE_EXTRA_KEYS if k in arrays}
-    ratios = extra.get("ratios")
-    if ratios is not None:
-        ratios = _vector(source, extra, "ratios", "f")
+    if "ratios" in extra:
+        ratios = get("ratios", "f", ("n_ratios",))
         if ((ratios <= 0) | (ratios > 1)).any():
             raise _fail(source, f"key 'ratios' must lie in (0, 1], found {ratios.tolist()}")
-    n_ratios = None if ratios is None else len(ratios)
-    n_test = len(_vector(source, extra, "test_scores", "f")) if "test_scores" in extra else None
-    if "scores_stderr" in extra:
-        _vector(source, extra, "scores_stderr", "f", n)
-    if "num_runs_by_ratio" in extra:
-        _vector(source, extra, "num_runs_by_ratio", "iu", n_ratios)
-    for key, width in (
-        ("scores_by_ratio", n),
-        ("scores_stderr_by_ratio", n),
-        ("count_out_by_ratio", n),
-        ("test_scores_by_ratio", n_test),
+    for key, kind, shape in (
+        ("test_scores", "f", ("n_test",)),
+        ("scores_stderr", "f", ("n",)),
+        ("num_runs_by_ratio", "iu", ("n_ratios",)),
+        ("scores_by_ratio", "f", ("n_ratios", "n")),
+        ("scores_stderr_by_ratio", "f", ("n_ratios", "n")),
+        ("count_out_by_ratio", "iu", ("n_ratios", "n")),
+        ("test_scores_by_ratio", "f", ("n_ratios", "n_test")),
     ):
-        value = extra.get(key)
-        if value is not None and (
-            value.ndim != 2
-            or (n_ratios is not None and value.shape[0] != n_ratios)
-            or (width is not None and value.shape[1] != width)
-        ):
-            raise _fail(
-                source,
-                f"key {key!r} must have shape [n_ratios={n_ratios}, {width}], found {value.shape}",
-            )
+        if key in extra:
+            get(key, kind, shape)
     return CScoreFile(scores.astype(np.float64), labels, extra, source)
 
 
@@ -176,6 +154,67 @@ def read_cscores(
             raise NpzError(f"{path}: unreadable .npy ({e})") from e
         return validate_cscores({"scores": scores}, path, num_examples, num_classes)
     return validate_cscores(load_npz(path), path, num_examples, num_classes)
+
+
+def read_scores_in_tfds_order(
+    path: str | os.PathLike,
+    tfds_labels: np.ndarray,
+    ids: Sequence[str] | np.ndarray | None = None,
+    split: str = "train",
+) -> np.ndarray:
+    """Reads a published C-score file and returns its scores in TFDS order, checked by label.
+
+    The file goes through `read_cscores` (every format check), then
+    `heldout.data.order.checked_tfds_order`. Two formats: an ``.npz`` with ``labels`` and
+    ``scores`` in the ORIGINAL CIFAR order (CIFAR C-scores; `ids` required), and an ``.npy``
+    array already in TFDS order (MNIST C-scores; only its length can be checked).
+
+    Args:
+      path: the published file.
+      tfds_labels: int [n], the dataset's labels in TFDS order.
+      ids: str [n], the TFDS ``id`` feature in TFDS order (for ``.npz`` files).
+      split: the ids' prefix.
+
+    Returns:
+      float64 [n]: the scores in TFDS order.
+
+    Raises:
+      NpzError: unreadable file.
+      PublishedFormatError: see `validate_cscores`; or an ``.npz`` without ``labels``.
+      OrderError: lengths differ, or the file's labels, reordered, differ from `tfds_labels`
+        (with the number of mismatches and the first positions): nothing is returned.
+    """
+    cs = read_cscores(path)
+    if cs.labels is None and not cs.source.endswith(".npy"):
+        raise _fail(cs.source, "missing key 'labels': scores in the original order need their "
+                               "labels to be reordered and checked against the dataset")
+    return checked_tfds_order(cs.scores, cs.labels, tfds_labels, ids, split, cs.source)
+
+
+def load_published_scores(
+    path: str | os.PathLike,
+    dataset: str,
+    data_dir: str | None = None,
+    split: str = "train",
+) -> np.ndarray:
+    """`read_scores_in_tfds_order` with the labels and ids read from TFDS (images not decoded).
+
+    Args:
+      path: the published file.
+      dataset: TFDS name with version, e.g. ``cifar100:3.0.2`` (or ``mnist:3.0.1`` for `.npy`).
+      data_dir: TFDS data directory.
+      split: the split the scores are for.
+
+    Returns:
+      float64 [n]: the scores in TFDS order.
+
+    Raises:
+      As `read_scores_in_tfds_order`.
+    """
+    from heldout.data.tfds import load_tfds
+
+    data = load_tfds(dataset, (split,), data_dir, with_images=False)
+    return read_scores_in_tfds_order(path, data.split_labels(split), data.ids.get(split), split)
 
 
 def cscore_arrays(cs: CScores, labels: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -268,7 +307,9 @@ def validate_pairs(
             source,
             f"a high-influence pair file holds exactly the keys {list(PAIR_KEYS)}, found {keys}",
         )
-    n = len(np.asarray(arrays["tr_idx"]))
+    sizes: dict[str, int] = {}
+    get = functools.partial(require, arrays, source=source, sizes=sizes,
+                            what="a high-influence pair file", error=PublishedFormatError)
     values = {}
     for key, kind, limit in (
         ("tr_idx", "iu", num_train),
@@ -276,7 +317,7 @@ def validate_pairs(
         ("infl", "f", None),
         ("mem", "f", None),
     ):
-        v = _vector(source, arrays, key, kind, n)
+        v = get(key, kind, ("n_pairs",))
         if kind == "iu":
             bad = (v < 0) | ((v >= limit) if limit is not None else False)
             if bad.any():
@@ -293,6 +334,7 @@ def validate_pairs(
                     source, f"key {key!r} must be finite and in [-1, 1], found {v[bad][:5]}"
                 )
             values[key] = v.astype(np.float64)
+    n = sizes["n_pairs"]
     for key, threshold in (("infl", infl_threshold), ("mem", mem_threshold)):
         if threshold is not None and n and values[key].min() < threshold:
             raise _fail(

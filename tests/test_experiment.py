@@ -76,7 +76,8 @@ def test_missing_key(tmp_path):
     arrays = _aux().to_dict()
     del arrays["correctness_removed"]
     _write_raw(tmp_path / "a.npz", arrays)
-    match = r"a.npz: missing key\(s\) \['correctness_removed'\]"
+    match = (r"a\.npz: missing key 'correctness_removed' \(expected bool or int array "
+             r"\[n_removed=10\] in an aux_arrays\.npz\); found keys \['correctness_test'")
     with pytest.raises(ex.AuxArraysError, match=match):
         ex.load_aux_arrays(tmp_path / "a.npz")
 
@@ -103,14 +104,25 @@ def test_length_mismatch_and_dtype(tmp_path):
     arrays = _aux().to_dict()
     arrays["correctness_test"] = arrays["correctness_test"][:-1]
     _write_raw(tmp_path / "a.npz", arrays)
-    match = "index_test has 8 entries but correctness_test has 7"
+    match = r"key 'correctness_test': expected bool or int array \[n_test=8\], found bool \[7\]$"
     with pytest.raises(ex.AuxArraysError, match=match):
         ex.load_aux_arrays(tmp_path / "a.npz")
     arrays = _aux().to_dict()
     arrays["correctness_test"] = arrays["correctness_test"].astype(np.float32)
     _write_raw(tmp_path / "b.npz", arrays)
-    with pytest.raises(ex.AuxArraysError, match="'correctness_test' must be bool.*float32"):
+    match = "'correctness_test': expected bool or int array .*found float32"
+    with pytest.raises(ex.AuxArraysError, match=match):
         ex.load_aux_arrays(tmp_path / "b.npz")
+    # 0/1 integers are read as bool; any other integer is refused.
+    arrays = _aux().to_dict()
+    arrays["correctness_test"] = arrays["correctness_test"].astype(np.int8)
+    _write_raw(tmp_path / "c.npz", arrays)
+    back = ex.load_aux_arrays(tmp_path / "c.npz")
+    np.testing.assert_array_equal(back.correctness_test, _aux().correctness_test)
+    arrays["correctness_test"][0] = 2
+    _write_raw(tmp_path / "d.npz", arrays)
+    with pytest.raises(ex.AuxArraysError, match="int8 values other than 0 and 1"):
+        ex.load_aux_arrays(tmp_path / "d.npz")
 
 
 def test_dataset_size_mismatch(tmp_path):

@@ -60,7 +60,12 @@ def test_stored_in_npz_without_pickle_and_read_back(tmp_path):
                                                r" \['fingerprint__label_hashes'\]"):
         read_fingerprint(partial, "out.npz")
     bad = {**fp.to_arrays(), KEYS[3]: np.array([1, 2, 3])}
-    with pytest.raises(FingerprintError, match="malformed fingerprint: 2 splits, 3 sizes"):
+    with pytest.raises(FingerprintError, match=r"out\.npz: key 'fingerprint__sizes': expected "
+                                               r"int array \[n_splits=2\], found int64 \[3\]$"):
+        read_fingerprint(bad, "out.npz")
+    bad = {**fp.to_arrays(), KEYS[3]: np.array([1.0, 2.0])}
+    with pytest.raises(FingerprintError, match=r"'fingerprint__sizes': expected int array "
+                                               r"\[n_splits=2\], found float64 \[2\]$"):
         read_fingerprint(bad, "out.npz")
 
 

@@ -310,6 +310,22 @@ def test_labels_from_mapping_or_scan_when_no_labels_file(tiny, tmp_path):
     assert from_mapping.num_classes == 3 and scanned.num_classes == 1000
 
 
+def test_bad_labels_file_is_refused(tiny, tmp_path):
+    """Float labels in labels.npz were cast to int silently; now refused in one line."""
+    copy = str(tmp_path / "shards")
+    shutil.copytree(tiny["out"], copy)
+    path = os.path.join(copy, "labels.npz")
+    arrays = dict(np.load(path))
+    np.savez(path, **{**arrays, "test__label": arrays["test__label"] + 0.5})
+    with pytest.raises(NpzError, match=r"labels\.npz: key 'test__label': expected int array "
+                                       r"\[n_test\], found float64 \[4\]$"):
+        load_tfrecord_dataset(copy, ("train", "test"))
+    np.savez(path, **{**arrays, "train__shard_range": np.zeros((2, 3), np.int64)})
+    with pytest.raises(NpzError, match=r"key 'train__shard_range': expected int array "
+                                       r"\[\*, 2\], found int64 \[2, 3\]$"):
+        load_tfrecord_dataset(copy, ("train", "test"))
+
+
 def test_bad_shards_give_clear_errors(tiny, tmp_path):
     with pytest.raises(TFRecordDatasetError, match=r"lack feature\(s\) \['idx'\]"):
         load_tfrecord_dataset(tiny["out"], ("test",), features=FeatureNames(index="idx"))
@@ -394,7 +410,16 @@ def test_mapping_label_base_and_errors(tmp_path):
     with pytest.raises(NpzError, match="missing key 'tt_filenames'"):
         read_index_mapping(bad)
     np.savez(bad, **{**arrays, "tt_labels": arrays["tt_labels"][:2]})
-    with pytest.raises(NpzError, match="tt_filenames has 4 entries but tt_labels has 2"):
+    with pytest.raises(NpzError, match=r"bad\.npz: key 'tt_labels': expected int array "
+                                       r"\[n_test=4\], found int64 \[2\]$"):
+        read_index_mapping(bad)
+    np.savez(bad, **{**arrays, "tr_labels": arrays["tr_labels"].astype(np.float32)})
+    with pytest.raises(NpzError, match=r"key 'tr_labels': expected int array \[n_train=\d+\], "
+                                       r"found float32"):
+        read_index_mapping(bad)
+    np.savez(bad, **{**arrays, "tr_filenames": np.arange(len(arrays["tr_labels"]))})
+    with pytest.raises(NpzError, match=r"key 'tr_filenames': expected bytes or str array "
+                                       r"\[n_train\], found int64"):
         read_index_mapping(bad)
 
 

@@ -12,15 +12,17 @@ from tfds_helpers import write_metadata
 
 from heldout.data.order import (
     OrderError,
-    load_published_scores,
     original_positions,
-    read_scores_in_tfds_order,
     tfds_positions,
     to_original_order,
     to_tfds_order,
 )
 from heldout.data.tfds import load_tfds
-from heldout.npzio import NpzError
+from heldout.published import (
+    PublishedFormatError,
+    load_published_scores,
+    read_scores_in_tfds_order,
+)
 
 PUBLISHED = os.path.join(os.path.dirname(__file__), "data", "published")
 
@@ -142,6 +144,10 @@ def test_mnist_scores_in_tfds_order_checked_by_length(tmp_path):
     with pytest.raises(OrderError, match="60000 scores but the dataset has 10000"):
         read_scores_in_tfds_order(path, np.zeros(10000, np.int64))
     missing = str(tmp_path / "x.npz")
-    np.savez(missing, labels=np.zeros(3))
-    with pytest.raises(NpzError, match="no key 'scores'"):
+    np.savez(missing, labels=np.zeros(3, np.int64))
+    with pytest.raises(PublishedFormatError, match=r"x\.npz: missing key 'scores'"):
         read_scores_in_tfds_order(missing, np.zeros(3), ["train_0", "train_1", "train_2"])
+    unlabelled = str(tmp_path / "y.npz")
+    np.savez(unlabelled, scores=np.zeros(3))
+    with pytest.raises(PublishedFormatError, match=r"y\.npz: missing key 'labels'"):
+        read_scores_in_tfds_order(unlabelled, np.zeros(3), ["train_0", "train_1", "train_2"])

@@ -42,7 +42,9 @@ def test_published_cscores_load_and_validate(published_dir, name, num_classes, f
 def test_published_mnist_npy_loads(published_dir):
     cs = pub.read_cscores(published_dir / "mnist-cscores.npy", num_examples=60_000)
     assert cs.labels is None and cs.scores.shape == (60_000,)
-    with pytest.raises(pub.PublishedFormatError, match="has 60000 entries, expected 50000"):
+    match = (r"mnist-cscores\.npy: key 'scores': expected float array \[n=50000\], "
+             r"found float64 \[60000\]$")
+    with pytest.raises(pub.PublishedFormatError, match=match):
         pub.read_cscores(published_dir / "mnist-cscores.npy", num_examples=50_000)
 
 
@@ -142,8 +144,14 @@ def _pairs_arrays():
     [
         (lambda a: a.pop("mem"), r"exactly the keys \['tr_idx', 'tt_idx', 'infl', 'mem'\]"),
         (lambda a: a.update(extra=np.zeros(3)), "exactly the keys"),
-        (lambda a: a.update(tr_idx=np.array([3.0, 5.0, 3.0])), "'tr_idx' must be a 1-D integer"),
-        (lambda a: a.update(tt_idx=np.array([1, 1])), "'tt_idx' has 2 entries, expected 3"),
+        (
+            lambda a: a.update(tr_idx=np.array([3.0, 5.0, 3.0])),
+            r"key 'tr_idx': expected int array \[n_pairs\], found float64 \[3\]",
+        ),
+        (
+            lambda a: a.update(tt_idx=np.array([1, 1])),
+            r"key 'tt_idx': expected int array \[n_pairs=3\], found int64 \[2\]",
+        ),
         (lambda a: a.update(tt_idx=np.array([1, -1, 2])), "'tt_idx' must hold positions"),
         (lambda a: a.update(infl=np.array([0.2, np.nan, 0.4])), "'infl' must be finite"),
         (lambda a: a.update(mem=np.array([0.5, 0.6, 1.5])), r"'mem' must be finite and in \["),
@@ -171,13 +179,19 @@ def test_bad_pair_files_are_refused_naming_file_and_key(tmp_path, change, messag
     [
         ({"labels": np.zeros(3, np.int64)}, "missing key 'scores'"),
         ({"scores": np.array([0.1, 1.2])}, r"'scores' must lie in \[0, 1\]"),
-        ({"scores": np.array([1, 0])}, "'scores' must be a 1-D float"),
-        ({"scores": np.zeros(2), "labels": np.zeros(3, np.int64)}, "'labels' has 3 entries"),
+        ({"scores": np.array([1, 0])}, r"'scores': expected float array \[n\], found int64 \[2\]"),
+        (
+            {"scores": np.zeros(2), "labels": np.zeros(3, np.int64)},
+            r"key 'labels': expected int array \[n=2\], found int64 \[3\]",
+        ),
         ({"scores": np.zeros(2), "labels": np.array([0, -1])}, "'labels' must be class ids"),
-        ({"scores": np.zeros(2), "scores_by_ratio": np.zeros((1, 3))}, "'scores_by_ratio'"),
+        (
+            {"scores": np.zeros(2), "scores_by_ratio": np.zeros((1, 3))},
+            r"'scores_by_ratio': expected float array \[n_ratios, n=2\], found float64 \[1, 3\]",
+        ),
         (
             {"scores": np.zeros(2), "ratios": np.array([0.5]), "num_runs_by_ratio": np.ones(2)},
-            "'num_runs_by_ratio' must be a 1-D integer",
+            r"'num_runs_by_ratio': expected int array \[n_ratios=1\], found float64 \[2\]",
         ),
         ({"scores": np.zeros(2), "ratios": np.array([1.5])}, r"'ratios' must lie in \(0, 1\]"),
     ],
@@ -220,3 +234,40 @@ def test_write_cscores_keeps_the_fingerprint_and_checks_labels(tmp_path):
     with pytest.raises(FingerprintError, match="has 39 labels but the scores cover 40"):
         pub.write_cscores(tmp_path / "bad.npz", scores, labels[:39])
     assert not (tmp_path / "bad.npz").exists()
+
+
+_GOOD_LABELS = np.array([2, 0, 1, 1])
+
+
+@pytest.mark.parametrize(
+    "name, arrays, message",
+    [
+        ("int_scores.npz", {"labels": _GOOD_LABELS, "scores": np.array([0, 1, 1, 0])},
+         r"key 'scores': expected float array \[n\], found int64 \[4\]"),
+        ("out_of_range.npz", {"labels": _GOOD_LABELS, "scores": np.array([0.1, 1.5, 0.2, 0.3])},
+         r"'scores' must lie in \[0, 1\]"),
+        ("float_labels.npz", {"labels": _GOOD_LABELS.astype(float), "scores": np.full(4, 0.5)},
+         r"key 'labels': expected int array \[n=4\], found float64 \[4\]"),
+        ("column.npz", {"labels": _GOOD_LABELS, "scores": np.full((4, 1), 0.5)},
+         r"key 'scores': expected float array \[n\], found float64 \[4, 1\]"),
+        ("bad_extra.npz",
+         {"labels": _GOOD_LABELS, "scores": np.full(4, 0.5), "scores_by_ratio": np.zeros((2, 3))},
+         r"key 'scores_by_ratio': expected float array \[n_ratios, n=4\], found float64 \[2, 3\]"),
+        ("int_scores.npy", np.array([0, 1, 1, 0]),
+         r"key 'scores': expected float array \[n\], found int64 \[4\]"),
+        ("out_of_range.npy", np.array([0.1, -0.5, 0.2, 0.3]), r"'scores' must lie in \[0, 1\]"),
+    ],
+)
+def test_bad_cscore_files_are_refused_by_both_readers(tmp_path, name, arrays, message):
+    """One reader: files the TFDS-order path used to accept (it checked only lengths and labels)
+    are refused there exactly as `read_cscores` refuses them."""
+    path = tmp_path / name
+    if name.endswith(".npy"):
+        np.save(path, arrays)
+    else:
+        np.savez(path, **arrays)
+    ids = np.array([f"train_{k}" for k in range(4)])  # TFDS order = original order here
+    with pytest.raises(pub.PublishedFormatError, match=message):
+        pub.read_cscores(path)
+    with pytest.raises(pub.PublishedFormatError, match=message):
+        pub.read_scores_in_tfds_order(path, _GOOD_LABELS, ids)

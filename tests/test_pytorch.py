@@ -17,6 +17,7 @@ from heldout.export.tensorfile import (
     read_tensor_file,
     write_tensor_file,
 )
+from heldout.npzio import load_npz, save_npz_atomic
 from heldout.pytorch import build_torch_model, exported_shapes, load_model
 
 RUNS = ("0.25/3", "0.5/0", "0.5/7")
@@ -228,13 +229,25 @@ def test_torch_backend_and_stacked(exported, fmnist_dir, fmnist_experiment, imag
 
 
 @pytest.mark.slow
-def test_verify_run_lines(exported, fmnist_dir, capsys):
+def test_verify_run_lines(exported, fmnist_dir, capsys, tmp_path):
     from heldout.pytorch.verify import main
 
     assert main([str(exported / "0.25/3"), "--dataset_npz", str(fmnist_dir / "dataset.npz")]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out == ["0.25/3: epoch 10 step 100 subset 25.0% accuracy 0.6740 500/500 match",
                    "verified 1 runs: 500 out of 500 predictions match"]
+    # The dataset goes through the library's reader: its schema and pixel rule, one line each.
+    arrays = load_npz(fmnist_dir / "dataset.npz")
+    for key, value, message in (
+        ("test__label", arrays["test__label"].astype(np.float32),
+         "key 'test__label': expected int array [n_test], found float32 [500]"),
+        ("test__image", arrays["test__image"].astype(np.float32), "must lie in [0, 1]"),
+    ):
+        save_npz_atomic(tmp_path / "bad.npz", {**arrays, key: value})
+        assert main([str(exported / "0.25/3"), "--dataset_npz", str(tmp_path / "bad.npz")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("heldout verify: error: ") and message in err, err
+        assert err.count("\n") == 1, err
 
 
 def test_tensor_file_roundtrip_metadata(tmp_path):

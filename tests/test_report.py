@@ -159,6 +159,11 @@ def test_predictions_majority_and_checks(trained, tmp_path):
         read_predictions(tmp_path / "test.zarr", labels)
     with pytest.raises(PredictionsError, match="array 'label' differs"):
         read_predictions(trained / "pred.zarr", (labels + 1) % 10)
+    n = len(labels)
+    with pytest.raises(PredictionsError, match=rf"pred\.zarr: key 'prediction': expected int "
+                                               rf"array \[runs=\d+, n_train={n - 1}\], found "
+                                               rf"int32 \[\d+, {n}\]$"):
+        read_predictions(trained / "pred.zarr", labels[:-1])
     # The store's subsets must be the experiment's runs' subsets.
     shifted = tmp_path / "shifted.zarr"
     shutil.copytree(trained / "pred.zarr", shifted)

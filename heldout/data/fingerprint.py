@@ -16,6 +16,7 @@ Pure numpy: no TensorFlow.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
 from collections.abc import Mapping, Sequence
@@ -23,6 +24,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from heldout.errors import HeldoutError, NotFoundError
+from heldout.npzio import load_npz, require
 
 PREFIX = "fingerprint__"
 KEYS = tuple(PREFIX + k for k in ("name", "version", "splits", "sizes", "label_hashes"))
@@ -135,7 +137,8 @@ def read_fingerprint(arrays: Mapping[str, np.ndarray], source: str = "") -> Fing
     """The fingerprint stored in an output's arrays, or None when it has none.
 
     Raises:
-      FingerprintError: some but not all keys, or arrays of the wrong shape (naming `source`).
+      FingerprintError: some but not all keys, or arrays of the wrong dtype or shape (one line
+        naming `source` and the key, `heldout.npzio.require`).
     """
     present = [k for k in KEYS if k in arrays]
     if not present:
@@ -146,18 +149,14 @@ def read_fingerprint(arrays: Mapping[str, np.ndarray], source: str = "") -> Fing
             f"{source}: incomplete dataset fingerprint: has {present}, lacks "
             f"{[k for k in KEYS if k not in arrays]}"
         )
-    splits = np.asarray(arrays[PREFIX + "splits"]).reshape(-1)
-    sizes = np.asarray(arrays[PREFIX + "sizes"]).reshape(-1)
-    hashes = np.asarray(arrays[PREFIX + "label_hashes"]).reshape(-1)
-    if not len(splits) == len(sizes) == len(hashes) or not np.issubdtype(sizes.dtype,
-                                                                          np.integer):
-        raise FingerprintError(
-            f"{source}: malformed fingerprint: {len(splits)} splits, {len(sizes)} sizes "
-            f"({sizes.dtype}), {len(hashes)} label hashes"
-        )
+    get = functools.partial(require, arrays, source=source, sizes={},
+                            what="a dataset fingerprint", error=FingerprintError)
+    name, version = (str(get(PREFIX + key, "U", ())) for key in ("name", "version"))
+    splits, sizes, hashes = (get(PREFIX + key, kind, ("n_splits",)) for key, kind in (
+        ("splits", "U"), ("sizes", "iu"), ("label_hashes", "U")))
     return Fingerprint(
-        str(np.asarray(arrays[PREFIX + "name"])),
-        str(np.asarray(arrays[PREFIX + "version"])),
+        name,
+        version,
         tuple(str(s) for s in splits),
         tuple(int(n) for n in sizes),
         tuple(str(h) for h in hashes),
@@ -166,8 +165,6 @@ def read_fingerprint(arrays: Mapping[str, np.ndarray], source: str = "") -> Fing
 
 def read_fingerprint_file(path: str | os.PathLike) -> Fingerprint | None:
     """The fingerprint stored in an `.npz` output, or None (read with ``allow_pickle=False``)."""
-    from heldout.npzio import load_npz
-
     return read_fingerprint(load_npz(path), os.fspath(path))
 
 

@@ -8,20 +8,23 @@ see `heldout.data.arrays`). Example: the reference fixture ``fmnist32/dataset.np
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
 
 from heldout.data.arrays import ArrayDataset
-from heldout.npzio import NpzError, load_npz, save_npz_atomic
+from heldout.npzio import NpzError, load_npz, require, save_npz_atomic
 
 
 def load_npz_dataset(path: str | os.PathLike) -> ArrayDataset:
     """Reads a `<split>__image` / `<split>__label` `.npz` dataset (``allow_pickle=False``).
 
     Raises:
-      NpzError: unreadable file, no split, a split without its labels or images, lengths or
-        dtypes that do not fit, labels outside ``[0, num_classes)``.
+      NpzError: unreadable file, no split, a split without its labels or images, labels not
+        1-D integers, images not [n, height, width, channels] with n the labels' length,
+        ``__num_classes`` not an integer scalar, ``__data_scale`` not a number, labels outside
+        ``[0, num_classes)`` (one line naming the file and key, `heldout.npzio.require`).
       DatasetError: images neither uint8 nor float in [0, 1].
     """
     path = os.fspath(path)
@@ -32,25 +35,20 @@ def load_npz_dataset(path: str | os.PathLike) -> ArrayDataset:
             f"{path}: no dataset splits; expected keys like 'train__image' and 'train__label', "
             f"found {sorted(arrays)}"
         )
+    sizes: dict[str, int] = {}
+    get = functools.partial(require, arrays, source=path, sizes=sizes,
+                            what="an .npz dataset")
+
     images, labels = {}, {}
     for split in splits:
-        for key in (f"{split}__image", f"{split}__label"):
-            if key not in arrays:
-                raise NpzError(f"{path}: split {split!r} has no key {key!r}")
-        image, label = arrays[f"{split}__image"], arrays[f"{split}__label"]
-        if image.ndim != 4 or len(image) != len(label) or label.ndim != 1:
-            raise NpzError(
-                f"{path}: split {split!r}: expected image [n, height, width, channels] and label "
-                f"[n], found {image.shape} and {label.shape}"
-            )
-        if not np.issubdtype(label.dtype, np.integer):
-            raise NpzError(f"{path}: key '{split}__label' must be integers, found {label.dtype}")
-        images[split], labels[split] = image, label.astype(np.int64)
+        n = f"n_{split}"
+        labels[split] = get(f"{split}__label", "iu", (n,)).astype(np.int64)
+        images[split] = get(f"{split}__image", None, (n, None, None, None))
     largest = max(int(v.max(initial=-1)) for v in labels.values())
-    num_classes = int(arrays["__num_classes"]) if "__num_classes" in arrays else largest + 1
+    num_classes = int(get("__num_classes", "iu", ())) if "__num_classes" in arrays else largest + 1
     if largest >= num_classes or min(int(v.min(initial=0)) for v in labels.values()) < 0:
         raise NpzError(f"{path}: labels must lie in [0, {num_classes}), found up to {largest}")
-    scale = float(arrays["__data_scale"]) if "__data_scale" in arrays else 255.0
+    scale = float(get("__data_scale", "iuf", ())) if "__data_scale" in arrays else 255.0
     return ArrayDataset(path, num_classes, images, labels, scale)
 
 

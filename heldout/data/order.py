@@ -6,24 +6,24 @@ The released CIFAR runs index training examples by their position in TFDS ``cifa
 int64 [50000] and ``scores`` float64 [50000], Jiang et al., ICML 2021, project page) are in the
 ORIGINAL order of the CIFAR python files. TFDS's CIFAR examples carry an ``id`` such as
 ``train_16399``: the example's position in the original files. The permutation between the two
-orders is built from these ids; reading a published file into TFDS order checks its labels
-against the TFDS labels and refuses on any mismatch (a silent misalignment would corrupt every
-join). MNIST C-scores (``mnist-cscores.npy``, float64 [60000]) are already in TFDS order; they
-carry no labels, so only their length is checked.
+orders is built from these ids; `checked_tfds_order` moves a published file's scores into TFDS
+order after checking its labels against the TFDS labels, and refuses on any mismatch (a silent
+misalignment would corrupt every join). MNIST C-scores (``mnist-cscores.npy``, float64 [60000])
+are already in TFDS order; they carry no labels, so only their length is checked. The files
+themselves are read and checked by `heldout.published` (`read_scores_in_tfds_order`,
+`load_published_scores`).
 
-Pure numpy, except `load_published_scores`, which reads TFDS.
+Pure numpy.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Sequence
 
 import numpy as np
 
 from heldout.errors import HeldoutError
-from heldout.npzio import NpzError, load_npz
 
 
 class OrderError(HeldoutError, ValueError):
@@ -99,61 +99,48 @@ def to_original_order(values_tfds: np.ndarray, ids, split: str = "train") -> np.
     return _reorder(values_tfds, tfds_positions(ids, split))
 
 
-def read_scores_in_tfds_order(
-    path: str | os.PathLike,
+def checked_tfds_order(
+    values: np.ndarray,
+    labels_original: np.ndarray | None,
     tfds_labels: np.ndarray,
     ids: Sequence[str] | np.ndarray | None = None,
     split: str = "train",
-    key: str = "scores",
+    source: str = "values",
 ) -> np.ndarray:
-    """Reads published per-example scores and returns them in TFDS order, checked by label.
+    """Per-example values [n, ...] in TFDS order, refused unless their labels agree with TFDS.
 
-    Two formats: an ``.npz`` with ``labels`` and `key` in the ORIGINAL CIFAR order (CIFAR
-    C-scores; `ids` required), and an ``.npy`` array already in TFDS order (MNIST C-scores;
-    only its length can be checked).
+    The reordering and label check of a published score file (read and checked for its format
+    by `heldout.published.read_scores_in_tfds_order`).
 
     Args:
-      path: the published file.
+      values: [n, ...], in the ORIGINAL order when `labels_original` is given, else already in
+        TFDS order (MNIST's C-scores, which carry no labels: only the length is checked).
+      labels_original: int [n], the labels stored with `values` (original order), or None.
       tfds_labels: int [n], the dataset's labels in TFDS order.
-      ids: str [n], the TFDS ``id`` feature in TFDS order (for ``.npz`` files).
+      ids: str [n], the TFDS ``id`` feature in TFDS order (needed with `labels_original`).
       split: the ids' prefix.
-      key: the scores' key in an ``.npz``.
+      source: the file, named in the messages.
 
     Returns:
-      float64 [n]: the scores in TFDS order.
+      `values` in TFDS order.
 
     Raises:
-      OrderError: lengths differ, or the file's labels, reordered, differ from `tfds_labels`
-        (with the number of mismatches and the first positions): nothing is returned.
-      NpzError: unreadable file or missing key.
+      OrderError: lengths differ, ids missing or not a permutation, or the labels, reordered,
+        differ from `tfds_labels` (with the number of mismatches and the first positions).
     """
-    path = os.fspath(path)
+    values = np.asarray(values)
     tfds_labels = np.asarray(tfds_labels, dtype=np.int64)
-    if path.endswith(".npy"):
-        try:
-            scores = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise NpzError(f"{path}: unreadable .npy ({e})") from e
-        if scores.shape != tfds_labels.shape:
-            raise OrderError(f"{path}: {scores.shape[0] if scores.ndim else 0} scores but the "
-                             f"dataset has {len(tfds_labels)} examples")
-        return scores.astype(np.float64)
-    arrays = load_npz(path)
-    for name in ("labels", key):
-        if name not in arrays:
-            raise NpzError(f"{path}: no key {name!r}; found {sorted(arrays)}")
-    labels, scores = arrays["labels"], arrays[key]
+    if len(values) != len(tfds_labels):
+        raise OrderError(f"{source}: {len(values)} scores but the dataset has "
+                         f"{len(tfds_labels)} examples")
+    if labels_original is None:
+        return values
     if ids is None:
-        raise OrderError(f"{path}: scores in original order need the TFDS ids to be reordered")
-    if not len(labels) == len(scores) == len(tfds_labels):
-        raise OrderError(
-            f"{path}: {len(labels)} labels and {len(scores)} scores, but the dataset has "
-            f"{len(tfds_labels)} examples"
-        )
+        raise OrderError(f"{source}: scores in original order need the TFDS ids to be reordered")
     perm = original_positions(ids, split)
     if len(perm) != len(tfds_labels):
         raise OrderError(f"{len(perm)} ids for {len(tfds_labels)} labels")
-    reordered = labels[perm]
+    reordered = np.asarray(labels_original)[perm]
     differ = np.flatnonzero(reordered != tfds_labels)
     if len(differ):
         first = ", ".join(
@@ -161,35 +148,8 @@ def read_scores_in_tfds_order(
             for i in differ[:3]
         )
         raise OrderError(
-            f"{path}: refused: after reordering by the TFDS ids, {len(differ)} of "
+            f"{source}: refused: after reordering by the TFDS ids, {len(differ)} of "
             f"{len(tfds_labels)} labels differ from the dataset's ({first}); the file belongs "
             "to another dataset or order"
         )
-    return scores[perm].astype(np.float64)
-
-
-def load_published_scores(
-    path: str | os.PathLike,
-    dataset: str,
-    data_dir: str | None = None,
-    split: str = "train",
-    key: str = "scores",
-) -> np.ndarray:
-    """`read_scores_in_tfds_order` with the labels and ids read from TFDS (images not decoded).
-
-    Args:
-      path: the published file.
-      dataset: TFDS name with version, e.g. ``cifar100:3.0.2`` (or ``mnist:3.0.1`` for `.npy`).
-      data_dir: TFDS data directory.
-      split: the split the scores are for.
-      key: the scores' key in an ``.npz``.
-
-    Returns:
-      float64 [n]: the scores in TFDS order.
-    """
-    from heldout.data.tfds import load_tfds
-
-    data = load_tfds(dataset, (split,), data_dir, with_images=False)
-    return read_scores_in_tfds_order(
-        path, data.split_labels(split), data.ids.get(split), split, key
-    )
+    return values[perm]

@@ -12,6 +12,7 @@ order. See `heldout.estimate` for the estimators built on it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
@@ -27,7 +28,7 @@ from heldout.data.fingerprint import (
 )
 from heldout.errors import HeldoutError
 from heldout.experiment import AuxArrays, Experiment, Run, open_experiment
-from heldout.npzio import NpzError, load_npz, save_npz_atomic
+from heldout.npzio import NpzError, load_npz, require, save_npz_atomic
 
 ACCUMULATOR_FORMAT = "heldout.estimate.RatioAccumulator/1"
 
@@ -379,27 +380,16 @@ def load_accumulator(path: str | os.PathLike) -> RatioAccumulator:
     """
     path = os.fspath(path)
     arrays = load_npz(path)
-
-    def get(key: str, kind: str, shape: tuple[int, ...]) -> np.ndarray:
-        if key not in arrays:
-            raise NpzError(
-                f"{path}: missing key {key!r}; not an accumulator written by "
-                f"RatioAccumulator.save (found keys {sorted(arrays)})"
-            )
-        value = arrays[key]
-        if value.dtype.kind not in kind or value.shape != shape:
-            raise NpzError(
-                f"{path}: key {key!r} must have dtype kind {kind!r} and shape {shape}, found "
-                f"{value.dtype} {value.shape}"
-            )
-        return value
+    sizes: dict[str, int] = {}
+    get = functools.partial(require, arrays, source=path, sizes=sizes,
+                            what="an accumulator written by RatioAccumulator.save")
 
     fmt = get("format", "U", ())
     if str(fmt) != ACCUMULATOR_FORMAT:
         raise NpzError(f"{path}: format {str(fmt)!r}, expected {ACCUMULATOR_FORMAT!r}")
-    num_train = int(get("num_train", "iu", ()))
-    num_test = int(get("num_test", "iu", ()))
-    num_runs = int(get("num_runs", "iu", ()))
+    num_train = sizes["n_train"] = int(get("num_train", "iu", ()))
+    num_test = sizes["n_test"] = int(get("num_test", "iu", ()))
+    num_runs = sizes["num_runs"] = int(get("num_runs", "iu", ()))
     keep_runs = bool(get("keep_runs", "b", ()))
     fingerprint = read_fingerprint(arrays, path)
     check_fingerprint_sizes(fingerprint, num_train, num_test, path)
@@ -408,16 +398,16 @@ def load_accumulator(path: str | os.PathLike) -> RatioAccumulator:
     )
     acc.num_runs = num_runs
     for key, n in (
-        ("count_in", num_train),
-        ("correct_in", num_train),
-        ("correct_total", num_train),
-        ("test_correct_total", num_test),
+        ("count_in", "n_train"),
+        ("correct_in", "n_train"),
+        ("correct_total", "n_train"),
+        ("test_correct_total", "n_test"),
     ):
         setattr(acc, key, get(key, "iu", (n,)).astype(np.int64))
-    acc.run_names = [str(n) for n in get("run_names", "U", (num_runs,))]
+    acc.run_names = [str(n) for n in get("run_names", "U", ("num_runs",))]
     if keep_runs:
-        acc._mask_rows = [get("mask_bits", "u", (num_runs, (num_train + 7) // 8))]
-        acc._test_rows = [get("test_bits", "u", (num_runs, (num_test + 7) // 8))]
+        acc._mask_rows = [get("mask_bits", "u", ("num_runs", (num_train + 7) // 8))]
+        acc._test_rows = [get("test_bits", "u", ("num_runs", (num_test + 7) // 8))]
     if keep_runs:
         _check_bits(path, "mask_bits", acc._mask_rows[0], num_train, acc.count_in, "count_in")
         _check_bits(path, "test_bits", acc._test_rows[0], num_test, acc.test_correct_total,

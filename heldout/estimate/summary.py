@@ -9,6 +9,7 @@ had one, so `heldout pairs` can check the labels it is given. See `heldout.estim
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 
 import numpy as np
@@ -22,7 +23,7 @@ from heldout.estimate.accumulator import (
 )
 from heldout.estimate.pairwise import DEFAULT_WORKING_BYTES, influence, top_k_influence
 from heldout.estimate.scores import memorization
-from heldout.npzio import NpzError, load_npz, save_npz_atomic
+from heldout.npzio import NpzError, load_npz, require, save_npz_atomic
 
 INFLUENCE_KINDS = ("full", "topk", "none")
 
@@ -129,61 +130,29 @@ def load_estimate(path: str | os.PathLike) -> RatioEstimate:
     """
     path = os.fspath(path)
     arrays = load_npz(path)
-    required = ("memorization", "memorization_stderr", "count_in", "count_out", "num_runs")
-    missing = [k for k in required + ("subset_ratio",) if k not in arrays]
-    if missing:
-        raise NpzError(
-            f"{path}: missing key(s) {missing}; not a `heldout estimate` file (found keys "
-            f"{sorted(arrays)})"
-        )
-    mem = arrays["memorization"]
-    if mem.ndim != 1 or mem.dtype.kind != "f":
-        raise NpzError(
-            f"{path}: key 'memorization' must be 1-D float, found {mem.dtype} {mem.shape}"
-        )
-    n_train = len(mem)
+    sizes: dict[str, int] = {}
+    get = functools.partial(require, arrays, source=path, sizes=sizes,
+                            what="a `heldout estimate` file")
+
+    mem = get("memorization", "f", ("n_train",))
     for key, kind in (("memorization_stderr", "f"), ("count_in", "iu"), ("count_out", "iu")):
-        if arrays[key].shape != (n_train,) or arrays[key].dtype.kind not in kind:
-            raise NpzError(
-                f"{path}: key {key!r} must be {kind!r}-kind [{n_train}], found "
-                f"{arrays[key].dtype} {arrays[key].shape}"
-            )
+        get(key, kind, ("n_train",))
     for key, kind in (("num_runs", "iu"), ("subset_ratio", "f")):
-        if arrays[key].shape != () or arrays[key].dtype.kind not in kind:
-            raise NpzError(f"{path}: key {key!r} must be a scalar, found {arrays[key].shape}")
+        get(key, kind, ())
+    n_train = sizes["n_train"]
     extra: dict[str, np.ndarray] = {}
     if "influence" in arrays:
-        infl = arrays["influence"]
-        if infl.ndim != 2 or infl.shape[1] != n_train or infl.dtype.kind != "f":
-            raise NpzError(
-                f"{path}: key 'influence' must be float [n_test, {n_train}], found {infl.dtype} "
-                f"{infl.shape}"
-            )
-        extra["influence"] = infl
+        extra["influence"] = get("influence", "f", ("n_test", "n_train"))
     if ("topk_index" in arrays) != ("topk_influence" in arrays):
         raise NpzError(f"{path}: keys 'topk_index' and 'topk_influence' come together")
     if "topk_index" in arrays:
-        index, values = arrays["topk_index"], arrays["topk_influence"]
-        if (
-            index.ndim != 2
-            or index.shape != values.shape
-            or index.dtype.kind not in "iu"
-            or values.dtype.kind != "f"
-        ):
-            raise NpzError(
-                f"{path}: keys 'topk_index' (int) and 'topk_influence' (float) must share a 2-D "
-                f"shape, found {index.dtype} {index.shape} and {values.dtype} {values.shape}"
-            )
+        index = get("topk_index", "iu", ("n_test", "k"))
+        values = get("topk_influence", "f", ("n_test", "k"))
         if ((index < -1) | (index >= n_train)).any():
             raise NpzError(f"{path}: key 'topk_index' holds positions outside -1..{n_train - 1}")
         extra.update(topk_index=index.astype(np.int64), topk_influence=values)
     fingerprint = read_fingerprint(arrays, path)
-    n_test = None
-    if "influence" in extra:
-        n_test = extra["influence"].shape[0]
-    elif "topk_index" in extra:
-        n_test = extra["topk_index"].shape[0]
-    check_fingerprint_sizes(fingerprint, n_train, n_test, path)
+    check_fingerprint_sizes(fingerprint, n_train, sizes.get("n_test"), path)
     return RatioEstimate(
         mem.astype(np.float64),
         arrays["memorization_stderr"].astype(np.float64),

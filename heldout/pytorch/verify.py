@@ -19,10 +19,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from heldout.data.npz import load_npz_dataset
 from heldout.errors import HeldoutError
 from heldout.experiment import Run, is_run_dir, open_experiment, run_from_path
 from heldout.export.tensorfile import find_tensor_file, read_tensor_file
-from heldout.npzio import load_npz
 from heldout.pytorch.backend import RestoredModel, TorchBackend
 from heldout.pytorch.load import resolve_spec
 
@@ -106,9 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 runs = open_experiment(args.path).runs()
-        data = load_npz(args.dataset_npz)
-        images, labels = data[f"{args.split}__image"], data[f"{args.split}__label"]
-        scale = float(data.get("__data_scale", 255.0))
+        data = load_npz_dataset(args.dataset_npz)
+        labels = data.split_labels(args.split)  # refuses a missing split in one line
+        images = data.images[args.split]
+        scale = data.scale
     except (HeldoutError, KeyError) as e:
         print(f"heldout verify: error: {e}", file=sys.stderr)
         return 2

@@ -13,11 +13,13 @@ store.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 
 import numpy as np
 
 from heldout.errors import HeldoutError
+from heldout.npzio import require
 
 COLUMN_BLOCK = 4096
 STORE_ARRAYS = ("correct", "prediction", "label", "index", "mask", "completed", "run_id",
@@ -49,19 +51,6 @@ class HeldOutPredictions:
     source: str
 
 
-def _array(group, path: str, key: str, kind: str, shape: tuple[int | None, ...]) -> object:
-    if key not in group:
-        raise PredictionsError(f"{path}: missing array {key!r}; a predictions store holds "
-                               f"{list(STORE_ARRAYS)}")
-    array = group[key]
-    ok = np.dtype(array.dtype).kind in kind and len(array.shape) == len(shape) and all(
-        want is None or want == got for want, got in zip(shape, array.shape, strict=True))
-    if not ok:
-        raise PredictionsError(f"{path}: array {key!r} must be {kind!r}-kind of shape {shape}, "
-                               f"found {array.dtype} {array.shape}")
-    return array
-
-
 def read_predictions(path: str | os.PathLike, train_labels: np.ndarray,
                      accumulators=()) -> HeldOutPredictions:
     """Reads a train-split predictions store and counts each example's held-out predictions.
@@ -89,12 +78,16 @@ def read_predictions(path: str | os.PathLike, train_labels: np.ndarray,
         raise PredictionsError(f"{path}: attribute 'split' is {split!r}; the held-out "
                                "predictions need the store of the 'train' split")
     n_train = len(train_labels)
-    runs = _array(group, path, "completed", "b", (None,)).shape[0]
+    check = functools.partial(require, group, source=path, sizes={"n_train": n_train},
+                              what=f"a predictions store (arrays {list(STORE_ARRAYS)})",
+                              error=PredictionsError)
+    for key, kind, shape in (("completed", "b", ("runs",)),
+                             ("prediction", "iu", ("runs", "n_train")),
+                             ("label", "iu", ("n_train",)), ("index", "iu", ("n_train",)),
+                             ("mask", "b", ("runs", "n_train")), ("run_id", "iu", ("runs",)),
+                             ("subset_ratio", "f", ("runs",))):
+        check(key, kind, shape)  # zarr arrays: dtype and shape only, nothing read yet
     completed = np.asarray(group["completed"][:], bool)
-    for key, kind, shape in (("prediction", "iu", (runs, n_train)), ("label", "iu", (n_train,)),
-                             ("index", "iu", (n_train,)), ("mask", "b", (runs, n_train)),
-                             ("run_id", "iu", (runs,)), ("subset_ratio", "f", (runs,))):
-        _array(group, path, key, kind, shape)
     index = np.asarray(group["index"][:], np.int64)
     if not np.array_equal(np.sort(index), np.arange(n_train)):
         raise PredictionsError(f"{path}: array 'index' is not a permutation of 0..{n_train - 1}")

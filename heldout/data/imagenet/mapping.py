@@ -12,6 +12,7 @@ Pure numpy: read by `heldout.data.imagenet.build` (writing shards) and
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
 import re
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from heldout.errors import HeldoutError
-from heldout.npzio import NpzError, load_npz
+from heldout.npzio import NpzError, load_npz, require
 
 MAPPING_KEYS = {"train": ("tr_filenames", "tr_labels"), "test": ("tt_filenames", "tt_labels")}
 _SYNSET = re.compile(r"^n\d{8}$")
@@ -73,13 +74,9 @@ class IndexMapping:
         return h.hexdigest()
 
 
-def _as_str(path: str, key: str, value: np.ndarray) -> np.ndarray:
-    if value.ndim != 1:
-        raise NpzError(f"{path}: key {key!r} must be 1-D, found shape {value.shape}")
+def _basenames(value: np.ndarray) -> np.ndarray:
     if value.dtype.kind == "S":
         value = np.char.decode(value, "utf-8")
-    if value.dtype.kind != "U":
-        raise NpzError(f"{path}: key {key!r} must hold strings, found dtype {value.dtype}")
     return np.asarray([os.path.basename(v) for v in value.tolist()], dtype=value.dtype)
 
 
@@ -121,22 +118,11 @@ def read_index_mapping(
     path = os.fspath(path)
     arrays = load_npz(path)
     filenames, raw = {}, {}
+    get = functools.partial(require, arrays, source=path, sizes={},
+                            what="an imagenet_index.npz (tr_/tt_ filenames and labels)")
     for split, (name_key, label_key) in MAPPING_KEYS.items():
-        for key in (name_key, label_key):
-            if key not in arrays:
-                needed = [k for keys in MAPPING_KEYS.values() for k in keys]
-                raise NpzError(
-                    f"{path}: missing key {key!r}; the mapping needs {needed}, found "
-                    f"{sorted(arrays)}"
-                )
-        names = _as_str(path, name_key, arrays[name_key])
-        labels = arrays[label_key]
-        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-            raise NpzError(f"{path}: key {label_key!r} must be 1-D integers, found "
-                           f"{labels.dtype} {labels.shape}")
-        if len(names) != len(labels):
-            raise NpzError(f"{path}: {name_key} has {len(names)} entries but {label_key} has "
-                           f"{len(labels)}")
+        names = _basenames(get(name_key, "SU", (f"n_{split}",)))
+        labels = get(label_key, "iu", (f"n_{split}",))
         unique, counts = np.unique(names, return_counts=True)
         if (counts > 1).any():
             raise NpzError(f"{path}: {name_key} repeats {int((counts > 1).sum())} filenames, "

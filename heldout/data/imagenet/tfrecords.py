@@ -26,6 +26,7 @@ random horizontal flip, the same normalisation.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import glob
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -36,7 +37,7 @@ from tqdm import tqdm
 
 from heldout.data.arrays import Batch, DatasetSplitError
 from heldout.errors import HeldoutError
-from heldout.npzio import NpzError, load_npz
+from heldout.npzio import load_npz, require
 
 #: Shard file name prefix of each split: the release's ``test`` split is ILSVRC's validation set.
 SHARD_PREFIX = {"train": "train", "test": "validation"}
@@ -453,15 +454,14 @@ def scan_labels(files: Sequence[str], features: FeatureNames, desc: str = "") ->
 
 def _labels_from_file(path: str, splits: Sequence[str]) -> tuple[dict, dict, int | None]:
     arrays = load_npz(path)
+    get = functools.partial(require, arrays, source=path, sizes={},
+                            what="a labels.npz written by heldout build-imagenet")
     labels, ranges = {}, {}
     for split in splits:
-        key = f"{split}__label"
-        if key not in arrays:
-            raise NpzError(f"{path}: no key {key!r}; found {sorted(arrays)}")
-        labels[split] = arrays[key].astype(np.int64)
+        labels[split] = get(f"{split}__label", "iu", (f"n_{split}",)).astype(np.int64)
         if f"{split}__shard_range" in arrays:
-            ranges[split] = arrays[f"{split}__shard_range"].astype(np.int64)
-    num_classes = int(arrays["__num_classes"]) if "__num_classes" in arrays else None
+            ranges[split] = get(f"{split}__shard_range", "iu", (None, 2)).astype(np.int64)
+    num_classes = int(get("__num_classes", "iu", ())) if "__num_classes" in arrays else None
     return labels, ranges, num_classes
 
 

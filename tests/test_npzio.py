@@ -1,0 +1,108 @@
+"""`heldout.npzio.require`: the one schema check of every `.npz` reader."""
+
+import numpy as np
+import pytest
+
+from heldout.errors import HeldoutError
+from heldout.npzio import NpzError, load_npz, require, save_npz_atomic
+
+
+def _arrays():
+    return {
+        "count_in": np.arange(5, dtype=np.int64),
+        "memorization": np.linspace(0, 1, 5),
+        "influence": np.zeros((3, 5), np.float32),
+        "num_runs": np.array(4, np.int64),
+        "format": np.array("acc/1"),
+        "mask": np.ones(5, bool),
+    }
+
+
+def test_returns_the_stored_array_and_binds_sizes_across_keys():
+    arrays, sizes = _arrays(), {}
+    mem = require(arrays, "memorization", "f", ("n_train",), source="est.npz", sizes=sizes)
+    assert mem is arrays["memorization"] and sizes == {"n_train": 5}
+    infl = require(arrays, "influence", "f", ("n_test", "n_train"), source="est.npz", sizes=sizes)
+    assert infl.dtype == np.float32 and sizes == {"n_train": 5, "n_test": 3}
+    assert int(require(arrays, "num_runs", "iu", (), sizes=sizes)) == 4
+    assert str(require(arrays, "format", "U", ())) == "acc/1"
+    assert require(arrays, "mask", "biu", (5,)).dtype == bool
+    assert require(arrays, "influence", None).shape == (3, 5)  # any dtype, any shape
+
+
+def test_missing_key_names_file_key_expectation_and_found_keys():
+    with pytest.raises(NpzError) as info:
+        require({"a": np.zeros(2)}, "count_in", "iu", ("n_train",), source="est.npz",
+                sizes={"n_train": 2000}, what="a `heldout estimate` file")
+    assert str(info.value) == (
+        "est.npz: missing key 'count_in' (expected int array [n_train=2000] in a `heldout "
+        "estimate` file); found keys ['a']"
+    )
+
+
+def test_wrong_kind_gives_the_uniform_line():
+    arrays = _arrays()
+    arrays["count_in"] = np.zeros(1999)
+    with pytest.raises(NpzError) as info:
+        require(arrays, "count_in", "iu", ("n_train",), source="est.npz", sizes={"n_train": 2000})
+    assert str(info.value) == (
+        "est.npz: key 'count_in': expected int array [n_train=2000], found float64 [1999]"
+    )
+    with pytest.raises(NpzError, match=r"key 'format': expected bool or int scalar, found <U5 "
+                                       r"scalar$"):
+        require(arrays, "format", "biu", ())
+    with pytest.raises(NpzError, match=r"expected bytes or str array \[\*\], found bool \[5\]"):
+        require(arrays, "mask", "SU", (None,))
+
+
+def test_wrong_rank_and_scalar():
+    arrays = _arrays()
+    with pytest.raises(NpzError, match=r"^arrays: key 'influence': expected float array \[n\], "
+                                       r"found float32 \[3, 5\]$"):
+        require(arrays, "influence", "f", ("n",))
+    with pytest.raises(NpzError, match=r"key 'count_in': expected int scalar, found int64 \[5\]"):
+        require(arrays, "count_in", "iu", ())
+    with pytest.raises(NpzError, match=r"key 'num_runs': expected int array \[\*\], found int64 "
+                                       r"scalar"):
+        require(arrays, "num_runs", "iu", (None,))
+
+
+def test_wrong_size_exact_and_within_one_key():
+    arrays = _arrays()
+    with pytest.raises(NpzError, match=r"key 'memorization': expected float array \[6\], found "
+                                       r"float64 \[5\]"):
+        require(arrays, "memorization", "f", (6,))
+    # A name used twice in one shape must agree with itself (a square matrix).
+    with pytest.raises(NpzError, match=r"expected float array \[n, n\], found float32 \[3, 5\]"):
+        require(arrays, "influence", "f", ("n", "n"))
+    assert require({"k": np.eye(3)}, "k", "f", ("n", "n")).shape == (3, 3)
+
+
+def test_sizes_bound_by_one_key_are_checked_on_the_next():
+    arrays, sizes = _arrays(), {}
+    require(arrays, "influence", "f", ("n_test", "n_train"), sizes=sizes, source="e.npz")
+    arrays["count_in"] = np.zeros(4, np.int64)
+    with pytest.raises(NpzError, match=r"^e\.npz: key 'count_in': expected int array "
+                                       r"\[n_train=5\], found int64 \[4\]$"):
+        require(arrays, "count_in", "iu", ("n_train",), sizes=sizes, source="e.npz")
+    assert sizes == {"n_test": 3, "n_train": 5}  # a failed key binds nothing
+
+
+def test_error_class_and_non_numpy_values():
+    class OwnError(NpzError):
+        pass
+
+    with pytest.raises(OwnError, match="key 'x': expected float array"):
+        require({"x": [1, 2]}, "x", "f", ("n",), error=OwnError)
+    assert issubclass(NpzError, HeldoutError)
+    assert require({"x": [1.0, 2.0]}, "x", "f", (2,)).dtype == np.float64
+    with pytest.raises(ValueError, match="unknown dtype kind 'x'"):
+        require({"x": np.zeros(2)}, "x", "fx", (2,))
+
+
+def test_on_a_file_read_back(tmp_path):
+    save_npz_atomic(tmp_path / "a.npz", {"labels": np.zeros(3, np.float32)})
+    arrays = load_npz(tmp_path / "a.npz")
+    with pytest.raises(NpzError, match=r"a\.npz: key 'labels': expected int array \[n\], found "
+                                       r"float32 \[3\]"):
+        require(arrays, "labels", "iu", ("n",), source=str(tmp_path / "a.npz"))
