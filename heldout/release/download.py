@@ -28,13 +28,23 @@ import dataclasses
 import hashlib
 import os
 import shutil
+import sys
 import urllib.parse
+
+from tqdm import tqdm
 
 from heldout.errors import InputError
 from heldout.release.archives import MemberSelection, check_md5, get_archive
 from heldout.release.http import DownloadError, HttpOptions, HttpStream, check_url
 from heldout.release.progress import byte_bar, human_bytes
-from heldout.release.tar import ExtractSummary, extract_archive, extract_stream, merge_tree
+from heldout.release.staging import Staging
+from heldout.release.tar import (
+    ArchiveError,
+    ExtractSummary,
+    extract_archive,
+    extract_stream,
+    summarize,
+)
 
 
 class ChecksumError(DownloadError):
@@ -164,9 +174,14 @@ def stream_extract(
 ) -> DownloadResult:
     """Reads a tar.gz (or tar) over HTTP once and extracts the selected members on the way.
 
-    Files are extracted into ``dest/.<name>.partial`` and moved into `dest` only when the MD5 of
-    the whole stream equals `md5`; on any failure that staging directory is removed, so `dest`
-    never holds files from an unverified or partly read archive.
+    Files are extracted into ``dest/.<name>.partial`` (`heldout.release.staging`) and moved
+    into `dest` only when the MD5 of the whole stream equals `md5`, so `dest` never holds
+    files from an unverified or partly read archive. What a stopped run leaves there is used
+    by the next one: after a kill, a lost connection (`DownloadError`) or Ctrl-C, the archive
+    is read again from byte 0 (the gzip and MD5 states of a stream cannot be saved; see
+    `heldout.release.staging`) but the members already extracted are compared with it instead
+    of written again; after a kill while the verified files were being moved into place, the
+    move is finished without reading anything.
 
     Args:
       url: ``http://`` or ``https://`` address of the archive.
@@ -179,7 +194,10 @@ def stream_extract(
 
     Raises:
       ChecksumError: the MD5 differs; the extracted files are kept in ``dest/<name>.bad-md5``.
-      DownloadError, ArchiveError, UnsafeMemberError: as for `download_release`.
+      DownloadError: as for `download_release`; the staging directory is kept for the next run
+        and the message says so.
+      ArchiveError, UnsafeMemberError: as for `download_release`; the staging directory is
+        removed.
     """
     md5 = check_md5(md5)
     check_url(url)
@@ -187,31 +205,101 @@ def stream_extract(
     selection = selection or MemberSelection()
     dest = os.path.abspath(os.fspath(dest))
     name = name or _archive_name(url) or "archive.tar.gz"
-    stem = _stem(name)
     os.makedirs(dest, exist_ok=True)
-    staging = os.path.join(dest, f".{stem}.partial")
-    if os.path.lexists(staging):  # left by an interrupted run: unverified, read again
-        shutil.rmtree(staging)
-    os.makedirs(staging)
+    staging = Staging(dest, _stem(name), url, md5, selection).open()
+    events: list[str] = []
+
+    def note(message: str) -> None:  # shown above the progress bars, kept in the result
+        events.append(message)
+        if progress:
+            tqdm.write(f"{name}: {message}", file=sys.stderr)
+
+    verified = staging.finish_verified(progress)
+    for message in staging.notes:
+        note(message)
+    if verified is not None:
+        sizes = {member: m.size for member, m in verified["members"].items()}
+        note(
+            f"the archive was verified by an earlier run, stopped while it moved the files into "
+            f"place; moved the {len(sizes)} files without reading the archive again"
+        )
+        summary = summarize(dest, selection, sizes, verified["ratios_seen"], verified["skipped"])
+        return DownloadResult(url, md5, int(verified["size"]), None, summary, tuple(events))
+    if staging.previous is not None:
+        reached = staging.previous.get("offset") or 0
+        total = staging.previous.get("total")
+        note(
+            f"an earlier run stopped at byte {reached:,}"
+            + (f" of {total:,}" if total else "")
+            + f" with {staging.staged_files()} members already extracted (in {staging.path}). "
+            f"A stream cannot go on mid-archive ({_WHY_FROM_ZERO}), so the archive is read again "
+            "from byte 0; those members are compared with it, not written again. "
+            "--keep_archive saves the archive instead and resumes from the byte reached."
+        )
     try:
         with HttpStream(url, options, desc=name, progress=progress) as raw:
+
+            def on_member(member: str, size: int, sha256: str, reused: bool) -> None:
+                staging.record(member, size, sha256, raw.pos, raw.total)
+
             tally = extract_stream(
-                raw, staging, selection, source=url, chunk_size=options.chunk_size, bar=raw.bar
+                raw,
+                staging.files,
+                selection,
+                source=url,
+                chunk_size=options.chunk_size,
+                bar=raw.bar,
+                reuse=True,
+                on_member=on_member,
             )
-            got, size, events = raw.md5.hexdigest(), raw.pos, tuple(raw.events)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+            got, size, stream_events = raw.md5.hexdigest(), raw.pos, raw.events
+    except ArchiveError:  # the archive itself is refused: reading it again will not help
+        shutil.rmtree(staging.path, ignore_errors=True)
         raise
+    except DownloadError as e:
+        if staging.staged_files():
+            staging.save("reading")
+            raise DownloadError(f"{e}; {_how_to_go_on(staging)}") from e
+        shutil.rmtree(staging.path, ignore_errors=True)
+        raise DownloadError(f"{e}; nothing was extracted yet: run the command again") from e
+    except BaseException:  # Ctrl-C, a full disk, ...: keep what is done for the next run
+        with contextlib.suppress(Exception):
+            staging.save("reading")
+        raise
+    events.extend(stream_events)
+    if staging.previous is not None:
+        note(
+            f"kept {tally.reused} of the members already extracted (equal to the archive's), "
+            f"wrote {tally.files - tally.reused}"
+        )
     if got != md5:
-        kept = _aside(os.path.join(dest, f"{stem}.bad-md5"))
-        os.replace(staging, kept)
+        kept = _aside(os.path.join(dest, f"{_stem(name)}.bad-md5"))
+        staging.keep_only(set(staging.members))
+        os.replace(staging.files, kept)
+        shutil.rmtree(staging.path)
         raise ChecksumError(
             f"{url}: the MD5 of the {size:,} bytes read is {got}, expected {md5}; the "
             f"{tally.files} files extracted from it are kept aside in {kept}, not in {dest}",
             kept=kept,
         )
-    merge_tree(staging, dest)
-    return DownloadResult(url, got, size, None, tally.summary(dest, selection), events)
+    staging.place(size, tally.ratios_seen, tally.skipped)
+    return DownloadResult(url, got, size, None, tally.summary(dest, selection), tuple(events))
+
+
+#: Why a killed stream is read again from byte 0 (see `heldout.release.staging`).
+_WHY_FROM_ZERO = (
+    "Python can save neither the gzip decompressor's state nor the MD5's, and the MD5 must "
+    "cover every byte"
+)
+
+
+def _how_to_go_on(staging: Staging) -> str:
+    return (
+        f"the {staging.staged_files()} members extracted so far are kept in {staging.path}: run "
+        "the same command again to go on (it reads the archive again from byte 0 but does not "
+        "write those members again), use --keep_archive to save the archive and resume from "
+        f"the byte reached, or delete {staging.path} to give up"
+    )
 
 
 def download_file(
