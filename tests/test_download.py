@@ -491,21 +491,61 @@ def test_connection_cut_every_time_is_a_clear_error(release, tmp_path, keep_arch
     assert left == ({"exp.tar.gz.part": release.archive[:100]} if keep_archive else {})
 
 
-def test_stream_given_up_keeps_its_members_for_the_next_run(big_release, tmp_path):
-    cut = len(big_release.archive) // 2
-    with serve_release(big_release, cuts=[cut] + [0] * 10) as (url, _):
+def give_up_half_way(release: Release, dest) -> tuple[dict[str, str], DownloadError]:
+    """Streams `release` into `dest` with every connection after the first cut at once, so the
+    download gives up half-way; returns the staged members and the error."""
+    cut = len(release.archive) // 2
+    with serve_release(release, cuts=[cut] + [0] * 10) as (url, _):
         with pytest.raises(DownloadError, match=r"giving up after 4 attempts") as e:
-            get(url, tmp_path, big_release.md5)
-    staged = staged_members(tmp_path, big_release.tree)
-    assert staged and visible_files(tmp_path) == {}
-    assert f"the {len(staged)} members extracted so far are kept in" in str(e.value)
-    assert "--keep_archive" in str(e.value)
+            get(url, dest, release.md5)
+    staged = staged_members(dest, release.tree)
+    assert staged and visible_files(dest) == {}
+    return staged, e.value
+
+
+def test_stream_given_up_keeps_its_members_for_the_next_run(big_release, tmp_path):
+    staged, error = give_up_half_way(big_release, tmp_path)
+    assert f"the {len(staged)} members extracted so far are kept in" in str(error)
+    assert "--keep_archive" in str(error)
     inodes = {name: os.stat(path).st_ino for name, path in staged.items()}
     with serve_release(big_release) as (url, _):
         result = get(url, tmp_path, big_release.md5)
     assert_extracted(tmp_path, big_release.tree, keep_archive=False)
     assert {name: os.stat(tmp_path / name).st_ino for name in staged} == inodes
     assert any(f"kept {len(staged)} of the members" in e for e in result.events)
+
+
+def test_keep_archive_after_a_stopped_stream_removes_its_staging(big_release, tmp_path):
+    give_up_half_way(big_release, tmp_path)
+    with serve_release(big_release) as (url, _):
+        result = get(url, tmp_path, big_release.md5, keep_archive=True)
+    assert_extracted(tmp_path, big_release.tree, keep_archive=True)  # no staging left
+    assert any("left by a stopped streaming download" in e for e in result.events)
+
+
+@pytest.mark.parametrize("case", ["other-archive", "other-selection", "no-journal"])
+def test_staging_that_cannot_be_reused_never_reaches_dest(big_release, release, tmp_path, case):
+    give_up_half_way(big_release, tmp_path)
+    journal = tmp_path / ".exp.partial" / "journal.json"
+    serve_this, selection, expected = big_release, None, big_release.tree
+    if case == "other-archive":  # same file name, another MD5: the staged files are removed
+        serve_this, expected = release, release.tree
+    elif case == "other-selection":
+        selection = MemberSelection(("aux_arrays",), (0.5, 1.0))
+        expected = select(big_release.tree, ("aux_arrays",), ("0.5", "1.0"))
+    else:
+        journal.write_text("{not json")
+    with serve_release(serve_this) as (url, _):
+        result = get(url, tmp_path, serve_this.md5, selection=selection)
+    assert_extracted(tmp_path, expected, keep_archive=False)
+    empty = [d for d, dirs, files in os.walk(tmp_path) if not dirs and not files]
+    assert empty == []  # no directory of a member that was not asked for
+    message = {
+        "other-archive": "come from another archive",
+        "other-selection": "kept",
+        "no-journal": "no usable journal",
+    }[case]
+    assert any(message in e for e in result.events), result.events
 
 
 def test_file_changed_on_the_server_mid_stream_is_an_error(release, tmp_path):

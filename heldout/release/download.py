@@ -9,16 +9,33 @@ Two ways to get a release archive (see `heldout.release` for names, addresses an
   gzip and tar decoders, so nothing is extracted twice; a server that ignores ``Range`` is read
   again from byte 0 and the bytes already read are skipped. The MD5 of the whole stream is
   compared with the published one at the end; extracted files wait in a hidden staging
-  directory (``DEST/.<archive>.partial``) and are moved into place only when it matches.
+  directory (``DEST/.<archive>.partial``, `heldout.release.staging`) and are moved into place
+  only when it matches.
 * `download_file` saves the archive with resume (``DEST/<archive>.part``, renamed when its MD5
-  matches) and `heldout.extract.extract_archive` extracts a local archive.
+  matches) and `heldout.release.tar.extract_archive` extracts a local archive.
+
+A stopped process (SIGKILL, power cut, Ctrl-C, retries given up) never leaves a partial or
+unverified file in DEST: files are written under temporary names and renamed when whole, and
+streamed ones stay in the staging directory until the MD5 matched. What it did is not lost:
+
+* ``--keep_archive`` goes on from the byte reached (``<archive>.part`` and HTTP ``Range``).
+* A stream is read again from byte 0 by the next run. It cannot go on mid-archive: that would
+  need the gzip decompressor's state (``zlib.decompressobj`` can be neither pickled nor
+  rebuilt at an offset: that needs zlib's ``inflatePrime``, which Python does not expose, and
+  block boundaries, which it does not report) and the MD5's state (``hashlib`` objects cannot
+  be pickled or exported), and the published MD5 must cover every byte before any file is
+  trusted. The members already extracted are kept, though: the next run compares each one
+  byte for byte with the stream instead of writing it again (a differing one is written
+  again), and a run stopped while it moved the verified files into place is finished by the
+  next one without reading the archive again.
 
 A wrong MD5 is an error (`ChecksumError`): the bytes are kept aside (``<name>.bad-md5``), never
 deleted silently and never treated as good.
 
-This module ties the parts together: `heldout.fetch` reads over HTTP (resume, response checks,
-retries: `HttpOptions`, `DownloadError`) and `heldout.extract` writes the selected members
-safely (`ArchiveError`, `UnsafeMemberError`).
+This module ties the parts together: `heldout.release.http` reads over HTTP (resume, response
+checks, retries: `HttpOptions`, `DownloadError`), `heldout.release.tar` writes the selected
+members safely (`ArchiveError`, `UnsafeMemberError`) and `heldout.release.staging` keeps a
+streamed extraction's journal.
 """
 
 from __future__ import annotations
@@ -37,7 +54,7 @@ from heldout.errors import InputError
 from heldout.release.archives import MemberSelection, check_md5, get_archive
 from heldout.release.http import DownloadError, HttpOptions, HttpStream, check_url
 from heldout.release.progress import byte_bar, human_bytes
-from heldout.release.staging import Staging
+from heldout.release.staging import Staging, staging_path
 from heldout.release.tar import (
     ArchiveError,
     ExtractSummary,
@@ -156,7 +173,8 @@ def download_release(
         summary = extract_archive(
             saved.path, dest, selection, progress=progress, chunk_size=options.chunk_size
         )
-        return DownloadResult(url, saved.md5, saved.size, saved.path, summary, saved.events)
+        events = saved.events + _remove_staging(dest, filename)
+        return DownloadResult(url, saved.md5, saved.size, saved.path, summary, events)
     return stream_extract(
         url, dest, expected, selection, name=filename, progress=progress, options=options
     )
@@ -291,6 +309,16 @@ _WHY_FROM_ZERO = (
     "Python can save neither the gzip decompressor's state nor the MD5's, and the MD5 must "
     "cover every byte"
 )
+
+
+def _remove_staging(dest: str | os.PathLike, filename: str) -> tuple[str, ...]:
+    """Removes what a stopped streaming download of the same archive left in `dest`: the
+    archive was just extracted from a verified copy, so its unverified files are not needed."""
+    path = staging_path(os.path.abspath(os.fspath(dest)), _stem(filename))
+    if not os.path.isdir(path) or os.path.islink(path):
+        return ()
+    shutil.rmtree(path)
+    return (f"removed {path}, left by a stopped streaming download of the same archive",)
 
 
 def _how_to_go_on(staging: Staging) -> str:

@@ -32,6 +32,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import time
 
 from heldout.atomic import write_text_atomic
@@ -43,6 +44,11 @@ _FORMAT = "heldout-stream-staging"
 _VERSION = 1
 #: Temporary names of `heldout.atomic` (``.<name>.<12 hex>.tmp``): files a kill cut short.
 _TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
+
+
+def staging_path(dest: str, stem: str) -> str:
+    """``dest/.<stem>.partial``: where a streamed extraction of archive `stem` is staged."""
+    return os.path.join(dest, f".{stem}.partial")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +76,7 @@ class Staging:
 
     def __init__(self, dest: str, stem: str, url: str, md5: str, selection: MemberSelection):
         self.dest = dest
-        self.path = os.path.join(dest, f".{stem}.partial")
+        self.path = staging_path(dest, stem)
         self.files = os.path.join(self.path, "files")
         self.journal_path = os.path.join(self.path, "journal.json")
         self.url, self.md5, self.selection = url, md5, selection
@@ -89,7 +95,7 @@ class Staging:
         if os.path.lexists(self.path):
             self.previous = self._load_previous()
             if self.previous is None:
-                shutil.rmtree(self.path)
+                _remove(self.path)
         if self.previous is not None:
             removed = _remove_temporaries(self.files)
             if removed:
@@ -111,6 +117,9 @@ class Staging:
                 and isinstance(journal.get("members"), dict)
             ):
                 raise ValueError("not a staging journal of this version")
+            if journal["state"] == "verified":  # what the result needs besides the members
+                journal["size"], journal["skipped"] = int(journal["size"]), int(journal["skipped"])
+                journal["ratios_seen"] = [str(r) for r in journal["ratios_seen"]]
             members = {
                 name: Member(int(m["size"]), str(m["sha256"]))
                 for name, m in journal["members"].items()
@@ -213,11 +222,9 @@ class Staging:
         staged = {}
         for name, member in members.items():
             path = os.path.join(self.files, *name.split("/"))
-            if os.path.isfile(path):
+            if _regular_size(path) is not None:
                 staged[path] = (name, member)
-                continue
-            placed = os.path.join(self.dest, *name.split("/"))
-            if not (os.path.isfile(placed) and os.path.getsize(placed) == member.size):
+            elif _regular_size(os.path.join(self.dest, *name.split("/"))) != member.size:
                 return f"{name} is neither staged nor in place"
         total = sum(m.size for _, m in staged.values())
         with byte_bar(total, "checking staged files", progress) as bar:
@@ -232,6 +239,22 @@ def _selection_json(selection: MemberSelection) -> dict:
         "only": sorted(selection.only) if selection.only else None,
         "ratios": sorted(selection.ratios) if selection.ratios else None,
     }
+
+
+def _regular_size(path: str) -> int | None:
+    """The size of `path` when it is a regular file (not a link), else None."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        os.remove(path)
 
 
 def _remove_temporaries(root: str) -> int:

@@ -23,6 +23,7 @@ import io
 import os
 import re
 import shutil
+import stat
 import tarfile
 import zlib
 from collections.abc import Callable, Iterable
@@ -370,10 +371,12 @@ def _write_member(
 
 
 def _same_size(path: str, size: int) -> bool:
+    """Whether `path` is a regular file (not a link) of `size` bytes."""
     try:
-        return os.lstat(path).st_size == size and os.path.isfile(path)
+        info = os.lstat(path)
     except OSError:
         return False
+    return stat.S_ISREG(info.st_mode) and info.st_size == size
 
 
 class _Prepend:
