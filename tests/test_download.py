@@ -548,6 +548,24 @@ def test_staging_that_cannot_be_reused_never_reaches_dest(big_release, release, 
     assert any(message in e for e in result.events), result.events
 
 
+def test_a_second_process_on_the_same_staging_is_refused(big_release, tmp_path):
+    from heldout.lock import try_lock, unlock
+
+    give_up_half_way(big_release, tmp_path)
+    before = files_under(tmp_path)
+    lock = str(tmp_path / ".exp.partial.lock")
+    fd = try_lock(lock)  # as a live download holds it
+    try:
+        with serve_release(big_release) as (url, state):
+            with pytest.raises(DownloadError, match="another process is extracting exp.tar.gz"):
+                get(url, tmp_path, big_release.md5)
+        after = files_under(tmp_path)
+        assert after.pop(".exp.partial.lock") == f"{os.getpid()}\n".encode()
+        assert state.log == [] and after == before
+    finally:
+        unlock(lock, fd)
+
+
 def test_file_changed_on_the_server_mid_stream_is_an_error(release, tmp_path):
     other = bytes(reversed(release.archive))
     state = ServerState({"/exp.tar.gz": release.archive}, etag='"v1"', cuts=[1000])

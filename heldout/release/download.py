@@ -51,6 +51,7 @@ import urllib.parse
 from tqdm import tqdm
 
 from heldout.errors import InputError
+from heldout.lock import try_lock, unlock
 from heldout.release.archives import MemberSelection, check_md5, get_archive
 from heldout.release.http import DownloadError, HttpOptions, HttpStream, check_url
 from heldout.release.progress import byte_bar, human_bytes
@@ -213,7 +214,8 @@ def stream_extract(
     Raises:
       ChecksumError: the MD5 differs; the extracted files are kept in ``dest/<name>.bad-md5``.
       DownloadError: as for `download_release`; the staging directory is kept for the next run
-        and the message says so.
+        and the message says so. Also when another live process is extracting the same
+        archive into `dest` (it holds the lock ``dest/.<name>.partial.lock``, `heldout.lock`).
       ArchiveError, UnsafeMemberError: as for `download_release`; the staging directory is
         removed.
     """
@@ -224,7 +226,31 @@ def stream_extract(
     dest = os.path.abspath(os.fspath(dest))
     name = name or _archive_name(url) or "archive.tar.gz"
     os.makedirs(dest, exist_ok=True)
-    staging = Staging(dest, _stem(name), url, md5, selection).open()
+    staging = Staging(dest, _stem(name), url, md5, selection)
+    lock = staging.path + ".lock"
+    fd = try_lock(lock)
+    if fd is None:
+        raise DownloadError(
+            f"{dest}: another process is extracting {name} into it (it holds {lock}); wait for "
+            "it to finish or stop it, then run the command again"
+        )
+    try:
+        return _stream(staging.open(), url, md5, selection, name, progress, options)
+    finally:
+        unlock(lock, fd)
+
+
+def _stream(
+    staging: Staging,
+    url: str,
+    md5: str,
+    selection: MemberSelection,
+    name: str,
+    progress: bool,
+    options: HttpOptions,
+) -> DownloadResult:
+    """`stream_extract` once the staging directory is locked and open."""
+    dest = staging.dest
     events: list[str] = []
 
     def note(message: str) -> None:  # shown above the progress bars, kept in the result

@@ -22,6 +22,8 @@ removed. So after a process is killed (SIGKILL, power cut):
   journal) and finishes moving them, reading nothing from the server.
 
 Files of another archive (another MD5), or a directory without a readable journal, are removed.
+One process at a time works on a staging directory: `stream_extract` holds the lock
+``DEST/.<archive>.partial.lock`` (`heldout.lock`; the kernel drops it when the process dies).
 """
 
 from __future__ import annotations
