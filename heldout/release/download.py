@@ -273,7 +273,7 @@ def _stream(
         reached = staging.previous.get("offset") or 0
         total = staging.previous.get("total")
         note(
-            f"an earlier run stopped at byte {reached:,}"
+            f"an earlier run stopped after byte {reached:,}"
             + (f" of {total:,}" if total else "")
             + f" with {staging.staged_files()} members already extracted (in {staging.path}). "
             f"A stream cannot go on mid-archive ({_WHY_FROM_ZERO}), so the archive is read again "
@@ -343,7 +343,13 @@ def _remove_staging(dest: str | os.PathLike, filename: str) -> tuple[str, ...]:
     path = staging_path(os.path.abspath(os.fspath(dest)), _stem(filename))
     if not os.path.isdir(path) or os.path.islink(path):
         return ()
-    shutil.rmtree(path)
+    fd = try_lock(path + ".lock")
+    if fd is None:  # a streaming download of it is running: leave it alone
+        return ()
+    try:
+        shutil.rmtree(path)
+    finally:
+        unlock(path + ".lock", fd)
     return (f"removed {path}, left by a stopped streaming download of the same archive",)
 
 
