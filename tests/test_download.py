@@ -956,10 +956,13 @@ def staged_members(dest, tree: dict[str, bytes]) -> dict[str, str]:
     """Member name -> path, for the files of the staging directory named like a member."""
     staging = os.path.join(dest, ".exp.partial")
     found = {}
-    for rel in files_under(staging) if os.path.isdir(staging) else {}:
-        for name in tree:
-            if rel == name or rel.endswith("/" + name):
-                found[name] = os.path.join(staging, *rel.split("/"))
+    for dirpath, _dirs, filenames in os.walk(staging):  # names only: safe while a child writes
+        for filename in filenames:
+            path = os.path.join(dirpath, filename)
+            rel = os.path.relpath(path, staging).replace(os.sep, "/")
+            for name in tree:
+                if rel == name or rel.endswith("/" + name):
+                    found[name] = path
     return found
 
 
@@ -987,7 +990,7 @@ def kill_mid_stream(release: Release, dest) -> dict[str, str]:
         try:
             assert state.stalled.wait(30), "the server never reached the stall"
             deadline = time.monotonic() + 30
-            while not (staged := staged_members(dest, release.tree)):
+            while not staged_members(dest, release.tree):
                 assert child.poll() is None, child.communicate()[1].decode()
                 assert time.monotonic() < deadline, "no member was extracted before the stall"
                 time.sleep(0.05)
@@ -998,7 +1001,7 @@ def kill_mid_stream(release: Release, dest) -> dict[str, str]:
             if child.poll() is None:
                 child.kill()
             child.communicate()
-    return staged
+    return staged_members(dest, release.tree)  # what the kill left
 
 
 @pytest.mark.parametrize("damaged", [False, True], ids=["intact", "damaged-staged-file"])
