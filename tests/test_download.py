@@ -1037,7 +1037,10 @@ def test_killed_stream_reruns_without_rewriting_finished_members(big_release, tm
     assert any(f"kept {kept} of the members already extracted" in e for e in result.events)
 
 
-def test_killed_while_moving_verified_files_finishes_without_downloading(big_release, tmp_path):
+@pytest.mark.parametrize("meddled", [None, "damaged", "stray"])
+def test_killed_while_moving_verified_files_finishes_without_downloading(
+    big_release, tmp_path, meddled
+):
     dest = tmp_path / "dest"
     old = {name: b"old " + name.encode() for name in select(big_release.tree, ratios=("0.5",))}
     for name, content in old.items():
@@ -1053,10 +1056,24 @@ def test_killed_while_moving_verified_files_finishes_without_downloading(big_rel
     new = {n for n, content in placed.items() if content == big_release.tree[n]}
     assert len(new) == 5
     assert all(placed[n] == old[n] for n in set(placed) - new)
+    staged = staged_members(dest, big_release.tree)
+    assert len(staged) == len(big_release.tree) - 5
+    if meddled == "damaged":  # same size, other bytes: the archive must be read again
+        path = staged[sorted(staged)[0]]
+        with open(path, "r+b") as f:
+            f.write(b"\0" * 16)
+    elif meddled == "stray":  # a file the journal does not vouch for never reaches DEST
+        stray = os.path.join(os.path.dirname(staged[sorted(staged)[0]]), "stray.bin")
+        with open(stray, "wb") as f:
+            f.write(b"not from the archive")
 
     with serve_release(big_release) as (url, state):
         result = get(url, dest, big_release.md5)
-    assert state.log == []  # the archive was verified before the kill: nothing to read again
+    if meddled == "damaged":
+        assert state.log == [(None, 200, len(big_release.archive))]
+        assert any("differs from the journal" in e for e in result.events), result.events
+    else:
+        assert state.log == []  # the archive was verified before the kill: nothing to read
     assert_extracted(dest, big_release.tree, keep_archive=False)
     assert result.md5 == big_release.md5 and result.size == len(big_release.archive)
     assert result.summary.files == len(big_release.tree)

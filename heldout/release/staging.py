@@ -123,7 +123,7 @@ class Staging:
                 journal["size"], journal["skipped"] = int(journal["size"]), int(journal["skipped"])
                 journal["ratios_seen"] = [str(r) for r in journal["ratios_seen"]]
             members = {
-                name: Member(int(m["size"]), str(m["sha256"]))
+                _member_name(name): Member(int(m["size"]), str(m["sha256"]))
                 for name, m in journal["members"].items()
             }
         except (OSError, ValueError, KeyError, TypeError) as e:
@@ -213,6 +213,7 @@ class Staging:
             self.save("reading")
             return None
         self.members = journal["members"]
+        self.keep_only(set(self.members))  # nothing the journal does not vouch for moves
         self._move_and_remove()
         return journal
 
@@ -234,6 +235,14 @@ class Staging:
                 if _sha256(path, bar) != (member.sha256, member.size):
                     return f"the staged {name} differs from the journal"
         return None
+
+
+def _member_name(name: str) -> str:
+    """`name` when it is a relative ``/``-separated path without ``.``/``..``, else ValueError."""
+    parts = name.split("/")
+    if "\x00" in name or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"member name {name!r} is not a plain relative path")
+    return name
 
 
 def _selection_json(selection: MemberSelection) -> dict:
