@@ -133,6 +133,8 @@ class ServerState:
         send everything).
       reset: cut with a TCP reset instead of a clean close.
       on_request: called with the request number before answering.
+      stall_after: in the first response, wait for `resume` after this many body bytes (the
+        connection stays open, so the client waits in a read); `stalled` is set then.
       log: (Range header, status, body bytes sent) per request, in arrival order; complete
         once `serve` has returned.
     """
@@ -146,6 +148,9 @@ class ServerState:
     cuts: list[int | None] = dataclasses.field(default_factory=list)
     reset: bool = False
     on_request: Callable[[int], None] | None = None
+    stall_after: int | None = None
+    stalled: threading.Event = dataclasses.field(default_factory=threading.Event, repr=False)
+    resume: threading.Event = dataclasses.field(default_factory=threading.Event, repr=False)
     log: list[tuple[str | None, int | None, int]] = dataclasses.field(default_factory=list)
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
 
@@ -202,10 +207,19 @@ class _Handler(BaseHTTPRequestHandler):
         stop = end if cut is None else min(end, start + cut)
         view = memoryview(body)
         sent = 0
+        stall = state.stall_after if number == 0 else None
         try:
             for i in range(start, stop, 1 << 14):
-                self.wfile.write(view[i : min(i + (1 << 14), stop)])
-                sent += min(1 << 14, stop - i)
+                piece = view[i : min(i + (1 << 14), stop)]
+                if stall is not None and sent + len(piece) > stall:
+                    self.wfile.write(piece[: stall - sent])
+                    self.wfile.flush()
+                    state.stalled.set()
+                    state.resume.wait(30)
+                    piece, sent = piece[stall - sent :], stall
+                    stall = None
+                self.wfile.write(piece)
+                sent += len(piece)
         except OSError:  # the client went away
             pass
         state.log[number] = (requested, status, sent)
@@ -465,12 +479,91 @@ def test_partial_file_longer_than_the_remote_one_starts_over(release, tmp_path):
 @pytest.mark.parametrize("keep_archive", [False, True], ids=["stream", "keep_archive"])
 def test_connection_cut_every_time_is_a_clear_error(release, tmp_path, keep_archive):
     with serve_release(release, cuts=[100] + [0] * 10) as (url, state):
-        with pytest.raises(DownloadError, match=r"giving up after 4 attempts in a row .* byte 100"):
+        with pytest.raises(
+            DownloadError, match=r"giving up after 4 attempts in a row .* byte 100"
+        ) as e:
             get(url, tmp_path / "dest", release.md5, keep_archive)
+    if not keep_archive:
+        assert "nothing was extracted yet: run the command again" in str(e.value)
     assert len(state.log) == 1 + OPTIONS.max_retries
     left = files_under(tmp_path / "dest")
     # No extracted file; only the partial download, kept for the next run to resume.
     assert left == ({"exp.tar.gz.part": release.archive[:100]} if keep_archive else {})
+
+
+def give_up_half_way(release: Release, dest) -> tuple[dict[str, str], DownloadError]:
+    """Streams `release` into `dest` with every connection after the first cut at once, so the
+    download gives up half-way; returns the staged members and the error."""
+    cut = len(release.archive) // 2
+    with serve_release(release, cuts=[cut] + [0] * 10) as (url, _):
+        with pytest.raises(DownloadError, match=r"giving up after 4 attempts") as e:
+            get(url, dest, release.md5)
+    staged = staged_members(dest, release.tree)
+    assert staged and visible_files(dest) == {}
+    return staged, e.value
+
+
+def test_stream_given_up_keeps_its_members_for_the_next_run(big_release, tmp_path):
+    staged, error = give_up_half_way(big_release, tmp_path)
+    assert f"the {len(staged)} members extracted so far are kept in" in str(error)
+    assert "--keep_archive" in str(error)
+    inodes = {name: os.stat(path).st_ino for name, path in staged.items()}
+    with serve_release(big_release) as (url, _):
+        result = get(url, tmp_path, big_release.md5)
+    assert_extracted(tmp_path, big_release.tree, keep_archive=False)
+    assert {name: os.stat(tmp_path / name).st_ino for name in staged} == inodes
+    assert any(f"kept {len(staged)} of the members" in e for e in result.events)
+
+
+def test_keep_archive_after_a_stopped_stream_removes_its_staging(big_release, tmp_path):
+    give_up_half_way(big_release, tmp_path)
+    with serve_release(big_release) as (url, _):
+        result = get(url, tmp_path, big_release.md5, keep_archive=True)
+    assert_extracted(tmp_path, big_release.tree, keep_archive=True)  # no staging left
+    assert any("left by a stopped streaming download" in e for e in result.events)
+
+
+@pytest.mark.parametrize("case", ["other-archive", "other-selection", "no-journal"])
+def test_staging_that_cannot_be_reused_never_reaches_dest(big_release, release, tmp_path, case):
+    give_up_half_way(big_release, tmp_path)
+    journal = tmp_path / ".exp.partial" / "journal.json"
+    serve_this, selection, expected = big_release, None, big_release.tree
+    if case == "other-archive":  # same file name, another MD5: the staged files are removed
+        serve_this, expected = release, release.tree
+    elif case == "other-selection":
+        selection = MemberSelection(("aux_arrays",), (0.5, 1.0))
+        expected = select(big_release.tree, ("aux_arrays",), ("0.5", "1.0"))
+    else:
+        journal.write_text("{not json")
+    with serve_release(serve_this) as (url, _):
+        result = get(url, tmp_path, serve_this.md5, selection=selection)
+    assert_extracted(tmp_path, expected, keep_archive=False)
+    empty = [d for d, dirs, files in os.walk(tmp_path) if not dirs and not files]
+    assert empty == []  # no directory of a member that was not asked for
+    message = {
+        "other-archive": "come from another archive",
+        "other-selection": "kept",
+        "no-journal": "no usable journal",
+    }[case]
+    assert any(message in e for e in result.events), result.events
+
+
+def test_a_second_process_on_the_same_staging_is_refused(big_release, tmp_path):
+    from heldout.lock import try_lock, unlock
+
+    give_up_half_way(big_release, tmp_path)
+    before = files_under(tmp_path)
+    lock = str(tmp_path / ".exp.partial.lock")
+    fd = try_lock(lock)  # as a live download holds it
+    try:
+        with serve_release(big_release) as (url, state):
+            with pytest.raises(DownloadError, match="another process is extracting exp.tar.gz"):
+                get(url, tmp_path, big_release.md5)
+        after = files_under(tmp_path)
+        assert after.pop(".exp.partial.lock") == f"{os.getpid()}\n".encode()
+        assert state.log == [] and after == before
+    finally:
+        unlock(lock, fd)
 
 
 def test_file_changed_on_the_server_mid_stream_is_an_error(release, tmp_path):
@@ -485,7 +578,7 @@ def test_file_changed_on_the_server_mid_stream_is_an_error(release, tmp_path):
     with serve(state) as base:
         with pytest.raises(DownloadError, match=r'changed on the server .*"v1" became "v2"'):
             get(base + "/exp.tar.gz", tmp_path, release.md5)
-    assert files_under(tmp_path) == {}
+    assert visible_files(tmp_path) == {}  # staged members, if any, wait for the next run
 
 
 def test_file_changed_on_the_server_restarts_a_kept_archive(release, tmp_path):
@@ -811,3 +904,204 @@ def test_cli_reports_wrong_md5_and_empty_selection(release, tmp_path, capsys):
     status = main(["extract", release.path, "--dest", str(tmp_path / "e"), "--ratios", "0.3"])
     err = capsys.readouterr().err
     assert status == 2 and "no member of" in err and "the archive has ratios 0.5, 0.7, 1.0" in err
+
+
+# --------------------------------------------------------------------------------------------
+# A streaming download killed (SIGKILL) and run again.
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHILD_ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join([REPO, *filter(None, [os.environ.get("PYTHONPATH")])]),
+}
+STREAM_CHILD = """
+import sys
+from heldout.release.download import stream_extract
+from heldout.release.http import HttpOptions
+url, dest, md5 = sys.argv[1:4]
+stream_extract(url, dest, md5, progress=False,
+               options=HttpOptions(chunk_size=4096, max_retries=3, retry_wait=0.0, timeout=60.0))
+"""
+# Kills its own process (SIGKILL) when it is about to move file number `moves` of the verified
+# staging directory into place: the rename is how `merge_tree` places a file.
+KILL_WHILE_MOVING = """
+import os, signal
+_replace, _moved = os.replace, []
+def _replace_then_die(src, dst, *args, **kwargs):
+    staging = os.sep + ".exp.partial" + os.sep
+    if staging in os.fspath(src) and staging not in os.fspath(dst):
+        if len(_moved) == {moves}:
+            os.kill(os.getpid(), signal.SIGKILL)
+        _moved.append(dst)
+    return _replace(src, dst, *args, **kwargs)
+os.replace = _replace_then_die
+"""
+
+
+@pytest.fixture(scope="module")
+def big_release(tmp_path_factory) -> Release:
+    """~200 KiB of incompressible members: a stall half-way leaves some members extracted."""
+    base = tmp_path_factory.mktemp("big_release")
+    tree = make_release_tree(base / "src", ckpt_bytes=20_000, seed=2)
+    data = make_tar_gz(base / "src", base / "exp.tar.gz", compresslevel=1)
+    return Release(tree, data, hashlib.md5(data).hexdigest(), str(base / "exp.tar.gz"))
+
+
+def visible_files(dest) -> dict[str, bytes]:
+    """The files of `dest` outside hidden entries (the staging directory)."""
+    return {k: v for k, v in files_under(dest).items() if not k.startswith(".")}
+
+
+def staged_members(dest, tree: dict[str, bytes]) -> dict[str, str]:
+    """Member name -> path, for the files of the staging directory named like a member."""
+    staging = os.path.join(dest, ".exp.partial")
+    found = {}
+    for dirpath, _dirs, filenames in os.walk(staging):  # names only: safe while a child writes
+        for filename in filenames:
+            path = os.path.join(dirpath, filename)
+            rel = os.path.relpath(path, staging).replace(os.sep, "/")
+            for name in tree:
+                if rel == name or rel.endswith("/" + name):
+                    found[name] = path
+    return found
+
+
+def run_child(url, dest, md5, prelude=""):
+    import subprocess
+    import sys
+
+    return subprocess.Popen(
+        [sys.executable, "-c", prelude + STREAM_CHILD, url, str(dest), md5],
+        env=CHILD_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def kill_mid_stream(release: Release, dest) -> dict[str, str]:
+    """Streams `release` in a child process that is SIGKILLed half-way through the archive,
+    after some members were extracted; returns the staged members found then."""
+    import signal
+    import time
+
+    state = ServerState({"/exp.tar.gz": release.archive}, stall_after=len(release.archive) // 2)
+    with serve(state) as base:
+        child = run_child(base + "/exp.tar.gz", dest, release.md5)
+        try:
+            assert state.stalled.wait(30), "the server never reached the stall"
+            deadline = time.monotonic() + 30
+            while not staged_members(dest, release.tree):
+                assert child.poll() is None, child.communicate()[1].decode()
+                assert time.monotonic() < deadline, "no member was extracted before the stall"
+                time.sleep(0.05)
+            os.kill(child.pid, signal.SIGKILL)
+            assert child.wait(30) == -signal.SIGKILL
+        finally:
+            state.resume.set()
+            if child.poll() is None:
+                child.kill()
+            child.communicate()
+    return staged_members(dest, release.tree)  # what the kill left
+
+
+@pytest.mark.parametrize("damaged", [False, True], ids=["intact", "damaged-staged-file"])
+def test_killed_stream_reruns_without_rewriting_finished_members(big_release, tmp_path, damaged):
+    dest = tmp_path / "dest"
+    staged = kill_mid_stream(big_release, dest)
+    # The kill left nothing in DEST itself, and every staged member file is whole.
+    assert visible_files(dest) == {}
+    for name, path in staged.items():
+        with open(path, "rb") as f:
+            assert f.read() == big_release.tree[name]
+    # Hard links keep the staged files' inodes alive, so "same inode" means "not rewritten".
+    os.makedirs(tmp_path / "witness")
+    witnesses = {}
+    for i, (name, path) in enumerate(sorted(staged.items())):
+        witnesses[name] = str(tmp_path / "witness" / str(i))
+        os.link(path, witnesses[name])
+    broken = None
+    if damaged:  # same size, other bytes: must be caught and written again
+        broken = sorted(staged)[0]
+        with open(staged[broken], "r+b") as f:
+            f.write(bytes(b ^ 0xFF for b in big_release.tree[broken][:64]))
+
+    with serve_release(big_release) as (url, state):
+        result = get(url, dest, big_release.md5)
+    assert_extracted(dest, big_release.tree, keep_archive=False)  # and no staging left
+    assert state.log == [(None, 200, len(big_release.archive))]  # read again from byte 0
+    assert result.summary.files == len(big_release.tree)
+    for name, witness in witnesses.items():
+        assert os.path.samefile(witness, dest / name) == (name != broken), name
+    assert any("from byte 0" in e and "--keep_archive" in e for e in result.events), result.events
+    kept = len(staged) - (1 if damaged else 0)
+    assert any(f"kept {kept} of the members already extracted" in e for e in result.events)
+
+
+@pytest.mark.parametrize("meddled", [None, "damaged", "stray"])
+def test_killed_while_moving_verified_files_finishes_without_downloading(
+    big_release, tmp_path, meddled
+):
+    dest = tmp_path / "dest"
+    old = {name: b"old " + name.encode() for name in select(big_release.tree, ratios=("0.5",))}
+    for name, content in old.items():
+        os.makedirs(os.path.dirname(dest / name), exist_ok=True)
+        (dest / name).write_bytes(content)
+    with serve_release(big_release) as (url, _):
+        child = run_child(url, dest, big_release.md5, KILL_WHILE_MOVING.format(moves=5))
+        _, err = child.communicate(timeout=60)
+    assert child.returncode == -9, err.decode()
+    # Each file in DEST is the old one or the whole new one, never a partial one.
+    placed = visible_files(dest)
+    assert set(placed) <= set(big_release.tree)
+    new = {n for n, content in placed.items() if content == big_release.tree[n]}
+    assert len(new) == 5
+    assert all(placed[n] == old[n] for n in set(placed) - new)
+    staged = staged_members(dest, big_release.tree)
+    assert len(staged) == len(big_release.tree) - 5
+    if meddled == "damaged":  # same size, other bytes: the archive must be read again
+        path = staged[sorted(staged)[0]]
+        with open(path, "r+b") as f:
+            f.write(b"\0" * 16)
+    elif meddled == "stray":  # a file the journal does not vouch for never reaches DEST
+        stray = os.path.join(os.path.dirname(staged[sorted(staged)[0]]), "stray.bin")
+        with open(stray, "wb") as f:
+            f.write(b"not from the archive")
+
+    with serve_release(big_release) as (url, state):
+        result = get(url, dest, big_release.md5)
+    if meddled == "damaged":
+        assert state.log == [(None, 200, len(big_release.archive))]
+        assert any("differs from the journal" in e for e in result.events), result.events
+    else:
+        assert state.log == []  # the archive was verified before the kill: nothing to read
+    assert_extracted(dest, big_release.tree, keep_archive=False)
+    assert result.md5 == big_release.md5 and result.size == len(big_release.archive)
+    assert result.summary.files == len(big_release.tree)
+    assert result.summary.runs_by_ratio == dict.fromkeys(RATIOS, len(RUN_IDS))
+
+
+def test_merge_never_replaces_an_existing_file_with_a_partial_one(tmp_path, monkeypatch):
+    """Across file systems (EXDEV) a file is copied; a copy that fails leaves the old file."""
+    import errno
+    import shutil
+
+    from heldout.release import tar
+
+    staging, dest = tmp_path / "staging", tmp_path / "dest"
+    (staging / "exp").mkdir(parents=True)
+    (dest / "exp").mkdir(parents=True)
+    (staging / "exp" / "a.bin").write_bytes(b"new" * 1000)
+    (dest / "exp" / "a.bin").write_bytes(b"old")
+
+    def cross_device(src, dst):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    def copy_half(fsrc, fdst, *args):
+        fdst.write(fsrc.read(100))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tar.os, "replace", cross_device)
+    monkeypatch.setattr(shutil, "copyfileobj", copy_half)
+    with pytest.raises(OSError, match="No space left"):
+        tar.merge_tree(str(staging), str(dest))
+    assert files_under(dest) == {"exp/a.bin": b"old"}  # no temporary file left either

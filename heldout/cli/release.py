@@ -34,7 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "archive is read over HTTP once and extracted while it is read, never stored; an "
             "interrupted connection is resumed where the server supports ranges. The MD5 of "
             "the whole archive is checked at the end, and the files appear in DIR only then. "
-            f"Released: {released}.",
+            "A stopped download (killed, Ctrl-C, retries given up) leaves no file in DIR; "
+            "run the same command again: a stream is read again from byte 0 (the gzip and "
+            "MD5 states of a stream cannot be saved), but the members already extracted are "
+            "compared with it, not written again; with --keep_archive the download goes on "
+            f"from the byte reached. Released: {released}.",
             width=79,
         ),
         epilog="examples:" + __doc__.split("Examples::", 1)[1],
@@ -50,7 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     download.add_argument(
         "--keep_archive",
         action="store_true",
-        help="save the archive in DIR (resumable, MD5-verified), then extract from it",
+        help="save the archive in DIR (MD5-verified; a stopped download goes on from the "
+        "byte reached), then extract from it; needs the archive's size free in DIR",
     )
     download.add_argument(
         "--url", metavar="URL", help="another address for the archive (a mirror); needs --md5"

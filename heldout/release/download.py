@@ -9,16 +9,33 @@ Two ways to get a release archive (see `heldout.release` for names, addresses an
   gzip and tar decoders, so nothing is extracted twice; a server that ignores ``Range`` is read
   again from byte 0 and the bytes already read are skipped. The MD5 of the whole stream is
   compared with the published one at the end; extracted files wait in a hidden staging
-  directory (``DEST/.<archive>.partial``) and are moved into place only when it matches.
+  directory (``DEST/.<archive>.partial``, `heldout.release.staging`) and are moved into place
+  only when it matches.
 * `download_file` saves the archive with resume (``DEST/<archive>.part``, renamed when its MD5
-  matches) and `heldout.extract.extract_archive` extracts a local archive.
+  matches) and `heldout.release.tar.extract_archive` extracts a local archive.
+
+A stopped process (SIGKILL, power cut, Ctrl-C, retries given up) never leaves a partial or
+unverified file in DEST: files are written under temporary names and renamed when whole, and
+streamed ones stay in the staging directory until the MD5 matched. What it did is not lost:
+
+* ``--keep_archive`` goes on from the byte reached (``<archive>.part`` and HTTP ``Range``).
+* A stream is read again from byte 0 by the next run. It cannot go on mid-archive: that would
+  need the gzip decompressor's state (``zlib.decompressobj`` can be neither pickled nor
+  rebuilt at an offset: that needs zlib's ``inflatePrime``, which Python does not expose, and
+  block boundaries, which it does not report) and the MD5's state (``hashlib`` objects cannot
+  be pickled or exported), and the published MD5 must cover every byte before any file is
+  trusted. The members already extracted are kept, though: the next run compares each one
+  byte for byte with the stream instead of writing it again (a differing one is written
+  again), and a run stopped while it moved the verified files into place is finished by the
+  next one without reading the archive again.
 
 A wrong MD5 is an error (`ChecksumError`): the bytes are kept aside (``<name>.bad-md5``), never
 deleted silently and never treated as good.
 
-This module ties the parts together: `heldout.fetch` reads over HTTP (resume, response checks,
-retries: `HttpOptions`, `DownloadError`) and `heldout.extract` writes the selected members
-safely (`ArchiveError`, `UnsafeMemberError`).
+This module ties the parts together: `heldout.release.http` reads over HTTP (resume, response
+checks, retries: `HttpOptions`, `DownloadError`), `heldout.release.tar` writes the selected
+members safely (`ArchiveError`, `UnsafeMemberError`) and `heldout.release.staging` keeps a
+streamed extraction's journal.
 """
 
 from __future__ import annotations
@@ -28,13 +45,24 @@ import dataclasses
 import hashlib
 import os
 import shutil
+import sys
 import urllib.parse
 
+from tqdm import tqdm
+
 from heldout.errors import InputError
+from heldout.lock import try_lock, unlock
 from heldout.release.archives import MemberSelection, check_md5, get_archive
 from heldout.release.http import DownloadError, HttpOptions, HttpStream, check_url
 from heldout.release.progress import byte_bar, human_bytes
-from heldout.release.tar import ExtractSummary, extract_archive, extract_stream, merge_tree
+from heldout.release.staging import Staging, staging_path
+from heldout.release.tar import (
+    ArchiveError,
+    ExtractSummary,
+    extract_archive,
+    extract_stream,
+    summarize,
+)
 
 
 class ChecksumError(DownloadError):
@@ -146,7 +174,8 @@ def download_release(
         summary = extract_archive(
             saved.path, dest, selection, progress=progress, chunk_size=options.chunk_size
         )
-        return DownloadResult(url, saved.md5, saved.size, saved.path, summary, saved.events)
+        events = saved.events + _remove_staging(dest, filename)
+        return DownloadResult(url, saved.md5, saved.size, saved.path, summary, events)
     return stream_extract(
         url, dest, expected, selection, name=filename, progress=progress, options=options
     )
@@ -164,9 +193,14 @@ def stream_extract(
 ) -> DownloadResult:
     """Reads a tar.gz (or tar) over HTTP once and extracts the selected members on the way.
 
-    Files are extracted into ``dest/.<name>.partial`` and moved into `dest` only when the MD5 of
-    the whole stream equals `md5`; on any failure that staging directory is removed, so `dest`
-    never holds files from an unverified or partly read archive.
+    Files are extracted into ``dest/.<name>.partial`` (`heldout.release.staging`) and moved
+    into `dest` only when the MD5 of the whole stream equals `md5`, so `dest` never holds
+    files from an unverified or partly read archive. What a stopped run leaves there is used
+    by the next one: after a kill, a lost connection (`DownloadError`) or Ctrl-C, the archive
+    is read again from byte 0 (the gzip and MD5 states of a stream cannot be saved; see
+    `heldout.release.staging`) but the members already extracted are compared with it instead
+    of written again; after a kill while the verified files were being moved into place, the
+    move is finished without reading anything.
 
     Args:
       url: ``http://`` or ``https://`` address of the archive.
@@ -179,7 +213,11 @@ def stream_extract(
 
     Raises:
       ChecksumError: the MD5 differs; the extracted files are kept in ``dest/<name>.bad-md5``.
-      DownloadError, ArchiveError, UnsafeMemberError: as for `download_release`.
+      DownloadError: as for `download_release`; the staging directory is kept for the next run
+        and the message says so. Also when another live process is extracting the same
+        archive into `dest` (it holds the lock ``dest/.<name>.partial.lock``, `heldout.lock`).
+      ArchiveError, UnsafeMemberError: as for `download_release`; the staging directory is
+        removed.
     """
     md5 = check_md5(md5)
     check_url(url)
@@ -187,31 +225,141 @@ def stream_extract(
     selection = selection or MemberSelection()
     dest = os.path.abspath(os.fspath(dest))
     name = name or _archive_name(url) or "archive.tar.gz"
-    stem = _stem(name)
     os.makedirs(dest, exist_ok=True)
-    staging = os.path.join(dest, f".{stem}.partial")
-    if os.path.lexists(staging):  # left by an interrupted run: unverified, read again
-        shutil.rmtree(staging)
-    os.makedirs(staging)
+    staging = Staging(dest, _stem(name), url, md5, selection)
+    lock = staging.path + ".lock"
+    fd = try_lock(lock)
+    if fd is None:
+        raise DownloadError(
+            f"{dest}: another process is extracting {name} into it (it holds {lock}); wait for "
+            "it to finish or stop it, then run the command again"
+        )
+    try:
+        return _stream(staging.open(), url, md5, selection, name, progress, options)
+    finally:
+        unlock(lock, fd)
+
+
+def _stream(
+    staging: Staging,
+    url: str,
+    md5: str,
+    selection: MemberSelection,
+    name: str,
+    progress: bool,
+    options: HttpOptions,
+) -> DownloadResult:
+    """`stream_extract` once the staging directory is locked and open."""
+    dest = staging.dest
+    events: list[str] = []
+
+    def note(message: str) -> None:  # shown above the progress bars, kept in the result
+        events.append(message)
+        if progress:
+            tqdm.write(f"{name}: {message}", file=sys.stderr)
+
+    verified = staging.finish_verified(progress)
+    for message in staging.notes:
+        note(message)
+    if verified is not None:
+        sizes = {member: m.size for member, m in verified["members"].items()}
+        note(
+            f"the archive was verified by an earlier run, stopped while it moved the files into "
+            f"place; moved the {len(sizes)} files without reading the archive again"
+        )
+        summary = summarize(dest, selection, sizes, verified["ratios_seen"], verified["skipped"])
+        return DownloadResult(url, md5, int(verified["size"]), None, summary, tuple(events))
+    if staging.previous is not None:
+        reached = staging.previous.get("offset") or 0
+        total = staging.previous.get("total")
+        note(
+            f"an earlier run stopped after byte {reached:,}"
+            + (f" of {total:,}" if total else "")
+            + f" with {staging.staged_files()} members already extracted (in {staging.path}). "
+            f"A stream cannot go on mid-archive ({_WHY_FROM_ZERO}), so the archive is read again "
+            "from byte 0; those members are compared with it, not written again. "
+            "--keep_archive saves the archive instead and resumes from the byte reached."
+        )
     try:
         with HttpStream(url, options, desc=name, progress=progress) as raw:
+
+            def on_member(member: str, size: int, sha256: str, reused: bool) -> None:
+                staging.record(member, size, sha256, raw.pos, raw.total)
+
             tally = extract_stream(
-                raw, staging, selection, source=url, chunk_size=options.chunk_size, bar=raw.bar
+                raw,
+                staging.files,
+                selection,
+                source=url,
+                chunk_size=options.chunk_size,
+                bar=raw.bar,
+                reuse=True,
+                on_member=on_member,
             )
-            got, size, events = raw.md5.hexdigest(), raw.pos, tuple(raw.events)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+            got, size, stream_events = raw.md5.hexdigest(), raw.pos, raw.events
+    except ArchiveError:  # the archive itself is refused: reading it again will not help
+        shutil.rmtree(staging.path, ignore_errors=True)
         raise
+    except DownloadError as e:
+        if staging.staged_files():
+            staging.save("reading")
+            raise DownloadError(f"{e}; {_how_to_go_on(staging)}") from e
+        shutil.rmtree(staging.path, ignore_errors=True)
+        raise DownloadError(f"{e}; nothing was extracted yet: run the command again") from e
+    except BaseException:  # Ctrl-C, a full disk, ...: keep what is done for the next run
+        with contextlib.suppress(Exception):
+            staging.save("reading")
+        raise
+    events.extend(stream_events)
+    if staging.previous is not None:
+        note(
+            f"kept {tally.reused} of the members already extracted (equal to the archive's), "
+            f"wrote {tally.files - tally.reused}"
+        )
     if got != md5:
-        kept = _aside(os.path.join(dest, f"{stem}.bad-md5"))
-        os.replace(staging, kept)
+        kept = _aside(os.path.join(dest, f"{_stem(name)}.bad-md5"))
+        staging.keep_only(set(staging.members))
+        os.replace(staging.files, kept)
+        shutil.rmtree(staging.path)
         raise ChecksumError(
             f"{url}: the MD5 of the {size:,} bytes read is {got}, expected {md5}; the "
             f"{tally.files} files extracted from it are kept aside in {kept}, not in {dest}",
             kept=kept,
         )
-    merge_tree(staging, dest)
-    return DownloadResult(url, got, size, None, tally.summary(dest, selection), events)
+    staging.place(size, tally.ratios_seen, tally.skipped)
+    return DownloadResult(url, got, size, None, tally.summary(dest, selection), tuple(events))
+
+
+#: Why a killed stream is read again from byte 0 (see `heldout.release.staging`).
+_WHY_FROM_ZERO = (
+    "Python can save neither the gzip decompressor's state nor the MD5's, and the MD5 must "
+    "cover every byte"
+)
+
+
+def _remove_staging(dest: str | os.PathLike, filename: str) -> tuple[str, ...]:
+    """Removes what a stopped streaming download of the same archive left in `dest`: the
+    archive was just extracted from a verified copy, so its unverified files are not needed."""
+    path = staging_path(os.path.abspath(os.fspath(dest)), _stem(filename))
+    if not os.path.isdir(path) or os.path.islink(path):
+        return ()
+    fd = try_lock(path + ".lock")
+    if fd is None:  # a streaming download of it is running: leave it alone
+        return ()
+    try:
+        shutil.rmtree(path)
+    finally:
+        unlock(path + ".lock", fd)
+    return (f"removed {path}, left by a stopped streaming download of the same archive",)
+
+
+def _how_to_go_on(staging: Staging) -> str:
+    return (
+        f"the {staging.staged_files()} members extracted so far are kept in {staging.path}: run "
+        "the same command again to go on (it reads the archive again from byte 0 but does not "
+        "write those members again), use --keep_archive to save the archive and resume from "
+        f"the byte reached, or delete {staging.path} to give up"
+    )
 
 
 def download_file(

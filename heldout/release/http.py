@@ -287,8 +287,7 @@ class HttpStream(io.RawIOBase):
     def _changed(self, reason: str) -> None:
         if self._on_restart is None:
             raise DownloadError(
-                f"{self.url}: the file changed on the server during the download ({reason}); "
-                "nothing was kept; run the command again"
+                f"{self.url}: the file changed on the server during the download ({reason})"
             )
         self._on_restart()
         self.pos = 0

@@ -18,12 +18,15 @@ import contextlib
 import dataclasses
 import errno
 import gzip
+import hashlib
 import io
 import os
 import re
 import shutil
+import stat
 import tarfile
 import zlib
+from collections.abc import Callable, Iterable
 
 from tqdm import tqdm
 
@@ -157,6 +160,7 @@ class _Tally:
     files: int = 0
     bytes: int = 0
     skipped: int = 0
+    reused: int = 0
     runs: dict[str, set[tuple[str, int]]] = dataclasses.field(default_factory=dict)
     aux: dict[str, int] = dataclasses.field(default_factory=dict)
     experiments: set[str] = dataclasses.field(default_factory=set)
@@ -188,6 +192,32 @@ class _Tally:
         )
 
 
+def summarize(
+    dest: str,
+    selection: MemberSelection,
+    sizes: dict[str, int],
+    ratios_seen: Iterable[str],
+    skipped: int,
+) -> ExtractSummary:
+    """The `ExtractSummary` of an extraction recorded elsewhere (a streaming journal).
+
+    Args:
+      dest: the destination directory.
+      selection: the selection the members were extracted with.
+      sizes: member name (archive path, ``/``-separated) -> size in bytes, per file written.
+      ratios_seen: every subset-ratio directory name seen in the archive.
+      skipped: file members not selected.
+    """
+    tally = _Tally(skipped=skipped, ratios_seen=set(ratios_seen))
+    for name, size in sizes.items():
+        tally.add(parse_member(tuple(name.split("/"))), size)
+    return tally.summary(dest, selection)
+
+
+#: Called after each member is in place: (name, size in bytes, SHA-256 hex, reused).
+MemberCallback = Callable[[str, int, str, bool], None]
+
+
 def extract_stream(
     raw: io.RawIOBase,
     root: str,
@@ -196,6 +226,8 @@ def extract_stream(
     source: str,
     chunk_size: int,
     bar: tqdm | None = None,
+    reuse: bool = False,
+    on_member: MemberCallback | None = None,
 ) -> _Tally:
     """Reads a tar or tar.gz stream front to back, writing the selected members under `root`.
 
@@ -208,6 +240,12 @@ def extract_stream(
       source: the archive's path or address, for error messages.
       chunk_size: read buffer size in bytes.
       bar: a progress bar to show the number of files written on, if any.
+      reuse: a member whose target already exists with the member's size is compared byte for
+        byte with the stream instead of written; the file is kept if equal and written again
+        (atomically) from the first differing byte on otherwise. For files that an earlier,
+        interrupted extraction wrote (`heldout.release.download.stream_extract`).
+      on_member: called as ``on_member(name, size, sha256, reused)`` once each selected
+        member is in place (``name`` is its archive path, ``/``-separated).
 
     Returns:
       The counts so far; ``.summary(root, selection)`` gives the `ExtractSummary`.
@@ -243,8 +281,16 @@ def extract_stream(
                     "special files are refused (tarfile 'data' filter rules)"
                 )
             target = os.path.join(root, *parts)
-            _write_member(tar.extractfile(member), target, member, source, piece)
+            src = tar.extractfile(member)
+            reused = False
+            if reuse and _same_size(target, member.size):
+                digest, reused = _confirm_member(src, target, member, source, piece)
+            else:
+                digest = _write_member(src, target, member, source, piece)
             tally.add(run, member.size)
+            tally.reused += reused
+            if on_member is not None:
+                on_member("/".join(parts), member.size, digest, reused)
             if bar is not None:
                 bar.set_postfix_str(f"{tally.files:,} files", refresh=False)
         # Read to the end: tar padding, the gzip trailer (CRC-32 and size are checked there).
@@ -294,12 +340,25 @@ def _member_type(member: tarfile.TarInfo) -> str:
     return f"special member (type {member.type!r})"
 
 
-def _write_member(src, target: str, member: tarfile.TarInfo, source: str, chunk_size: int) -> None:
-    """Copies a member to `target` atomically (`heldout.atomic`), keeping its mtime."""
+def _write_member(
+    src, target: str, member: tarfile.TarInfo, source: str, chunk_size: int, head=None
+) -> str:
+    """Copies a member to `target` atomically (`heldout.atomic`), keeping its mtime; returns
+    its SHA-256 (hex). `head`, when given, is a (file, n) whose first n bytes come first
+    (the part of the member already read and found equal)."""
+    hasher = hashlib.sha256()
     with atomic_write(target, "wb") as out:
         written = 0
+        if head is not None:
+            f, n = head
+            f.seek(0)
+            while written < n and (block := f.read(min(chunk_size, n - written))):
+                out.write(block)
+                hasher.update(block)
+                written += len(block)
         while block := src.read(chunk_size):
             out.write(block)
+            hasher.update(block)
             written += len(block)
         if written != member.size:
             raise ArchiveError(
@@ -308,6 +367,59 @@ def _write_member(src, target: str, member: tarfile.TarInfo, source: str, chunk_
         out.flush()  # Before the mtime is set: a later write would change it.
         with contextlib.suppress(OSError, OverflowError, ValueError):
             os.utime(out.fileno(), (member.mtime, member.mtime))
+    return hasher.hexdigest()
+
+
+def _same_size(path: str, size: int) -> bool:
+    """Whether `path` is a regular file (not a link) of `size` bytes."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_size == size
+
+
+class _Prepend:
+    """A read-once stream: `first` bytes, then what `rest.read` gives."""
+
+    def __init__(self, first: bytes, rest):
+        self._first, self._rest = first, rest
+
+    def read(self, n: int = -1) -> bytes:
+        if self._first:
+            block, self._first = self._first, b""
+            return block
+        return self._rest.read(n)
+
+
+def _confirm_member(
+    src, target: str, member: tarfile.TarInfo, source: str, chunk_size: int
+) -> tuple[str, bool]:
+    """Compares a member with the existing `target` of the same size, byte for byte.
+
+    Returns (SHA-256 hex, True) when they are equal (the file is left as it is); otherwise
+    writes the member to `target` atomically, the equal head copied from the old file, and
+    returns (SHA-256 hex, False).
+    """
+    hasher = hashlib.sha256()
+    with open(target, "rb") as old:
+        done = 0
+        while block := src.read(chunk_size):
+            if old.read(len(block)) != block:
+                digest = _write_member(
+                    _Prepend(block, src), target, member, source, chunk_size, head=(old, done)
+                )
+                return digest, False
+            hasher.update(block)
+            done += len(block)
+        if done != member.size:
+            raise ArchiveError(
+                f"{source}: member {member.name!r} ended after {done:,} of {member.size:,} bytes"
+            )
+        if old.read(1):  # the file grew since its size was checked: write it again
+            head = (old, done)
+            return _write_member(io.BytesIO(), target, member, source, chunk_size, head), False
+    return hasher.hexdigest(), True
 
 
 def merge_tree(staging: str, dest: str) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import glob
 import json
 import os
@@ -35,6 +34,7 @@ from heldout.experiment import (
     make_aux_arrays,
     write_aux_arrays,
 )
+from heldout.lock import try_lock, unlock
 from heldout.train import stacked
 from heldout.train.config import TrainConfig
 from heldout.train.plan import (
@@ -119,41 +119,9 @@ def _lock_path(ratio_dir: str, run_id: int) -> str:
     return os.path.join(ratio_dir, f".{run_id}.lock")
 
 
-def _try_lock(path: str) -> int | None:
-    """An open descriptor holding an exclusive `fcntl.flock` on `path` (created if needed, the
-    owner's pid written in it), or None when a live process holds it.
-
-    The kernel releases a lock when its process dies, so a killed trainer never blocks a run.
-    The file is removed when the lock is released (`_unlock`); a lock taken on a file another
-    process removed meanwhile is dropped and taken again on the new file.
-    """
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        try:
-            same = os.fstat(fd).st_ino == os.stat(path).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
-            return fd
-        os.close(fd)
-
-
-def _unlock(path: str, fd: int) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(path)
-    os.close(fd)
-
-
 @contextlib.contextmanager
 def _run_locks(ratio_dir: str, run_ids: Sequence[int]) -> Iterator[tuple[list[int], list[int]]]:
-    """Locks the runs (one ``.<run_id>.lock`` each, `_try_lock`) for the duration of the block.
+    """Locks the runs (one ``.<run_id>.lock`` each, `heldout.lock`) for the duration of the block.
 
     Yields:
       (locked, busy): the run ids now held by this process, and those held by another live
@@ -164,7 +132,7 @@ def _run_locks(ratio_dir: str, run_ids: Sequence[int]) -> Iterator[tuple[list[in
     try:
         for run_id in run_ids:
             path = _lock_path(ratio_dir, run_id)
-            fd = _try_lock(path)
+            fd = try_lock(path)
             if fd is None:
                 busy.append(run_id)
             else:
@@ -172,7 +140,7 @@ def _run_locks(ratio_dir: str, run_ids: Sequence[int]) -> Iterator[tuple[list[in
         yield list(held), busy
     finally:
         for path, fd in held.values():
-            _unlock(path, fd)
+            unlock(path, fd)
 
 
 # The run.json fields of the data and model, reported apart from the training settings (epochs,
