@@ -45,7 +45,8 @@ def verified(evaluator, fmnist_dataset, fmnist_experiment):
     return _Verified(evaluator, fmnist_dataset, fmnist_experiment)
 
 
-@pytest.mark.parametrize("split", [pytest.param("train", marks=pytest.mark.slow), "test"])
+@pytest.mark.slow
+@pytest.mark.parametrize("split", ["train", "test"])
 def test_logits_and_cross_check_all_runs(verified, fmnist_dataset, fmnist_dir, split):
     expected = np.load(fmnist_dir / "expected_logits.npz")
     for name in RUNS:
@@ -217,6 +218,7 @@ def test_bad_batch_size_and_fraction(fmnist_experiment, fmnist_dir):
         assert e.value.code == 2
 
 
+@pytest.mark.slow
 def test_non_finite_logits_are_refused(evaluator, fmnist_dataset, fmnist_experiment):
     # Before the fix argmax(NaN logits) = 0 counted every class-0 example as correct.
     from heldout.evaluate import NonFiniteLogitsError

@@ -288,6 +288,7 @@ def test_tensorflow_startup_lines_are_filtered_real_warnings_kept(capfd):
 # The scripts: mistakes answered before TensorFlow is imported.
 
 
+@pytest.mark.slow
 def test_demo_mistakes_are_one_line_before_tensorflow(experiment, fmnist_dir, tmp_path):
     data = f"--dataset_npz={fmnist_dir / 'dataset.npz'}"
     status, out, err, tf = run_script(DEMO, "-h")
@@ -318,6 +319,7 @@ def test_demo_mistakes_are_one_line_before_tensorflow(experiment, fmnist_dir, tm
                                     "--dataset_npz --tfrecord_dir --idx_dir is required")
 
 
+@pytest.mark.slow
 def test_mnist_script_checks_flags_before_tensorflow_or_writing(tmp_path):
     out = tmp_path / "out"
     for flag, message in (

@@ -423,6 +423,7 @@ def test_mapping_label_base_and_errors(tmp_path):
         read_index_mapping(bad)
 
 
+@pytest.mark.slow
 def test_resnet50_checkpoint_verifies_on_tiny_imagenet(tiny, tmp_path, capsys):
     """A ResNet-50 checkpoint in the release's key layout restores and cross-checks."""
     from heldout.evaluate import make_evaluator

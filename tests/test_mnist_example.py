@@ -47,6 +47,7 @@ def _direct_estimates(runs):
     return mem, infl
 
 
+@pytest.mark.slow
 def test_digits_pipeline_end_to_end(example, tmp_path, capsys):
     out = tmp_path / "out"
     args = ["--num_runs=6", "--epochs=2", f"--output_dir={out}", "--checkpoint_every=4",

@@ -134,6 +134,7 @@ def test_report_in_chromium(trained, tmp_path, capsys):
     assert label_cards == 32
 
 
+@pytest.mark.slow
 def test_predictions_majority_and_checks(trained, tmp_path):
     from heldout.report import PredictionsError, read_predictions
 
@@ -176,6 +177,7 @@ def test_predictions_majority_and_checks(trained, tmp_path):
         read_predictions(shifted, labels, accs)
 
 
+@pytest.mark.slow
 def test_computed_estimates_and_plot(trained, tmp_path, capsys):
     """Without files the report computes memorization at the largest ratio (0.8) and C-scores
     over both; `heldout plot` writes every figure alone as PNG and PDF."""

@@ -17,6 +17,7 @@ from heldout.report.page import fmt
 from heldout.report.thumbnails import thumbnail_png
 
 
+@pytest.mark.slow
 def test_cifar10_sized_page_stays_under_10_mb(tmp_path):
     """50,000 training images of 32x32x3 (noise: the worst case for PNG), 2 ratios."""
     rng = np.random.default_rng(0)

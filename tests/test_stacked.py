@@ -49,6 +49,7 @@ def _train_separately(params, images, labels, batches, k):
     return weights, slots, trainer
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("k, jit_compile", [(3, True), (1, True), (2, False)])
 def test_k_at_once_equals_separate_training(data, k, jit_compile):
     images, labels = data

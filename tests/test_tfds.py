@@ -29,6 +29,7 @@ def _write_run(run_dir, dataset, seed):
     ).write(str(run_dir / "checkpoints" / "ckpt-1"))
 
 
+@pytest.mark.slow
 def test_cifar10_mock_verify_end_to_end(tmp_path, capsys):
     with tfds.testing.mock_data(num_examples=N):
         dataset = load_dataset("cifar10:3.0.2")
