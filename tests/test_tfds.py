@@ -1,6 +1,7 @@
 """The TFDS path, offline: `heldout verify` on a CIFAR-10 run with tfds.testing.mock_data."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
