@@ -155,6 +155,20 @@ def connect(scheduler: str | None, workers: int) -> Iterator[Dask]:
         yield Dask(client, {"GPU": 1} if pinned else None)
 
 
+def check(scheduler: str | None, workers: int) -> None:
+    """Fails early, before any work: `scheduler` cannot be reached (one short connection), or
+    `workers` cannot be started (as `worker_specs`); nothing is started.
+
+    Raises:
+      ClusterError: as above.
+    """
+    if scheduler is not None:
+        with connect(scheduler, 0):
+            return
+    if workers > 0:
+        worker_specs(workers, visible_gpus())
+
+
 def run_tasks(
     dask: Dask, fn: Callable, args: Sequence[tuple], retries: int = 1
 ) -> Iterator[tuple[int, Any, BaseException | None]]:
