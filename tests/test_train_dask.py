@@ -167,8 +167,8 @@ def test_a_worker_killed_mid_run_leaves_no_partial_run(tmp_path, cluster, spec, 
     """SIGKILL of a worker process mid-run: only the run's temporary directory is left, the run
     goes to another worker and is trained again; the runs are the uninterrupted ones."""
     local, client = cluster
-    # Long enough (about 600 steps per run) to be killed mid-run.
-    config = T.TrainConfig(**{**CONFIG.__dict__, "path": "per_step", "epochs": 20,
+    # 600 steps per run (seconds): the run is still training when its worker is killed.
+    config = T.TrainConfig(**{**CONFIG.__dict__, "path": "per_step", "epochs": 40,
                               "batch_size": 10})
     ratio_dir = tmp_path / "exp" / "0.5"
     results, errors = [], []
@@ -207,7 +207,7 @@ def test_a_worker_killed_mid_run_leaves_no_partial_run(tmp_path, cluster, spec, 
     assert [r.run_id for r in result.trained] == [0, 1] and result.failed == ()
     assert sorted(os.listdir(ratio_dir)) == ["0", "1"]  # The killed run's temporary dir is gone.
     for run in open_experiment(tmp_path / "exp", strict=True).runs():
-        plan = T.plan_run(T.run_seed(0, 0.5, run.run_id), run.run_id, 300, 0.5, 20, 10)
+        plan = T.plan_run(T.run_seed(0, 0.5, run.run_id), run.run_id, 300, 0.5, 40, 10)
         np.testing.assert_array_equal(run.load_aux().subsample_idx, plan.subsample_idx)
     again = T.train_experiment(tmp_path / "exp", dataset, 0.5, [0, 1], config, progress=False,
                                scheduler=local.scheduler_address, dataset_spec=spec)
@@ -215,8 +215,10 @@ def test_a_worker_killed_mid_run_leaves_no_partial_run(tmp_path, cluster, spec, 
 
 
 @pytest.mark.slow
-def test_cli_workers_2_writes_the_runs_of_workers_0(tmp_path, fmnist_dir, dataset, capsys):
+def test_cli_workers_2_writes_the_runs_of_workers_0(tmp_path, fmnist_dir, dataset, capsys,
+                                                    monkeypatch):
     """K=2 stacked MLP runs per task (3 runs: a group of 2 and one of 1) on `--workers 2`."""
+    monkeypatch.setattr(C, "visible_gpus", lambda: [])  # CPU workers, whatever the machine.
     common = ["--dataset_npz", str(fmnist_dir / "dataset.npz"), "--train_size", "300",
               "--arch", "mlp", "--path", "stacked", "--models_per_step", "2", "--epochs", "2",
               "--batch_size", "50", "--ratio", "0.5", "--num_runs", "3", "--quiet"]

@@ -83,8 +83,9 @@ def _run_info(
 def _start_run(ratio_dir: str, run_id: int) -> str:
     """Removes stale temporary directories of the run and makes a new one.
 
-    Only called with the run's lock held (`_run_locks`), so every ``.<run_id>.tmp-*`` is stale:
-    its owner died or gave up. The directory is created with mode 0o777 less the umask (the
+    Only called with the run's lock held (`_run_locks`: by this process, or on a Dask worker by
+    the process that sent the task), so every ``.<run_id>.tmp-*`` is stale: its owner died
+    (e.g. a killed worker) or gave up. The directory is created with mode 0o777 less the umask (the
     permissions of a normally created directory; the umask is never changed).
     """
     for stale in glob.glob(os.path.join(glob.escape(ratio_dir), f".{run_id}.tmp-*")):
