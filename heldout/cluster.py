@@ -54,13 +54,16 @@ def default_workers() -> int:
     return max(1, len(visible_gpus()))
 
 
-def worker_specs(workers: int, gpus: Sequence[str]) -> dict[str, dict]:
+def worker_specs(workers: int, gpus: Sequence[str], preload: Sequence[str] = ()
+                 ) -> dict[str, dict]:
     """The `distributed.SpecCluster` worker specs of a local cluster.
 
     Args:
       workers: N >= 1 worker processes.
       gpus: the visible GPU ids; with any, worker i gets GPU ``gpus[i]`` (its environment's
         ``CUDA_VISIBLE_DEVICES``) and the abstract resource ``GPU: 1``.
+      preload: modules each worker imports when it starts (Dask's ``preload``), e.g.
+        ``heldout.quiet``, which imports TensorFlow without its start-up lines.
 
     Returns:
       {name: {"cls": Nanny, "options": {...}}}: single-threaded workers, each with an equal
@@ -81,7 +84,8 @@ def worker_specs(workers: int, gpus: Sequence[str]) -> dict[str, dict]:
             f"--workers {len(gpus)}, or set CUDA_VISIBLE_DEVICES=-1 for CPU workers"
         )
     options = {"nthreads": 1, "host": "127.0.0.1", "dashboard": False,
-               "memory_limit": MEMORY_LIMIT // workers, "silence_logs": logging.ERROR}
+               "memory_limit": MEMORY_LIMIT // workers, "silence_logs": logging.ERROR,
+               "preload": list(preload)}
     if not gpus:
         return {f"cpu-{i}": {"cls": Nanny, "options": dict(options)} for i in range(workers)}
     return {
@@ -91,16 +95,17 @@ def worker_specs(workers: int, gpus: Sequence[str]) -> dict[str, dict]:
     }
 
 
-def local_cluster(workers: int):
+def local_cluster(workers: int, preload: Sequence[str] = ()):
     """A `distributed.SpecCluster` on 127.0.0.1 (no dashboard) of `workers` single-threaded
-    worker processes, pinned one per visible GPU when there are GPUs (`worker_specs`).
+    worker processes, pinned one per visible GPU when there are GPUs, each importing the
+    modules `preload` when it starts (`worker_specs`).
 
     Raises:
       ClusterError: as `worker_specs`.
     """
     from distributed import Scheduler, SpecCluster
 
-    specs = worker_specs(workers, visible_gpus())
+    specs = worker_specs(workers, visible_gpus(), preload)
     # No dashboard; its HTTP server (health checks) on a free port.
     scheduler = {"cls": Scheduler, "options": {"host": "127.0.0.1", "dashboard": False,
                                                "dashboard_address": "127.0.0.1:0"}}
@@ -123,7 +128,8 @@ class Dask:
 
 
 @contextlib.contextmanager
-def connect(scheduler: str | None, workers: int) -> Iterator[Dask]:
+def connect(scheduler: str | None, workers: int, preload: Sequence[str] = ()
+            ) -> Iterator[Dask]:
     """A client of an existing scheduler, or of a new local cluster; closed (the cluster shut
     down) when the block ends.
 
@@ -131,6 +137,7 @@ def connect(scheduler: str | None, workers: int) -> Iterator[Dask]:
       scheduler: an address (``tcp://host:8786``) or scheduler file of a running Dask
         scheduler (e.g. from ``dask scheduler --scheduler-file`` or dask-jobqueue), or None.
       workers: with `scheduler` None, the worker processes of a `local_cluster`.
+      preload: with `scheduler` None, what each worker imports when it starts.
 
     Raises:
       ClusterError: the scheduler cannot be reached within 5 s, or as `local_cluster`.
@@ -149,7 +156,7 @@ def connect(scheduler: str | None, workers: int) -> Iterator[Dask]:
         with client:
             yield Dask(client)
         return
-    cluster = local_cluster(workers)
+    cluster = local_cluster(workers, preload)
     with cluster, Client(cluster) as client:
         pinned = any("resources" in s["options"] for s in cluster.worker_spec.values())
         yield Dask(client, {"GPU": 1} if pinned else None)

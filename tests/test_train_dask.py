@@ -8,6 +8,7 @@ once); the CLI test of `--workers 2` starts its own.
 import os
 import re
 import signal
+import sys
 import threading
 import time
 
@@ -38,10 +39,11 @@ def dataset(spec):
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A `heldout.cluster.local_cluster` of 2 workers on a machine faking 2 visible GPUs."""
+    """A `heldout.cluster.local_cluster` of 2 workers on a machine faking 2 visible GPUs, each
+    importing TensorFlow (quietly) when it starts."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(C, "visible_gpus", lambda: ["0", "1"])
-        local = C.local_cluster(2)
+        local = C.local_cluster(2, preload=["heldout.quiet"])
     from distributed import Client
 
     try:
@@ -76,9 +78,11 @@ def _same_runs(a, b, dataset):
 
 
 def test_worker_specs_and_pinning(cluster):
-    """Each worker got its own GPU in its environment when it started, and the resource
-    GPU=1; this process's environment is untouched."""
+    """Each worker got its own GPU in its environment when it started (before the preload
+    imported TensorFlow), and the resource GPU=1; this process's environment is untouched."""
     local, client = cluster
+    assert client.run(lambda: "tensorflow" in sys.modules) == dict.fromkeys(
+        client.nthreads(), True)
     pinned = client.run(lambda: os.environ.get("CUDA_VISIBLE_DEVICES"))
     assert sorted(pinned.values()) == ["0", "1"]
     resources = [w["resources"] for w in client.scheduler_info()["workers"].values()]

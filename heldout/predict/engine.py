@@ -417,7 +417,8 @@ def predict(
                     tuple(int(d) for d in data.image_shape), outputs, logits_dtype,
                     batch_size, layout.num_train, tuple(sorted((backend_options or {}).items())))
     with contextlib.ExitStack() as stack:
-        dask = (stack.enter_context(connect(scheduler, workers))
+        preload = ["heldout.quiet"] if backend == "tensorflow" else []
+        dask = (stack.enter_context(connect(scheduler, workers, preload))
                 if workers > 0 or scheduler is not None else None)
         prepare_store(out, layout, runs, labels, overwrite)
         return _fill(spec, runs, data, dask, retries, progress, cache,

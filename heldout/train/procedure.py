@@ -383,12 +383,10 @@ def _train_runs_on_dask(spec, dataset, ratio, ratio_dir, plans, config, progress
     task = TrainTask(spec, fingerprint_dataset(dataset, ("train", "test")), config, ratio,
                      ratio_dir)
     groups = [[p.run_id for p in group] for group in groups_of_runs(plans, config)]
-    k = config.resolved_models_per_step()
-    desc = f"runs at {ratio}" + (f" ({k} per step)" if config.resolved_path() == "stacked"
-                                 else "")
     trained, failed = [], []
-    with connect(scheduler, workers) as dask, tqdm(total=len(plans), desc=desc, unit="run",
-                                                   disable=not progress) as bar:
+    with connect(scheduler, workers, ["heldout.quiet"]) as dask, tqdm(
+            total=len(plans), desc=_bar_description(ratio, config), unit="run",
+            disable=not progress) as bar:
         for result in train_on_dask(dask, task, groups, retries):
             trained += [Run(os.path.join(ratio_dir, str(r)), ratio, r) for r in result.trained]
             failed += [(r, result.error) for r in result.run_ids if result.error]
@@ -434,13 +432,17 @@ def train_group(state: dict, ratio: str, ratio_dir: str, group: Sequence[RunPlan
     return train(state, ratio, ratio_dir, group, config, progress)
 
 
+def _bar_description(ratio: str, config: TrainConfig) -> str:
+    if config.resolved_path() == "stacked":
+        return f"runs at {ratio} ({config.resolved_models_per_step()} per step)"
+    return f"runs at {ratio}"
+
+
 def _train_runs(state, ratio, ratio_dir, plans, config, progress):
-    k = config.resolved_models_per_step()
-    desc = f"runs at {ratio}" + (f" ({k} per step)" if config.resolved_path() == "stacked"
-                                 else "")
     groups = groups_of_runs(plans, config)
     trained = []
-    with tqdm(total=len(plans), desc=desc, unit="run", disable=not progress) as bar:
+    with tqdm(total=len(plans), desc=_bar_description(ratio, config), unit="run",
+              disable=not progress) as bar:
         for group in groups:
             # Per-step runs show their steps; stacked runs only when there is one group.
             steps = progress and (config.resolved_path() == "per_step" or len(groups) == 1)
