@@ -19,7 +19,7 @@ from heldout import cluster as C
 from heldout import train as T
 from heldout.checkpoint import restore
 from heldout.cli import main
-from heldout.data import DatasetSpec
+from heldout.data import DatasetSpec, flip_labels
 from heldout.data.arrays import model_input
 from heldout.experiment import open_experiment
 from heldout.models import build_model
@@ -153,6 +153,27 @@ def test_a_run_failing_on_a_worker_is_named_and_the_others_finish(tmp_path, clus
     assert sorted(os.listdir(tmp_path / "exp" / "0.5")) == ["0", "2"]  # Nothing left of run 1.
     assert main(argv) == 0
     assert "trained 1 runs, skipped 2 complete runs" in capsys.readouterr().out
+
+
+def test_a_worker_loading_another_dataset_refuses_to_train(tmp_path, cluster, spec, dataset):
+    local, _ = cluster
+    noisy, _ = flip_labels(dataset, 0.2)  # What this process trains on is not what spec gives.
+    result = T.train_experiment(tmp_path, noisy, 0.5, [0, 1], CONFIG, progress=False,
+                                scheduler=local.scheduler_address, dataset_spec=spec)
+    assert result.trained == () and [r for r, _ in result.failed] == [0, 1]
+    assert re.search(r"the worker loaded another dataset from DatasetSpec\(.*\) than the calling "
+                     r"process: split 'train' labels differ", result.failed[0][1])
+    assert os.listdir(tmp_path / "0.5") == []
+
+
+def test_dataset_spec_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d.npz").write_bytes(b"")
+    spec = DatasetSpec(dataset_npz="d.npz", data_dir="tfds", train_size=3).absolute()
+    assert spec == DatasetSpec(dataset_npz=str(tmp_path / "d.npz"),
+                               data_dir=str(tmp_path / "tfds"), train_size=3)
+    assert DatasetSpec(dataset="d.npz").absolute().dataset == str(tmp_path / "d.npz")
+    assert DatasetSpec(dataset="mnist:3.0.1").absolute().dataset == "mnist:3.0.1"
 
 
 def _incomplete_run_dirs(ratio_dir) -> list[str]:

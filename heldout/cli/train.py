@@ -80,11 +80,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def training_data_spec(args: argparse.Namespace):
-    """The `DatasetSpec` of --dataset / --dataset_npz / --idx_dir, cut to --train_size."""
+    """The `DatasetSpec` of --dataset / --dataset_npz / --idx_dir, cut to --train_size (with
+    absolute paths for Dask workers)."""
     from heldout.data.spec import DatasetSpec
 
-    return DatasetSpec(dataset=args.dataset, dataset_npz=args.dataset_npz, idx_dir=args.idx_dir,
+    spec = DatasetSpec(dataset=args.dataset, dataset_npz=args.dataset_npz, idx_dir=args.idx_dir,
                        data_dir=args.data_dir, train_size=args.train_size)
+    # Workers may run in another directory or on another machine.
+    return spec.absolute() if args.workers or args.scheduler is not None else spec
 
 
 def refuse_nested_destination(experiment_dir: str) -> None:

@@ -7,6 +7,7 @@ the dataset from it once (`DatasetSpec.load`) and keeps it across its tasks.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Sequence
 
 
@@ -28,6 +29,16 @@ class DatasetSpec:
     data_dir: str | None = None
     index_npz: str | None = None
     train_size: int | None = None
+
+    def absolute(self) -> DatasetSpec:
+        """The same spec with its paths (`dataset_npz`, `tfrecord_dir`, `idx_dir`, `data_dir`,
+        `index_npz`, `dataset` when it names a file) made absolute, so that a worker started
+        in another directory finds them."""
+        paths = ["dataset_npz", "tfrecord_dir", "idx_dir", "data_dir", "index_npz"]
+        if self.dataset is not None and os.path.isfile(self.dataset):  # An .npz path given
+            paths.append("dataset")                                      # as `dataset`.
+        return dataclasses.replace(self, **{
+            f: os.path.abspath(getattr(self, f)) for f in paths if getattr(self, f) is not None})
 
     def load(self, splits: str | Sequence[str]):
         """The dataset with `splits` (one split name or several), cut to `train_size`.

@@ -16,7 +16,7 @@ import dataclasses
 from collections.abc import Iterator, Sequence
 
 from heldout.cluster import Dask, run_tasks, worker_cache
-from heldout.data.fingerprint import Fingerprint
+from heldout.data.fingerprint import Fingerprint, differences
 from heldout.data.spec import DatasetSpec
 from heldout.errors import HeldoutError
 from heldout.train.config import TrainConfig
@@ -32,7 +32,8 @@ class TrainTask:
     Attributes:
       dataset: where each worker loads the dataset (``train`` and ``test`` splits) from.
       fingerprint: the dataset's fingerprint as the calling process loaded it; a worker that
-        loads another dataset (labels, sizes) refuses to train.
+        loads another dataset (split sizes, labels: `heldout.data.fingerprint.differences`)
+        refuses to train.
       config: how to train (with the stacked path's K resolved by the calling process).
       ratio: the subset ratio's directory name, e.g. ``0.7``.
       ratio_dir: the absolute ``<experiment>/<ratio>`` directory.
@@ -82,11 +83,10 @@ def train_task(task: TrainTask, run_ids: Sequence[int]) -> GroupResult:
         else:
             dataset = task.dataset.load(("train", "test"))
         state = procedure.process_state(cache, task.state_key(), dataset, task.config)
-        if state["fingerprint"] != task.fingerprint:
-            raise TrainError(
-                f"the worker loaded another dataset from {task.dataset}: "
-                f"{state['fingerprint'].describe()}, not {task.fingerprint.describe()}"
-            )
+        differ = differences(state["fingerprint"], task.fingerprint)
+        if differ:
+            raise TrainError(f"the worker loaded another dataset from {task.dataset} than the "
+                             f"calling process: {'; '.join(differ)}")
         config, n_train = task.config, dataset.num_examples("train")
         plans = [plan_run(run_seed(config.seed, float(task.ratio), r), r, n_train,
                           float(task.ratio), config.epochs, config.batch_size) for r in run_ids]
