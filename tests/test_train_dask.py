@@ -97,6 +97,12 @@ def test_worker_specs_and_pinning(cluster):
         C.worker_specs(0, [])
 
 
+def _cached_trainer(dask_worker):
+    """id of the worker's cached per-step trainer, or None."""
+    state = getattr(dask_worker, "_heldout_train_state", None)
+    return id(state["trainer"]) if state and "trainer" in state else None
+
+
 def test_dask_runs_equal_in_process_runs(tmp_path, cluster, spec, dataset):
     """Per-step runs on the cluster (one run per task, split with a shard as well) are the runs
     of this process; a second call skips them all."""
@@ -107,9 +113,14 @@ def test_dask_runs_equal_in_process_runs(tmp_path, cluster, spec, dataset):
     first = T.train_experiment(tmp_path / "dask", dataset, 0.5, T.shard_run_ids(range(3), 1, 2),
                                config, progress=False, scheduler=address, dataset_spec=spec)
     assert [r.run_id for r in first.trained] == [1] and first.failed == ()
+    trainers = client.run(_cached_trainer)
     rest = T.train_experiment(tmp_path / "dask", dataset, 0.5, range(3), config,
                               progress=False, scheduler=address, dataset_spec=spec)
     assert [r.run_id for r in rest.trained] == [0, 2] and rest.skipped == (1,)
+    # Each worker kept its dataset and compiled trainer across tasks and calls.
+    kept = {w: t for w, t in client.run(_cached_trainer).items() if t is not None}
+    assert kept and all(trainers[w] in (None, t) for w, t in kept.items())
+    assert any(trainers[w] == t for w, t in kept.items())
     _same_runs(tmp_path / "local", tmp_path / "dask", dataset)
     again = T.train_experiment(tmp_path / "dask", dataset, 0.5, range(3), config,
                                progress=False, scheduler=address, dataset_spec=spec)
