@@ -1,4 +1,4 @@
-"""TensorFlow without its start-up noise, for the CLI and the scripts (stdlib only).
+"""TensorFlow without its start-up noise, for the CLI, the scripts and Dask workers (stdlib only).
 
 Importing TensorFlow 2.21 on a CPU writes, from C++ and twice (once per native library):
 
@@ -80,3 +80,9 @@ def import_tensorflow() -> ModuleType:
     with filtered_stderr():
         import tensorflow
     return tensorflow
+
+
+def dask_setup(worker) -> None:
+    """Dask preload hook (``preload=["heldout.quiet"]``, `heldout.cluster.local_cluster`):
+    imports TensorFlow quietly when a worker process starts, before any task imports it."""
+    import_tensorflow()

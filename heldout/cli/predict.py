@@ -14,7 +14,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from heldout.cli.common import CommandError, add_dataset_flags, fraction, positive_int
+from heldout.cli.common import (
+    CommandError,
+    add_dataset_flags,
+    fraction,
+    non_negative_int,
+    positive_int,
+)
 
 
 def _outputs(text: str) -> tuple[str, ...]:
@@ -25,13 +31,6 @@ def _outputs(text: str) -> tuple[str, ...]:
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown {unknown}; choose from {','.join(OUTPUTS)}")
     return names
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -62,12 +61,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--arch", default=None, help="small_inception | resnet50 | mlp "
                    "(default: the released architecture for the dataset)")
     p.add_argument("--backend", choices=["tensorflow", "torch"], default="tensorflow")
-    p.add_argument("--workers", type=_non_negative, default=None,
+    p.add_argument("--workers", type=non_negative_int, default=None,
                    help="Dask worker processes of a local cluster (default one per visible GPU, "
                    "else one); 0 evaluates in this process without Dask")
     p.add_argument("--scheduler", default=None,
                    help="address or scheduler file of an existing Dask cluster")
-    p.add_argument("--retries", type=_non_negative, default=1,
+    p.add_argument("--retries", type=non_negative_int, default=1,
                    help="Dask retries of a task that crashed (default 1)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing store made for something else")

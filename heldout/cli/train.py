@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from heldout.cli.common import CommandError, HelpFormatter
+from heldout.cli.common import CommandError, HelpFormatter, non_negative_int
 
 DEFAULTS = {"epochs": 10, "batch_size": 128, "learning_rate": 0.1, "momentum": 0.9}
 
@@ -20,10 +20,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "from the run's seed, train a fresh model on it with momentum SGD, evaluate every "
         "training and test example and write EXPERIMENT_DIR/<ratio>/<run_id>/{aux_arrays.npz, "
         "run.json, checkpoints/ckpt-<epochs>}. A run appears only when complete; complete runs "
-        "are skipped, so an interrupted command resumes where it stopped. Split the runs over "
-        "processes or machines with --run_ids or --shard.",
-        epilog="example: heldout train exp --dataset_npz data.npz --arch small_inception "
-        "--ratio 0.5 --run_ids 0-99 --shard 0/4",
+        "are skipped, so an interrupted command resumes where it stopped. Runs are trained in "
+        "this process (--workers 0, the default) or on Dask workers: --workers N starts a local "
+        "cluster of N worker processes (one per GPU, each pinned to its GPU), --scheduler uses "
+        "an existing cluster; each task trains one run (K stacked MLP runs on the stacked "
+        "path), each worker keeps its dataset and compiled step, and a run whose worker dies "
+        "is trained again. Split the runs over processes or machines without Dask with "
+        "--run_ids or --shard. Exits 1 when a run failed on a worker (named in the output).",
+        epilog="examples: heldout train exp --dataset_npz data.npz --arch small_inception "
+        "--ratio 0.5 --run_ids 0-99 --shard 0/4;  heldout train exp --dataset cifar10:3.0.2 "
+        "--num_runs 400 --workers 4;  heldout train exp --idx_dir fmnist --num_runs 2000 "
+        "--scheduler scheduler.json",
         formatter_class=HelpFormatter,
     )
     p.add_argument("experiment_dir", help="<experiment> directory (created if needed)")
@@ -61,20 +68,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "run ids divisible by this (1: all; 0: none)")
     p.add_argument("--no_xla", action="store_true", help="do not compile with XLA")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    dask = p.add_mutually_exclusive_group()
+    dask.add_argument("--workers", type=non_negative_int, default=0,
+                      help="Dask worker processes of a local cluster (at most one per visible "
+                      "GPU, each pinned to its GPU); 0 trains in this process without Dask")
+    dask.add_argument("--scheduler", default=None, help="address (tcp://host:8786) or "
+                      "scheduler file of an existing Dask cluster to train on")
+    p.add_argument("--retries", type=non_negative_int, default=1,
+                   help="Dask retries of a task that crashed")
     p.set_defaults(handler=train_command)
 
 
-def load_training_data(args: argparse.Namespace):
-    """The dataset named by --dataset / --dataset_npz / --idx_dir, cut to --train_size."""
-    from heldout.data import load_dataset
+def training_data_spec(args: argparse.Namespace):
+    """The `DatasetSpec` of --dataset / --dataset_npz / --idx_dir, cut to --train_size (with
+    absolute paths for Dask workers)."""
+    from heldout.data.spec import DatasetSpec
 
-    dataset = load_dataset(args.dataset, args.dataset_npz, ("train", "test"), args.data_dir,
-                           idx_dir=args.idx_dir)
-    if args.train_size is not None:
-        from heldout.data.transforms import take_train
-
-        dataset = take_train(dataset, args.train_size)
-    return dataset
+    spec = DatasetSpec(dataset=args.dataset, dataset_npz=args.dataset_npz, idx_dir=args.idx_dir,
+                       data_dir=args.data_dir, train_size=args.train_size)
+    # Workers may run in another directory or on another machine.
+    return spec.absolute() if args.workers or args.scheduler is not None else spec
 
 
 def refuse_nested_destination(experiment_dir: str) -> None:
@@ -102,6 +115,10 @@ def refuse_nested_destination(experiment_dir: str) -> None:
 
 def train_command(args: argparse.Namespace) -> int:
     refuse_nested_destination(args.experiment_dir)
+    if args.workers or args.scheduler is not None:
+        from heldout.cluster import check
+
+        check(args.scheduler, args.workers)  # Before TensorFlow loads: fails in a second.
     from heldout.quiet import import_tensorflow
 
     import_tensorflow()
@@ -122,7 +139,8 @@ def train_command(args: argparse.Namespace) -> int:
     if args.shard:
         run_ids = shard_run_ids(run_ids, *parse_shard(args.shard))
     ratio = ratio_name(args.ratio)
-    dataset = load_training_data(args)
+    spec = training_data_spec(args)
+    dataset = spec.load(("train", "test"))
     arch = args.arch or default_arch(dataset.name, dataset.image_shape)
     config = TrainConfig(
         arch=arch, epochs=args.epochs, batch_size=args.batch_size,
@@ -132,12 +150,22 @@ def train_command(args: argparse.Namespace) -> int:
     )
     print(f"training {len(run_ids)} runs of {arch} at ratio {ratio} on {dataset.name} "
           f"({dataset.num_examples('train')} train, {dataset.num_examples('test')} test), "
-          f"path {config.resolved_path()}, {config.resolved_models_per_step()} per step",
+          f"path {config.resolved_path()}, {config.resolved_models_per_step()} per step"
+          + (f", on {args.workers} Dask workers" if args.workers else "")
+          + (f", on the Dask cluster {args.scheduler}" if args.scheduler else ""),
           file=sys.stderr)
     result = train_experiment(args.experiment_dir, dataset, float(ratio), run_ids, config,
-                              progress=not args.quiet)
+                              progress=not args.quiet, workers=args.workers,
+                              scheduler=args.scheduler, dataset_spec=spec, retries=args.retries)
+    for run_id, error in result.failed:
+        print(f"run {run_id}: FAILED: {error}")
     busy = (f", left {len(result.busy)} runs being trained by another process "
             f"({result.busy[:5]})" if result.busy else "")
+    failed = f", {len(result.failed)} runs failed" if result.failed else ""
     print(f"trained {len(result.trained)} runs, skipped {len(result.skipped)} complete runs"
-          f"{busy}, in {result.seconds:.1f} s; runs in {os.path.join(args.experiment_dir, ratio)}")
-    return 0
+          f"{busy}{failed}, in {result.seconds:.1f} s; runs in "
+          f"{os.path.join(args.experiment_dir, ratio)}")
+    if result.failed:
+        print(f"{len(result.failed)} runs failed; run the command again to retry them",
+              file=sys.stderr)
+    return 1 if result.failed else 0

@@ -17,6 +17,7 @@ import numpy as np
 
 from heldout.data.arrays import ArrayDataset, Batch, DatasetError
 from heldout.data.fingerprint import Fingerprint, check_labels, label_hash
+from heldout.data.spec import DatasetSpec
 from heldout.data.transforms import flip_labels, take_train
 
 if TYPE_CHECKING:  # TensorFlow is imported only when TFRecord shards are read.
@@ -161,6 +162,7 @@ def load_labels(
 
 
 __all__ = [
-    "ArrayDataset", "Batch", "DatasetError", "check_labels", "flip_labels", "label_hash",
-    "load_checked_labels", "load_dataset", "load_labels", "load_split_labels", "take_train",
+    "ArrayDataset", "Batch", "DatasetError", "DatasetSpec", "check_labels", "flip_labels",
+    "label_hash", "load_checked_labels", "load_dataset", "load_labels", "load_split_labels",
+    "take_train",
 ]

@@ -6,6 +6,8 @@ attributes are listed in `heldout.predict.store` and README.md ("Predictions sto
 here imports TensorFlow until a run is evaluated.
 """
 
+from heldout.cluster import ClusterError, default_workers
+from heldout.data.spec import DatasetSpec
 from heldout.predict.backend import (
     BACKENDS,
     Backend,
@@ -16,12 +18,10 @@ from heldout.predict.backend import (
 )
 from heldout.predict.consumers import accumulate_store, to_datamodels
 from heldout.predict.engine import (
-    DatasetSpec,
     PredictError,
     PredictSummary,
     RunResult,
     TaskSpec,
-    default_workers,
     evaluate_run,
     parse_run_ids,
     predict,
@@ -39,8 +39,8 @@ from heldout.predict.store import (
 )
 
 __all__ = [
-    "BACKENDS", "DEFAULT_OUTPUTS", "OUTPUTS", "Backend", "BackendError", "DatasetSpec",
-    "PredictError", "PredictSummary", "PredictionStore", "RestoredRun", "RunResult",
+    "BACKENDS", "DEFAULT_OUTPUTS", "OUTPUTS", "Backend", "BackendError", "ClusterError",
+    "DatasetSpec", "PredictError", "PredictSummary", "PredictionStore", "RestoredRun", "RunResult",
     "StoreError", "StoreLayout", "TaskSpec", "TensorFlowBackend", "accumulate_store",
     "default_workers", "evaluate_run", "logit_confidence", "make_backend", "margin", "open_store",
     "parse_run_ids", "predict", "select_runs", "to_datamodels",

@@ -10,8 +10,8 @@ same call again evaluates only the runs not completed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import logging
 import os
 import shutil
 import sys
@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from heldout.cluster import Dask, connect, run_tasks, worker_cache
+from heldout.data.spec import DatasetSpec
 from heldout.errors import HeldoutError
 from heldout.experiment import Run, is_run_dir, open_experiment, run_from_path
 from heldout.predict import store as st
@@ -31,32 +33,8 @@ _WORKER_ATTR = "_heldout_predict_state"
 
 
 class PredictError(HeldoutError, ValueError):
-    """Inputs to `predict` that do not fit: no runs selected, a bad `out`, an unreachable
-    scheduler, a run of another dataset size."""
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetSpec:
-    """Where a task loads the dataset from (the arguments of `heldout.data.load_dataset`)."""
-
-    dataset: str | None = None
-    dataset_npz: str | None = None
-    tfrecord_dir: str | None = None
-    idx_dir: str | None = None
-    data_dir: str | None = None
-    index_npz: str | None = None
-    train_size: int | None = None
-
-    def load(self, split: str):
-        from heldout.data import load_dataset
-
-        dataset = load_dataset(self.dataset, self.dataset_npz, (split,), self.data_dir,
-                               self.tfrecord_dir, self.index_npz, self.idx_dir)
-        if self.train_size is not None and split == "train":
-            from heldout.data.transforms import take_train
-
-            dataset = take_train(dataset, self.train_size)
-        return dataset
+    """Inputs to `predict` that do not fit: no runs selected, a bad `out`, a run of another
+    dataset size (an unreachable scheduler is a `heldout.cluster.ClusterError`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,13 +109,7 @@ class PredictSummary:
 def _state(spec: TaskSpec, cache: dict | None) -> dict:
     """The process's cached dataset and model for `spec` (one entry: a new key replaces it)."""
     if cache is None:
-        from distributed import get_worker
-
-        worker = get_worker()
-        cache = getattr(worker, _WORKER_ATTR, None)
-        if cache is None:
-            cache = {}
-            setattr(worker, _WORKER_ATTR, cache)
+        cache = worker_cache(_WORKER_ATTR)
     if cache.get("key") != spec.model_key():
         cache.clear()
         cache["key"] = spec.model_key()
@@ -300,83 +272,25 @@ def prepare_store(out: str, layout: st.StoreLayout, runs: Sequence[Run], labels:
 # Running the tasks.
 
 
-def _visible_gpus() -> list[str]:
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return [d for d in visible.split(",") if d.strip() and d.strip() != "-1"]
-    if shutil.which("nvidia-smi") is None:
-        return []
-    import subprocess
-
-    try:
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [str(i) for i, line in enumerate(out.stdout.splitlines()) if line.startswith("GPU")]
-
-
-def default_workers() -> int:
-    """One worker per visible GPU, else one."""
-    return max(1, len(_visible_gpus()))
-
-
-def _connect(scheduler: str | None, workers: int):
-    """(client, cluster or None, task resources) for an external scheduler or a LocalCluster."""
-    from distributed import Client, LocalCluster
-
-    if scheduler is not None:
-        try:
-            if os.path.isfile(scheduler):
-                client = Client(scheduler_file=scheduler, timeout="5s")
-            else:
-                client = Client(scheduler, timeout="5s")
-        except (OSError, TimeoutError, ValueError) as e:
-            raise PredictError(f"--scheduler {scheduler}: cannot connect ({type(e).__name__}: "
-                               f"{e})") from e
-        return client, None, None
-    gpus = _visible_gpus()
-    kwargs: dict[str, Any] = {}
-    if gpus and workers <= len(gpus):
-        kwargs["resources"] = {"GPU": 1}
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                           dashboard_address=None, silence_logs=logging.ERROR, **kwargs)
-    client = Client(cluster)
-    if "resources" in kwargs:
-        # Pin worker i to GPU i before any task imports TensorFlow (which would take them all).
-        for i, address in enumerate(sorted(client.scheduler_info()["workers"])):
-            client.run(os.environ.__setitem__, "CUDA_VISIBLE_DEVICES", gpus[i],
-                       workers=[address])
-    return client, cluster, kwargs.get("resources")
-
-
-def _run_tasks(spec: TaskSpec, todo: list[tuple[int, Run]], dask: tuple | None,
+def _run_tasks(spec: TaskSpec, todo: list[tuple[int, Run]], dask: Dask | None,
                retries: int, progress: bool, cache: dict | None):
     """Yields a `RunResult` per run, as they finish: in this process (`dask` None) or on the
-    cluster of `dask` = (client, cluster, resources)."""
+    cluster (`heldout.cluster.run_tasks`)."""
     bar = tqdm(total=len(todo), desc="predict", unit="run", disable=not progress,
                dynamic_ncols=True)
-    if dask is None:
-        cache = {} if cache is None else cache
-        with bar:
+    with bar:
+        if dask is None:
+            cache = {} if cache is None else cache
             for row, run in todo:
                 yield evaluate_run(spec, row, run.path, cache)
                 bar.update()
-        return
-    from distributed import as_completed
-
-    client, _, resources = dask
-    futures = client.map(
-        evaluate_run, [spec] * len(todo), [row for row, _ in todo],
-        [run.path for _, run in todo], retries=retries, pure=False, resources=resources,
-    )
-    names = {f.key: (row, run.name) for f, (row, run) in zip(futures, todo, strict=True)}
-    with bar:
-        for future in as_completed(futures):
-            try:
-                yield future.result()
-            except Exception as e:  # noqa: BLE001 - a task's bug or a worker lost for good
-                row, name = names[future.key]
-                yield RunResult(row, name, error=f"{type(e).__name__}: {e}")
+            return
+        args = [(spec, row, run.path) for row, run in todo]
+        for i, result, error in run_tasks(dask, evaluate_run, args, retries):
+            if error is not None:
+                row, run = todo[i]
+                result = RunResult(row, run.name, error=f"{type(error).__name__}: {error}")
+            yield result
             bar.update()
 
 
@@ -451,8 +365,9 @@ def predict(
       ratios, run_ids: select runs (default all with a complete checkpoint).
       outputs: of `heldout.predict.store.OUTPUTS`; ``correct`` (and ``prediction``) always.
       logits_dtype: ``float16`` or ``float32``, with ``logits`` in `outputs`.
-      workers: 0 evaluates in this process (no Dask); N >= 1 starts a `LocalCluster` of N
-        single-threaded worker processes (pinned one per GPU when there are as many GPUs).
+      workers: 0 evaluates in this process (no Dask); N >= 1 starts a local cluster of N
+        single-threaded worker processes, pinned one per visible GPU when there are GPUs
+        (`heldout.cluster.local_cluster`).
       scheduler: an existing Dask scheduler's address or scheduler file (`workers` ignored).
       backend, arch, backend_options: the evaluator (`make_backend`); `arch` defaults to the
         released architecture for the dataset.
@@ -468,6 +383,7 @@ def predict(
     Raises:
       PredictError, StoreError, BackendError, DatasetError, ...: bad inputs, before any run is
         evaluated.
+      ClusterError: an unreachable `scheduler`, or more `workers` than visible GPUs.
     """
     from heldout.data.fingerprint import fingerprint_from_labels, split_name
     from heldout.models import default_arch
@@ -500,19 +416,16 @@ def predict(
     spec = TaskSpec(out, dataset, split, backend, arch, int(data.num_classes),
                     tuple(int(d) for d in data.image_shape), outputs, logits_dtype,
                     batch_size, layout.num_train, tuple(sorted((backend_options or {}).items())))
-    dask = _connect(scheduler, workers) if workers > 0 or scheduler is not None else None
-    try:
+    with contextlib.ExitStack() as stack:
+        preload = ["heldout.quiet"] if backend == "tensorflow" else []
+        dask = (stack.enter_context(connect(scheduler, workers, preload))
+                if workers > 0 or scheduler is not None else None)
         prepare_store(out, layout, runs, labels, overwrite)
         return _fill(spec, runs, data, dask, retries, progress, cache,
                      min_match_fraction if cross_check else None)
-    finally:
-        if dask is not None:
-            dask[0].close()
-            if dask[1] is not None:
-                dask[1].close()
 
 
-def _fill(spec: TaskSpec, runs: Sequence[Run], data, dask: tuple | None, retries: int,
+def _fill(spec: TaskSpec, runs: Sequence[Run], data, dask: Dask | None, retries: int,
           progress: bool, cache: dict | None, min_match_fraction: float | None
           ) -> PredictSummary:
     """Evaluates the runs of the store `spec.store` not completed, then cross-checks (unless

@@ -25,6 +25,7 @@ from heldout import __version__
 from heldout.atomic import fsync_directory, write_text_atomic
 from heldout.data.arrays import ArrayDataset
 from heldout.data.fingerprint import fingerprint_dataset, label_hash
+from heldout.data.spec import DatasetSpec
 from heldout.experiment import (
     AUX_ARRAYS,
     CHECKPOINT_DIR,
@@ -82,8 +83,9 @@ def _run_info(
 def _start_run(ratio_dir: str, run_id: int) -> str:
     """Removes stale temporary directories of the run and makes a new one.
 
-    Only called with the run's lock held (`_run_locks`), so every ``.<run_id>.tmp-*`` is stale:
-    its owner died or gave up. The directory is created with mode 0o777 less the umask (the
+    Only called with the run's lock held (`_run_locks`: by this process, or on a Dask worker by
+    the process that sent the task), so every ``.<run_id>.tmp-*`` is stale: its owner died
+    (e.g. a killed worker) or gave up. The directory is created with mode 0o777 less the umask (the
     permissions of a normally created directory; the umask is never changed).
     """
     for stale in glob.glob(os.path.join(glob.escape(ratio_dir), f".{run_id}.tmp-*")):
@@ -214,12 +216,15 @@ class TrainResult:
       skipped: run ids that were already complete.
       seconds: wall time.
       busy: run ids another live process was training (their locks were held), not trained.
+      failed: (run id, message) of the runs that failed on a Dask worker (not written); the
+        in-process path raises instead.
     """
 
     trained: tuple[Run, ...]
     skipped: tuple[int, ...]
     seconds: float
     busy: tuple[int, ...] = ()
+    failed: tuple[tuple[int, str], ...] = ()
 
 
 def train_experiment(
@@ -229,8 +234,21 @@ def train_experiment(
     run_ids: Sequence[int],
     config: TrainConfig = TrainConfig(),  # noqa: B008 (a frozen dataclass)
     progress: bool = True,
+    *,
+    workers: int = 0,
+    scheduler: str | None = None,
+    dataset_spec: DatasetSpec | None = None,
+    retries: int = 1,
 ) -> TrainResult:
     """Trains the runs `run_ids` at `subset_ratio` and writes each in the release layout.
+
+    The runs are trained in this process (`workers` 0, `scheduler` None), or on Dask workers:
+    a local cluster of `workers` processes, or the existing cluster of `scheduler`. Each task
+    trains one group of runs (one run, or K runs of the stacked path: the groups of the
+    in-process path, so both give the same runs) and each worker keeps its dataset and
+    compiled trainers across tasks (`heldout.train.fanout`). This process holds the runs'
+    locks meanwhile, so the rules below hold either way; a run whose worker is killed is
+    given to another worker and trained again.
 
     Complete runs (``<ratio>/<run_id>/aux_arrays.npz`` present) are skipped. Each run to train
     is locked first (``<ratio>/.<run_id>.lock``, an `fcntl.flock` the kernel releases when its
@@ -244,20 +262,37 @@ def train_experiment(
       subset_ratio: fraction of the training set in each run's subset, in (0, 1].
       run_ids: the runs to train.
       config: how to train.
-      progress: show progress bars.
+      progress: show progress bars (on Dask, one bar over the runs).
+      workers: 0 trains in this process; N >= 1 starts a local cluster of N single-threaded
+        worker processes, pinned one per visible GPU when there are GPUs
+        (`heldout.cluster.local_cluster`).
+      scheduler: the address or scheduler file of an existing Dask cluster (`workers` is
+        then ignored).
+      dataset_spec: where `dataset` comes from (`DatasetSpec.load` of ``train`` and
+        ``test``); required on Dask, where each worker loads it (tasks never carry images) and
+        refuses to train when its fingerprint differs from `dataset`'s.
+      retries: Dask retries of a task that raised something other than a `HeldoutError`.
 
     Returns:
-      The runs written and the run ids skipped.
+      The runs written, the run ids skipped and, on Dask, the runs that failed (a run that
+      fails there is named in `TrainResult.failed`; the other runs are still trained).
 
     Raises:
-      TrainError: a bad ratio or run id, a dataset that is not an `ArrayDataset` (e.g. a
-        TFRecord dataset) or lacks ``train``/``test``, or existing runs of the ratio trained
-        on other data, another architecture or with other epochs, batch size, learning rate,
-        momentum or experiment seed (their run.json says).
+      TrainError: a bad ratio or run id, no `dataset_spec` on Dask, a dataset that is not an
+        `ArrayDataset` (e.g. a TFRecord dataset) or lacks ``train``/``test``, or existing runs
+        of the ratio trained on other data, another architecture or with other epochs, batch
+        size, learning rate, momentum or experiment seed (their run.json says).
       LayoutError: a run directory that exists without aux arrays (not written by this
         library, which renames a run into place only when complete: remove it).
+      ClusterError: an unreachable `scheduler`, or more `workers` than visible GPUs.
     """
     start = time.perf_counter()
+    on_dask = workers > 0 or scheduler is not None
+    if on_dask and dataset_spec is None:
+        raise TrainError("training on Dask workers needs dataset_spec (a "
+                         "heldout.data.DatasetSpec: where each worker loads the dataset)")
+    if workers < 0:
+        raise TrainError(f"workers must be >= 0, got {workers}")
     if not isinstance(dataset, ArrayDataset):
         raise TrainError(
             f"{getattr(dataset, 'name', dataset)!r}: training needs an in-memory dataset "
@@ -292,37 +327,120 @@ def train_experiment(
         skipped = tuple(r for r in run_ids if r not in todo and r not in busy)
         plans = [plan_run(run_seed(config.seed, float(ratio), r), r, n_train, float(ratio),
                           config.epochs, config.batch_size) for r in todo]
-        if plans:
-            trainer = make_model_trainer(config.arch, dataset.num_classes, dataset.image_shape,
-                                         config.learning_rate, config.momentum)
-            train = (_train_stacked_runs if config.resolved_path() == "stacked"
-                     else _train_per_step_runs)
-            trained = train(trainer, dataset, ratio, ratio_dir, plans, config, progress)
-    return TrainResult(tuple(trained), skipped, time.perf_counter() - start, tuple(busy))
+        failed: list[tuple[int, str]] = []
+        if plans and on_dask:
+            trained, failed = _train_runs_on_dask(dataset_spec, dataset, ratio, ratio_dir, plans,
+                                                  config, progress, workers, scheduler,
+                                                  retries)
+        elif plans:
+            state = process_state({}, None, dataset, config)
+            trained = _train_runs(state, ratio, ratio_dir, plans, config, progress)
+    return TrainResult(tuple(trained), skipped, time.perf_counter() - start, tuple(busy),
+                       tuple(sorted(failed)))
 
 
-def _train_per_step_runs(trainer, dataset, ratio, ratio_dir, plans, config, progress):
-    fingerprint = fingerprint_dataset(dataset, ("train", "test"))
+def _train_runs_on_dask(spec, dataset, ratio, ratio_dir, plans, config, progress, workers,
+                        scheduler, retries):
+    """Trains the groups of `plans` on Dask (`heldout.train.fanout`): (runs written,
+    [(run id, message)] of the runs that failed)."""
+    from heldout.cluster import connect
+    from heldout.train.fanout import TrainTask, train_on_dask
+
+    # The calling process decides K (workers may see other devices) and the groups.
+    config = dataclasses.replace(config, models_per_step=config.resolved_models_per_step())
+    task = TrainTask(spec, fingerprint_dataset(dataset, ("train", "test")), config, ratio,
+                     ratio_dir)
+    groups = [[p.run_id for p in group] for group in groups_of_runs(plans, config)]
+    trained, failed = [], []
+    with connect(scheduler, workers, ["heldout.quiet"]) as dask, tqdm(
+            total=len(plans), desc=_bar_description(ratio, config), unit="run",
+            disable=not progress) as bar:
+        for result in train_on_dask(dask, task, groups, retries):
+            trained += [Run(os.path.join(ratio_dir, str(r)), ratio, r) for r in result.trained]
+            failed += [(r, result.error) for r in result.run_ids if result.error]
+            bar.update(len(result.run_ids))
+    return sorted(trained, key=lambda r: r.run_id), failed
+
+
+def process_state(cache: dict, key: object, dataset: ArrayDataset, config: TrainConfig) -> dict:
+    """This process's trainers for `config` on `dataset`, built on first use and kept in
+    `cache` across groups of runs (one entry: another `key` replaces it).
+
+    Holds ``dataset``, its ``fingerprint``, the per-step ``trainer`` (`make_model_trainer`;
+    the stacked path also uses its model to write checkpoints) and, for the stacked path, the
+    model inputs and one compiled `stacked.StackedTrainer` per group size.
+    """
+    if "dataset" not in cache or cache.get("key") != key:
+        cache.clear()
+        cache.update(key=key, dataset=dataset,
+                     fingerprint=fingerprint_dataset(dataset, ("train", "test")))
+    if "trainer" not in cache:
+        cache["trainer"] = make_model_trainer(config.arch, dataset.num_classes,
+                                              dataset.image_shape, config.learning_rate,
+                                              config.momentum)
+    return cache
+
+
+def groups_of_runs(plans: Sequence, config: TrainConfig) -> list[list]:
+    """The runs trained together: K at a time on the stacked path, one at a time otherwise."""
+    k = config.resolved_models_per_step()
+    return [list(plans[i:i + k]) for i in range(0, len(plans), k)]
+
+
+def train_group(state: dict, ratio: str, ratio_dir: str, group: Sequence[RunPlan],
+                config: TrainConfig, progress: bool) -> list[Run]:
+    """Trains a group of runs (`groups_of_runs`) and writes each run that no other process
+    completed meanwhile; `progress` shows the steps of the group.
+
+    Raises:
+      DivergedError: a run's loss became non-finite (nothing of the group is written).
+    """
+    train = (_train_stacked_group if config.resolved_path() == "stacked"
+             else _train_per_step_run)
+    return train(state, ratio, ratio_dir, group, config, progress)
+
+
+def _bar_description(ratio: str, config: TrainConfig) -> str:
+    if config.resolved_path() == "stacked":
+        return f"runs at {ratio} ({config.resolved_models_per_step()} per step)"
+    return f"runs at {ratio}"
+
+
+def _train_runs(state, ratio, ratio_dir, plans, config, progress):
+    groups = groups_of_runs(plans, config)
     trained = []
-    for plan in tqdm(plans, desc=f"runs at {ratio}", unit="run", disable=not progress):
-        t0 = time.perf_counter()
-        tmp = _start_run(ratio_dir, plan.run_id)
-        try:
-            train_model_run(trainer, dataset, plan, progress)
-            train_correct, test_correct = evaluate_correctness(
-                trainer.evaluator, dataset, config.eval_batch_size)
-            aux = make_aux_arrays(plan.subsample_idx, train_correct, test_correct, fingerprint)
-            if config.wants_checkpoint(plan.run_id):
-                _write_checkpoint(trainer, tmp, plan.epochs)
-            info = _run_info(plan, ratio, config, dataset, aux, time.perf_counter() - t0,
-                             "per_step", 1)
-            final = os.path.join(ratio_dir, str(plan.run_id))
-            if _finish_run(tmp, final, aux, info):
-                trained.append(Run(final, ratio, plan.run_id))
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+    with tqdm(total=len(plans), desc=_bar_description(ratio, config), unit="run",
+              disable=not progress) as bar:
+        for group in groups:
+            # Per-step runs show their steps; stacked runs only when there is one group.
+            steps = progress and (config.resolved_path() == "per_step" or len(groups) == 1)
+            trained += train_group(state, ratio, ratio_dir, group, config, steps)
+            bar.update(len(group))
     return trained
+
+
+def _train_per_step_run(state, ratio, ratio_dir, group, config, progress):
+    (plan,) = group
+    trainer, dataset = state["trainer"], state["dataset"]
+    t0 = time.perf_counter()
+    tmp = _start_run(ratio_dir, plan.run_id)
+    try:
+        train_model_run(trainer, dataset, plan, progress)
+        train_correct, test_correct = evaluate_correctness(
+            trainer.evaluator, dataset, config.eval_batch_size)
+        aux = make_aux_arrays(plan.subsample_idx, train_correct, test_correct,
+                              state["fingerprint"])
+        if config.wants_checkpoint(plan.run_id):
+            _write_checkpoint(trainer, tmp, plan.epochs)
+        info = _run_info(plan, ratio, config, dataset, aux, time.perf_counter() - t0,
+                         "per_step", 1)
+        final = os.path.join(ratio_dir, str(plan.run_id))
+        if _finish_run(tmp, final, aux, info):
+            return [Run(final, ratio, plan.run_id)]
+        return []
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _write_checkpoint(trainer: ModelTrainer, run_dir: str, epochs: int) -> None:
@@ -331,68 +449,74 @@ def _write_checkpoint(trainer: ModelTrainer, run_dir: str, epochs: int) -> None:
     trainer.checkpoint().write(prefix)
 
 
-def _train_stacked_runs(trainer, dataset, ratio, ratio_dir, plans, config, progress):
+def _stacked_inputs(state: dict) -> dict:
+    """The stacked path's flattened float32 inputs and labels (made once per process)."""
+    if "stacked" not in state:
+        dataset = state["dataset"]
+        n_train = dataset.num_examples("train")
+        x_train = _images(dataset, "train", np.arange(n_train)).reshape(n_train, -1)
+        x_test = _images(dataset, "test", np.arange(dataset.num_examples("test")))
+        y_train = dataset.split_labels("train")
+        state["stacked"] = {
+            "x_train": x_train, "x_test": x_test.reshape(len(x_test), -1),
+            "y_train": y_train, "y_test": dataset.split_labels("test"),
+            "x_train_t": tf.convert_to_tensor(x_train),
+            "y_train_t": tf.convert_to_tensor(y_train.astype(np.int32)),
+            "layer_sizes": stacked.from_models([state["trainer"].model]).layer_sizes,
+            "trainers": {},
+        }
+    return state["stacked"]
+
+
+def _train_stacked_group(state, ratio, ratio_dir, group, config, progress):
     k = config.resolved_models_per_step()
-    n_train = dataset.num_examples("train")
-    x_train = _images(dataset, "train", np.arange(n_train)).reshape(n_train, -1)
-    x_test = _images(dataset, "test", np.arange(dataset.num_examples("test")))
-    x_test = x_test.reshape(len(x_test), -1)
-    y_train = dataset.split_labels("train")
-    y_test = dataset.split_labels("test")
-    x_train_t = tf.convert_to_tensor(x_train)
-    y_train_t = tf.convert_to_tensor(y_train.astype(np.int32))
-    layer_sizes = stacked.from_models([trainer.model]).layer_sizes
-    fingerprint = fingerprint_dataset(dataset, ("train", "test"))
-    trainers: dict[int, stacked.StackedTrainer] = {}
+    trainer, dataset = state["trainer"], state["dataset"]
+    inputs = _stacked_inputs(state)
+    trainers: dict[int, stacked.StackedTrainer] = inputs["trainers"]
     trained = []
-    with tqdm(total=len(plans), desc=f"runs at {ratio} ({k} per step)", unit="run",
-              disable=not progress) as bar:
-        for start in range(0, len(plans), k):
-            group = plans[start:start + k]
-            t0 = time.perf_counter()
-            tmps = [_start_run(ratio_dir, plan.run_id) for plan in group]
-            try:
-                if len(group) not in trainers:
-                    trainers[len(group)] = stacked.make_trainer(layer_sizes, len(group),
-                                                                config.jit_compile)
-                params = stacked.from_models([
-                    initial_model("mlp", dataset.num_classes, dataset.image_shape, p.init_seed)
-                    for p in group
-                ])
-                batches = np.stack([p.batches() for p in group], axis=1)
-                state = trainers[len(group)].train(
-                    params, x_train_t, y_train_t, batches, config.learning_rate,
-                    config.momentum, steps_per_call=group[0].steps_per_epoch,
-                    progress=progress and len(plans) <= k)
-                _check_finite_weights(state.params, group)
-                if all(config.wants_checkpoint(p.run_id) for p in group):
-                    train_correct = test_correct = [None] * len(group)  # Evaluated below.
-                else:
-                    train_correct = stacked.correctness_stacked(state.params, x_train, y_train)
-                    test_correct = stacked.correctness_stacked(state.params, x_test, y_test)
-                seconds = (time.perf_counter() - t0) / len(group)
-                for i, (plan, tmp) in enumerate(zip(group, tmps, strict=True)):
-                    correct = (train_correct[i], test_correct[i])
-                    if config.wants_checkpoint(plan.run_id):
-                        stacked.assign_to_model(trainer.model, state.params, i)
-                        stacked.assign_momentum(trainer.model, trainer.optimizer,
-                                                state.velocity, i)
-                        trainer.epoch.assign(plan.epochs)
-                        trainer.global_step.assign(state.steps)
-                        # Evaluated as `heldout verify` will, so that every prediction matches.
-                        correct = evaluate_correctness(trainer.evaluator, dataset,
-                                                       config.eval_batch_size)
-                        _write_checkpoint(trainer, tmp, plan.epochs)
-                    aux = make_aux_arrays(plan.subsample_idx, *correct, fingerprint)
-                    info = _run_info(plan, ratio, config, dataset, aux, seconds, "stacked", k)
-                    final = os.path.join(ratio_dir, str(plan.run_id))
-                    if _finish_run(tmp, final, aux, info):
-                        trained.append(Run(final, ratio, plan.run_id))
-            except BaseException:
-                for tmp in tmps:
-                    shutil.rmtree(tmp, ignore_errors=True)
-                raise
-            bar.update(len(group))
+    t0 = time.perf_counter()
+    tmps = [_start_run(ratio_dir, plan.run_id) for plan in group]
+    try:
+        if len(group) not in trainers:
+            trainers[len(group)] = stacked.make_trainer(inputs["layer_sizes"], len(group),
+                                                        config.jit_compile)
+        params = stacked.from_models([
+            initial_model("mlp", dataset.num_classes, dataset.image_shape, p.init_seed)
+            for p in group
+        ])
+        batches = np.stack([p.batches() for p in group], axis=1)
+        result = trainers[len(group)].train(
+            params, inputs["x_train_t"], inputs["y_train_t"], batches, config.learning_rate,
+            config.momentum, steps_per_call=group[0].steps_per_epoch, progress=progress)
+        _check_finite_weights(result.params, group)
+        if all(config.wants_checkpoint(p.run_id) for p in group):
+            train_correct = test_correct = [None] * len(group)  # Evaluated below.
+        else:
+            train_correct = stacked.correctness_stacked(result.params, inputs["x_train"],
+                                                        inputs["y_train"])
+            test_correct = stacked.correctness_stacked(result.params, inputs["x_test"],
+                                                       inputs["y_test"])
+        seconds = (time.perf_counter() - t0) / len(group)
+        for i, (plan, tmp) in enumerate(zip(group, tmps, strict=True)):
+            correct = (train_correct[i], test_correct[i])
+            if config.wants_checkpoint(plan.run_id):
+                stacked.assign_to_model(trainer.model, result.params, i)
+                stacked.assign_momentum(trainer.model, trainer.optimizer, result.velocity, i)
+                trainer.epoch.assign(plan.epochs)
+                trainer.global_step.assign(result.steps)
+                # Evaluated as `heldout verify` will, so that every prediction matches.
+                correct = evaluate_correctness(trainer.evaluator, dataset,
+                                               config.eval_batch_size)
+                _write_checkpoint(trainer, tmp, plan.epochs)
+            aux = make_aux_arrays(plan.subsample_idx, *correct, state["fingerprint"])
+            info = _run_info(plan, ratio, config, dataset, aux, seconds, "stacked", k)
+            final = os.path.join(ratio_dir, str(plan.run_id))
+            if _finish_run(tmp, final, aux, info):
+                trained.append(Run(final, ratio, plan.run_id))
+    except BaseException:
+        for tmp in tmps:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return trained
 
 

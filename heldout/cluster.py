@@ -1,0 +1,218 @@
+"""Dask clusters for heldout: a local cluster of N single-threaded worker processes, pinned one
+per GPU, or an existing scheduler.
+
+Used by `heldout.predict` and `heldout.train` alike: `connect` gives a `Dask` (a client and the
+resources each task asks for), `run_tasks` maps a task function over its arguments with retries
+and yields the outcomes as they finish, and `worker_cache` is the per-process state (a dataset,
+a model, a compiled step) a task keeps on its worker for the next tasks.
+
+GPU pinning happens when a worker process starts: each worker is a `distributed.Nanny` whose
+``env`` sets ``CUDA_VISIBLE_DEVICES`` to its own GPU before the worker process is spawned, so
+TensorFlow in that process only ever sees that GPU (TensorFlow takes every GPU it sees and
+never hands memory back, so two processes may not share one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from heldout.errors import HeldoutError
+
+
+class ClusterError(HeldoutError, ValueError):
+    """A Dask cluster that cannot be used: an unreachable scheduler, a bad worker count, more
+    workers than visible GPUs."""
+
+
+def visible_gpus() -> list[str]:
+    """The GPU ids worker processes may be pinned to.
+
+    ``CUDA_VISIBLE_DEVICES`` when set (``-1`` or empty: none), else one id per GPU that
+    ``nvidia-smi -L`` lists (none without ``nvidia-smi``).
+    """
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [d.strip() for d in visible.split(",") if d.strip() and d.strip() != "-1"]
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(out.stdout.splitlines()) if line.startswith("GPU")]
+
+
+def default_workers() -> int:
+    """One worker per visible GPU (`visible_gpus`), else one."""
+    return max(1, len(visible_gpus()))
+
+
+def worker_specs(workers: int, gpus: Sequence[str], preload: Sequence[str] = ()
+                 ) -> dict[str, dict]:
+    """The `distributed.SpecCluster` worker specs of a local cluster.
+
+    Args:
+      workers: N >= 1 worker processes.
+      gpus: the visible GPU ids; with any, worker i gets GPU ``gpus[i]`` (its environment's
+        ``CUDA_VISIBLE_DEVICES``) and the abstract resource ``GPU: 1``.
+      preload: modules each worker imports when it starts (Dask's ``preload``), e.g.
+        ``heldout.quiet``, which imports TensorFlow without its start-up lines.
+
+    Returns:
+      {name: {"cls": Nanny, "options": {...}}}: single-threaded workers, each with an equal
+      share of the machine's memory.
+
+    Raises:
+      ClusterError: `workers` < 1, or more workers than GPUs.
+    """
+    from distributed import Nanny
+    from distributed.system import MEMORY_LIMIT
+
+    if workers < 1:
+        raise ClusterError(f"--workers: a local cluster needs at least 1 worker, got {workers}")
+    if gpus and workers > len(gpus):
+        raise ClusterError(
+            f"--workers {workers}: only {len(gpus)} GPUs are visible ({','.join(gpus)}), and "
+            "TensorFlow cannot share a GPU between processes; give at most "
+            f"--workers {len(gpus)}, or set CUDA_VISIBLE_DEVICES=-1 for CPU workers"
+        )
+    options = {"nthreads": 1, "host": "127.0.0.1", "dashboard": False,
+               "memory_limit": MEMORY_LIMIT // workers, "silence_logs": logging.ERROR,
+               "preload": list(preload)}
+    if not gpus:
+        return {f"cpu-{i}": {"cls": Nanny, "options": dict(options)} for i in range(workers)}
+    return {
+        f"gpu-{gpu}": {"cls": Nanny, "options": {
+            **options, "env": {"CUDA_VISIBLE_DEVICES": gpu}, "resources": {"GPU": 1}}}
+        for gpu in gpus[:workers]
+    }
+
+
+def local_cluster(workers: int, preload: Sequence[str] = ()):
+    """A `distributed.SpecCluster` on 127.0.0.1 (no dashboard) of `workers` single-threaded
+    worker processes, pinned one per visible GPU when there are GPUs, each importing the
+    modules `preload` when it starts (`worker_specs`).
+
+    Raises:
+      ClusterError: as `worker_specs`.
+    """
+    from distributed import Scheduler, SpecCluster
+
+    specs = worker_specs(workers, visible_gpus(), preload)
+    # No dashboard; its HTTP server (health checks) on a free port.
+    scheduler = {"cls": Scheduler, "options": {"host": "127.0.0.1", "dashboard": False,
+                                               "dashboard_address": "127.0.0.1:0"}}
+    return SpecCluster(workers=specs, scheduler=scheduler, silence_logs=logging.ERROR,
+                       name="heldout")
+
+
+@dataclasses.dataclass(frozen=True)
+class Dask:
+    """A connected cluster.
+
+    Attributes:
+      client: the `distributed.Client`.
+      resources: what each task asks for (``{"GPU": 1}`` on a local cluster pinned to GPUs),
+        or None.
+    """
+
+    client: Any
+    resources: dict[str, int] | None = None
+
+
+@contextlib.contextmanager
+def connect(scheduler: str | None, workers: int, preload: Sequence[str] = ()
+            ) -> Iterator[Dask]:
+    """A client of an existing scheduler, or of a new local cluster; closed (the cluster shut
+    down) when the block ends.
+
+    Args:
+      scheduler: an address (``tcp://host:8786``) or scheduler file of a running Dask
+        scheduler (e.g. from ``dask scheduler --scheduler-file`` or dask-jobqueue), or None.
+      workers: with `scheduler` None, the worker processes of a `local_cluster`.
+      preload: with `scheduler` None, what each worker imports when it starts.
+
+    Raises:
+      ClusterError: the scheduler cannot be reached within 5 s, or as `local_cluster`.
+    """
+    from distributed import Client
+
+    if scheduler is not None:
+        try:
+            if os.path.isfile(scheduler):
+                client = Client(scheduler_file=scheduler, timeout="5s")
+            else:
+                client = Client(scheduler, timeout="5s")
+        except (OSError, TimeoutError, ValueError) as e:
+            raise ClusterError(f"--scheduler {scheduler}: cannot connect "
+                               f"({type(e).__name__}: {e})") from e
+        with client:
+            yield Dask(client)
+        return
+    cluster = local_cluster(workers, preload)
+    with cluster, Client(cluster) as client:
+        pinned = any("resources" in s["options"] for s in cluster.worker_spec.values())
+        yield Dask(client, {"GPU": 1} if pinned else None)
+
+
+def check(scheduler: str | None, workers: int) -> None:
+    """Fails early, before any work: `scheduler` cannot be reached (one short connection), or
+    `workers` cannot be started (as `worker_specs`); nothing is started.
+
+    Raises:
+      ClusterError: as above.
+    """
+    if scheduler is not None:
+        with connect(scheduler, 0):
+            return
+    if workers > 0:
+        worker_specs(workers, visible_gpus())
+
+
+def run_tasks(
+    dask: Dask, fn: Callable, args: Sequence[tuple], retries: int = 1
+) -> Iterator[tuple[int, Any, BaseException | None]]:
+    """Runs ``fn(*args[i])`` for every i on the cluster, as `Client.map` does.
+
+    Tasks are never merged (``pure=False``) and ask for `Dask.resources`. A task that raises
+    is tried again `retries` times; a task whose worker dies is given to another worker by the
+    scheduler (up to its ``allowed-failures``).
+
+    Yields:
+      (i, result, None) or (i, None, exception) per task, in the order they finish.
+    """
+    from distributed import as_completed
+
+    if not args:
+        return
+    futures = dask.client.map(fn, *zip(*args, strict=True), retries=retries, pure=False,
+                              resources=dask.resources)
+    position = {future.key: i for i, future in enumerate(futures)}
+    for future in as_completed(futures):
+        try:
+            yield position[future.key], future.result(), None
+        except Exception as e:  # noqa: BLE001 - a task's bug or a worker lost for good
+            yield position[future.key], None, e
+
+
+def worker_cache(name: str) -> dict:
+    """This Dask worker's dict `name`, kept across its tasks (created empty on first use).
+
+    Raises:
+      ValueError: not called from a task on a Dask worker.
+    """
+    from distributed import get_worker
+
+    worker = get_worker()
+    cache = getattr(worker, name, None)
+    if cache is None:
+        cache = {}
+        setattr(worker, name, cache)
+    return cache
