@@ -141,6 +141,7 @@ def test_sigkill_of_one_worker_loses_only_its_run(tmp_path, fmnist_experiment, s
     assert_rows_match(open_store(out), reference, sources)
 
 
+@pytest.mark.slow
 def test_unreachable_scheduler_one_line_error(tmp_path, fmnist_experiment, fmnist_dir, capsys):
     out = tmp_path / "s.zarr"
     argv = ["predict", str(fmnist_experiment), "--dataset_npz", str(fmnist_dir / "dataset.npz"),

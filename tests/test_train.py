@@ -147,6 +147,7 @@ def _umask():
     return mask
 
 
+@pytest.mark.slow
 def test_stacked_path_equals_per_step_path(tmp_path, small):
     """K runs at once (K = 2, with a group of 1 left over) give the runs of separate training:
     the same subsets, the same weights within float32 tolerance and the same correctness."""
@@ -193,6 +194,7 @@ def test_resume_skips_complete_runs_and_clears_stale_temporaries(tmp_path, small
     assert len(open_experiment(tmp_path, strict=True)) == 4
 
 
+@pytest.mark.slow
 def test_resume_refuses_other_settings(tmp_path, small):
     """Adding runs to a ratio directory with other training settings than its runs' run.json
     is refused (the runs would mix configurations); the same settings resume."""
@@ -211,6 +213,7 @@ def test_resume_refuses_other_settings(tmp_path, small):
     assert result.skipped == (0,) and [r.run_id for r in result.trained] == [1]
 
 
+@pytest.mark.slow
 def test_shards_give_the_runs_of_one_process(tmp_path, small):
     for i in range(2):
         ids = T.shard_run_ids(range(4), i, 2)
@@ -258,6 +261,7 @@ def test_refuses_directories_in_the_way(tmp_path, small):
                            0.5, [0], CONFIG, progress=False)
 
 
+@pytest.mark.slow
 def test_cli_train_shards_and_errors(tmp_path, fmnist_dir, fmnist_idx_dir, capsys):
     data = str(fmnist_dir / "dataset.npz")
     exp = str(tmp_path / "exp")
@@ -389,6 +393,7 @@ time.sleep(600)
 """
 
 
+@pytest.mark.slow
 def test_two_processes_with_overlapping_run_ids(tmp_path, small):
     # Before the fix a second process deleted the first one's temporary run directories and
     # trained the same runs again.

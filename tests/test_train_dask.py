@@ -77,6 +77,7 @@ def _same_runs(a, b, dataset):
         assert info_a["seed"] == info_b["seed"] and info_a["path"] == info_b["path"]
 
 
+@pytest.mark.slow
 def test_worker_specs_and_pinning(cluster):
     """Each worker got its own GPU in its environment when it started (before the preload
     imported TensorFlow), and the resource GPU=1; this process's environment is untouched."""
@@ -103,6 +104,7 @@ def _cached_trainer(dask_worker):
     return id(state["trainer"]) if state and "trainer" in state else None
 
 
+@pytest.mark.slow
 def test_dask_runs_equal_in_process_runs(tmp_path, cluster, spec, dataset):
     """Per-step runs on the cluster (one run per task, split with a shard as well) are the runs
     of this process; a second call skips them all."""
@@ -145,6 +147,7 @@ p.train_model_run = getattr(p, "_real_train_model_run", p.train_model_run)
 """
 
 
+@pytest.mark.slow
 def test_a_run_failing_on_a_worker_is_named_and_the_others_finish(tmp_path, cluster, fmnist_dir,
                                                                   capsys):
     local, client = cluster
@@ -166,6 +169,7 @@ def test_a_run_failing_on_a_worker_is_named_and_the_others_finish(tmp_path, clus
     assert "trained 1 runs, skipped 2 complete runs" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_worker_loading_another_dataset_refuses_to_train(tmp_path, cluster, spec, dataset):
     local, _ = cluster
     noisy, _ = flip_labels(dataset, 0.2)  # What this process trains on is not what spec gives.
@@ -268,6 +272,7 @@ def test_cli_workers_2_writes_the_runs_of_workers_0(tmp_path, fmnist_dir, datase
     assert info["path"] == "stacked" and info["models_per_step"] == 2
 
 
+@pytest.mark.slow
 def test_cli_cluster_errors(tmp_path, fmnist_dir, capsys, monkeypatch):
     argv = ["train", str(tmp_path / "exp"), "--dataset_npz", str(fmnist_dir / "dataset.npz"),
             "--train_size", "300", "--num_runs", "1", "--epochs", "1", "--quiet"]
