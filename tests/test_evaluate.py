@@ -59,13 +59,21 @@ def test_logits_and_cross_check_all_runs(verified, fmnist_dataset, fmnist_dir, s
         assert result.check.num_total == (2000 if split == "train" else 500)
 
 
-def test_cross_check_reports_mismatches(verified):
-    result = verified[("0.5/0", "test")]
-    arrays = result.aux.to_dict()
+def test_cross_check_reports_mismatches(fmnist_dataset, fmnist_experiment, fmnist_dir):
+    # The reference logits of run 0.5/0 (no model needed) against its aux arrays, three of
+    # whose correctness bits are flipped.
+    from heldout.evaluate import Predictions
+
+    logits = np.load(fmnist_dir / "expected_logits.npz")["0.5/0/logits_test"]
+    predictions = Predictions(logits, fmnist_dataset.split_labels("test"),
+                              np.arange(len(logits), dtype=np.int64))
+    aux = ex.run_from_path(fmnist_experiment / "0.5" / "0").load_aux()
+    assert cross_check(predictions, aux, "test").num_match == 500
+    arrays = aux.to_dict()
     flip = np.isin(arrays["index_test"], [3, 17, 400])
     arrays["correctness_test"] = arrays["correctness_test"] ^ flip
     bad = ex.aux_arrays_from_dict(arrays)
-    check = cross_check(result.predictions, bad, "test")
+    check = cross_check(predictions, bad, "test")
     assert (check.num_match, check.num_total) == (497, 500)
     np.testing.assert_array_equal(check.mismatched_index, [3, 17, 400])
     assert check.match_fraction == pytest.approx(0.994)

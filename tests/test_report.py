@@ -18,6 +18,9 @@ from heldout.data.transforms import take_train
 from heldout.experiment import open_experiment
 from heldout.npzio import load_npz
 
+# Every test here reads the experiment the module trains (`trained`, 40 MLP runs).
+pytestmark = pytest.mark.slow
+
 RATIOS = (0.5, 0.8)
 RUNS_PER_RATIO = 20
 SECTIONS = ("experiment", "memorization", "influence", "cscores", "label-problems")
@@ -77,7 +80,6 @@ def _report(args, capsys):
     return status, captured.out, captured.err
 
 
-@pytest.mark.slow
 def test_report_in_chromium(trained, tmp_path, capsys):
     from playwright.sync_api import sync_playwright
 
@@ -134,7 +136,6 @@ def test_report_in_chromium(trained, tmp_path, capsys):
     assert label_cards == 32
 
 
-@pytest.mark.slow
 def test_predictions_majority_and_checks(trained, tmp_path):
     from heldout.report import PredictionsError, read_predictions
 
@@ -177,7 +178,6 @@ def test_predictions_majority_and_checks(trained, tmp_path):
         read_predictions(shifted, labels, accs)
 
 
-@pytest.mark.slow
 def test_computed_estimates_and_plot(trained, tmp_path, capsys):
     """Without files the report computes memorization at the largest ratio (0.8) and C-scores
     over both; `heldout plot` writes every figure alone as PNG and PDF."""
@@ -280,7 +280,6 @@ def test_labels_only_galleries_say_why(trained, tmp_path, capsys):
     assert gallery.count("no image") == 8
 
 
-@pytest.mark.slow
 def test_mnist_example_writes_its_report(tmp_path, capsys):
     import importlib.util
 
