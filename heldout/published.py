@@ -118,7 +118,7 @@ def validate_cscores(
     extra = {k: np.asarray(arrays[k]) for k in CSCORE_EXTRA_KEYS if k in arrays}
     if "ratios" in extra:
         ratios = get("ratios", "f", ("n_ratios",))
-        if ((ratios <= 0) | (ratios > 1)).any():
+        if not ((ratios > 0) & (ratios <= 1)).all():  # NaN (a missing ratio) fails too
             raise _fail(source, f"key 'ratios' must lie in (0, 1], found {ratios.tolist()}")
     for key, kind, shape in (
         ("test_scores", "f", ("n_test",)),

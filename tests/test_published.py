@@ -194,6 +194,10 @@ def test_bad_pair_files_are_refused_naming_file_and_key(tmp_path, change, messag
             r"'num_runs_by_ratio': expected int array \[n_ratios=1\], found float64 \[2\]",
         ),
         ({"scores": np.zeros(2), "ratios": np.array([1.5])}, r"'ratios' must lie in \(0, 1\]"),
+        (  # A missing (NaN) ratio is outside (0, 1] too.
+            {"scores": np.zeros(2), "ratios": np.array([0.5, np.nan])},
+            r"'ratios' must lie in \(0, 1\], found \[0.5, nan\]",
+        ),
     ],
 )
 def test_bad_cscore_files_are_refused_naming_file_and_key(tmp_path, arrays, message):
