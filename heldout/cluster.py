@@ -140,11 +140,16 @@ def connect(scheduler: str | None, workers: int, preload: Sequence[str] = ()
       preload: with `scheduler` None, what each worker imports when it starts.
 
     Raises:
-      ClusterError: the scheduler cannot be reached within 5 s, or as `local_cluster`.
+      ClusterError: no such scheduler file, the scheduler cannot be reached within 5 s, or as
+        `local_cluster`.
     """
     from distributed import Client
 
     if scheduler is not None:
+        if not os.path.isfile(scheduler) and _names_a_file(scheduler):
+            raise ClusterError(
+                f"--scheduler {scheduler}: no such scheduler file (give the file that `dask "
+                "scheduler --scheduler-file` writes, or an address such as tcp://host:8786)")
         try:
             if os.path.isfile(scheduler):
                 client = Client(scheduler_file=scheduler, timeout="5s")
@@ -160,6 +165,12 @@ def connect(scheduler: str | None, workers: int, preload: Sequence[str] = ()
     with cluster, Client(cluster) as client:
         pinned = any("resources" in s["options"] for s in cluster.worker_spec.values())
         yield Dask(client, {"GPU": 1} if pinned else None)
+
+
+def _names_a_file(scheduler: str) -> bool:
+    """Whether `scheduler` can only be a file name: a ``.json`` name, or a path (a separator)
+    without the ``://`` of an address."""
+    return scheduler.endswith(".json") or ("://" not in scheduler and os.sep in scheduler)
 
 
 def check(scheduler: str | None, workers: int) -> None:

@@ -191,6 +191,17 @@ def test_dataset_spec_absolute(tmp_path, monkeypatch):
     assert DatasetSpec(dataset="mnist:3.0.1").absolute().dataset == "mnist:3.0.1"
 
 
+@pytest.mark.parametrize("name", ["scheduler.json", os.path.join("cluster", "scheduler")])
+def test_a_missing_scheduler_file_is_named_as_such(tmp_path, monkeypatch, name):
+    """Not 'missing port number in address' (what Dask says of a path it takes for an address)."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(C.ClusterError) as info:
+        C.check(name, 0)
+    assert str(info.value) == (
+        f"--scheduler {name}: no such scheduler file (give the file that `dask scheduler "
+        "--scheduler-file` writes, or an address such as tcp://host:8786)")
+
+
 def _incomplete_run_dirs(ratio_dir) -> list[str]:
     """Run directories (``<ratio>/<id>``) that lack anything a complete run has."""
     bad = []
