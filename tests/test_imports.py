@@ -10,8 +10,9 @@ import sys
 import pytest
 
 # The numpy-only layers and the entry points that must start without TensorFlow: scores from aux
-# arrays, published files, fingerprints, stores, exports' tensor files, the report, and the CLI
-# (which parses its arguments before importing TensorFlow).
+# arrays, published files, fingerprints, stores, exports' tensor files, downloads (with their
+# staging and locks), the Dask cluster set-up that the CLI checks before TensorFlow loads, the
+# report, and the CLI (which parses its arguments before importing TensorFlow).
 NO_TENSORFLOW = [
     "heldout",
     "heldout.errors",
@@ -26,6 +27,8 @@ NO_TENSORFLOW = [
     "heldout.predict",
     "heldout.export.tensorfile",
     "heldout.release",
+    "heldout.release.download",
+    "heldout.cluster",
     "heldout.report",
     "heldout.cli",
     "heldout.cli.report",
