@@ -1,6 +1,7 @@
 """heldout.train and `heldout train`: the heldout procedure written in the release layout."""
 
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -226,6 +227,37 @@ def test_shards_give_the_runs_of_one_process(tmp_path, small):
             np.testing.assert_array_equal(value, b.load_aux().to_dict()[key], err_msg=key)
 
 
+def test_a_temporary_run_still_being_written_is_not_taken_for_stale(tmp_path):
+    """A Dask task whose command was stopped keeps running on its worker (Dask cannot interrupt
+    it); when the command is run again, the new task of the same run must leave that task's
+    temporary directory alone: removed under it, it was made again by the atomic writes of the
+    aux arrays and run.json and renamed into place without its checkpoint, and the new task,
+    finding the run complete, threw its own whole run away."""
+    from heldout.experiment import make_aux_arrays
+
+    ratio_dir = str(tmp_path / "0.5")
+    os.makedirs(ratio_dir)
+    orphan = T.procedure._start_run(ratio_dir, 7)  # the task of the stopped command
+    os.makedirs(os.path.join(orphan, "checkpoints"))
+    (tmp_path / "0.5" / os.path.basename(orphan) / "checkpoints" / "ckpt-1.index").write_bytes(b"")
+    rerun = T.procedure._start_run(ratio_dir, 7)  # the same run, sent again
+    assert os.path.isdir(os.path.join(orphan, "checkpoints")) and rerun != orphan
+    aux = make_aux_arrays(np.arange(5), np.ones(10, bool), np.ones(4, bool), None)
+    final = os.path.join(ratio_dir, "7")
+    assert T.procedure._finish_run(orphan, final, aux, {"run_id": 7})
+    assert os.listdir(os.path.join(final, "checkpoints")) == ["ckpt-1.index"]
+    assert not T.procedure._finish_run(rerun, final, aux, {"run_id": 7})  # completed meanwhile
+    assert sorted(os.listdir(ratio_dir)) == ["7"]
+    # A temporary directory whose writer died (its lock released) is stale and removed.
+    dead = T.procedure._start_run(ratio_dir, 8)
+    T.procedure._release(dead)
+    again = T.procedure._start_run(ratio_dir, 8)
+    assert not os.path.exists(dead) and os.path.isdir(again)
+    shutil.rmtree(again)
+    T.procedure._release(again)
+    assert sorted(os.listdir(ratio_dir)) == ["7"]
+
+
 def test_interrupted_run_leaves_nothing_that_counts(tmp_path, small, monkeypatch):
     def fail(*args, **kwargs):
         raise KeyboardInterrupt  # As a Ctrl-C during evaluation.
@@ -327,8 +359,10 @@ def test_small_inception_killed_resumed_and_verified(tmp_path, fmnist_dir, capsy
         proc.wait()
         proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL  # Killed, not finished on its own.
-    # Only the unfinished run (and the lock file the killed process held on it).
-    left = sorted(p.name for p in ratio_dir.iterdir() if p.name != ".0.lock")
+    # Only the unfinished run (and the lock files the killed process held: the run's, and its
+    # temporary directory's owner lock).
+    left = sorted(p.name for p in ratio_dir.iterdir()
+                  if p.name != ".0.lock" and not p.name.startswith(".0.owner-"))
     assert len(left) == 1 and left[0].startswith(".0.tmp-"), left
     with pytest.warns(UserWarning, match="unfinished run"):
         assert len(open_experiment(exp)) == 0

@@ -6,8 +6,10 @@ carries a `TrainTask` (a `DatasetSpec`, the configuration, paths: never images) 
 group's run ids. A worker loads the dataset once and keeps it with its compiled trainers across
 tasks (`heldout.cluster.worker_cache`), and writes each run as the in-process path does: in a
 hidden temporary directory renamed into place when complete. A worker killed mid-run leaves at
-most that temporary directory; the scheduler gives the task to another worker, which removes
-it and trains the run again.
+most that temporary directory (and its free owner lock); the scheduler gives the task to
+another worker, which removes it and trains the run again. A directory whose owner lock is
+still held (a task that outlived its command, which Dask cannot interrupt) is left to its
+writer (`heldout.train.procedure._start_run`).
 """
 
 from __future__ import annotations

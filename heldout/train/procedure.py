@@ -84,23 +84,65 @@ def _start_run(ratio_dir: str, run_id: int) -> str:
     """Removes stale temporary directories of the run and makes a new one.
 
     Only called with the run's lock held (`_run_locks`: by this process, or on a Dask worker by
-    the process that sent the task), so every ``.<run_id>.tmp-*`` is stale: its owner died
-    (e.g. a killed worker) or gave up. The directory is created with mode 0o777 less the umask (the
+    the process that sent the task). Each temporary directory ``.<run_id>.tmp-X`` has an owner
+    lock ``.<run_id>.owner-X`` (`heldout.lock`) that its writer holds until the directory is
+    renamed into place or removed (`_release`): one whose lock is free is stale (its writer
+    died, e.g. a killed worker) and is removed; one whose lock is held is left alone, for its
+    writer may outlive the process that sent it (a Dask task keeps running on its worker after
+    its command stopped), and removing it under that writer would let it rename a run without
+    its checkpoint into place. The directory is created with mode 0o777 less the umask (the
     permissions of a normally created directory; the umask is never changed).
     """
-    for stale in glob.glob(os.path.join(glob.escape(ratio_dir), f".{run_id}.tmp-*")):
-        shutil.rmtree(stale, ignore_errors=True)
+    prefix = os.path.join(glob.escape(ratio_dir), f".{run_id}.")
+    for stale in glob.glob(prefix + "tmp-*"):
+        owner = _owner_path(stale)
+        fd = try_lock(owner)
+        if fd is None:  # its writer is alive
+            continue
+        try:
+            shutil.rmtree(stale, ignore_errors=True)
+        finally:
+            unlock(owner, fd)
+    for owner in glob.glob(prefix + "owner-*"):  # a writer killed after removing its directory
+        if not os.path.lexists(owner.replace(".owner-", ".tmp-")):
+            fd = try_lock(owner)
+            if fd is not None:
+                unlock(owner, fd)
     while True:
         tmp = os.path.join(ratio_dir, f".{run_id}.tmp-{secrets.token_hex(4)}")
+        owner = _owner_path(tmp)
+        fd = try_lock(owner)  # held before the directory exists: never seen unowned
+        if fd is None:
+            continue
         try:
             os.mkdir(tmp, 0o777)
-            return tmp
         except FileExistsError:
+            unlock(owner, fd)
             continue
+        _OWNED[tmp] = (owner, fd)
+        return tmp
+
+
+#: Temporary run directory -> (owner lock path, descriptor) held by this process (`_start_run`).
+_OWNED: dict[str, tuple[str, int]] = {}
+
+
+def _owner_path(tmp: str) -> str:
+    """``<ratio>/.<run_id>.owner-X``: the owner lock of the temporary run ``.<run_id>.tmp-X``."""
+    head, name = os.path.split(tmp)
+    return os.path.join(head, name.replace(".tmp-", ".owner-", 1))
+
+
+def _release(tmp: str) -> None:
+    """Releases the owner lock of `tmp` (`_start_run`) once it is renamed into place or removed."""
+    owned = _OWNED.pop(tmp, None)
+    if owned is not None:
+        unlock(*owned)
 
 
 def _finish_run(tmp: str, final: str, aux: AuxArrays, info: dict) -> bool:
-    """Writes the aux arrays and run.json into `tmp` (atomically) and renames it to `final`.
+    """Writes the aux arrays and run.json into `tmp` (atomically) and renames it to `final`;
+    releases `tmp`'s owner lock after the rename (`_release`).
 
     Returns False (and removes `tmp`) when another process completed the run meanwhile.
     """
@@ -111,8 +153,10 @@ def _finish_run(tmp: str, final: str, aux: AuxArrays, info: dict) -> bool:
     except OSError:
         if os.path.isfile(os.path.join(final, AUX_ARRAYS)):
             shutil.rmtree(tmp, ignore_errors=True)
+            _release(tmp)
             return False
         raise
+    _release(tmp)
     fsync_directory(os.path.dirname(final))
     return True
 
@@ -440,6 +484,7 @@ def _train_per_step_run(state, ratio, ratio_dir, group, config, progress):
         return []
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        _release(tmp)
         raise
 
 
@@ -515,7 +560,9 @@ def _train_stacked_group(state, ratio, ratio_dir, group, config, progress):
                 trained.append(Run(final, ratio, plan.run_id))
     except BaseException:
         for tmp in tmps:
-            shutil.rmtree(tmp, ignore_errors=True)
+            if os.path.lexists(tmp):  # not yet renamed into place
+                shutil.rmtree(tmp, ignore_errors=True)
+            _release(tmp)
         raise
     return trained
 
