@@ -3,8 +3,9 @@ per GPU, or an existing scheduler.
 
 Used by `heldout.predict` and `heldout.train` alike: `connect` gives a `Dask` (a client and the
 resources each task asks for), `run_tasks` maps a task function over its arguments with retries
-and yields the outcomes as they finish, and `worker_cache` is the per-process state (a dataset,
-a model, a compiled step) a task keeps on its worker for the next tasks.
+and yields the outcomes as they finish, and `worker_state` is the per-process state (a dataset,
+a model, a compiled step) a task keeps on its worker for the next tasks, used by one task at a
+time however many threads the worker has.
 
 GPU pinning happens when a worker process starts: each worker is a `distributed.Nanny` whose
 ``env`` sets ``CUDA_VISIBLE_DEVICES`` to its own GPU before the worker process is spawned, so
@@ -20,6 +21,7 @@ import logging
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -211,6 +213,26 @@ def run_tasks(
             yield position[future.key], future.result(), None
         except Exception as e:  # noqa: BLE001 - a task's bug or a worker lost for good
             yield position[future.key], None, e
+
+
+@contextlib.contextmanager
+def worker_state(name: str) -> Iterator[dict]:
+    """This Dask worker's dict `name` (`worker_cache`), held by one task at a time.
+
+    The state (one model restored run after run, or trained group after group) is not safe to
+    share: a worker started with several threads (``dask worker`` starts one per core unless
+    given ``--nthreads 1``; dask-jobqueue's workers often have several) would run two tasks
+    side by side in it and mix their weights with no error. So every task of this worker
+    waits for one lock (one per worker process, shared by all names: they share its device).
+
+    Raises:
+      ValueError: not called from a task on a Dask worker.
+    """
+    from distributed import get_worker
+
+    lock = vars(get_worker()).setdefault("_heldout_lock", threading.Lock())
+    with lock:
+        yield worker_cache(name)
 
 
 def worker_cache(name: str) -> dict:

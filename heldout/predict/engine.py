@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from heldout.cluster import Dask, connect, run_tasks, worker_cache
+from heldout.cluster import Dask, connect, run_tasks, worker_state
 from heldout.data.spec import DatasetSpec
 from heldout.errors import HeldoutError
 from heldout.experiment import Run, is_run_dir, open_experiment, run_from_path
@@ -106,10 +106,8 @@ class PredictSummary:
 # The task.
 
 
-def _state(spec: TaskSpec, cache: dict | None) -> dict:
+def _state(spec: TaskSpec, cache: dict) -> dict:
     """The process's cached dataset and model for `spec` (one entry: a new key replaces it)."""
-    if cache is None:
-        cache = worker_cache(_WORKER_ATTR)
     if cache.get("key") != spec.model_key():
         cache.clear()
         cache["key"] = spec.model_key()
@@ -137,6 +135,12 @@ def evaluate_run(
       `HeldoutError`) gives a result with `error` set and writes nothing.
     """
     run = run_from_path(run_path)
+    # On a worker, its state is used by one task at a time (`heldout.cluster.worker_state`).
+    with (worker_state(_WORKER_ATTR) if cache is None else contextlib.nullcontext(cache)) as state:
+        return _evaluate_run(spec, row, run, state)
+
+
+def _evaluate_run(spec: TaskSpec, row: int, run: Run, cache: dict) -> RunResult:
     try:
         state = _state(spec, cache)
         dataset, backend = state["dataset"], state["backend"]

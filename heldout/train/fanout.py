@@ -4,12 +4,13 @@ The process that calls `heldout.train.train_experiment` checks the experiment di
 the runs to train and groups them as the in-process path does (`groups_of_runs`); each task
 carries a `TrainTask` (a `DatasetSpec`, the configuration, paths: never images) and its
 group's run ids. A worker loads the dataset once and keeps it with its compiled trainers across
-tasks (`heldout.cluster.worker_cache`), and writes each run as the in-process path does: in a
-hidden temporary directory renamed into place when complete. A worker killed mid-run leaves at
-most that temporary directory (and its free owner lock); the scheduler gives the task to
-another worker, which removes it and trains the run again. A directory whose owner lock is
-still held (a task that outlived its command, which Dask cannot interrupt) is left to its
-writer (`heldout.train.procedure._start_run`).
+tasks (`heldout.cluster.worker_state`: one task at a time, however many threads the worker
+has), and writes each run as the in-process path does: in a hidden temporary directory
+renamed into place when complete. A worker killed mid-run leaves at most that temporary
+directory (and its free owner lock); the scheduler gives the task to another worker, which
+removes it and trains the run again. A directory whose owner lock is still held (a task that
+outlived its command, which Dask cannot interrupt) is left to its writer
+(`heldout.train.procedure._start_run`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Sequence
 
-from heldout.cluster import Dask, run_tasks, worker_cache
+from heldout.cluster import Dask, run_tasks, worker_state
 from heldout.data.fingerprint import Fingerprint, differences
 from heldout.data.spec import DatasetSpec
 from heldout.errors import HeldoutError
@@ -79,20 +80,22 @@ def train_task(task: TrainTask, run_ids: Sequence[int]) -> GroupResult:
 
     run_ids = tuple(int(r) for r in run_ids)
     try:
-        cache = worker_cache(_WORKER_ATTR)
-        if cache.get("key") == task.state_key():
-            dataset = cache["dataset"]
-        else:
-            dataset = task.dataset.load(("train", "test"))
-        state = procedure.process_state(cache, task.state_key(), dataset, task.config)
-        differ = differences(state["fingerprint"], task.fingerprint)
-        if differ:
-            raise TrainError(f"the worker loaded another dataset from {task.dataset} than the "
-                             f"calling process: {'; '.join(differ)}")
-        config, n_train = task.config, dataset.num_examples("train")
-        plans = [plan_run(run_seed(config.seed, float(task.ratio), r), r, n_train,
-                          float(task.ratio), config.epochs, config.batch_size) for r in run_ids]
-        runs = procedure.train_group(state, task.ratio, task.ratio_dir, plans, config, False)
+        with worker_state(_WORKER_ATTR) as cache:  # one task at a time per worker
+            if cache.get("key") == task.state_key():
+                dataset = cache["dataset"]
+            else:
+                dataset = task.dataset.load(("train", "test"))
+            state = procedure.process_state(cache, task.state_key(), dataset, task.config)
+            differ = differences(state["fingerprint"], task.fingerprint)
+            if differ:
+                raise TrainError(f"the worker loaded another dataset from {task.dataset} than "
+                                 f"the calling process: {'; '.join(differ)}")
+            config, n_train = task.config, dataset.num_examples("train")
+            plans = [plan_run(run_seed(config.seed, float(task.ratio), r), r, n_train,
+                              float(task.ratio), config.epochs, config.batch_size)
+                     for r in run_ids]
+            runs = procedure.train_group(state, task.ratio, task.ratio_dir, plans, config,
+                                         False)
     except HeldoutError as e:
         return GroupResult(run_ids, (), str(e))
     return GroupResult(run_ids, tuple(r.run_id for r in runs))
