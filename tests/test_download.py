@@ -404,6 +404,31 @@ def test_keep_archive_resumes_a_partial_file_from_an_earlier_run(release, tmp_pa
     assert result.size == len(release.archive) and result.md5 == release.md5
 
 
+def test_a_second_process_on_the_same_partial_archive_is_refused(release, tmp_path):
+    """Two --keep_archive downloads of one archive into one directory appended to the same
+    <archive>.part: the MD5 failed and the work of both was lost (set aside as .bad-md5)."""
+    from heldout.lock import try_lock, unlock
+
+    done = len(release.archive) // 2
+    (tmp_path / "exp.tar.gz.part").write_bytes(release.archive[:done])
+    lock = str(tmp_path / "exp.tar.gz.part.lock")
+    fd = try_lock(lock)  # as a live download holds it
+    try:
+        with serve_release(release) as (url, state):
+            with pytest.raises(DownloadError, match=r"another process is downloading it into "
+                               r".*exp\.tar\.gz\.part \(it holds .*exp\.tar\.gz\.part\.lock\)"):
+                download_file(url, tmp_path / "exp.tar.gz", release.md5, progress=False,
+                              options=OPTIONS)
+        assert state.log == []
+        assert (tmp_path / "exp.tar.gz.part").read_bytes() == release.archive[:done]
+    finally:
+        unlock(lock, fd)
+    with serve_release(release) as (url, state):  # once it is gone, the download goes on
+        download_file(url, tmp_path / "exp.tar.gz", release.md5, progress=False, options=OPTIONS)
+    assert state.log == [(f"bytes={done}-", 206, len(release.archive) - done)]
+    assert sorted(os.listdir(tmp_path)) == ["exp.tar.gz"]
+
+
 @pytest.mark.parametrize("keep_archive", [False, True], ids=["stream", "keep_archive"])
 def test_server_ignoring_range_gives_a_correct_file(release, tmp_path, keep_archive):
     cut = len(release.archive) // 2

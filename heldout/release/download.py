@@ -11,8 +11,9 @@ Two ways to get a release archive (see `heldout.release` for names, addresses an
   compared with the published one at the end; extracted files wait in a hidden staging
   directory (``DEST/.<archive>.partial``, `heldout.release.staging`) and are moved into place
   only when it matches.
-* `download_file` saves the archive with resume (``DEST/<archive>.part``, renamed when its MD5
-  matches) and `heldout.release.tar.extract_archive` extracts a local archive.
+* `download_file` saves the archive with resume (``DEST/<archive>.part``, locked by one process
+  at a time, renamed when its MD5 matches) and `heldout.release.tar.extract_archive` extracts a
+  local archive.
 
 A stopped process (SIGKILL, power cut, Ctrl-C, retries given up) never leaves a partial or
 unverified file in DEST: files are written under temporary names and renamed when whole, and
@@ -386,12 +387,33 @@ def download_file(
     Raises:
       ChecksumError: the MD5 differs; the download is kept as ``<path>.bad-md5`` (or, for an
         existing `path`, left where it is).
-      DownloadError: the server failed or misbehaved beyond repair, or the disk is too small.
+      DownloadError: the server failed or misbehaved beyond repair, or the disk is too small;
+        or another live process is downloading the same file (it holds the lock
+        ``<path>.part.lock``, `heldout.lock`).
     """
     md5 = check_md5(md5)
     check_url(url)
     options = options or HttpOptions()
     path = os.path.abspath(os.fspath(path))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    part = path + ".part"
+    lock = part + ".lock"
+    fd = try_lock(lock)  # two processes appending to one .part would spoil it
+    if fd is None:
+        raise DownloadError(
+            f"{path}: another process is downloading it into {part} (it holds {lock}); wait "
+            "for it to finish or stop it, then run the command again"
+        )
+    try:
+        return _download_file(url, path, part, md5, progress, options)
+    finally:
+        unlock(lock, fd)
+
+
+def _download_file(
+    url: str, path: str, part: str, md5: str, progress: bool, options: HttpOptions
+) -> FileDownload:
+    """`download_file` once ``<path>.part`` is locked."""
     if os.path.exists(path):
         got = md5_file(path, progress=progress)
         if got == md5:
@@ -401,8 +423,6 @@ def download_file(
             "move or delete it to download the archive again",
             kept=path,
         )
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    part = path + ".part"
     hasher = hashlib.md5()
     start = 0
     if os.path.exists(part):
