@@ -266,7 +266,7 @@ def _stream(
         sizes = {member: m.size for member, m in verified["members"].items()}
         note(
             f"the archive was verified by an earlier run, stopped while it moved the files into "
-            f"place; moved the {len(sizes)} files without reading the archive again"
+            f"place; its {len(sizes)} files are now in place, without reading the archive again"
         )
         summary = summarize(dest, selection, sizes, verified["ratios_seen"], verified["skipped"])
         return DownloadResult(url, md5, int(verified["size"]), None, summary, tuple(events))
