@@ -284,3 +284,84 @@ def test_torch_backend_never_usable_after_a_failed_restore(exported, fmnist_expe
         backend.restore(run_from_path(fmnist_experiment / "0.5/7"))
     with pytest.raises(HeldoutError, match="no successfully restored run"):
         backend.logits(x)
+
+
+def test_margin_bound_relative_absolute_and_reevaluated_rows():
+    from heldout.pytorch.precision import (
+        BOUND_FACTOR,
+        PrecisionError,
+        margin_bound_for,
+        reevaluate_close,
+    )
+
+    cpu = torch.device("cpu")
+    assert not margin_bound_for("float32", cpu).active
+    assert not margin_bound_for("tf32", cpu).active  # TF32 is float32 off CUDA
+    assert margin_bound_for("tf32", torch.device("cuda")).relative == BOUND_FACTOR * 2.0**-11
+    bound = margin_bound_for("bf16", cpu)
+    assert bound.relative == BOUND_FACTOR * 2.0**-8 == 0.09375
+    # Row scale max|z| = 10 -> bound 0.9375; = 1 -> 0.09375.
+    logits = torch.tensor([[10.0, 9.1, 0.0],     # margin 0.9 < 0.9375: re-evaluated
+                           [10.0, 9.0, 0.0],     # margin 1.0: kept
+                           [-1.0, 0.95, 0.9],    # scale 1, margin 0.05 < 0.09375: re-evaluated
+                           [0.5, -1.0, 0.35]])   # scale 1, margin 0.15: kept
+    images = torch.arange(4.0)[:, None]
+    asked = []
+
+    def float32_fn(x):
+        asked.append(x[:, 0].tolist())
+        return torch.full((len(x), 3), 7.0)
+
+    out, n = reevaluate_close(logits.clone(), images, float32_fn, bound)
+    assert n == 2 and asked == [[0.0, 2.0]]
+    torch.testing.assert_close(out[[0, 2]], torch.full((2, 3), 7.0))
+    torch.testing.assert_close(out[[1, 3]], logits[[1, 3]])
+    absolute = margin_bound_for("bf16", cpu, 0.1)  # whatever the scale: row 2 only
+    assert reevaluate_close(logits.clone(), images, float32_fn, absolute)[1] == 1
+    assert asked[-1] == [2.0]
+    assert not margin_bound_for("bf16", cpu, 0.0).active  # 0 turns re-evaluation off
+    with pytest.raises(PrecisionError, match="margin_bound must be >= 0"):
+        margin_bound_for("bf16", cpu, -1.0)
+    with pytest.raises(PrecisionError, match="unknown precision 'fp8'"):
+        margin_bound_for("fp8", cpu)
+
+
+@pytest.mark.slow  # 1,500 images in bf16
+def test_bf16_close_calls_reevaluated_correct_equals_float32(exported, fmnist_dir, images,
+                                                             monkeypatch):
+    """bf16 alone flips some fixture predictions; with the default bound those are among the
+    re-evaluated ones (counted), and correct equals float32's (the aux arrays) on every run."""
+    import heldout.pytorch.backend as tb
+    from heldout.pytorch.precision import close_calls, margin_bound_for, reevaluate_close
+
+    unchecked = []  # the bf16 logits before re-evaluation, batch by batch
+
+    def spy(logits, *args):
+        unchecked.append(logits.float().numpy().copy())
+        return reevaluate_close(logits, *args)
+
+    monkeypatch.setattr(tb, "reevaluate_close", spy)
+    expected = np.load(fmnist_dir / "expected_logits.npz")
+    x, labels = images
+    flips = 0
+    for name in RUNS:
+        run = run_from_path(exported / name)
+        backend = tb.TorchBackend("small_inception", 10, (32, 32, 3), device="cpu",
+                                  precision="bf16")
+        backend.restore(run)
+        unchecked.clear()
+        low = np.concatenate([backend.logits(x["test"][i:i + 250]) for i in range(0, 500, 250)])
+        raw = np.concatenate(unchecked)
+        float32 = expected[f"{name}/logits_test"]
+        close = close_calls(torch.from_numpy(raw), margin_bound_for("bf16", backend.device))
+        assert backend.num_reevaluated == int(close.sum()) > 0
+        assert backend.num_evaluated == 500
+        flipped = np.argmax(raw, 1) != np.argmax(float32, 1)
+        assert close.numpy()[flipped].all()
+        flips += int(flipped.sum())
+        np.testing.assert_array_equal(low[~close.numpy()], raw[~close.numpy()])
+        np.testing.assert_allclose(low[close.numpy()], float32[close.numpy()], atol=1e-4, rtol=0)
+        np.testing.assert_array_equal(np.argmax(low, 1) == labels["test"],
+                                      run.load_aux().correctness("test"))
+        np.testing.assert_array_equal(np.argmax(low, 1), np.argmax(float32, 1))
+    assert flips > 0  # the re-evaluation is what makes correct exact here

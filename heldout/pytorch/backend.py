@@ -17,6 +17,7 @@ from heldout.export.tensorfile import find_tensor_file, read_tensor_file
 from heldout.pytorch.load import build_torch_model, load_tensors, resolve_spec
 from heldout.pytorch.precision import (
     check_precision,
+    close_calls,
     margin_bound_for,
     precision_context,
     reevaluate_close,
@@ -54,8 +55,10 @@ class TorchBackend:
       arch, num_classes, input_shape: the model every restored run must fit.
       device: default CUDA when available, else the CPU.
       precision: ``float32``, ``tf32`` or ``bf16`` (see `heldout.pytorch.precision`).
-      margin_bound: top-2 margin below which reduced-precision predictions are re-evaluated in
-        float32 (default per precision); `num_reevaluated` counts them.
+      margin_bound: an absolute top-2 margin (logits) below which reduced-precision predictions
+        are re-evaluated in float32; default None, the mode's measured bound relative to each
+        prediction's largest |logit| (`heldout.pytorch.precision`). `num_reevaluated` counts
+        the predictions re-evaluated, `num_evaluated` all of them.
 
     Raises (restore): TensorFileError, a HeldoutError: no exported model in the run directory,
       or tensors that do not fit (named); the backend is then not usable (`logits` raises
@@ -102,9 +105,8 @@ class TorchBackend:
         x = to_nchw(images, self.device).contiguous(memory_format=torch.channels_last)
         with precision_context(self.precision, self.device):
             out = self.model(x)
-        if self.margin_bound > 0:
-            out, n = reevaluate_close(out, x, self._float32, self.margin_bound)
-            self.num_reevaluated += n
+        out, n = reevaluate_close(out, x, self._float32, self.margin_bound)
+        self.num_reevaluated += n
         self.num_evaluated += len(images)
         return out.float().cpu().numpy()
 
@@ -145,10 +147,9 @@ class StackedModels:
         with precision_context(self.precision, self.device):
             out = self._forward(x)
         out = out.float()
-        if self.margin_bound > 0:
+        if self.margin_bound.active:
             with torch.inference_mode():
-                close = torch.topk(out, 2, dim=-1).values
-                close = (close[..., 0] - close[..., 1]) < self.margin_bound
+                close = close_calls(out, self.margin_bound)
                 rows = torch.nonzero(close.any(dim=0)).flatten()
                 if len(rows):
                     exact = self._forward(x[rows]).float()
