@@ -71,11 +71,6 @@ class MarginBound:
             return torch.full(logits.shape[:-1], self.absolute, device=logits.device)
         return self.relative * logits.float().abs().amax(dim=-1)
 
-    def __str__(self) -> str:
-        if self.absolute > 0:
-            return f"{self.absolute:g} logits"
-        return f"{self.relative:.4g} x max|logit|" if self.relative > 0 else "none"
-
 
 def margin_bound_for(
     precision: str, device: torch.device, bound: float | None = None
