@@ -44,3 +44,16 @@ def fmnist_idx_dir(fmnist_dir, tmp_path_factory) -> str:
     from idx_helpers import write_fmnist_idx
 
     return write_fmnist_idx(tmp_path_factory.mktemp("fmnist-idx"), fmnist_dir / "dataset.npz")
+
+
+@pytest.fixture(scope="session")
+def fmnist_exported(fmnist_experiment, tmp_path_factory) -> pathlib.Path:
+    """The fmnist32 fixture runs exported once per test session by `heldout export`, in both
+    tensor formats: ``<ratio>/<run_id>/model.safetensors`` and ``model.npz`` beside a copy of
+    the run's ``aux_arrays.npz`` (an experiment the torch backend evaluates)."""
+    from heldout.cli import main
+
+    out = tmp_path_factory.mktemp("fmnist-exported")
+    for fmt in ("safetensors", "npz"):
+        assert main(["export", str(fmnist_experiment), "--format", fmt, "--out", str(out)]) == 0
+    return out

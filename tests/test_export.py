@@ -19,13 +19,10 @@ def main(argv):
     return cli_main(["export", *argv])
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory, fmnist_experiment):
-    out = tmp_path_factory.mktemp("export")
-    assert main([str(fmnist_experiment), "--format", "safetensors", "--out", str(out)]) == 0
-    assert main([str(fmnist_experiment), "--format", "npz", "--out", str(out),
-                 "--ratios", "0.5", "--run_ids", "7"]) == 0
-    return out
+@pytest.fixture(scope="session")
+def exported(fmnist_exported):
+    """The fixture runs exported as safetensors and npz (one export per test session)."""
+    return fmnist_exported
 
 
 def test_tensor_names_values_and_metadata(exported, fmnist_experiment):

@@ -322,3 +322,51 @@ def test_torch_backend_missing_is_one_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "heldout.pytorch.backend", None)  # import fails
     with pytest.raises(BackendError, match=r"backend 'torch' needs heldout\.pytorch\.backend"):
         make_backend("torch", "small_inception", 10, (32, 32, 3))
+
+
+def test_cli_backend_torch_on_an_exported_experiment(tmp_path, fmnist_exported, fmnist_dir,
+                                                     stores, capsys):
+    """`heldout predict EXPORTED --backend torch`: the PyTorch backend fills the same store as
+    TensorFlow (correct equal to the aux arrays, logits within 1e-4 of TensorFlow's)."""
+    out = tmp_path / "torch.zarr"
+    capsys.readouterr()
+    assert cli_main(["predict", str(fmnist_exported), "--backend", "torch", "--dataset_npz",
+                     str(fmnist_dir / "dataset.npz"), "--split", "test", "--out", str(out),
+                     "--workers", "0", "--outputs", ",".join(ALL), "--logits_dtype",
+                     "float32"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-2:] == [f"{out}: 3 of 3 runs completed (3 evaluated now, 0 before)",
+                            "checked 3 runs: 1500 out of 1500 predictions match"]
+    torch_store, tf_store = open_store(out), open_store(stores["test"])
+    assert torch_store.attrs["backend"] == "torch"
+    assert torch_store.attrs["experiment"] == str(fmnist_exported)
+    assert torch_store.run_names == tf_store.run_names == RUNS
+    for i, name in enumerate(RUNS):
+        aux = run_from_path(fmnist_exported / name).load_aux()
+        np.testing.assert_array_equal(torch_store["correct"][i], aux.correctness("test"))
+        np.testing.assert_array_equal(torch_store["mask"][i], aux.subset_mask())
+    np.testing.assert_allclose(torch_store["logits"], tf_store["logits"], atol=1e-4, rtol=0)
+    for key in ("margin", "logit_confidence"):
+        np.testing.assert_allclose(torch_store[key], tf_store[key], atol=2e-4, rtol=0)
+    for key in ("correct", "prediction", "epoch", "global_step", "run_id", "subset_ratio"):
+        np.testing.assert_array_equal(torch_store[key], tf_store[key], err_msg=key)
+
+
+def test_cli_backend_torch_bf16_reports_reevaluated(tmp_path, fmnist_exported, fmnist_dir,
+                                                    capsys):
+    """--precision bf16: close calls evaluated again in float32 are counted, and correct still
+    equals the aux arrays (the cross-check)."""
+    out = tmp_path / "bf16.zarr"
+    base = ["predict", str(fmnist_exported), "--dataset_npz", str(fmnist_dir / "dataset.npz"),
+            "--split", "test", "--workers", "0", "--ratios", "0.25"]
+    capsys.readouterr()
+    assert cli_main([*base, "--backend", "torch", "--precision", "bf16", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    counted = re.fullmatch(r"bf16: (\d+) of 500 predictions re-evaluated in float32 \(top-2 "
+                           r"margin below the bound\)", printed[-2])
+    assert counted and 0 < int(counted[1]) < 500, printed
+    assert printed[-1] == "checked 1 runs: 500 out of 500 predictions match"
+    aux = run_from_path(fmnist_exported / "0.25/3").load_aux()
+    np.testing.assert_array_equal(open_store(out)["correct"][0], aux.correctness("test"))
+    err = _error_line(capsys, [*base, "--precision", "bf16", "--out", str(tmp_path / "x.zarr")])
+    assert err == "heldout predict: error: --precision bf16 needs --backend torch"

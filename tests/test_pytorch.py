@@ -1,7 +1,6 @@
 """heldout.pytorch: the PyTorch models against the fixture runs' logits and aux arrays, and
 against the Sonnet models with random weights; bad tensor files; the TorchBackend."""
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -23,14 +22,10 @@ from heldout.pytorch import build_torch_model, exported_shapes, load_model
 RUNS = ("0.25/3", "0.5/0", "0.5/7")
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory, fmnist_experiment):
-    from heldout.cli import main
-
-    out = tmp_path_factory.mktemp("torch-export")
-    for fmt in ("safetensors", "npz"):
-        assert main(["export", str(fmnist_experiment), "--format", fmt, "--out", str(out)]) == 0
-    return out
+@pytest.fixture(scope="session")
+def exported(fmnist_exported):
+    """The fixture runs exported as safetensors and npz (one export per test session)."""
+    return fmnist_exported
 
 
 @pytest.fixture(scope="module")
@@ -48,30 +43,49 @@ def _logits(model, x_nhwc, batch=100):
             for i in range(0, len(x_nhwc), batch)])
 
 
-@pytest.mark.slow
-def test_fixture_runs_safetensors_and_npz(exported, fmnist_dir, images):
+@pytest.fixture(scope="module")
+def fixture_logits(exported, images):
+    """(format, run name, split) -> float32 logits [N, 10] of the PyTorch model loaded from
+    the exported ``model.<format>``, for every fixture run on both splits."""
+    x, _ = images
+    out = {}
+    for fmt in ("safetensors", "npz"):
+        for name in RUNS:
+            model = load_model(exported / name / f"model.{fmt}")
+            assert not model.training
+            for split in ("train", "test"):
+                out[fmt, name, split] = _logits(model, x[split], batch=500)
+    return out
+
+
+@pytest.mark.slow  # its fixture: 3 runs x 2,500 images x 2 formats, about 45 s on 2 cores
+@pytest.mark.parametrize("fmt", ["safetensors", "npz"])
+def test_fixture_runs_every_run_both_splits(fixture_logits, exported, fmnist_dir, images, fmt):
     expected = np.load(fmnist_dir / "expected_logits.npz")
-    x, labels = images
-    experiment = open_experiment(exported)
-    for run in experiment.runs():
+    _, labels = images
+    for run in open_experiment(exported).runs():
         aux = run.load_aux()
-        model = load_model(os.path.join(run.path, "model.safetensors"))
-        assert not model.training
-        npz_model = load_model(os.path.join(run.path, "model.npz"))
-        for key, value in model.state_dict().items():
-            torch.testing.assert_close(npz_model.state_dict()[key], value, rtol=0, atol=0)
         for split in ("train", "test"):
-            logits = _logits(model, x[split])
+            logits = fixture_logits[fmt, run.name, split]
+            assert logits.shape == (len(labels[split]), 10)
             np.testing.assert_allclose(logits, expected[f"{run.name}/logits_{split}"],
-                                       rtol=0, atol=1e-4)
+                                       rtol=0, atol=1e-4, err_msg=f"{fmt} {run.name} {split}")
             np.testing.assert_array_equal(np.argmax(logits, 1) == labels[split],
-                                          aux.correctness(split))
-        if run.name != "0.25/3":
-            continue  # the npz tensors equal the safetensors ones; evaluate one run through it
-        logits = _logits(npz_model, x["test"])
-        np.testing.assert_allclose(logits, expected[f"{run.name}/logits_test"], rtol=0, atol=1e-4)
-        np.testing.assert_array_equal(np.argmax(logits, 1) == labels["test"],
-                                      aux.correctness("test"))
+                                          aux.correctness(split),
+                                          err_msg=f"{fmt} {run.name} {split}")
+
+
+@pytest.mark.slow
+def test_npz_and_safetensors_models_identical(fixture_logits, exported):
+    for name in RUNS:
+        a = load_model(exported / name / "model.safetensors").state_dict()
+        b = load_model(exported / name / "model.npz").state_dict()
+        assert sorted(a) == sorted(b)
+        for key, value in a.items():
+            torch.testing.assert_close(b[key], value, rtol=0, atol=0)
+        for split in ("train", "test"):
+            np.testing.assert_array_equal(fixture_logits["npz", name, split],
+                                          fixture_logits["safetensors", name, split])
 
 
 def _randomize(model, seed):
@@ -265,3 +279,102 @@ def test_cli_verify_backend_torch(exported, fmnist_dir, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out == ["0.5/7: epoch 10 step 200 subset 50.0% accuracy 0.7840 500/500 match",
                    "verified 1 runs: 500 out of 500 predictions match"]
+
+
+def test_torch_backend_never_usable_after_a_failed_restore(exported, fmnist_experiment, images):
+    """Like the TensorFlow backend: after a failed restore, logits refuse (one-line
+    HeldoutError) instead of giving the previous run's predictions."""
+    from heldout.errors import HeldoutError
+    from heldout.pytorch.backend import TorchBackend
+
+    backend = TorchBackend("small_inception", 10, (32, 32, 3), device="cpu")
+    x = images[0]["test"][:4]
+    with pytest.raises(HeldoutError, match="no successfully restored run"):
+        backend.logits(x)
+    backend.restore(run_from_path(exported / "0.5/0"))
+    assert backend.logits(x).shape == (4, 10)
+    with pytest.raises(HeldoutError, match="no exported model"):
+        backend.restore(run_from_path(fmnist_experiment / "0.5/7"))
+    with pytest.raises(HeldoutError, match="no successfully restored run"):
+        backend.logits(x)
+
+
+def test_margin_bound_relative_absolute_and_reevaluated_rows():
+    from heldout.pytorch.precision import (
+        BOUND_FACTOR,
+        PrecisionError,
+        margin_bound_for,
+        reevaluate_close,
+    )
+
+    cpu = torch.device("cpu")
+    assert not margin_bound_for("float32", cpu).active
+    assert not margin_bound_for("tf32", cpu).active  # TF32 is float32 off CUDA
+    assert margin_bound_for("tf32", torch.device("cuda")).relative == BOUND_FACTOR * 2.0**-11
+    bound = margin_bound_for("bf16", cpu)
+    assert bound.relative == BOUND_FACTOR * 2.0**-8 == 0.09375
+    # Row scale max|z| = 10 -> bound 0.9375; = 1 -> 0.09375.
+    logits = torch.tensor([[10.0, 9.1, 0.0],     # margin 0.9 < 0.9375: re-evaluated
+                           [10.0, 9.0, 0.0],     # margin 1.0: kept
+                           [-1.0, 0.95, 0.9],    # scale 1, margin 0.05 < 0.09375: re-evaluated
+                           [0.5, -1.0, 0.35]])   # scale 1, margin 0.15: kept
+    images = torch.arange(4.0)[:, None]
+    asked = []
+
+    def float32_fn(x):
+        asked.append(x[:, 0].tolist())
+        return torch.full((len(x), 3), 7.0)
+
+    out, n = reevaluate_close(logits.clone(), images, float32_fn, bound)
+    assert n == 2 and asked == [[0.0, 2.0]]
+    torch.testing.assert_close(out[[0, 2]], torch.full((2, 3), 7.0))
+    torch.testing.assert_close(out[[1, 3]], logits[[1, 3]])
+    absolute = margin_bound_for("bf16", cpu, 0.1)  # whatever the scale: row 2 only
+    assert reevaluate_close(logits.clone(), images, float32_fn, absolute)[1] == 1
+    assert asked[-1] == [2.0]
+    assert not margin_bound_for("bf16", cpu, 0.0).active  # 0 turns re-evaluation off
+    with pytest.raises(PrecisionError, match="margin_bound must be >= 0"):
+        margin_bound_for("bf16", cpu, -1.0)
+    with pytest.raises(PrecisionError, match="unknown precision 'fp8'"):
+        margin_bound_for("fp8", cpu)
+
+
+@pytest.mark.slow  # 1,500 images in bf16
+def test_bf16_close_calls_reevaluated_correct_equals_float32(exported, fmnist_dir, images,
+                                                             monkeypatch):
+    """bf16 alone flips some fixture predictions; with the default bound those are among the
+    re-evaluated ones (counted), and correct equals float32's (the aux arrays) on every run."""
+    import heldout.pytorch.backend as tb
+    from heldout.pytorch.precision import close_calls, margin_bound_for, reevaluate_close
+
+    unchecked = []  # the bf16 logits before re-evaluation, batch by batch
+
+    def spy(logits, *args):
+        unchecked.append(logits.float().numpy().copy())
+        return reevaluate_close(logits, *args)
+
+    monkeypatch.setattr(tb, "reevaluate_close", spy)
+    expected = np.load(fmnist_dir / "expected_logits.npz")
+    x, labels = images
+    flips = 0
+    for name in RUNS:
+        run = run_from_path(exported / name)
+        backend = tb.TorchBackend("small_inception", 10, (32, 32, 3), device="cpu",
+                                  precision="bf16")
+        backend.restore(run)
+        unchecked.clear()
+        low = np.concatenate([backend.logits(x["test"][i:i + 250]) for i in range(0, 500, 250)])
+        raw = np.concatenate(unchecked)
+        float32 = expected[f"{name}/logits_test"]
+        close = close_calls(torch.from_numpy(raw), margin_bound_for("bf16", backend.device))
+        assert backend.num_reevaluated == int(close.sum()) > 0
+        assert backend.num_evaluated == 500
+        flipped = np.argmax(raw, 1) != np.argmax(float32, 1)
+        assert close.numpy()[flipped].all()
+        flips += int(flipped.sum())
+        np.testing.assert_array_equal(low[~close.numpy()], raw[~close.numpy()])
+        np.testing.assert_allclose(low[close.numpy()], float32[close.numpy()], atol=1e-4, rtol=0)
+        np.testing.assert_array_equal(np.argmax(low, 1) == labels["test"],
+                                      run.load_aux().correctness("test"))
+        np.testing.assert_array_equal(np.argmax(low, 1), np.argmax(float32, 1))
+    assert flips > 0  # the re-evaluation is what makes correct exact here

@@ -60,7 +60,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch_size", type=positive_int, default=200)
     p.add_argument("--arch", default=None, help="small_inception | resnet50 | mlp "
                    "(default: the released architecture for the dataset)")
-    p.add_argument("--backend", choices=["tensorflow", "torch"], default="tensorflow")
+    p.add_argument("--backend", choices=["tensorflow", "torch"], default="tensorflow",
+                   help="tensorflow: the runs' checkpoints; torch: runs exported by heldout "
+                   "export (model.safetensors or model.npz), on CUDA when present")
+    p.add_argument("--precision", choices=["float32", "tf32", "bf16"], default="float32",
+                   help="--backend torch only: tf32 (CUDA) or bf16 autocast, predictions whose "
+                   "top-2 margin is below a bound evaluated again in float32 so that correct "
+                   "stays exact (default float32)")
     p.add_argument("--workers", type=non_negative_int, default=None,
                    help="Dask worker processes of a local cluster (default one per visible GPU, "
                    "else one); 0 evaluates in this process without Dask")
@@ -90,6 +96,8 @@ def predict_command(args: argparse.Namespace) -> int:
         except ValueError as e:
             raise CommandError(f"--ratios: expected numbers like 0.7,0.5, got {args.ratios!r}")\
                 from e
+    if args.precision != "float32" and args.backend != "torch":
+        raise CommandError(f"--precision {args.precision} needs --backend torch")
     run_ids = parse_run_ids(args.run_ids)
     workers = default_workers() if args.workers is None else args.workers
     dataset = DatasetSpec(args.dataset, args.dataset_npz, args.tfrecord_dir, args.idx_dir,
@@ -100,6 +108,7 @@ def predict_command(args: argparse.Namespace) -> int:
         workers=workers, scheduler=args.scheduler, backend=args.backend, arch=args.arch,
         overwrite=args.overwrite, retries=args.retries, cross_check=not args.no_cross_check,
         min_match_fraction=args.min_match_fraction,
+        backend_options={"precision": args.precision} if args.backend == "torch" else None,
     )
     for name, error in summary.failed:
         print(f"{name}: FAILED: {error}")
@@ -108,6 +117,9 @@ def predict_command(args: argparse.Namespace) -> int:
     if summary.failed:
         print(f"{len(summary.failed)} runs failed; run the command again to retry them",
               file=sys.stderr)
+    if args.precision != "float32":
+        print(f"{args.precision}: {summary.reevaluated} of {summary.predictions} predictions "
+              "re-evaluated in float32 (top-2 margin below the bound)")
     if summary.cross_check_note:
         print(f"not cross-checked: {summary.cross_check_note}")
     elif not args.no_cross_check:

@@ -62,7 +62,8 @@ class TaskSpec:
 
 @dataclasses.dataclass(frozen=True)
 class RunResult:
-    """The outcome of one task: `error` is '' on success."""
+    """The outcome of one task: `error` is '' on success; `reevaluated`: predictions a
+    reduced-precision backend evaluated again in float32 (close calls), 0 otherwise."""
 
     row: int
     name: str
@@ -70,6 +71,7 @@ class RunResult:
     epoch: int = -1
     global_step: int = -1
     accuracy: float = float("nan")
+    reevaluated: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +86,9 @@ class PredictSummary:
       checked_runs, matched, total: the cross-check of ``correct`` against the aux arrays
         (0, 0, 0 when not done); `mismatched_runs`: runs below the minimum match fraction.
       cross_check_note: why the cross-check was skipped, or ''.
+      reevaluated, predictions: of the predictions this call made (runs evaluated x N), how
+        many a reduced-precision backend (``torch`` with ``precision`` tf32 or bf16) evaluated
+        again in float32 because their top-2 margin was below its bound.
     """
 
     store: str
@@ -96,6 +101,8 @@ class PredictSummary:
     total: int = 0
     mismatched_runs: tuple[str, ...] = ()
     cross_check_note: str = ""
+    reevaluated: int = 0
+    predictions: int = 0
 
     @property
     def ok(self) -> bool:
@@ -146,6 +153,7 @@ def _evaluate_run(spec: TaskSpec, row: int, run: Run, cache: dict) -> RunResult:
         dataset, backend = state["dataset"], state["backend"]
         aux = run.load_aux(num_train=spec.num_train)
         restored: RestoredRun = backend.restore(run)
+        reevaluated = getattr(backend, "num_reevaluated", 0)
         n = dataset.num_examples(spec.split)
         logits = np.zeros((n, spec.num_classes), np.float32)
         seen = np.zeros(n, bool)
@@ -155,13 +163,14 @@ def _evaluate_run(spec: TaskSpec, row: int, run: Run, cache: dict) -> RunResult:
         if not seen.all():
             raise PredictError(f"{dataset.name}: the {spec.split} batches missed "
                                f"{int((~seen).sum())} of {n} examples")
+        reevaluated = getattr(backend, "num_reevaluated", 0) - reevaluated
         labels = dataset.split_labels(spec.split)
         rows = st.run_outputs(logits, labels, spec.outputs, spec.logits_dtype)
     except HeldoutError as e:
         return RunResult(row, run.name, error=str(e))
     st.write_run(spec.store, row, rows, aux.subset_mask(), restored.epoch, restored.global_step)
     return RunResult(row, run.name, "", restored.epoch, restored.global_step,
-                     float(np.mean(rows["correct"])) if n else float("nan"))
+                     float(np.mean(rows["correct"])) if n else float("nan"), reevaluated)
 
 
 # --------------------------------------------------------------------------------------------
@@ -443,12 +452,16 @@ def _fill(spec: TaskSpec, runs: Sequence[Run], data, dask: Dask | None, retries:
             cache.clear()
             cache.update(key=spec.model_key(), dataset=data)
     failed = []
+    reevaluated = 0
     for result in _run_tasks(spec, todo, dask, retries, progress, cache):
         if result.error:
             failed.append((result.name, result.error))
+        reevaluated += result.reevaluated
     failed.sort()
-    summary = PredictSummary(out, len(runs), len(todo) - len(failed), len(runs) - len(todo),
-                             tuple(failed))
+    evaluated = len(todo) - len(failed)
+    summary = PredictSummary(out, len(runs), evaluated, len(runs) - len(todo), tuple(failed),
+                             reevaluated=reevaluated,
+                             predictions=evaluated * int(data.num_examples(spec.split)))
     if min_match_fraction is not None:
         checked, matched, total, low, note = cross_check_store(out, runs, spec.split,
                                                                min_match_fraction)

@@ -12,14 +12,20 @@ import numpy as np
 import torch
 from torch import nn
 
+from heldout.errors import HeldoutError
 from heldout.export.tensorfile import find_tensor_file, read_tensor_file
 from heldout.pytorch.load import build_torch_model, load_tensors, resolve_spec
 from heldout.pytorch.precision import (
     check_precision,
+    close_calls,
     margin_bound_for,
     precision_context,
     reevaluate_close,
 )
+
+
+class NotRestoredError(HeldoutError, RuntimeError):
+    """`TorchBackend.logits` asked before a restore succeeded (none yet, or the last failed)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,11 +55,14 @@ class TorchBackend:
       arch, num_classes, input_shape: the model every restored run must fit.
       device: default CUDA when available, else the CPU.
       precision: ``float32``, ``tf32`` or ``bf16`` (see `heldout.pytorch.precision`).
-      margin_bound: top-2 margin below which reduced-precision predictions are re-evaluated in
-        float32 (default per precision); `num_reevaluated` counts them.
+      margin_bound: an absolute top-2 margin (logits) below which reduced-precision predictions
+        are re-evaluated in float32; default None, the mode's measured bound relative to each
+        prediction's largest |logit| (`heldout.pytorch.precision`). `num_reevaluated` counts
+        the predictions re-evaluated, `num_evaluated` all of them.
 
     Raises (restore): TensorFileError, a HeldoutError: no exported model in the run directory,
-      or tensors that do not fit (named).
+      or tensors that do not fit (named); the backend is then not usable (`logits` raises
+      `NotRestoredError`) until a restore succeeds, so it never evaluates a stale run.
     """
 
     def __init__(self, arch: str, num_classes: int, input_shape: Sequence[int],
@@ -69,18 +78,21 @@ class TorchBackend:
             raise TypeError(f"TorchBackend: unknown options {sorted(options)}")
         self._template = build_torch_model(arch, self.num_classes, self.input_shape)
         self.model: nn.Module | None = None
+        self._restored: RestoredModel | None = None
         self.num_reevaluated = 0
         self.num_evaluated = 0
 
     def restore(self, run) -> RestoredModel:
         """Loads a run's exported tensors (a `heldout.experiment.Run`; `run.path` is used)."""
+        self._restored = None  # unusable until this restore has fully succeeded
         path = find_tensor_file(run.path)
         tensor_file = read_tensor_file(path)
         meta = resolve_spec(tensor_file, self.arch, self.num_classes, self.input_shape)
         model = copy.deepcopy(self._template) if self.model is None else self.model
         load_tensors(model, tensor_file.tensors, path)
         self.model = model.to(self.device, memory_format=torch.channels_last).eval()
-        return RestoredModel(meta.epoch, meta.global_step, path)
+        self._restored = RestoredModel(meta.epoch, meta.global_step, path)
+        return self._restored
 
     def _float32(self, x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
@@ -88,14 +100,13 @@ class TorchBackend:
 
     def logits(self, images: np.ndarray) -> np.ndarray:
         """float32 NHWC [b, H, W, C] (scaled as the export says) -> float32 [b, num_classes]."""
-        if self.model is None:
-            raise RuntimeError("TorchBackend.logits before restore")
+        if self._restored is None:
+            raise NotRestoredError("logits asked of a model with no successfully restored run")
         x = to_nchw(images, self.device).contiguous(memory_format=torch.channels_last)
         with precision_context(self.precision, self.device):
             out = self.model(x)
-        if self.margin_bound > 0:
-            out, n = reevaluate_close(out, x, self._float32, self.margin_bound)
-            self.num_reevaluated += n
+        out, n = reevaluate_close(out, x, self._float32, self.margin_bound)
+        self.num_reevaluated += n
         self.num_evaluated += len(images)
         return out.float().cpu().numpy()
 
@@ -136,10 +147,9 @@ class StackedModels:
         with precision_context(self.precision, self.device):
             out = self._forward(x)
         out = out.float()
-        if self.margin_bound > 0:
+        if self.margin_bound.active:
             with torch.inference_mode():
-                close = torch.topk(out, 2, dim=-1).values
-                close = (close[..., 0] - close[..., 1]) < self.margin_bound
+                close = close_calls(out, self.margin_bound)
                 rows = torch.nonzero(close.any(dim=0)).flatten()
                 if len(rows):
                     exact = self._forward(x[rows]).float()
