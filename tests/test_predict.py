@@ -53,6 +53,7 @@ def stores(tmp_path_factory, fmnist_experiment, spec, cache):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("split", ["test", "train"])
 def test_store_values(stores, fmnist_dir, fmnist_experiment, fmnist_dataset, split):
     s = open_store(stores[split])
@@ -98,6 +99,7 @@ def test_definitions_on_extreme_logits():
     np.testing.assert_allclose(logit_confidence(logits, labels), expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_float16_logits_within_rounding(tmp_path, fmnist_experiment, fmnist_dir, spec, cache):
     summary = predict(fmnist_experiment, spec, "test", tmp_path / "s.zarr", outputs=ALL,
                       progress=False, cache=cache)
@@ -112,6 +114,7 @@ def test_float16_logits_within_rounding(tmp_path, fmnist_experiment, fmnist_dir,
         assert (np.abs(s["logits"][i].astype(np.float32) - ref) <= bound).all()
 
 
+@pytest.mark.slow
 def test_resume_evaluates_only_runs_not_completed(tmp_path, fmnist_experiment, spec, cache,
                                                   stores):
     out = tmp_path / "s.zarr"
@@ -130,6 +133,7 @@ def test_resume_evaluates_only_runs_not_completed(tmp_path, fmnist_experiment, s
     assert_stores_equal(open_store(out), open_store(stores["test"]))
 
 
+@pytest.mark.slow
 def test_corrupt_checkpoint_is_reported_and_the_rest_complete(tmp_path, fmnist_experiment,
                                                                fmnist_dir, capsys):
     reuse_runs(fmnist_experiment, tmp_path / "exp", 3, copy=(1,))
@@ -155,6 +159,7 @@ def _error_line(capsys, argv) -> str:
     return err
 
 
+@pytest.mark.slow
 def test_bad_inputs_one_line_errors(tmp_path, stores, fmnist_experiment, fmnist_dir, capsys):
     npz = str(fmnist_dir / "dataset.npz")
     base = ["predict", str(fmnist_experiment), "--dataset_npz", npz, "--workers", "0"]
@@ -181,6 +186,7 @@ def test_bad_inputs_one_line_errors(tmp_path, stores, fmnist_experiment, fmnist_
     assert not os.path.exists(tmp_path / "n.zarr")
 
 
+@pytest.mark.slow
 def test_chunks_are_one_run_each_and_concurrent_writers_keep_every_row(tmp_path):
     layout = st.StoreLayout("d", "", "test", "fp", "/e", "mlp", 4, 50, 30, st.OUTPUTS, "float32",
                             tuple(f"0.5/{k}" for k in range(12)))
@@ -217,6 +223,7 @@ def _write_row(out, r):
     st.write_run(out, r, rows, mask, r, 10 * r)
 
 
+@pytest.mark.slow
 def test_estimate_predictions_on_a_flipped_test_set(tmp_path, fmnist_experiment, fmnist_dir,
                                                     spec, cache, capsys):
     data = load_dataset(dataset_npz=str(fmnist_dir / "dataset.npz"))
@@ -257,6 +264,7 @@ def test_estimate_predictions_on_a_flipped_test_set(tmp_path, fmnist_experiment,
     np.testing.assert_array_equal(np.load(merged)["influence"], result["influence"])
 
 
+@pytest.mark.slow
 def test_to_datamodels_reloads_with_mmap(tmp_path, stores):
     zarr.open_group(stores["test"], mode="r+")["completed"][2] = False
     try:
@@ -275,6 +283,7 @@ def test_to_datamodels_reloads_with_mmap(tmp_path, stores):
     assert not masks[2].any() and not margins[2].any()
 
 
+@pytest.mark.slow
 def test_readme_snippets(stores, monkeypatch):
     """The README's xarray one-liner and LiRA computation, run as written there."""
     text = (REPO / "README.md").read_text()
@@ -324,6 +333,7 @@ def test_torch_backend_missing_is_one_line(monkeypatch):
         make_backend("torch", "small_inception", 10, (32, 32, 3))
 
 
+@pytest.mark.slow
 def test_cli_backend_torch_on_an_exported_experiment(tmp_path, fmnist_exported, fmnist_dir,
                                                      stores, capsys):
     """`heldout predict EXPORTED --backend torch`: the PyTorch backend fills the same store as
@@ -352,6 +362,7 @@ def test_cli_backend_torch_on_an_exported_experiment(tmp_path, fmnist_exported, 
         np.testing.assert_array_equal(torch_store[key], tf_store[key], err_msg=key)
 
 
+@pytest.mark.slow
 def test_cli_backend_torch_bf16_reports_reevaluated(tmp_path, fmnist_exported, fmnist_dir,
                                                     capsys):
     """--precision bf16: close calls evaluated again in float32 are counted, and correct still

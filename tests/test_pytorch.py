@@ -137,6 +137,7 @@ def test_resnet50_against_sonnet(tmp_path):
     _against_sonnet(tmp_path, "resnet50", 1000, (224, 224, 3), 3)
 
 
+@pytest.mark.slow
 def test_small_inception_100_classes_against_sonnet(tmp_path):
     _against_sonnet(tmp_path, "small_inception", 100, (32, 32, 3), 8, fmt="npz")
 
@@ -193,6 +194,7 @@ def test_architecture_inferred_or_refused(tmp_path):
                            arch="small_inception")).__name__ == "SmallInception"
 
 
+@pytest.mark.slow
 def test_imports_without_tensorflow_sonnet_tfds(tmp_path):
     path, good = _random_file(tmp_path)
     script = textwrap.dedent(f"""
@@ -214,6 +216,7 @@ def test_imports_without_tensorflow_sonnet_tfds(tmp_path):
     assert out.strip() == "(2, 10)"
 
 
+@pytest.mark.slow
 def test_torch_backend_and_stacked(exported, fmnist_dir, fmnist_experiment, images):
     from heldout.errors import HeldoutError
     from heldout.pytorch.backend import StackedModels, TorchBackend

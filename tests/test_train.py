@@ -180,6 +180,7 @@ def test_stacked_path_equals_per_step_path(tmp_path, small):
         assert T.load_run_info(run_b)["path"] == "stacked"
 
 
+@pytest.mark.slow
 def test_resume_skips_complete_runs_and_clears_stale_temporaries(tmp_path, small):
     T.train_experiment(tmp_path, small, 0.5, [0, 1], CONFIG, progress=False)
     first = (tmp_path / "0.5" / "0" / "aux_arrays.npz").read_bytes()
