@@ -6,6 +6,12 @@ import pathlib
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Under pytest-xdist each worker process gets one core's share: one thread for TensorFlow's
+    # and PyTorch's thread pools (read when they are first imported, after this file), so two
+    # workers on two cores do not each run two threads of convolutions against the other's.
+    for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
 
 #: Fixtures copied byte for byte from the project's shared reference material.
 DATA = pathlib.Path(__file__).resolve().parent / "data"
@@ -57,3 +63,18 @@ def fmnist_exported(fmnist_experiment, tmp_path_factory) -> pathlib.Path:
     for fmt in ("safetensors", "npz"):
         assert main(["export", str(fmnist_experiment), "--format", fmt, "--out", str(out)]) == 0
     return out
+
+
+# The files whose tests take longest, longest first (measured with --durations). Under
+# pytest-xdist each worker takes whole files in this order (`--no-loadscope-reorder` in
+# pyproject.toml), so the long files start at once and the short ones fill the end.
+LONGEST_FIRST = [
+    "test_pytorch.py", "test_predict_dask.py", "test_mnist_example.py", "test_predict.py",
+    "test_train_dask.py", "test_train.py", "test_evaluate.py", "test_report.py",
+    "test_export.py", "test_imagenet.py", "test_first_hour.py", "test_stacked.py",
+]
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable within a file
