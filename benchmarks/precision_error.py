@@ -18,20 +18,14 @@ Without --export_dir's tree it runs `heldout export` (TensorFlow) in a separate 
 import argparse
 import copy
 import os
-import pathlib
-import subprocess
-import sys
-import warnings
 
 import numpy as np
 import torch
+from exported_fixture import FMNIST, exported_runs
 
-from heldout.experiment import open_experiment
 from heldout.pytorch import load_model
 from heldout.pytorch import networks as nets
 from heldout.pytorch.precision import BOUND_FACTOR, UNIT_ROUNDOFF
-
-FMNIST = pathlib.Path(__file__).resolve().parents[1] / "tests" / "data" / "reference" / "fmnist32"
 
 
 def round_mantissa(x: torch.Tensor, bits: int) -> torch.Tensor:
@@ -58,13 +52,7 @@ def main() -> None:
     parser.add_argument("--export_dir", default="/tmp/heldout-export-fmnist32")
     parser.add_argument("--batch_size", type=int, default=500)
     args = parser.parse_args()
-    if not os.path.isdir(args.export_dir):
-        subprocess.run([sys.executable, "-m", "heldout", "export",
-                        str(FMNIST / "fmnist32-inception"), "--format", "safetensors",
-                        "--out", args.export_dir], check=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        runs = open_experiment(args.export_dir).runs()
+    runs = exported_runs(args.export_dir)
     data = np.load(FMNIST / "dataset.npz", allow_pickle=False)
     modes = {"bf16": None, "tf32 (emulated)": 11}
     unit = {"bf16": UNIT_ROUNDOFF["bf16"], "tf32 (emulated)": UNIT_ROUNDOFF["tf32"]}

@@ -18,24 +18,16 @@ Without --export_dir's tree it runs the export above in a separate process first
 """
 
 import argparse
-import os
-import pathlib
-import subprocess
-import sys
 import time
-import warnings
 
 import numpy as np
 import torch
+from exported_fixture import FMNIST, exported_runs
 
-from heldout.experiment import open_experiment
 from heldout.export.tensorfile import find_tensor_file, read_tensor_file
 from heldout.pytorch import load_model
 from heldout.pytorch.backend import StackedModels, TorchBackend
 from heldout.pytorch.load import resolve_spec
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-FMNIST = ROOT / "tests" / "data" / "reference" / "fmnist32"
 
 
 def _sync(device: torch.device) -> None:
@@ -53,13 +45,7 @@ def main() -> None:
     parser.add_argument("--ks", default="3", help="comma-separated K for runs at once")
     parser.add_argument("--device", default=None)
     args = parser.parse_args()
-    if not os.path.isdir(args.export_dir):
-        subprocess.run([sys.executable, "-m", "heldout", "export",
-                        str(FMNIST / "fmnist32-inception"), "--format", "safetensors",
-                        "--out", args.export_dir], check=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        exported = open_experiment(args.export_dir).runs()
+    exported = exported_runs(args.export_dir)
     runs = [exported[i % len(exported)] for i in range(args.runs)]
     data = np.load(args.dataset_npz, allow_pickle=False)
     test = data["test__image"].astype(np.float32) / 255

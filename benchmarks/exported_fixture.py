@@ -1,0 +1,25 @@
+"""The fmnist32 fixture runs exported as safetensors, for the PyTorch benchmarks (which need no
+TensorFlow themselves: the export runs once, in a `heldout export` subprocess)."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+import warnings
+
+from heldout.experiment import Run, open_experiment
+
+FMNIST = pathlib.Path(__file__).resolve().parents[1] / "tests" / "data" / "reference" / "fmnist32"
+
+
+def exported_runs(export_dir: str) -> list[Run]:
+    """The runs of `export_dir`, exporting the fixture experiment there first if it is missing."""
+    if not os.path.isdir(export_dir):
+        subprocess.run([sys.executable, "-m", "heldout", "export",
+                        str(FMNIST / "fmnist32-inception"), "--format", "safetensors",
+                        "--out", export_dir], check=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return open_experiment(export_dir).runs()
