@@ -381,3 +381,27 @@ def test_cli_backend_torch_bf16_reports_reevaluated(tmp_path, fmnist_exported, f
     np.testing.assert_array_equal(open_store(out)["correct"][0], aux.correctness("test"))
     err = _error_line(capsys, [*base, "--precision", "bf16", "--out", str(tmp_path / "x.zarr")])
     assert err == "heldout predict: error: --precision bf16 needs --backend torch"
+
+
+def test_runs_without_a_model_are_skipped_in_one_line(tmp_path, fmnist_experiment, capsys):
+    # Before the fix every run of the quick start's experiment without a checkpoint (396 of
+    # 400) was evaluated, printed as FAILED in string order, and left the store unfillable.
+    from heldout.predict import PredictError, select_runs
+
+    exp = tmp_path / "exp"
+    for k in (0, 1, 2, 10):
+        (exp / "0.5" / str(k)).mkdir(parents=True)
+        source = fmnist_experiment / "0.5" / "0" / "aux_arrays.npz"
+        (exp / "0.5" / str(k) / "aux_arrays.npz").write_bytes(source.read_bytes())
+    checkpoints = fmnist_experiment / "0.5" / "0" / "checkpoints"
+    os.symlink(checkpoints, exp / "0.5" / "10" / "checkpoints")
+    runs, root = select_runs(exp)
+    assert [r.name for r in runs] == ["0.5/10"] and root == str(exp)
+    err = capsys.readouterr().err
+    assert "skipped 3 runs without a complete checkpoint: 0.5/0, 0.5/1, 0.5/2" in err, err
+    with pytest.raises(PredictError, match="no runs with an exported model"):
+        select_runs(exp, backend="torch")
+    (exp / "0.5" / "1" / "model.safetensors").write_bytes(b"")
+    with pytest.raises(PredictError, match="use --backend torch"):
+        select_runs(exp, run_ids={1})
+    assert [r.name for r in select_runs(exp, backend="torch")[0]] == ["0.5/1"]

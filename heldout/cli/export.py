@@ -78,6 +78,9 @@ def _select(path: str, ratios: str | None) -> tuple[list[Run], str]:
 def export_command(args: argparse.Namespace) -> int:
     input_shape = _input_shape(args.input_shape)
     runs, root = _select(args.path, args.ratios)
+    from heldout.quiet import import_tensorflow
+
+    import_tensorflow()  # before heldout.export.runs imports it, without its start-up lines
     from heldout.export.runs import check_out_dir
 
     check_out_dir(args.out, root)

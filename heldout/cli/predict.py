@@ -100,6 +100,10 @@ def predict_command(args: argparse.Namespace) -> int:
         raise CommandError(f"--precision {args.precision} needs --backend torch")
     run_ids = parse_run_ids(args.run_ids)
     workers = default_workers() if args.workers is None else args.workers
+    if args.backend == "tensorflow" and workers == 0 and args.scheduler is None:
+        from heldout.quiet import import_tensorflow
+
+        import_tensorflow()  # evaluated in this process: without TensorFlow's start-up lines
     dataset = DatasetSpec(args.dataset, args.dataset_npz, args.tfrecord_dir, args.idx_dir,
                           args.data_dir, args.index_npz, args.train_size)
     summary = predict(

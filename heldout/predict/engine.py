@@ -203,12 +203,19 @@ def select_runs(
     path: str | os.PathLike,
     ratios: Sequence[str | float] | None = None,
     run_ids: set[int] | None = None,
+    backend: str = "tensorflow",
 ) -> tuple[list[Run], str]:
-    """The runs of an experiment (or the one run `path` is) with a complete checkpoint, by
+    """The runs of an experiment (or the one run `path` is) that `backend` can evaluate, by
     ratio then run id, and the experiment directory.
 
+    A run the backend cannot evaluate (``tensorflow``: no complete checkpoint; ``torch``: no
+    ``model.safetensors`` or ``model.npz`` from `heldout export`) is left out, all of them named
+    in one line on stderr, as `heldout verify` does: the release and `heldout train
+    --checkpoint_every` keep checkpoints for only some runs.
+
     Raises:
-      PredictError: `path` is not a directory, or no run matches.
+      PredictError: `path` is not a directory, no run matches, or none of those that match
+        has a model for `backend` (saying when they have one for the other backend).
     """
     path = os.path.abspath(os.fspath(path))
     if not os.path.isdir(path):
@@ -233,7 +240,31 @@ def select_runs(
             f"{path}: no runs match (ratios {list(ratios) if ratios else 'all'}, run ids "
             f"{'all' if run_ids is None else _describe_ids(run_ids)}); it has ratios {available}"
         )
-    return runs, root
+    usable = [r for r in runs if _has_model(r, backend)]
+    if not usable:
+        other = "torch" if backend == "tensorflow" else "tensorflow"
+        hint = (f"; they have {_MODEL_KIND[other]}: use --backend {other}"
+                if any(_has_model(r, other) for r in runs) else "")
+        raise PredictError(f"{path}: no runs with {_MODEL_KIND[backend]} among the "
+                           f"{len(runs)} selected{hint}")
+    left_out = [r.name for r in runs if r not in usable]
+    if left_out:
+        shown = ", ".join(left_out[:5]) + (f" and {len(left_out) - 5} more"
+                                           if len(left_out) > 5 else "")
+        print(f"skipped {len(left_out)} runs without {_MODEL_KIND[backend]}: {shown}",
+              file=sys.stderr)
+    return usable, root
+
+
+_MODEL_KIND = {"tensorflow": "a complete checkpoint",
+               "torch": "an exported model (model.safetensors or model.npz)"}
+
+
+def _has_model(run: Run, backend: str) -> bool:
+    if backend == "torch":
+        return any(os.path.isfile(os.path.join(run.path, name))
+                   for name in ("model.safetensors", "model.npz"))
+    return run.has_checkpoint()
 
 
 def _describe_ids(ids: set[int]) -> str:
@@ -413,7 +444,7 @@ def predict(
         raise PredictError(f"unknown backend {backend!r}; expected one of {list(BACKENDS)}")
     if os.path.lexists(out) and not os.path.isdir(out):
         raise PredictError(f"--out {out}: is a file; give a directory path such as preds.zarr")
-    runs, root = select_runs(path, ratios, run_ids)
+    runs, root = select_runs(path, ratios, run_ids, backend)
     data = dataset.load(split)
     labels = data.split_labels(split)
     arch = arch or default_arch(data.name, data.image_shape)
@@ -455,9 +486,9 @@ def _fill(spec: TaskSpec, runs: Sequence[Run], data, dask: Dask | None, retries:
     reevaluated = 0
     for result in _run_tasks(spec, todo, dask, retries, progress, cache):
         if result.error:
-            failed.append((result.name, result.error))
+            failed.append((result.row, result.name, result.error))
         reevaluated += result.reevaluated
-    failed.sort()
+    failed = [(name, error) for _, name, error in sorted(failed)]  # store order: ratio, run id
     evaluated = len(todo) - len(failed)
     summary = PredictSummary(out, len(runs), evaluated, len(runs) - len(todo), tuple(failed),
                              reevaluated=reevaluated,
