@@ -262,8 +262,9 @@ _MODEL_KIND = {"tensorflow": "a complete checkpoint",
 
 def _has_model(run: Run, backend: str) -> bool:
     if backend == "torch":
-        return any(os.path.isfile(os.path.join(run.path, name))
-                   for name in ("model.safetensors", "model.npz"))
+        from heldout.export.tensorfile import NPZ, SAFETENSORS  # the export's file names
+
+        return any(os.path.isfile(os.path.join(run.path, name)) for name in (SAFETENSORS, NPZ))
     return run.has_checkpoint()
 
 
