@@ -1,7 +1,6 @@
 """heldout.train and `heldout train`: the heldout procedure written in the release layout."""
 
 import os
-import shutil
 import signal
 import stat
 import subprocess
@@ -235,14 +234,16 @@ def test_a_temporary_run_still_being_written_is_not_taken_for_stale(tmp_path):
     aux arrays and run.json and renamed into place without its checkpoint, and the new task,
     finding the run complete, threw its own whole run away."""
     from heldout.experiment import make_aux_arrays
+    from heldout.lock import unlock
 
     ratio_dir = str(tmp_path / "0.5")
     os.makedirs(ratio_dir)
     orphan = T.procedure._start_run(ratio_dir, 7)  # the task of the stopped command
-    os.makedirs(os.path.join(orphan, "checkpoints"))
-    (tmp_path / "0.5" / os.path.basename(orphan) / "checkpoints" / "ckpt-1.index").write_bytes(b"")
+    os.makedirs(os.path.join(orphan.path, "checkpoints"))
+    (tmp_path / "0.5" / os.path.basename(orphan.path) / "checkpoints" / "ckpt-1.index"
+     ).write_bytes(b"")
     rerun = T.procedure._start_run(ratio_dir, 7)  # the same run, sent again
-    assert os.path.isdir(os.path.join(orphan, "checkpoints")) and rerun != orphan
+    assert os.path.isdir(os.path.join(orphan.path, "checkpoints")) and rerun.path != orphan.path
     aux = make_aux_arrays(np.arange(5), np.ones(10, bool), np.ones(4, bool), None)
     final = os.path.join(ratio_dir, "7")
     assert T.procedure._finish_run(orphan, final, aux, {"run_id": 7})
@@ -251,11 +252,10 @@ def test_a_temporary_run_still_being_written_is_not_taken_for_stale(tmp_path):
     assert sorted(os.listdir(ratio_dir)) == ["7"]
     # A temporary directory whose writer died (its lock released) is stale and removed.
     dead = T.procedure._start_run(ratio_dir, 8)
-    T.procedure._release(dead)
+    unlock(dead.owner, dead.fd)  # its writer died: the kernel released its lock
     again = T.procedure._start_run(ratio_dir, 8)
-    assert not os.path.exists(dead) and os.path.isdir(again)
-    shutil.rmtree(again)
-    T.procedure._release(again)
+    assert not os.path.exists(dead.path) and os.path.isdir(again.path)
+    T.procedure._discard(again)
     assert sorted(os.listdir(ratio_dir)) == ["7"]
 
 

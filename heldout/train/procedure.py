@@ -80,18 +80,19 @@ def _run_info(
     }
 
 
-def _start_run(ratio_dir: str, run_id: int) -> str:
+def _start_run(ratio_dir: str, run_id: int) -> TempRun:
     """Removes stale temporary directories of the run and makes a new one.
 
     Only called with the run's lock held (`_run_locks`: by this process, or on a Dask worker by
     the process that sent the task). Each temporary directory ``.<run_id>.tmp-X`` has an owner
     lock ``.<run_id>.owner-X`` (`heldout.lock`) that its writer holds until the directory is
-    renamed into place or removed (`_release`): one whose lock is free is stale (its writer
-    died, e.g. a killed worker) and is removed; one whose lock is held is left alone, for its
-    writer may outlive the process that sent it (a Dask task keeps running on its worker after
-    its command stopped), and removing it under that writer would let it rename a run without
-    its checkpoint into place. The directory is created with mode 0o777 less the umask (the
-    permissions of a normally created directory; the umask is never changed).
+    renamed into place or removed (`_finish_run`, `_discard`): one whose lock is free is stale
+    (its writer died, e.g. a killed worker) and is removed; one whose lock is held is left
+    alone, for its writer may outlive the process that sent it (a Dask task keeps running on
+    its worker after its command stopped), and removing it under that writer would let it
+    rename a run without its checkpoint into place. The directory is created with mode 0o777
+    less the umask (the permissions of a normally created directory; the umask is never
+    changed).
     """
     prefix = os.path.join(glob.escape(ratio_dir), f".{run_id}.")
     for stale in glob.glob(prefix + "tmp-*"):
@@ -119,12 +120,22 @@ def _start_run(ratio_dir: str, run_id: int) -> str:
         except FileExistsError:
             unlock(owner, fd)
             continue
-        _OWNED[tmp] = (owner, fd)
-        return tmp
+        return TempRun(tmp, owner, fd)
 
 
-#: Temporary run directory -> (owner lock path, descriptor) held by this process (`_start_run`).
-_OWNED: dict[str, tuple[str, int]] = {}
+@dataclasses.dataclass(frozen=True)
+class TempRun:
+    """A temporary run directory of this process and the owner lock it holds (`_start_run`).
+
+    Attributes:
+      path: ``<ratio>/.<run_id>.tmp-X``.
+      owner: ``<ratio>/.<run_id>.owner-X``, locked by this process.
+      fd: the descriptor holding the lock (released once, by `_finish_run` or `_discard`).
+    """
+
+    path: str
+    owner: str
+    fd: int
 
 
 def _owner_path(tmp: str) -> str:
@@ -133,30 +144,29 @@ def _owner_path(tmp: str) -> str:
     return os.path.join(head, name.replace(".tmp-", ".owner-", 1))
 
 
-def _release(tmp: str) -> None:
-    """Releases the owner lock of `tmp` (`_start_run`) once it is renamed into place or removed."""
-    owned = _OWNED.pop(tmp, None)
-    if owned is not None:
-        unlock(*owned)
+def _discard(tmp: TempRun) -> None:
+    """Removes a temporary run not renamed into place, then releases its owner lock."""
+    shutil.rmtree(tmp.path, ignore_errors=True)
+    unlock(tmp.owner, tmp.fd)
 
 
-def _finish_run(tmp: str, final: str, aux: AuxArrays, info: dict) -> bool:
+def _finish_run(tmp: TempRun, final: str, aux: AuxArrays, info: dict) -> bool:
     """Writes the aux arrays and run.json into `tmp` (atomically) and renames it to `final`;
-    releases `tmp`'s owner lock after the rename (`_release`).
+    releases `tmp`'s owner lock after the rename, or after removing `tmp` (it does not when it
+    raises: the caller then `_discard`s it).
 
     Returns False (and removes `tmp`) when another process completed the run meanwhile.
     """
-    write_aux_arrays(os.path.join(tmp, AUX_ARRAYS), aux)
-    write_text_atomic(os.path.join(tmp, RUN_JSON), json.dumps(info, indent=1))
+    write_aux_arrays(os.path.join(tmp.path, AUX_ARRAYS), aux)
+    write_text_atomic(os.path.join(tmp.path, RUN_JSON), json.dumps(info, indent=1))
     try:
-        os.rename(tmp, final)
+        os.rename(tmp.path, final)
     except OSError:
         if os.path.isfile(os.path.join(final, AUX_ARRAYS)):
-            shutil.rmtree(tmp, ignore_errors=True)
-            _release(tmp)
+            _discard(tmp)
             return False
         raise
-    _release(tmp)
+    unlock(tmp.owner, tmp.fd)
     fsync_directory(os.path.dirname(final))
     return True
 
@@ -475,17 +485,19 @@ def _train_per_step_run(state, ratio, ratio_dir, group, config, progress):
         aux = make_aux_arrays(plan.subsample_idx, train_correct, test_correct,
                               state["fingerprint"])
         if config.wants_checkpoint(plan.run_id):
-            _write_checkpoint(trainer, tmp, plan.epochs)
+            _write_checkpoint(trainer, tmp.path, plan.epochs)
         info = _run_info(plan, ratio, config, dataset, aux, time.perf_counter() - t0,
                          "per_step", 1)
         final = os.path.join(ratio_dir, str(plan.run_id))
-        if _finish_run(tmp, final, aux, info):
-            return [Run(final, ratio, plan.run_id)]
-        return []
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        _release(tmp)
+        _discard(tmp)
         raise
+    try:
+        finished = _finish_run(tmp, final, aux, info)
+    except BaseException:
+        _discard(tmp)
+        raise
+    return [Run(final, ratio, plan.run_id)] if finished else []
 
 
 def _write_checkpoint(trainer: ModelTrainer, run_dir: str, epochs: int) -> None:
@@ -520,7 +532,7 @@ def _train_stacked_group(state, ratio, ratio_dir, group, config, progress):
     trainers: dict[int, stacked.StackedTrainer] = inputs["trainers"]
     trained = []
     t0 = time.perf_counter()
-    tmps = [_start_run(ratio_dir, plan.run_id) for plan in group]
+    tmps: list[TempRun | None] = [_start_run(ratio_dir, plan.run_id) for plan in group]
     try:
         if len(group) not in trainers:
             trainers[len(group)] = stacked.make_trainer(inputs["layer_sizes"], len(group),
@@ -552,17 +564,18 @@ def _train_stacked_group(state, ratio, ratio_dir, group, config, progress):
                 # Evaluated as `heldout verify` will, so that every prediction matches.
                 correct = evaluate_correctness(trainer.evaluator, dataset,
                                                config.eval_batch_size)
-                _write_checkpoint(trainer, tmp, plan.epochs)
+                _write_checkpoint(trainer, tmp.path, plan.epochs)
             aux = make_aux_arrays(plan.subsample_idx, *correct, state["fingerprint"])
             info = _run_info(plan, ratio, config, dataset, aux, seconds, "stacked", k)
             final = os.path.join(ratio_dir, str(plan.run_id))
-            if _finish_run(tmp, final, aux, info):
+            finished = _finish_run(tmp, final, aux, info)
+            tmps[i] = None  # renamed into place, or removed; its lock released
+            if finished:
                 trained.append(Run(final, ratio, plan.run_id))
     except BaseException:
         for tmp in tmps:
-            if os.path.lexists(tmp):  # not yet renamed into place
-                shutil.rmtree(tmp, ignore_errors=True)
-            _release(tmp)
+            if tmp is not None:  # not renamed into place
+                _discard(tmp)
         raise
     return trained
 
