@@ -25,6 +25,7 @@ import sys
 from heldout.cli.common import (
     RawDescriptionHelpFormatter,
     add_dataset_flags,
+    dataset_spec,
     fraction,
     positive_int,
 )
@@ -106,8 +107,7 @@ def demo(args: argparse.Namespace) -> int:
     from heldout.data import load_dataset
     from heldout.evaluate import make_evaluator_for, verify_run
 
-    dataset = load_dataset(args.dataset, args.dataset_npz, (args.split,), args.data_dir,
-                           args.tfrecord_dir, args.index_npz, args.idx_dir)
+    dataset = load_dataset(dataset_spec(args), (args.split,))
     evaluator = make_evaluator_for(dataset, args.arch)
     result = verify_run(evaluator, run, dataset, args.split, args.batch_size)
     restored, aux, check = result.restored, result.aux, result.check

@@ -28,7 +28,7 @@ import psutil  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from heldout.checkpoint import find_final_checkpoint  # noqa: E402
-from heldout.data import load_dataset  # noqa: E402
+from heldout.data import DatasetSpec, load_dataset  # noqa: E402
 from heldout.evaluate import make_evaluator_for, verify_run  # noqa: E402
 from heldout.experiment import open_experiment  # noqa: E402
 from heldout.models import (  # noqa: E402
@@ -68,7 +68,8 @@ def main():
     args = parser.parse_args()
     if args.dataset is None and args.dataset_npz is None:
         args.dataset_npz = str(FMNIST / "dataset.npz")
-    dataset = load_dataset(args.dataset, args.dataset_npz, (args.split,))
+    spec = DatasetSpec(dataset=args.dataset, dataset_npz=args.dataset_npz)
+    dataset = load_dataset(spec, (args.split,))
     runs = list(itertools.islice(itertools.cycle(open_experiment(args.experiment).runs()),
                                  args.num_runs))
     tf.get_logger().setLevel("ERROR")  # the naive way's retracing warnings

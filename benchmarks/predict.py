@@ -99,8 +99,7 @@ def main() -> None:
     import psutil
     from distributed import Client, LocalCluster
 
-    from heldout.data import load_dataset
-    from heldout.predict import DatasetSpec
+    from heldout.data import DatasetSpec, load_dataset
 
     def say(text: str) -> None:
         print(text, flush=True)
@@ -110,7 +109,7 @@ def main() -> None:
     try:
         make_experiment(tmp / "exp", args.runs)
         spec = DatasetSpec(dataset_npz=str(FIXTURE / "dataset.npz"))
-        dataset = load_dataset(dataset_npz=spec.dataset_npz)
+        dataset = load_dataset(spec)
         n = dataset.num_examples("train")
         images = args.runs * n
         say(f"{args.runs} runs x {n} images, batch {args.batch_size}, {os.cpu_count()} CPUs "

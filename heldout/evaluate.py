@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from heldout.checkpoint import RestoredCheckpoint, restore
 from heldout.data.fingerprint import check_dataset
+from heldout.data.protocol import Dataset
 from heldout.errors import HeldoutError
 from heldout.experiment import AuxArrays, Run
 from heldout.models import build_model, create_variables, default_arch
@@ -127,7 +128,7 @@ class Evaluator:
         return restore(self.model, path)
 
     def predict(
-        self, dataset, split: str, batch_size: int = 200, progress: bool = True,
+        self, dataset: Dataset, split: str, batch_size: int = 200, progress: bool = True,
         source: str = "",
     ) -> Predictions:
         """Logits of every example of `split`, in dataset order.
@@ -188,7 +189,7 @@ class RunVerification:
 def verify_run(
     evaluator: Evaluator,
     run: Run,
-    dataset,
+    dataset: Dataset,
     split: str,
     batch_size: int = 200,
     progress: bool = True,
@@ -215,7 +216,7 @@ def verify_run(
     return RunVerification(run, restored, aux, predictions, cross_check(predictions, aux, split))
 
 
-def make_evaluator_for(dataset, arch: str | None = None) -> Evaluator:
+def make_evaluator_for(dataset: Dataset, arch: str | None = None) -> Evaluator:
     """An evaluator for a dataset: its number of classes and image shape; `arch` defaults to the
     released architecture for it (see `default_arch`)."""
     arch = arch or default_arch(dataset.name, dataset.image_shape)

@@ -154,10 +154,11 @@ def load_data(args: argparse.Namespace):
 
         dataset = load_digits()
     else:
-        from heldout.data import load_dataset
+        from heldout.data import DatasetSpec, load_dataset
 
-        dataset = load_dataset(None if args.idx_dir else args.dataset, data_dir=args.data_dir,
-                               idx_dir=args.idx_dir or None)
+        spec = (DatasetSpec(idx_dir=args.idx_dir) if args.idx_dir else
+                DatasetSpec(dataset=args.dataset, data_dir=args.data_dir))
+        dataset = load_dataset(spec)
     if args.train_size is not None:
         dataset = take_train(dataset, args.train_size)
     flipped = np.zeros(0, np.int64)

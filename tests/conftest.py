@@ -38,9 +38,9 @@ def fmnist_experiment(fmnist_dir) -> pathlib.Path:
 
 @pytest.fixture(scope="session")
 def fmnist_dataset(fmnist_dir):
-    from heldout.data import load_dataset
+    from heldout.data import DatasetSpec, load_dataset
 
-    return load_dataset(dataset_npz=str(fmnist_dir / "dataset.npz"))
+    return load_dataset(DatasetSpec(dataset_npz=str(fmnist_dir / "dataset.npz")))
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import tensorflow_datasets as tfds
 from tfds_helpers import write_metadata
 
 from heldout.cli import main
-from heldout.data import load_dataset
+from heldout.data import DatasetSpec, load_dataset
 from heldout.evaluate import make_evaluator_for
 from heldout.experiment import make_aux_arrays, write_aux_arrays
 from heldout.models import SmallInception, default_arch
@@ -32,7 +32,8 @@ def cifar100_run(tmp_path_factory):
     write_metadata(data_dir, "cifar100:3.0.2", {"train": N, "test": N})
     write_metadata(data_dir, "cifar10:3.0.2", {"train": N, "test": N})
     with tfds.testing.mock_data(num_examples=N, data_dir=data_dir):
-        dataset = load_dataset("cifar100:3.0.2", splits=("train", "test"), data_dir=data_dir)
+        dataset = load_dataset(DatasetSpec(dataset="cifar100:3.0.2", data_dir=data_dir),
+                               ("train", "test"))
     evaluator = make_evaluator_for(dataset)
     train = evaluator.predict(dataset, "train", progress=False)
     test = evaluator.predict(dataset, "test", progress=False)

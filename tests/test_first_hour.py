@@ -140,19 +140,38 @@ def test_train_refuses_a_destination_inside_an_experiment(experiment, fmnist_dir
 
 
 def test_load_dataset_recognises_a_path(fmnist_dir, fmnist_dataset, tmp_path):
-    from heldout.data import DatasetError, load_dataset, load_labels
+    from heldout.data import DatasetError, DatasetSpec, load_dataset, load_labels
 
     path = str(fmnist_dir / "dataset.npz")
-    dataset = load_dataset(path)
+    spec = DatasetSpec(dataset=path)
+    assert (spec.dataset, spec.dataset_npz) == (None, path)
+    dataset = load_dataset(spec)
     np.testing.assert_array_equal(dataset.images["train"], fmnist_dataset.images["train"])
-    np.testing.assert_array_equal(load_labels(path, split="test"),
+    np.testing.assert_array_equal(load_labels(spec, split="test"),
                                   fmnist_dataset.split_labels("test"))
-    with pytest.raises(DatasetError, match="a directory, not a TFDS dataset name; pass "
-                       "tfrecord_dir="):
-        load_dataset(str(tmp_path))
+    with pytest.raises(DatasetError, match="a directory, not a TFDS dataset name; name it as "
+                       "tfrecord_dir"):
+        DatasetSpec(dataset=str(tmp_path))
     (tmp_path / "data.bin").write_bytes(b"x")
-    with pytest.raises(DatasetError, match="a file, not a TFDS dataset name; pass dataset_npz="):
-        load_dataset(str(tmp_path / "data.bin"))
+    with pytest.raises(DatasetError, match="a file, not a TFDS dataset name; name a .npz "
+                       "dataset as dataset_npz"):
+        DatasetSpec(dataset=str(tmp_path / "data.bin"))
+
+
+def test_dataset_spec_names_exactly_one_source_by_keyword(fmnist_dir):
+    from heldout.data import Dataset, DatasetError, DatasetSpec, load_dataset
+
+    npz = str(fmnist_dir / "dataset.npz")
+    with pytest.raises(TypeError):
+        DatasetSpec(npz)  # keyword-only: a positional source was how the copies drifted
+    with pytest.raises(DatasetError, match="exactly one of .*found none"):
+        DatasetSpec(data_dir="tfds")
+    with pytest.raises(DatasetError, match=r"found \['dataset', 'dataset_npz'\]"):
+        DatasetSpec(dataset="cifar10:3.0.2", dataset_npz=npz)
+    with pytest.raises(DatasetError, match="named by a heldout.data.DatasetSpec"):
+        load_dataset(npz)
+    cut = load_dataset(DatasetSpec(dataset_npz=npz, train_size=100), ("train",))
+    assert cut.num_examples("train") == 100 and isinstance(cut, Dataset)
 
 
 # --------------------------------------------------------------------------------------------

@@ -114,9 +114,9 @@ def test_fmnist_fixture_as_idx_files(fmnist_idx_dir, fmnist_dataset):
     """The fmnist32 fixture written as gzipped 28x28 IDX files (as Debian's
     dataset-fashion-mnist ships Fashion-MNIST) reads back with its sizes, labels and pixels:
     the fixture's images are these, zero-padded to 32x32 and repeated to 3 channels."""
-    from heldout.data import load_dataset
+    from heldout.data import DatasetSpec, load_dataset
 
-    dataset = load_dataset(idx_dir=fmnist_idx_dir)
+    dataset = load_dataset(DatasetSpec(idx_dir=fmnist_idx_dir))
     assert dataset.num_examples("train") == 2000 and dataset.num_examples("test") == 500
     assert dataset.image_shape == (28, 28, 1) and dataset.num_classes == 10
     assert sorted(os.listdir(fmnist_idx_dir)) == [
@@ -137,10 +137,10 @@ def test_fmnist_fixture_as_idx_files(fmnist_idx_dir, fmnist_dataset):
 
 
 def test_load_dataset_dispatches_idx_dir(tmp_path):
-    from heldout.data import load_dataset
+    from heldout.data import DatasetSpec, load_dataset
 
     data = _write_dataset(tmp_path)
-    dataset = load_dataset(idx_dir=str(tmp_path), splits=("train", "test"))
+    dataset = load_dataset(DatasetSpec(idx_dir=str(tmp_path)), ("train", "test"))
     for split, (images, labels) in data.items():
         np.testing.assert_array_equal(dataset.split_labels(split), labels)
         np.testing.assert_array_equal(dataset.images[split][..., 0], images)

@@ -16,7 +16,7 @@ import tensorflow as tf
 from PIL import Image
 
 from heldout.cli import main
-from heldout.data import label_hash, load_dataset, load_labels
+from heldout.data import DatasetSpec, label_hash, load_dataset, load_labels
 from heldout.data.fingerprint import fingerprint_dataset
 from heldout.data.imagenet.build import as_rgb_jpeg, shard_ranges
 from heldout.data.imagenet.mapping import BuildError, read_index_mapping
@@ -238,7 +238,7 @@ def test_eval_preprocessing_matches_pil_and_numpy(tiny):
         for image, index in zip(batch.image, batch.index, strict=True):
             assert np.abs(image - reference_eval(pil[names[index]])).mean() < 0.02
     # The default decoder (TensorFlow's fast DCT): same crop/resize/normalisation of its pixels.
-    default = load_dataset(tfrecord_dir=tiny["out"], splits=("test",))
+    default = load_dataset(DatasetSpec(tfrecord_dir=tiny["out"]), ("test",))
     for batch in default.batches("test", 4):
         for image, index in zip(batch.image, batch.index, strict=True):
             data = open(os.path.join(tiny["val_dir"], names[index]), "rb").read()
@@ -250,11 +250,11 @@ def test_eval_preprocessing_matches_pil_and_numpy(tiny):
 
 def test_dataset_interface_labels_and_subset(tiny):
     arrays = tiny["arrays"]
-    ds = load_dataset(tfrecord_dir=tiny["out"], splits=("train", "test"))
+    ds = load_dataset(DatasetSpec(tfrecord_dir=tiny["out"]), ("train", "test"))
     assert ds.name == "imagenet2012" and ds.num_classes == 3 and ds.image_shape == (224, 224, 3)
     assert ds.num_examples("train") == 6 and ds.num_examples("test") == 4
     np.testing.assert_array_equal(ds.split_labels("train"), arrays["tr_labels"])
-    np.testing.assert_array_equal(load_labels(tfrecord_dir=tiny["out"], split="test"),
+    np.testing.assert_array_equal(load_labels(DatasetSpec(tfrecord_dir=tiny["out"]), "test"),
                                   arrays["tt_labels"])
     fp = fingerprint_dataset(ds)
     assert (fp.name, fp.version, fp.splits, fp.sizes) == ("imagenet2012", "", ("test", "train"),

@@ -11,11 +11,10 @@ import zarr
 from predict_helpers import REPO, RUNS, assert_stores_equal, reuse_runs
 
 from heldout.cli import main as cli_main
-from heldout.data import load_dataset
+from heldout.data import DatasetSpec, load_dataset
 from heldout.data.npz import save_npz_dataset
 from heldout.experiment import open_experiment, run_from_path
 from heldout.predict import (
-    DatasetSpec,
     accumulate_store,
     logit_confidence,
     margin,
@@ -170,7 +169,7 @@ def test_bad_inputs_one_line_errors(tmp_path, stores, fmnist_experiment, fmnist_
     assert "split: store has 'test', this command 'train'" in err and "--overwrite" in err
     # A store of another dataset (same images, another file) and another output set.
     other = tmp_path / "other.npz"
-    save_npz_dataset(other, load_dataset(dataset_npz=npz))
+    save_npz_dataset(other, load_dataset(DatasetSpec(dataset_npz=npz)))
     err = _error_line(capsys, ["predict", str(fmnist_experiment), "--dataset_npz", str(other),
                                "--workers", "0", "--split", "test", "--out", store])
     assert "dataset: store has 'dataset.npz', this command 'other.npz'" in err
@@ -226,7 +225,7 @@ def _write_row(out, r):
 @pytest.mark.slow
 def test_estimate_predictions_on_a_flipped_test_set(tmp_path, fmnist_experiment, fmnist_dir,
                                                     spec, cache, capsys):
-    data = load_dataset(dataset_npz=str(fmnist_dir / "dataset.npz"))
+    data = load_dataset(DatasetSpec(dataset_npz=str(fmnist_dir / "dataset.npz")))
     flipped = data.__class__(data.name, data.num_classes,
                              {"test": data.images["test"][:, :, ::-1]},
                              {"test": data.labels["test"]})

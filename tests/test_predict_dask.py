@@ -13,7 +13,8 @@ import pytest
 from predict_helpers import REPO, assert_rows_match, assert_stores_equal, reuse_runs
 
 from heldout.cli import main as cli_main
-from heldout.predict import DatasetSpec, open_store, predict
+from heldout.data import DatasetSpec
+from heldout.predict import open_store, predict
 from heldout.predict import store as st
 
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(

@@ -7,7 +7,7 @@ import tensorflow_datasets as tfds
 
 from heldout import experiment as ex
 from heldout.cli import main as cli_main
-from heldout.data import load_dataset, load_labels
+from heldout.data import DatasetSpec, load_dataset, load_labels
 from heldout.evaluate import make_evaluator_for
 
 N = 24  # mock examples per split
@@ -33,13 +33,14 @@ def _write_run(run_dir, dataset, seed):
 @pytest.mark.slow
 def test_cifar10_mock_verify_end_to_end(tmp_path, capsys):
     with tfds.testing.mock_data(num_examples=N):
-        dataset = load_dataset("cifar10:3.0.2")
+        dataset = load_dataset(DatasetSpec(dataset="cifar10:3.0.2"))
         assert (dataset.num_classes, dataset.image_shape) == (10, (32, 32, 3))
         assert dataset.num_examples("train") == N and dataset.images["train"].dtype == np.uint8
         # The same order on every load, and labels alone agree with it.
-        again = load_dataset("cifar10:3.0.2", splits=("train",))
+        again = load_dataset(DatasetSpec(dataset="cifar10:3.0.2"), ("train",))
         np.testing.assert_array_equal(again.images["train"], dataset.images["train"])
-        np.testing.assert_array_equal(load_labels("cifar10:3.0.2"), dataset.labels["train"])
+        np.testing.assert_array_equal(load_labels(DatasetSpec(dataset="cifar10:3.0.2")),
+                                      dataset.labels["train"])
         for run_id in (0, 3):
             _write_run(tmp_path / "cifar10-inception" / "0.5" / str(run_id), dataset, run_id)
         for split in ("train", "test"):
@@ -66,7 +67,7 @@ def test_unversioned_name_is_resolved_recorded_and_checked():
 
     with tfds.testing.mock_data(num_examples=N):
         with pytest.warns(UserWarning, match="'cifar10' given without a version.*cifar10:3.0.2"):
-            dataset = load_dataset("cifar10", splits=("train",))
+            dataset = load_dataset(DatasetSpec(dataset="cifar10"), ("train",))
     assert dataset.name == "cifar10:3.0.2"
     assert fingerprint_dataset(dataset).version == "3.0.2"
     other = fingerprint_from_labels("cifar10:3.0.1", {"train": dataset.labels["train"]})

@@ -327,11 +327,11 @@ def test_small_inception_killed_resumed_and_verified(tmp_path, fmnist_dir, capsy
     """SmallInception on the first 400 training and 100 test images of the fmnist32 fixture: a
     training process killed mid-run leaves no run that `inspect` counts; running it again
     completes it, and `heldout verify` matches every prediction of both splits."""
-    from heldout.data import load_dataset
+    from heldout.data import DatasetSpec, load_dataset
     from heldout.data.arrays import ArrayDataset
     from heldout.data.npz import save_npz_dataset
 
-    full = load_dataset(dataset_npz=str(fmnist_dir / "dataset.npz"))
+    full = load_dataset(DatasetSpec(dataset_npz=str(fmnist_dir / "dataset.npz")))
     data = str(tmp_path / "fmnist-400.npz")
     save_npz_dataset(data, ArrayDataset(
         "fmnist-400", full.num_classes,

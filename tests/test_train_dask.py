@@ -187,7 +187,7 @@ def test_dataset_spec_absolute(tmp_path, monkeypatch):
     spec = DatasetSpec(dataset_npz="d.npz", data_dir="tfds", train_size=3).absolute()
     assert spec == DatasetSpec(dataset_npz=str(tmp_path / "d.npz"),
                                data_dir=str(tmp_path / "tfds"), train_size=3)
-    assert DatasetSpec(dataset="d.npz").absolute().dataset == str(tmp_path / "d.npz")
+    assert DatasetSpec(dataset="d.npz").absolute().dataset_npz == str(tmp_path / "d.npz")
     assert DatasetSpec(dataset="mnist:3.0.1").absolute().dataset == "mnist:3.0.1"
 
 

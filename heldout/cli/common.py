@@ -52,6 +52,16 @@ def add_dataset_flags(parser: argparse.ArgumentParser, required: bool = True) ->
                         "imagenet_index.npz, for the labels when the shards have no labels.npz")
 
 
+def dataset_spec(args: argparse.Namespace):
+    """The `heldout.data.DatasetSpec` of the flags of `add_dataset_flags` (and `--train_size`
+    where the command has it), or None when no dataset source was given (optional flags)."""
+    from heldout.data.spec import SOURCES, DatasetSpec
+
+    if all(getattr(args, name, None) is None for name in SOURCES):
+        return None
+    return DatasetSpec.from_args(args)
+
+
 #: Skipped entries named in the one-line summary before "--verbose lists all".
 SKIPPED_SHOWN = 3
 

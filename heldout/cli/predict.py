@@ -17,6 +17,7 @@ import sys
 from heldout.cli.common import (
     CommandError,
     add_dataset_flags,
+    dataset_spec,
     fraction,
     non_negative_int,
     positive_int,
@@ -85,7 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def predict_command(args: argparse.Namespace) -> int:
-    from heldout.predict import DatasetSpec, default_workers, parse_run_ids, predict
+    from heldout.predict import default_workers, parse_run_ids, predict
 
     if args.scheduler is not None and args.workers is not None:
         raise CommandError("give --workers or --scheduler, not both")
@@ -104,8 +105,7 @@ def predict_command(args: argparse.Namespace) -> int:
         from heldout.quiet import import_tensorflow
 
         import_tensorflow()  # evaluated in this process: without TensorFlow's start-up lines
-    dataset = DatasetSpec(args.dataset, args.dataset_npz, args.tfrecord_dir, args.idx_dir,
-                          args.data_dir, args.index_npz, args.train_size)
+    dataset = dataset_spec(args)
     summary = predict(
         args.path, dataset, args.split, args.out, ratios=ratios, run_ids=run_ids,
         outputs=args.outputs, logits_dtype=args.logits_dtype, batch_size=args.batch_size,

@@ -21,8 +21,7 @@ import os
 from tqdm import tqdm
 
 from heldout import report
-from heldout.cli.common import CommandError, add_dataset_flags, positive_int
-from heldout.cli.scores import _dataset_source
+from heldout.cli.common import CommandError, add_dataset_flags, dataset_spec, positive_int
 
 
 def _add_input_flags(p: argparse.ArgumentParser) -> None:
@@ -73,14 +72,11 @@ def _examples(args: argparse.Namespace) -> report.Examples:
     # TensorFlow only for TFDS / TFRecord sources.
     from heldout.data import load_dataset, load_split_labels
 
-    sources = dict(dataset=args.dataset, dataset_npz=args.dataset_npz, data_dir=args.data_dir,
-                   tfrecord_dir=args.tfrecord_dir, index_npz=args.index_npz,
-                   idx_dir=args.idx_dir)
-    name = _dataset_source(args)
+    spec = dataset_spec(args)
     if args.labels_only:
-        labels = load_split_labels(**sources, splits=("train", "test"))
-        return report.labels_only_examples(name, labels, "--labels_only was given")
-    return report.examples_from_dataset(load_dataset(**sources, splits=("train", "test")))
+        labels = load_split_labels(spec, ("train", "test"))
+        return report.labels_only_examples(spec.source, labels, "--labels_only was given")
+    return report.examples_from_dataset(load_dataset(spec, ("train", "test")))
 
 
 def _compute(args: argparse.Namespace) -> report.ReportData:

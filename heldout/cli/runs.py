@@ -15,6 +15,7 @@ from heldout.cli.common import (
     HelpFormatter,
     add_dataset_flags,
     add_verbose_flag,
+    dataset_spec,
     fraction,
     open_experiment_for_command,
     positive_int,
@@ -128,12 +129,7 @@ def verify_command(args: argparse.Namespace) -> int:
     from heldout.data.fingerprint import FingerprintError
     from heldout.evaluate import make_evaluator_for, verify_run
 
-    dataset = load_dataset(args.dataset, args.dataset_npz, (args.split,), args.data_dir,
-                           args.tfrecord_dir, args.index_npz, args.idx_dir)
-    if args.train_size is not None and args.split == "train":
-        from heldout.data.transforms import take_train
-
-        dataset = take_train(dataset, args.train_size)
+    dataset = load_dataset(dataset_spec(args), (args.split,))
     evaluator = make_evaluator_for(dataset, args.arch)
     matched = total = failed = mismatched = 0
     for run in runs:
@@ -186,8 +182,7 @@ def verify_torch_command(args: argparse.Namespace) -> int:
     from heldout.pytorch.load import resolve_spec
 
     runs, _ = _open(args.path, require_checkpoint=False)
-    dataset = load_dataset(args.dataset, args.dataset_npz, (args.split,), args.data_dir,
-                           args.tfrecord_dir, args.index_npz, args.idx_dir)
+    dataset = load_dataset(dataset_spec(args), (args.split,))
     matched = total = failed = mismatched = 0
     backend = None
     for run in runs:

@@ -30,6 +30,7 @@ from heldout.cli.common import (
     HelpFormatter,
     add_dataset_flags,
     add_verbose_flag,
+    dataset_spec,
     open_experiment_for_command,
 )
 from heldout.data.fingerprint import Fingerprint
@@ -109,13 +110,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=pairs_command)
 
 
-DATASET_SOURCES = ("dataset", "dataset_npz", "tfrecord_dir", "idx_dir")
-
-
-def _dataset_source(args: argparse.Namespace) -> str | None:
-    return next((getattr(args, k) for k in DATASET_SOURCES if getattr(args, k) is not None), None)
-
-
 def _load_labels(
     args: argparse.Namespace, expected: dict[str, int], fingerprint: Fingerprint | None,
     source: str,
@@ -125,16 +119,13 @@ def _load_labels(
     # TensorFlow only for TFDS / TFRecord sources.
     from heldout.data import load_checked_labels
 
-    if args.dataset is not None or args.tfrecord_dir is not None:
+    spec = dataset_spec(args)
+    if spec.dataset is not None or spec.tfrecord_dir is not None:
         from heldout.quiet import import_tensorflow
 
         import_tensorflow()
 
-    return load_checked_labels(
-        expected, fingerprint, source, dataset=args.dataset, dataset_npz=args.dataset_npz,
-        data_dir=args.data_dir, tfrecord_dir=args.tfrecord_dir, index_npz=args.index_npz,
-        idx_dir=args.idx_dir,
-    )
+    return load_checked_labels(spec, expected, fingerprint, source)
 
 
 def _progress(desc: str, unit: str):
@@ -213,7 +204,7 @@ def cscores_command(args: argparse.Namespace) -> int:
     )
     scores = est.cscores(accs)
     labels = None
-    if _dataset_source(args) is not None:
+    if dataset_spec(args) is not None:
         labels = _load_labels(args, {"train": accs[0].num_train}, scores.fingerprint,
                               f"the runs in {args.experiment_dir}")["train"]
     published.write_cscores(args.out, scores, labels)

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from heldout.cli.common import CommandError, HelpFormatter, non_negative_int
+from heldout.cli.common import CommandError, HelpFormatter, dataset_spec, non_negative_int
 
 DEFAULTS = {"epochs": 10, "batch_size": 128, "learning_rate": 0.1, "momentum": 0.9}
 
@@ -82,10 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def training_data_spec(args: argparse.Namespace):
     """The `DatasetSpec` of --dataset / --dataset_npz / --idx_dir, cut to --train_size (with
     absolute paths for Dask workers)."""
-    from heldout.data.spec import DatasetSpec
-
-    spec = DatasetSpec(dataset=args.dataset, dataset_npz=args.dataset_npz, idx_dir=args.idx_dir,
-                       data_dir=args.data_dir, train_size=args.train_size)
+    spec = dataset_spec(args)
     # Workers may run in another directory or on another machine.
     return spec.absolute() if args.workers or args.scheduler is not None else spec
 

@@ -2,21 +2,24 @@
 
 Sources: TFDS (`heldout.data.tfds`, the release's CIFAR order), `.npz` files
 (`heldout.data.npz`), indexed TFRecord shards such as the release's ImageNet
-(`heldout.data.imagenet`, written by `heldout build-imagenet`). Every dataset offers `name`,
-`num_classes`, `image_shape`, `num_examples(split)`, `split_labels(split)` and
-`batches(split, batch_size)` yielding `Batch(image float32, label int64, index int64)` in
-order, without shuffling.
+(`heldout.data.imagenet`, written by `heldout build-imagenet`), MNIST-format IDX files
+(`heldout.data.idx`) and scikit-learn's digits (`heldout.data.digits`). A `DatasetSpec` names
+the source; the loaders here take it and the splits to load. Every dataset follows the
+`Dataset` protocol: `name`, `num_classes`, `image_shape`, `num_examples(split)`,
+`split_labels(split)` and `batches(split, batch_size)` yielding `Batch(image float32, label
+int64, index int64)` in order, without shuffling.
 """
 
 from __future__ import annotations
 
-import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from heldout.data.arrays import ArrayDataset, Batch, DatasetError
 from heldout.data.fingerprint import Fingerprint, check_labels, label_hash
+from heldout.data.protocol import Dataset
 from heldout.data.spec import DatasetSpec
 from heldout.data.transforms import flip_labels, take_train
 
@@ -25,114 +28,96 @@ if TYPE_CHECKING:  # TensorFlow is imported only when TFRecord shards are read.
 
 
 def load_dataset(
-    dataset: str | None = None,
-    dataset_npz: str | None = None,
-    splits: tuple[str, ...] = ("train", "test"),
-    data_dir: str | None = None,
-    tfrecord_dir: str | None = None,
-    index_npz: str | None = None,
-    idx_dir: str | None = None,
+    spec: DatasetSpec, splits: Sequence[str] = ("train", "test")
 ) -> ArrayDataset | TFRecordImageDataset:
-    """Loads a dataset from TFDS (`dataset`, e.g. ``cifar10:3.0.2``), an `.npz` file, a
-    directory of indexed TFRecord shards (`tfrecord_dir`, e.g. ImageNet; `index_npz` is the
-    published mapping, used for labels when the directory has no ``labels.npz``), or a
-    directory of MNIST-format IDX files (`idx_dir`).
+    """Loads the dataset a `DatasetSpec` names: TFDS (``spec.dataset``, e.g. ``cifar10:3.0.2``,
+    from ``spec.data_dir``), an ``.npz`` file, indexed TFRecord shards (``spec.tfrecord_dir``,
+    e.g. ImageNet; ``spec.index_npz`` is the published mapping, read for the labels when the
+    directory has no ``labels.npz``) or MNIST-format IDX files (``spec.idx_dir``), cut to
+    ``spec.train_size`` training examples when it is set.
+
+    Args:
+      spec: where the dataset comes from.
+      splits: the splits to load (an ``.npz`` file is read whole).
 
     Returns:
-      An `ArrayDataset`, or a `heldout.data.imagenet.TFRecordImageDataset` for `tfrecord_dir`.
-
-    A path given as `dataset` (the first argument) is recognised: a ``.npz`` file is read as
-    `dataset_npz`; an existing directory is refused with a message naming `tfrecord_dir=` and
-    `idx_dir=`.
+      An `ArrayDataset`, or a `heldout.data.imagenet.TFRecordImageDataset` for
+      ``tfrecord_dir``; both follow the `Dataset` protocol.
 
     Raises:
-      DatasetError: not exactly one source given, or `dataset` is a directory.
-      NpzError: a bad `.npz` file.
+      DatasetError: `spec` is not a `DatasetSpec`, or a `train_size` larger than the training
+        split (or set on TFRecord shards).
+      NpzError: a bad ``.npz`` file; IdxError: bad IDX files.
       TFRecordDatasetError: missing or incomplete shards.
     """
-    if dataset is not None and dataset_npz is None:
-        dataset, dataset_npz = _npz_path_given_as_name(dataset)
-    if sum(x is not None for x in (dataset, dataset_npz, tfrecord_dir, idx_dir)) != 1:
-        raise DatasetError(
-            "give exactly one of dataset (a TFDS name), dataset_npz (a path), tfrecord_dir "
-            "(a directory of TFRecord shards) and idx_dir (a directory of IDX files)"
-        )
-    if idx_dir is not None:
+    splits = _check(spec, splits)
+    if spec.idx_dir is not None:
         from heldout.data.idx import load_idx_dataset
 
-        return load_idx_dataset(idx_dir, splits)
-    if tfrecord_dir is not None:
+        dataset = load_idx_dataset(spec.idx_dir, splits)
+    elif spec.tfrecord_dir is not None:
         from heldout.data.imagenet.tfrecords import load_tfrecord_dataset
 
-        return load_tfrecord_dataset(tfrecord_dir, splits, index_npz=index_npz)
-    if dataset_npz is not None:
+        if spec.train_size is not None:
+            raise DatasetError(f"{spec.tfrecord_dir}: train_size applies to in-memory datasets, "
+                               "not to TFRecord shards")
+        return load_tfrecord_dataset(spec.tfrecord_dir, splits, index_npz=spec.index_npz)
+    elif spec.dataset_npz is not None:
         from heldout.data.npz import load_npz_dataset
 
-        return load_npz_dataset(dataset_npz)
-    from heldout.data.tfds import load_tfds
+        dataset = load_npz_dataset(spec.dataset_npz)
+    else:
+        from heldout.data.tfds import load_tfds
 
-    return load_tfds(dataset, splits=splits, data_dir=data_dir)
+        dataset = load_tfds(spec.dataset, splits=splits, data_dir=spec.data_dir)
+    return _cut(dataset, spec, splits)
 
 
-def _npz_path_given_as_name(dataset: str) -> tuple[str | None, str | None]:
-    """(dataset, dataset_npz) for a `dataset` argument that may be a path instead of a TFDS
-    name."""
-    text = str(dataset)
-    if text.endswith(".npz"):
-        return None, text
-    if os.path.isdir(text):
+def _check(spec: DatasetSpec, splits: Sequence[str]) -> tuple[str, ...]:
+    if not isinstance(spec, DatasetSpec):
         raise DatasetError(
-            f"{text}: a directory, not a TFDS dataset name; pass tfrecord_dir= (TFRecord "
-            "shards) or idx_dir= (IDX files), or dataset_npz= for a .npz file"
+            f"a dataset is named by a heldout.data.DatasetSpec, e.g. "
+            f"DatasetSpec(dataset='cifar10:3.0.2') or DatasetSpec(dataset_npz='data.npz'); got "
+            f"{type(spec).__name__} {spec!r}"
         )
-    if os.path.isfile(text):
-        raise DatasetError(
-            f"{text}: a file, not a TFDS dataset name; pass dataset_npz= for a .npz dataset"
-        )
-    return dataset, None
+    return (splits,) if isinstance(splits, str) else tuple(splits)
+
+
+def _cut(dataset: ArrayDataset, spec: DatasetSpec, splits: Sequence[str]) -> ArrayDataset:
+    if spec.train_size is not None and "train" in splits:
+        return take_train(dataset, spec.train_size)
+    return dataset
 
 
 def load_split_labels(
-    dataset: str | None = None,
-    dataset_npz: str | None = None,
-    splits: tuple[str, ...] = ("train",),
-    data_dir: str | None = None,
-    tfrecord_dir: str | None = None,
-    index_npz: str | None = None,
-    idx_dir: str | None = None,
+    spec: DatasetSpec, splits: Sequence[str] = ("train",)
 ) -> dict[str, np.ndarray]:
     """split -> int64 [n]: the labels of the splits in dataset order, the source read once
-    (TFDS images are not decoded). Sources as in `load_dataset`."""
-    loaded = _labels_only(dataset, dataset_npz, splits, data_dir, tfrecord_dir, index_npz,
-                          idx_dir)
-    return {split: loaded.split_labels(split) for split in splits}
+    (TFDS images are not decoded), cut to ``spec.train_size`` as `load_dataset` does."""
+    splits = _check(spec, splits)
+    loaded = _labels_only(spec, splits)
+    return {split: np.asarray(loaded.split_labels(split)) for split in splits}
 
 
-def _labels_only(dataset, dataset_npz, splits, data_dir, tfrecord_dir, index_npz, idx_dir):
-    if dataset is not None and dataset_npz is None:
-        dataset, dataset_npz = _npz_path_given_as_name(dataset)
-    if dataset is not None and dataset_npz is None:
+def _labels_only(spec: DatasetSpec, splits: tuple[str, ...]) -> Dataset:
+    if spec.dataset is not None:
         from heldout.data.tfds import load_tfds
 
-        return load_tfds(dataset, splits, data_dir, with_images=False)
-    return load_dataset(dataset, dataset_npz, splits, data_dir, tfrecord_dir, index_npz, idx_dir)
+        return _cut(load_tfds(spec.dataset, splits, spec.data_dir, with_images=False), spec,
+                    splits)
+    return load_dataset(spec, splits)
 
 
 def load_checked_labels(
+    spec: DatasetSpec,
     sizes: dict[str, int],
     fingerprint: Fingerprint | None,
     source: str,
-    dataset: str | None = None,
-    dataset_npz: str | None = None,
-    data_dir: str | None = None,
-    tfrecord_dir: str | None = None,
-    index_npz: str | None = None,
-    idx_dir: str | None = None,
 ) -> dict[str, np.ndarray]:
     """The labels of the splits of `sizes` (split -> the outputs' number of examples), checked
     against outputs computed on runs: the sizes, and the outputs' `fingerprint` (order, dataset
     name and version; None checks the sizes only), so per-example scores are never paired with
-    labels of another order or dataset. Sources as in `load_dataset`.
+    labels of another order or dataset.
 
     Returns:
       split -> int64 [n] labels in dataset order.
@@ -140,29 +125,19 @@ def load_checked_labels(
     Raises:
       FingerprintError: see `heldout.data.fingerprint.check_labels` (naming `source`).
     """
-    loaded = _labels_only(dataset, dataset_npz, tuple(sizes), data_dir, tfrecord_dir, index_npz,
-                          idx_dir)
+    loaded = _labels_only(spec, _check(spec, tuple(sizes)))
     labels = {split: np.asarray(loaded.split_labels(split)) for split in sizes}
     check_labels(labels, fingerprint, source, loaded.name, sizes)
     return labels
 
 
-def load_labels(
-    dataset: str | None = None,
-    dataset_npz: str | None = None,
-    split: str = "train",
-    data_dir: str | None = None,
-    tfrecord_dir: str | None = None,
-    index_npz: str | None = None,
-    idx_dir: str | None = None,
-) -> np.ndarray:
+def load_labels(spec: DatasetSpec, split: str = "train") -> np.ndarray:
     """int64 [n]: the labels of one split in dataset order (see `load_split_labels`)."""
-    return load_split_labels(dataset, dataset_npz, (split,), data_dir, tfrecord_dir, index_npz,
-                             idx_dir)[split]
+    return load_split_labels(spec, (split,))[split]
 
 
 __all__ = [
-    "ArrayDataset", "Batch", "DatasetError", "DatasetSpec", "check_labels", "flip_labels",
-    "label_hash", "load_checked_labels", "load_dataset", "load_labels", "load_split_labels",
-    "take_train",
+    "ArrayDataset", "Batch", "Dataset", "DatasetError", "DatasetSpec", "check_labels",
+    "flip_labels", "label_hash", "load_checked_labels", "load_dataset", "load_labels",
+    "load_split_labels", "take_train",
 ]

@@ -20,11 +20,15 @@ import functools
 import hashlib
 import os
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from heldout.errors import HeldoutError, NotFoundError
 from heldout.npzio import load_npz, require
+
+if TYPE_CHECKING:
+    from heldout.data.protocol import Dataset
 
 PREFIX = "fingerprint__"
 KEYS = tuple(PREFIX + k for k in ("name", "version", "splits", "sizes", "label_hashes"))
@@ -118,19 +122,16 @@ def fingerprint_from_labels(
     )
 
 
-def fingerprint_dataset(dataset, splits: Sequence[str] | None = None) -> Fingerprint:
-    """The fingerprint of a `heldout.data` dataset (``name``, ``split_labels``).
+def fingerprint_dataset(dataset: Dataset, splits: Sequence[str] | None = None) -> Fingerprint:
+    """The fingerprint of a `heldout.data.Dataset` (its ``name``, with the version after a
+    colon, and its splits' labels).
 
     Args:
-      dataset: an `ArrayDataset`, `TFRecordImageDataset` or anything with ``name``,
-        ``splits`` and ``split_labels(split)``.
+      dataset: the dataset.
       splits: the splits to include (default: all the dataset has).
     """
     splits = list(splits) if splits is not None else list(dataset.splits)
-    return fingerprint_from_labels(
-        dataset.name, {s: dataset.split_labels(s) for s in splits},
-        getattr(dataset, "version", "") or "",
-    )
+    return fingerprint_from_labels(dataset.name, {s: dataset.split_labels(s) for s in splits})
 
 
 def read_fingerprint(arrays: Mapping[str, np.ndarray], source: str = "") -> Fingerprint | None:
@@ -224,7 +225,7 @@ def check_fingerprints(
     return reference[1] if reference else None
 
 
-def check_dataset(fingerprint: Fingerprint | None, dataset, source: str = "") -> None:
+def check_dataset(fingerprint: Fingerprint | None, dataset: Dataset, source: str = "") -> None:
     """Checks a stored fingerprint against a loaded dataset (the splits both have).
 
     Raises:

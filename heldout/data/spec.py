@@ -1,7 +1,9 @@
-"""`DatasetSpec`: where a dataset comes from, small enough to send to another process.
+"""`DatasetSpec`: the one way to name a dataset, small enough to send to another process.
 
-A Dask task carries a `DatasetSpec` (paths and names), never images; each worker process loads
-the dataset from it once (`DatasetSpec.load`) and keeps it across its tasks.
+Every loader of `heldout.data` takes a `DatasetSpec` and the splits to load
+(`heldout.data.load_dataset(spec, splits)`); the CLI builds it from its dataset flags
+(`DatasetSpec.from_args`), and a Dask task carries it (paths and names, never images): each
+worker process loads the dataset from it once and keeps it across its tasks.
 """
 
 from __future__ import annotations
@@ -9,17 +11,35 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Sequence
+from typing import Any
+
+from heldout.data.arrays import DatasetError
+
+#: The fields naming where the examples come from; a spec names exactly one.
+SOURCES = ("dataset", "dataset_npz", "tfrecord_dir", "idx_dir")
+_PATHS = ("dataset_npz", "tfrecord_dir", "idx_dir", "data_dir", "index_npz")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class DatasetSpec:
-    """The arguments of `heldout.data.load_dataset`, plus a cut of the training split.
+    """Where a dataset comes from (keyword arguments only).
 
     Attributes:
-      dataset, dataset_npz, tfrecord_dir, idx_dir: exactly one source (a TFDS name such as
-        ``cifar10:3.0.2``, an ``.npz`` path, indexed TFRecord shards, MNIST-format IDX files).
-      data_dir: the TFDS data directory; index_npz: with `tfrecord_dir`, the published index.
+      dataset: a TFDS name with version, e.g. ``cifar10:3.0.2``; a path to an ``.npz`` file
+        given here is taken as `dataset_npz`.
+      dataset_npz: an ``.npz`` dataset (`heldout.data.npz`).
+      tfrecord_dir: indexed TFRecord shards, e.g. ImageNet written by ``heldout build-imagenet``
+        (`heldout.data.imagenet`).
+      idx_dir: a directory of MNIST-format IDX files (`heldout.data.idx`).
+      data_dir: with `dataset`, the TFDS data directory (default TFDS's own).
+      index_npz: with `tfrecord_dir`, the published ``imagenet_index.npz``, read for the labels
+        when the shards have no ``labels.npz``.
       train_size: keep only the first N training examples (`heldout.data.take_train`).
+
+    Raises:
+      DatasetError: on construction, when not exactly one of `dataset`, `dataset_npz`,
+        `tfrecord_dir` and `idx_dir` is given, when `dataset` names a directory or a file other
+        than an ``.npz``, or when `train_size` is below 1.
     """
 
     dataset: str | None = None
@@ -30,30 +50,54 @@ class DatasetSpec:
     index_npz: str | None = None
     train_size: int | None = None
 
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, os.PathLike):
+                object.__setattr__(self, field.name, os.fspath(value))
+        if self.dataset is not None and self.dataset_npz is None:
+            text = str(self.dataset)
+            if text.endswith(".npz"):
+                object.__setattr__(self, "dataset", None)
+                object.__setattr__(self, "dataset_npz", text)
+            elif os.path.isdir(text):
+                raise DatasetError(
+                    f"{text}: a directory, not a TFDS dataset name; name it as tfrecord_dir "
+                    "(TFRecord shards) or idx_dir (IDX files), or dataset_npz for a .npz file"
+                )
+            elif os.path.isfile(text):
+                raise DatasetError(
+                    f"{text}: a file, not a TFDS dataset name; name a .npz dataset as dataset_npz"
+                )
+        given = [name for name in SOURCES if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise DatasetError(
+                "a dataset spec names exactly one of dataset (a TFDS name such as "
+                "cifar10:3.0.2), dataset_npz (an .npz file), tfrecord_dir (TFRecord shards) and "
+                f"idx_dir (IDX files); found {given or 'none'}"
+            )
+        if self.train_size is not None and int(self.train_size) < 1:
+            raise DatasetError(f"train_size must be at least 1, got {self.train_size}")
+
+    @classmethod
+    def from_args(cls, namespace: Any) -> DatasetSpec:
+        """The spec of an object with attributes named like the fields (an `argparse`
+        namespace of `heldout.cli.common.add_dataset_flags`); missing attributes are None."""
+        return cls(**{f.name: getattr(namespace, f.name, None) for f in dataclasses.fields(cls)})
+
+    @property
+    def source(self) -> str:
+        """The one source named, for messages: the TFDS name or the path."""
+        return next(getattr(self, name) for name in SOURCES if getattr(self, name) is not None)
+
     def absolute(self) -> DatasetSpec:
         """The same spec with its paths (`dataset_npz`, `tfrecord_dir`, `idx_dir`, `data_dir`,
-        `index_npz`, `dataset` when it names a file) made absolute, so that a worker started
-        in another directory finds them."""
-        paths = ["dataset_npz", "tfrecord_dir", "idx_dir", "data_dir", "index_npz"]
-        if self.dataset is not None and os.path.isfile(self.dataset):  # An .npz path given
-            paths.append("dataset")                                      # as `dataset`.
+        `index_npz`) made absolute, so that a worker started in another directory finds them."""
         return dataclasses.replace(self, **{
-            f: os.path.abspath(getattr(self, f)) for f in paths if getattr(self, f) is not None})
+            f: os.path.abspath(getattr(self, f)) for f in _PATHS if getattr(self, f) is not None})
 
     def load(self, splits: str | Sequence[str]):
-        """The dataset with `splits` (one split name or several), cut to `train_size`.
-
-        Raises:
-          DatasetError, NpzError, TFRecordDatasetError: as `heldout.data.load_dataset`, or a
-            `train_size` larger than the training split.
-        """
+        """`heldout.data.load_dataset(self, splits)`; `splits` may be one split name."""
         from heldout.data import load_dataset
 
-        splits = (splits,) if isinstance(splits, str) else tuple(splits)
-        dataset = load_dataset(self.dataset, self.dataset_npz, splits, self.data_dir,
-                               self.tfrecord_dir, self.index_npz, self.idx_dir)
-        if self.train_size is not None and "train" in splits:
-            from heldout.data.transforms import take_train
-
-            dataset = take_train(dataset, self.train_size)
-        return dataset
+        return load_dataset(self, (splits,) if isinstance(splits, str) else tuple(splits))

@@ -7,7 +7,6 @@ here imports TensorFlow until a run is evaluated.
 """
 
 from heldout.cluster import ClusterError, default_workers
-from heldout.data.spec import DatasetSpec
 from heldout.predict.backend import (
     BACKENDS,
     Backend,
@@ -40,7 +39,7 @@ from heldout.predict.store import (
 
 __all__ = [
     "BACKENDS", "DEFAULT_OUTPUTS", "OUTPUTS", "Backend", "BackendError", "ClusterError",
-    "DatasetSpec", "PredictError", "PredictSummary", "PredictionStore", "RestoredRun", "RunResult",
+    "PredictError", "PredictSummary", "PredictionStore", "RestoredRun", "RunResult",
     "StoreError", "StoreLayout", "TaskSpec", "TensorFlowBackend", "accumulate_store",
     "default_workers", "evaluate_run", "logit_confidence", "make_backend", "margin", "open_store",
     "parse_run_ids", "predict", "select_runs", "to_datamodels",

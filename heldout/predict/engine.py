@@ -452,7 +452,7 @@ def predict(
     name, version = split_name(data.name)
     fingerprint = fingerprint_from_labels(data.name, {split: labels}).describe()
     layout = st.StoreLayout(
-        dataset=name, dataset_version=getattr(data, "version", "") or version, split=split,
+        dataset=name, dataset_version=version, split=split,
         fingerprint=fingerprint, experiment=root, architecture=arch,
         num_classes=int(data.num_classes), num_examples=len(labels),
         num_train=_num_train(runs, split, len(labels)), outputs=outputs,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 
 from heldout.atomic import write_text_atomic
+from heldout.data.protocol import Dataset
 from heldout.report.figures import FIGURES, save_figure
 from heldout.report.inputs import (
     DEFAULT_GALLERY_SIZE,
@@ -44,8 +45,8 @@ def write_report(path: str | os.PathLike, data: ReportData) -> int:
     return len(text.encode("utf-8"))
 
 
-def report_experiment(path: str | os.PathLike, experiment_dir: str | os.PathLike, dataset,
-                      **options) -> int:
+def report_experiment(path: str | os.PathLike, experiment_dir: str | os.PathLike,
+                      dataset: Dataset, **options) -> int:
     """`compute_report` of an experiment and an in-memory dataset, written to `path` as the
     page (`write_report`); returns the page's size in bytes.
 

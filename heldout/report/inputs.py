@@ -26,7 +26,9 @@ import numpy as np
 
 from heldout import estimate as est
 from heldout import published
+from heldout.data.arrays import ArrayDataset
 from heldout.data.fingerprint import Fingerprint, check_fingerprints, fingerprint_from_labels
+from heldout.data.protocol import Dataset
 from heldout.errors import HeldoutError
 from heldout.experiment import Experiment, Skipped, open_experiment
 from heldout.report.predictions import HeldOutPredictions, read_predictions
@@ -151,7 +153,7 @@ class ReportData:
         return len(self.examples.labels["test"])
 
 
-def examples_from_dataset(dataset, with_images: bool = True) -> Examples:
+def examples_from_dataset(dataset: Dataset, with_images: bool = True) -> Examples:
     """`Examples` of a `heldout.data` dataset (``train`` and ``test`` splits).
 
     Images are taken from an `ArrayDataset`'s ``images``; a dataset without them (TFRecord
@@ -167,10 +169,10 @@ def examples_from_dataset(dataset, with_images: bool = True) -> Examples:
         except KeyError as e:
             raise ReportError(f"{dataset.name}: no {split!r} split; a report needs train and "
                               "test") from e
-    num_classes = int(getattr(dataset, "num_classes", 0) or 0)
-    num_classes = max(num_classes, int(max(labels["train"].max(initial=-1),
-                                           labels["test"].max(initial=-1))) + 1)
-    images = dict(getattr(dataset, "images", None) or {})
+    num_classes = max(int(dataset.num_classes), int(max(labels["train"].max(initial=-1),
+                                                        labels["test"].max(initial=-1))) + 1)
+    in_memory = isinstance(dataset, ArrayDataset)
+    images = dict(dataset.images) if in_memory else {}
     reason = ""
     if not with_images:
         images, reason = {}, "images not loaded (labels only were asked for)"
@@ -180,7 +182,7 @@ def examples_from_dataset(dataset, with_images: bool = True) -> Examples:
                   "memory, only labels")
     return Examples(dataset.name, labels, num_classes,
                     {s: np.asarray(images[s]) for s in images},
-                    float(getattr(dataset, "scale", 255.0)), reason)
+                    float(dataset.scale) if in_memory else 255.0, reason)
 
 
 def _read_runs(experiment: Experiment, keep_runs: bool, progress):
