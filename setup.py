@@ -33,7 +33,8 @@ setup(
         "gpu": ["tensorflow[and-cuda]>=2.15"],
         # The no-download default dataset of the MNIST example (scikit-learn's 8x8 digits).
         "examples": ["scikit-learn"],
-        "dev": ["pytest", "pytest-xdist", "ruff", "scikit-learn", "psutil", "playwright", "xarray"],
+        "dev": ["pytest", "pytest-xdist", "ruff", "import-linter>=2.6", "scikit-learn", "psutil",
+                "playwright", "xarray"],
         # heldout.pytorch; pinned: an unpinned torch pulls a CUDA build of several GB.
         "torch": ["torch==2.13.0"],
     },
