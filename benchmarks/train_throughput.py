@@ -11,7 +11,7 @@ which is measured at the start and at the end of every round):
 - ``per-step``: one model, one compiled call per step (`heldout.train.make_model_trainer`, the
   original code's way), no XLA;
 - ``per-step XLA``: the same step compiled with XLA;
-- ``loop XLA, K``: `heldout.stacked`: K models with stacked weights, all steps of a round in
+- ``loop XLA, K``: `heldout.train.stacked`: K models with stacked weights, all steps of a round in
   one compiled call (a while loop, XLA), batches gathered on the device (K = 1: one model);
 - ``loop, K=8, no XLA``: the same without XLA.
 

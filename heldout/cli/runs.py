@@ -172,7 +172,7 @@ def verify_summary(num_runs: int, failed: int, mismatched: int, matched: int, to
 
 
 def verify_torch_command(args: argparse.Namespace) -> int:
-    """`verify --backend torch`: the same lines, through `heldout.pytorch.TorchBackend`."""
+    """`verify --backend torch`: the same lines, through `heldout.pytorch.backend.TorchBackend`."""
     import_tensorflow()  # heldout.evaluate (Predictions, cross_check) imports it
     from heldout.data import load_dataset
     from heldout.errors import HeldoutError

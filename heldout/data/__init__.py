@@ -41,7 +41,7 @@ def load_dataset(
       splits: the splits to load (an ``.npz`` file is read whole).
 
     Returns:
-      An `ArrayDataset`, or a `heldout.data.imagenet.TFRecordImageDataset` for
+      An `ArrayDataset`, or a `heldout.data.imagenet.tfrecords.TFRecordImageDataset` for
       ``tfrecord_dir``; both follow the `Dataset` protocol.
 
     Raises:

@@ -1,7 +1,7 @@
 """`Dataset`: what every dataset of `heldout.data` offers, wherever its examples come from.
 
 Two implementations: `heldout.data.arrays.ArrayDataset` (TFDS, ``.npz``, IDX, scikit-learn's
-digits: uint8 images in memory) and `heldout.data.imagenet.TFRecordImageDataset` (indexed
+digits: uint8 images in memory) and `heldout.data.imagenet.tfrecords.TFRecordImageDataset` (indexed
 TFRecord shards read with tf.data). Code that evaluates, predicts or fingerprints takes a
 `Dataset`; training needs the in-memory `ArrayDataset`.
 """

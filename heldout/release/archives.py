@@ -13,8 +13,8 @@ Inside, members follow the experiment layout of `heldout.experiment`::
 
 The aux arrays are a tiny fraction of the bytes, so a `MemberSelection` lets a caller take only
 some kinds of files (``aux_arrays``, ``checkpoints``) and only some subset ratios. This module is
-pure Python: it names and selects members; `heldout.download` (with `heldout.fetch` and
-`heldout.extract`) moves the bytes.
+pure Python: it names and selects members; `heldout.release.download` (with
+`heldout.release.http` and `heldout.release.tar`) moves the bytes.
 """
 
 from __future__ import annotations

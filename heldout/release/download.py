@@ -133,7 +133,7 @@ def download_release(
     (see `heldout.experiment`).
 
     Args:
-      experiment: a name from `heldout.release.ARCHIVES`, or any name when `url` is given.
+      experiment: a name from `heldout.release.archives.ARCHIVES`, or any name when `url` is given.
       dest: destination directory (created if needed).
       selection: which members to extract; None for all.
       keep_archive: save the archive as ``dest/<file name>`` (with resume, MD5 verified) and

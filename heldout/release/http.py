@@ -2,7 +2,7 @@
 
 `HttpStream` reads an HTTP resource once, front to back, hashing every byte once (MD5). A
 dropped connection is resumed at the byte already read (HTTP ``Range``), so whoever reads the
-stream (a file, or the gzip and tar decoders of `heldout.extract`) sees each byte once; a server
+stream (a file, or the gzip and tar decoders of `heldout.release.tar`) sees each byte once; a server
 that ignores ``Range`` is read again from byte 0 and the bytes already read are skipped.
 
 Every response is checked before its bytes are used: a ``206`` must carry a ``Content-Range``
@@ -12,7 +12,7 @@ request means the server ignored ``Range``, a ``416`` means the file is complete
 requests means the file changed on the server. A connection cut mid-body (the body ends before
 its ``Content-Length``) is retried with backoff, up to `HttpOptions.max_retries` attempts in a
 row without progress; then `DownloadError`. Comparing the MD5 with the expected one is the
-caller's part (`heldout.download`).
+caller's part (`heldout.release.download`).
 """
 
 from __future__ import annotations

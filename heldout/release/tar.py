@@ -1,9 +1,9 @@
 """Safe streaming extraction of tar / tar.gz release archives.
 
 An archive is read once, front to back, as a stream: `extract_stream` takes any raw byte
-stream (a local file, or `heldout.fetch.HttpStream` while it downloads), so memory does not
+stream (a local file, or `heldout.release.http.HttpStream` while it downloads), so memory does not
 grow with the archive's size, and writes only the members selected
-(`heldout.release.MemberSelection`); `extract_archive` does so for a local archive.
+(`heldout.release.archives.MemberSelection`); `extract_archive` does so for a local archive.
 
 Extraction refuses the members `tarfile`'s ``data`` filter refuses (absolute paths, ``..``
 components, links, devices and other special files) with `UnsafeMemberError`, before anything
@@ -107,7 +107,7 @@ def extract_archive(
     """Extracts the selected members of a local tar.gz (or tar) archive into `dest`.
 
     The archive is read once, front to back, as a stream (memory does not grow with its size).
-    Its MD5 is not checked here (`heldout.download.download_file` does that).
+    Its MD5 is not checked here (`heldout.release.download.download_file` does that).
 
     Args:
       path: the archive.
@@ -234,7 +234,7 @@ def extract_stream(
     Reads `raw` to its end (so an MD5 of it covers every byte) and checks the gzip CRC.
 
     Args:
-      raw: the archive's bytes, e.g. a local file or a `heldout.fetch.HttpStream`.
+      raw: the archive's bytes, e.g. a local file or a `heldout.release.http.HttpStream`.
       root: absolute destination directory; members keep their archive paths under it.
       selection: which members to write.
       source: the archive's path or address, for error messages.

@@ -28,9 +28,9 @@ Two training paths:
 - ``per_step``: any architecture of `heldout.models`; one compiled call per step (the original
   code's way).
 - ``stacked``: the MLP only; K runs per step with stacked weights, many steps per compiled
-  call (`heldout.stacked`). ``auto`` (the default) takes it for the MLP, with K from
-  `heldout.stacked.default_models_per_step` (1 on CPU, where one model in a compiled loop is the
-  fastest; 128 on a GPU). Both paths give the same runs up to float32 rounding.
+  call (`heldout.train.stacked`). ``auto`` (the default) takes it for the MLP, with K from
+  `heldout.train.stacked.default_models_per_step` (1 on CPU, where one model in a compiled loop
+  is the fastest; 128 on a GPU). Both paths give the same runs up to float32 rounding.
 """
 
 from heldout.train.config import (

@@ -17,8 +17,8 @@ RGB JPEG (quality `REENCODE_QUALITY`, no chroma subsampling: our choice, the aut
 published); every other file is copied byte for byte. Each shard is written to a temporary file
 and renamed, so an interrupted build resumes by skipping the shards that exist. It also writes
 ``labels.npz`` (labels in index order and each shard's index range, read by
-`heldout.data.imagenet.load_tfrecord_dataset`), ``build_config.json`` (what the shards were
-built from; a resumed build must match it) and ``build_report.json``.
+`heldout.data.imagenet.tfrecords.load_tfrecord_dataset`), ``build_config.json`` (what the shards
+were built from; a resumed build must match it) and ``build_report.json``.
 """
 
 from __future__ import annotations
