@@ -9,12 +9,14 @@ They are resolved on first use (PEP 562 module ``__getattr__``), so ``import hel
 TensorFlow; only the modules that need it (`models`, `checkpoint`, `evaluate`, `train`, ...)
 import it, when they are themselves imported.
 
-Subpackages, dependencies flowing one way: `models` (Sonnet networks) · `data` (datasets with a
-stable `index`, fingerprints) · `experiment` (release layout, runs, aux arrays; pure numpy) ·
-`checkpoint` (find and restore, verified) · `evaluate` (predictions, cross-check) · `estimate`
+Subpackages, dependencies flowing one way (checked by `lint-imports`): `models` (Sonnet networks)
+· `data` (datasets with a stable `index`, fingerprints) · `experiment` (release layout, runs, aux
+arrays; pure numpy) · `checkpoint` (find and restore, verified) · `evaluate` (predictions,
+cross-check) · `predict` (stores of many runs' outputs, Dask fan-out) · `estimate`
 (memorization, influence, C-scores; pure numpy) and `published` (the authors' files) · `train`
-(the heldout procedure) · `release` (getting the archives) · `cli`. Every error caused by bad
-input is a `HeldoutError`.
+(the heldout procedure) · `export` (runs' models as safetensors, npz or SavedModel) · `pytorch`
+(the exported models in PyTorch, no TensorFlow) · `release` (getting the archives) · `report`
+(pages and figures) · `cli`. Every error caused by bad input is a `HeldoutError`.
 """
 
 from __future__ import annotations

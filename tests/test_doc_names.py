@@ -1,4 +1,5 @@
-"""Every dotted ``heldout.`` name in the docs resolves (issue 18).
+"""Every dotted ``heldout.`` name in the docs resolves, and the docs' maps of the package name
+every part of it (issue 18).
 
 The names are read from the module, class and function docstrings of the package, `demo.py`,
 `mnist-example/` and `benchmarks/`, and from the whole of README.md and mnist-example/README.md
@@ -241,3 +242,23 @@ def test_every_dotted_name_in_the_docs_resolves():
     assert not unresolved, "names that are no module or attribute of the package:\n" + "\n".join(
         f"  {name}  ({', '.join(places)})" for name, places in sorted(unresolved.items()))
 
+
+def package_children() -> tuple[list[str], list[str]]:
+    """The modules and the subpackages directly under heldout/."""
+    package = ROOT / "heldout"
+    modules = sorted(p.stem for p in package.glob("*.py") if not p.stem.startswith("__"))
+    subpackages = sorted(p.name for p in package.iterdir() if (p / "__init__.py").is_file())
+    return modules, subpackages
+
+
+def test_layout_map_and_package_docstring_name_every_part_of_the_package():
+    modules, subpackages = package_children()
+    assert {"experiment", "errors"} <= set(modules) and {"data", "pytorch"} <= set(subpackages)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    layout = re.search(r"^- Layout of the package.*?(?=^\S|^$)", readme, re.M | re.S).group(0)
+    missing = [name for name in modules + subpackages
+               if f"`{name}`" not in layout and f"`{name}/`" not in layout]
+    assert not missing, f"README.md's layout map leaves out {missing}"
+    docstring = ast.get_docstring(ast.parse((ROOT / "heldout/__init__.py").read_text("utf-8")))
+    missing = [name for name in subpackages if f"`{name}`" not in docstring]
+    assert not missing, f"heldout/__init__.py's docstring leaves out {missing}"
