@@ -9,4 +9,5 @@ if ! command -v chromium >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 fi
 python -m pip install --quiet --upgrade pip
-python -m pip install --quiet -e '.[cpu,dev,torch]'
+# The extras state ranges; tests/constraints.txt pins the versions CI tests (torch's CPU build).
+python -m pip install --quiet -e '.[cpu,dev,torch]' -c tests/constraints.txt
