@@ -83,6 +83,14 @@ def test_run_seeds_and_plans():
     assert not np.array_equal(np.sort(other.subsample_idx), np.sort(plan.subsample_idx))
     with pytest.raises(T.TrainError, match="empty"):
         T.plan_run(1, 0, 10, 0.01, 1, 4)
+    plans = T.plan_runs(0, 0.7, [4, 3], 100, 3, 32)  # What both training paths train.
+    assert [p.run_id for p in plans] == [4, 3]
+    for got, want in zip(plans, (other, plan), strict=True):
+        assert (got.seed, got.init_seed) == (want.seed, want.init_seed)
+        np.testing.assert_array_equal(got.batches(), want.batches())
+    assert T.plan_runs(0, 0.7, [], 100, 3, 32) == []
+    with pytest.raises(T.TrainError, match="empty"):
+        T.plan_runs(1, 0.01, [0], 10, 1, 4)
 
 
 def test_label_noise_and_train_size(small):

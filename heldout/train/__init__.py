@@ -21,7 +21,8 @@ group of stacked runs per task; a run locked by another live process is left to 
 Everything random in a run comes from its seed, ``run_seed(seed, ratio, run_id)``: the subset,
 the batch order (a fresh permutation of the subset each epoch, last batch smaller) and the
 initial weights (TensorFlow's random ops seeded with ``tf.random.set_seed``, which sets
-TensorFlow's global seed). `plan_run` gives the subset and batches of any run again.
+TensorFlow's global seed). `plan_run` gives the subset and batches of any run again
+(`plan_runs`: of a list of run ids at a ratio).
 
 Two training paths:
 
@@ -44,6 +45,7 @@ from heldout.train.plan import (
     parse_run_ids,
     parse_shard,
     plan_run,
+    plan_runs,
     ratio_name,
     run_seed,
     shard_run_ids,
@@ -79,6 +81,7 @@ __all__ = [
     "parse_run_ids",
     "parse_shard",
     "plan_run",
+    "plan_runs",
     "ratio_name",
     "run_seed",
     "run_status",

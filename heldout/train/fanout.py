@@ -23,7 +23,7 @@ from heldout.data.fingerprint import Fingerprint, differences
 from heldout.data.spec import DatasetSpec
 from heldout.errors import HeldoutError
 from heldout.train.config import TrainConfig
-from heldout.train.plan import TrainError, plan_run, run_seed
+from heldout.train.plan import TrainError, plan_runs
 
 _WORKER_ATTR = "_heldout_train_state"
 
@@ -90,10 +90,9 @@ def train_task(task: TrainTask, run_ids: Sequence[int]) -> GroupResult:
             if differ:
                 raise TrainError(f"the worker loaded another dataset from {task.dataset} than "
                                  f"the calling process: {'; '.join(differ)}")
-            config, n_train = task.config, dataset.num_examples("train")
-            plans = [plan_run(run_seed(config.seed, float(task.ratio), r), r, n_train,
-                              float(task.ratio), config.epochs, config.batch_size)
-                     for r in run_ids]
+            config = task.config
+            plans = plan_runs(config.seed, float(task.ratio), run_ids,
+                              dataset.num_examples("train"), config.epochs, config.batch_size)
             runs = procedure.train_group(state, task.ratio, task.ratio_dir, plans, config,
                                          False)
     except HeldoutError as e:

@@ -42,9 +42,8 @@ from heldout.train.plan import (
     DivergedError,
     RunPlan,
     TrainError,
-    plan_run,
+    plan_runs,
     ratio_name,
-    run_seed,
 )
 from heldout.train.trainer import (
     ModelTrainer,
@@ -373,14 +372,13 @@ def train_experiment(
         )
     _check_existing_runs(ratio_dir, dataset, config)
     absent = [r for r in run_ids if status[r] == "absent"]
-    n_train = dataset.num_examples("train")
     trained: list[Run] = []
     with _run_locks(ratio_dir, absent) as (locked, busy):
         # Another process may have completed a run between the status check and the lock.
         todo = [r for r in locked if run_status(ratio_dir, r) == "absent"]
         skipped = tuple(r for r in run_ids if r not in todo and r not in busy)
-        plans = [plan_run(run_seed(config.seed, float(ratio), r), r, n_train, float(ratio),
-                          config.epochs, config.batch_size) for r in todo]
+        plans = plan_runs(config.seed, float(ratio), todo, dataset.num_examples("train"),
+                          config.epochs, config.batch_size)
         failed: list[tuple[int, str]] = []
         if plans and on_dask:
             trained, failed = _train_runs_on_dask(dataset_spec, dataset, ratio, ratio_dir, plans,
