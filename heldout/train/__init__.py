@@ -11,12 +11,13 @@ example (``train`` = in the subset, ``removed`` = held out) and every test examp
     <experiment>/<ratio>/<run_id>/checkpoints/ckpt-<epochs>  (model, epoch, global_step, optimizer)
 
 so `heldout inspect`, `heldout verify` and the estimators work on it unchanged. A run is built
-in a hidden directory ``<ratio>/.<run_id>.tmp-XXXX`` and renamed into place when complete;
-`heldout.experiment.open_experiment` never counts such a directory, so an interrupted run is
-simply trained again the next time (complete runs are skipped: resume). Runs can be split over
-processes or machines by run id (`parse_run_ids`, `shard_run_ids`), or sent to Dask workers
-(`train_experiment(..., workers=N)` or ``scheduler=``; `heldout.train.fanout`), one run or one
-group of stacked runs per task; a run locked by another live process is left to it.
+in a hidden directory ``<ratio>/.<run_id>.tmp-XXXX`` and renamed into place when complete
+(`heldout.train.rundir`); `heldout.experiment.open_experiment` never counts such a directory,
+so an interrupted run is simply trained again the next time (complete runs are skipped:
+resume). Runs can be split over processes or machines by run id (`parse_run_ids`,
+`shard_run_ids`), or sent to Dask workers (`train_experiment(..., workers=N)` or
+``scheduler=``; `heldout.train.fanout`), one run or one group of stacked runs per task
+(`heldout.train.groups`); a run locked by another live process is left to it.
 
 Everything random in a run comes from its seed, ``run_seed(seed, ratio, run_id)``: the subset,
 the batch order (a fresh permutation of the subset each epoch, last batch smaller) and the
@@ -29,9 +30,9 @@ Two training paths:
 - ``per_step``: any architecture of `heldout.models`; one compiled call per step (the original
   code's way).
 - ``stacked``: the MLP only; K runs per step with stacked weights, many steps per compiled
-  call (`heldout.stacked`). ``auto`` (the default) takes it for the MLP, with K from
-  `heldout.stacked.default_models_per_step` (1 on CPU, where one model in a compiled loop is the
-  fastest; 128 on a GPU). Both paths give the same runs up to float32 rounding.
+  call (`heldout.train.stacked`). ``auto`` (the default) takes it for the MLP, with K from
+  `heldout.train.stacked.default_models_per_step` (1 on CPU, where one model in a compiled loop
+  is the fastest; 128 on a GPU). Both paths give the same runs up to float32 rounding.
 """
 
 from heldout.train.config import (
@@ -51,11 +52,13 @@ from heldout.train.plan import (
     shard_run_ids,
 )
 from heldout.train.procedure import (
-    RUN_JSON,
     TrainResult,
+    train_experiment,
+)
+from heldout.train.rundir import (
+    RUN_JSON,
     load_run_info,
     run_status,
-    train_experiment,
 )
 from heldout.train.trainer import (
     ModelTrainer,
