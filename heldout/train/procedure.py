@@ -6,8 +6,8 @@ runs of other data or settings refused), locks the runs to train, plans them
 (`heldout.train.plan.plan_runs`) and trains them group after group in this process
 (`heldout.train.groups`) or one group per task on Dask workers (`heldout.train.fanout`).
 Dependencies inside `heldout.train` flow one way: ``procedure`` -> ``fanout`` -> ``groups`` ->
-``rundir`` and ``trainer`` -> ``config`` -> ``stacked`` and ``plan`` (no module imports one
-above it; ``tests/test_import_graph.py`` fails on a cycle).
+``rundir`` -> ``config`` -> ``stacked`` and ``plan``, and ``groups`` -> ``trainer`` -> ``plan``
+(no module imports one above it; ``tests/test_import_graph.py`` fails on a cycle).
 """
 
 from __future__ import annotations
