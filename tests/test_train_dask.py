@@ -19,7 +19,7 @@ from heldout import cluster as C
 from heldout import train as T
 from heldout.checkpoint import restore
 from heldout.cli import main
-from heldout.data import DatasetSpec, flip_labels
+from heldout.data import DatasetSpec, flip_labels, load_dataset
 from heldout.data.arrays import model_input
 from heldout.experiment import open_experiment
 from heldout.models import build_model
@@ -34,7 +34,7 @@ def spec(fmnist_dir):
 
 @pytest.fixture(scope="module")
 def dataset(spec):
-    return spec.load(("train", "test"))
+    return load_dataset(spec, ("train", "test"))
 
 
 @pytest.fixture(scope="module")

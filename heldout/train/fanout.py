@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from tqdm import tqdm
 
 from heldout.cluster import Dask, connect, run_tasks, worker_state
+from heldout.data import load_dataset
 from heldout.data.arrays import ArrayDataset
 from heldout.data.fingerprint import Fingerprint, differences, fingerprint_dataset
 from heldout.data.spec import DatasetSpec
@@ -115,7 +116,7 @@ def _worker_process_state(cache: dict, task: TrainTask) -> ProcessState:
     state = cache.get(_STATE)
     if state is None or state.key != task.state_key():
         cache.pop(_STATE, None)  # released before the next dataset is loaded
-        dataset = task.dataset.load(("train", "test"))
+        dataset = load_dataset(task.dataset, ("train", "test"))
         state = cache[_STATE] = process_state(dataset, task.config, task.state_key())
     return state
 

@@ -88,7 +88,7 @@ def train_experiment(
         (`heldout.cluster.local_cluster`).
       scheduler: the address or scheduler file of an existing Dask cluster (`workers` is
         then ignored).
-      dataset_spec: where `dataset` comes from (`DatasetSpec.load` of ``train`` and
+      dataset_spec: where `dataset` comes from (`heldout.data.load_dataset` of ``train`` and
         ``test``); required on Dask, where each worker loads it (tasks never carry images) and
         refuses to train when its fingerprint differs from `dataset`'s.
       retries: Dask retries of a task that raised something other than a `HeldoutError`.
