@@ -31,7 +31,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from heldout.cluster import local_cluster  # noqa: E402
-from heldout.data import DatasetSpec  # noqa: E402
+from heldout.data import DatasetSpec, load_dataset  # noqa: E402
 from heldout.quiet import import_tensorflow  # noqa: E402
 
 FIXTURE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests",
@@ -49,7 +49,7 @@ def main() -> None:
     from heldout.train import TrainConfig, train_experiment
 
     spec = DatasetSpec(dataset_npz=FIXTURE, train_size=args.train_size)
-    dataset = spec.load(("train", "test"))
+    dataset = load_dataset(spec, ("train", "test"))
     config = TrainConfig(arch="mlp", path="per_step", epochs=args.epochs, batch_size=50,
                          learning_rate=0.05)
     cluster = local_cluster(1, preload=["heldout.quiet"])

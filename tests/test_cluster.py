@@ -43,10 +43,10 @@ def threaded_worker():
 
 def test_train_tasks_use_a_workers_trainer_one_at_a_time(threaded_worker, monkeypatch, fmnist_dir):
     from heldout.data import DatasetSpec
-    from heldout.train import TrainConfig, fanout, procedure
+    from heldout.train import TrainConfig, fanout
 
     overlap = _Overlap()
-    monkeypatch.setattr(procedure, "process_state", overlap.enter_and_fail)
+    monkeypatch.setattr(fanout, "process_state", overlap.enter_and_fail)
     spec = DatasetSpec(dataset_npz=str(fmnist_dir / "dataset.npz"), train_size=100)
     task = fanout.TrainTask(spec, None, TrainConfig(arch="mlp"), "0.5", "/nonexistent/0.5")
     results = list(fanout.train_on_dask(threaded_worker, task, [[0], [1]]))

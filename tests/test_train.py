@@ -83,6 +83,14 @@ def test_run_seeds_and_plans():
     assert not np.array_equal(np.sort(other.subsample_idx), np.sort(plan.subsample_idx))
     with pytest.raises(T.TrainError, match="empty"):
         T.plan_run(1, 0, 10, 0.01, 1, 4)
+    plans = T.plan_runs(0, 0.7, [4, 3], 100, 3, 32)  # What both training paths train.
+    assert [p.run_id for p in plans] == [4, 3]
+    for got, want in zip(plans, (other, plan), strict=True):
+        assert (got.seed, got.init_seed) == (want.seed, want.init_seed)
+        np.testing.assert_array_equal(got.batches(), want.batches())
+    assert T.plan_runs(0, 0.7, [], 100, 3, 32) == []
+    with pytest.raises(T.TrainError, match="empty"):
+        T.plan_runs(1, 0.01, [0], 10, 1, 4)
 
 
 def test_label_noise_and_train_size(small):
@@ -238,24 +246,24 @@ def test_a_temporary_run_still_being_written_is_not_taken_for_stale(tmp_path):
 
     ratio_dir = str(tmp_path / "0.5")
     os.makedirs(ratio_dir)
-    orphan = T.procedure._start_run(ratio_dir, 7)  # the task of the stopped command
+    orphan = T.rundir.start_run(ratio_dir, 7)  # the task of the stopped command
     os.makedirs(os.path.join(orphan.path, "checkpoints"))
     (tmp_path / "0.5" / os.path.basename(orphan.path) / "checkpoints" / "ckpt-1.index"
      ).write_bytes(b"")
-    rerun = T.procedure._start_run(ratio_dir, 7)  # the same run, sent again
+    rerun = T.rundir.start_run(ratio_dir, 7)  # the same run, sent again
     assert os.path.isdir(os.path.join(orphan.path, "checkpoints")) and rerun.path != orphan.path
     aux = make_aux_arrays(np.arange(5), np.ones(10, bool), np.ones(4, bool), None)
     final = os.path.join(ratio_dir, "7")
-    assert T.procedure._finish_run(orphan, final, aux, {"run_id": 7})
+    assert T.rundir.finish_run(orphan, final, aux, {"run_id": 7})
     assert os.listdir(os.path.join(final, "checkpoints")) == ["ckpt-1.index"]
-    assert not T.procedure._finish_run(rerun, final, aux, {"run_id": 7})  # completed meanwhile
+    assert not T.rundir.finish_run(rerun, final, aux, {"run_id": 7})  # completed meanwhile
     assert sorted(os.listdir(ratio_dir)) == ["7"]
     # A temporary directory whose writer died (its lock released) is stale and removed.
-    dead = T.procedure._start_run(ratio_dir, 8)
+    dead = T.rundir.start_run(ratio_dir, 8)
     unlock(dead.owner, dead.fd)  # its writer died: the kernel released its lock
-    again = T.procedure._start_run(ratio_dir, 8)
+    again = T.rundir.start_run(ratio_dir, 8)
     assert not os.path.exists(dead.path) and os.path.isdir(again.path)
-    T.procedure._discard(again)
+    T.rundir.discard_run(again)
     assert sorted(os.listdir(ratio_dir)) == ["7"]
 
 
@@ -263,8 +271,8 @@ def test_interrupted_run_leaves_nothing_that_counts(tmp_path, small, monkeypatch
     def fail(*args, **kwargs):
         raise KeyboardInterrupt  # As a Ctrl-C during evaluation.
 
-    # train_experiment calls it from the module where it now lives.
-    monkeypatch.setattr(T.procedure, "evaluate_correctness", fail)
+    # train_experiment calls it from the module that trains the groups of runs.
+    monkeypatch.setattr(T.groups, "evaluate_correctness", fail)
     config = T.TrainConfig(**{**CONFIG.__dict__, "path": "per_step"})
     with pytest.raises(KeyboardInterrupt):
         T.train_experiment(tmp_path, small, 0.5, [0], config, progress=False)

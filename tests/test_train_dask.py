@@ -19,7 +19,7 @@ from heldout import cluster as C
 from heldout import train as T
 from heldout.checkpoint import restore
 from heldout.cli import main
-from heldout.data import DatasetSpec, flip_labels
+from heldout.data import DatasetSpec, flip_labels, load_dataset
 from heldout.data.arrays import model_input
 from heldout.experiment import open_experiment
 from heldout.models import build_model
@@ -34,7 +34,7 @@ def spec(fmnist_dir):
 
 @pytest.fixture(scope="module")
 def dataset(spec):
-    return spec.load(("train", "test"))
+    return load_dataset(spec, ("train", "test"))
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +100,8 @@ def test_worker_specs_and_pinning(cluster):
 
 def _cached_trainer(dask_worker):
     """id of the worker's cached per-step trainer, or None."""
-    state = getattr(dask_worker, "_heldout_train_state", None)
-    return id(state["trainer"]) if state and "trainer" in state else None
+    state = getattr(dask_worker, "_heldout_train_state", {}).get("state")
+    return id(state.trainer) if state is not None else None
 
 
 @pytest.mark.slow
@@ -132,7 +132,7 @@ def test_dask_runs_equal_in_process_runs(tmp_path, cluster, spec, dataset):
 
 
 _FAIL_RUN_1 = """
-import heldout.train.procedure as p
+import heldout.train.groups as p
 from heldout.train.plan import DivergedError
 p._real_train_model_run = getattr(p, "_real_train_model_run", p.train_model_run)
 def _fail(trainer, dataset, plan, progress=False):
@@ -142,7 +142,7 @@ def _fail(trainer, dataset, plan, progress=False):
 p.train_model_run = _fail
 """
 _UNDO = """
-import heldout.train.procedure as p
+import heldout.train.groups as p
 p.train_model_run = getattr(p, "_real_train_model_run", p.train_model_run)
 """
 

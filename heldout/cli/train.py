@@ -119,6 +119,7 @@ def train_command(args: argparse.Namespace) -> int:
     from heldout.quiet import import_tensorflow
 
     import_tensorflow()
+    from heldout.data import load_dataset
     from heldout.models import default_arch
     from heldout.train import (
         TrainConfig,
@@ -137,7 +138,7 @@ def train_command(args: argparse.Namespace) -> int:
         run_ids = shard_run_ids(run_ids, *parse_shard(args.shard))
     ratio = ratio_name(args.ratio)
     spec = training_data_spec(args)
-    dataset = spec.load(("train", "test"))
+    dataset = load_dataset(spec, ("train", "test"))
     arch = args.arch or default_arch(dataset.name, dataset.image_shape)
     config = TrainConfig(
         arch=arch, epochs=args.epochs, batch_size=args.batch_size,

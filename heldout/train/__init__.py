@@ -11,17 +11,19 @@ example (``train`` = in the subset, ``removed`` = held out) and every test examp
     <experiment>/<ratio>/<run_id>/checkpoints/ckpt-<epochs>  (model, epoch, global_step, optimizer)
 
 so `heldout inspect`, `heldout verify` and the estimators work on it unchanged. A run is built
-in a hidden directory ``<ratio>/.<run_id>.tmp-XXXX`` and renamed into place when complete;
-`heldout.experiment.open_experiment` never counts such a directory, so an interrupted run is
-simply trained again the next time (complete runs are skipped: resume). Runs can be split over
-processes or machines by run id (`parse_run_ids`, `shard_run_ids`), or sent to Dask workers
-(`train_experiment(..., workers=N)` or ``scheduler=``; `heldout.train.fanout`), one run or one
-group of stacked runs per task; a run locked by another live process is left to it.
+in a hidden directory ``<ratio>/.<run_id>.tmp-XXXX`` and renamed into place when complete
+(`heldout.train.rundir`); `heldout.experiment.open_experiment` never counts such a directory,
+so an interrupted run is simply trained again the next time (complete runs are skipped:
+resume). Runs can be split over processes or machines by run id (`parse_run_ids`,
+`shard_run_ids`), or sent to Dask workers (`train_experiment(..., workers=N)` or
+``scheduler=``; `heldout.train.fanout`), one run or one group of stacked runs per task
+(`heldout.train.groups`); a run locked by another live process is left to it.
 
 Everything random in a run comes from its seed, ``run_seed(seed, ratio, run_id)``: the subset,
 the batch order (a fresh permutation of the subset each epoch, last batch smaller) and the
 initial weights (TensorFlow's random ops seeded with ``tf.random.set_seed``, which sets
-TensorFlow's global seed). `plan_run` gives the subset and batches of any run again.
+TensorFlow's global seed). `plan_run` gives the subset and batches of any run again
+(`plan_runs`: of a list of run ids at a ratio).
 
 Two training paths:
 
@@ -44,16 +46,19 @@ from heldout.train.plan import (
     parse_run_ids,
     parse_shard,
     plan_run,
+    plan_runs,
     ratio_name,
     run_seed,
     shard_run_ids,
 )
 from heldout.train.procedure import (
-    RUN_JSON,
     TrainResult,
+    train_experiment,
+)
+from heldout.train.rundir import (
+    RUN_JSON,
     load_run_info,
     run_status,
-    train_experiment,
 )
 from heldout.train.trainer import (
     ModelTrainer,
@@ -79,6 +84,7 @@ __all__ = [
     "parse_run_ids",
     "parse_shard",
     "plan_run",
+    "plan_runs",
     "ratio_name",
     "run_seed",
     "run_status",

@@ -2,7 +2,8 @@
 
 Everything random in a run comes from its seed, ``run_seed(seed, ratio, run_id)``: the subset
 and the batch order (`plan_run`, `RunPlan.batches`) and the TensorFlow seed of its initial
-weights.
+weights. `plan_runs` gives the plans of a list of run ids at a ratio: the one place both the
+in-process and the Dask paths get them from.
 """
 
 from __future__ import annotations
@@ -150,3 +151,16 @@ def plan_run(
     return RunPlan(int(run_id), int(seed), subset, init_seed, int(num_train), int(epochs),
                    int(batch_size))
 
+
+def plan_runs(
+    seed: int, subset_ratio: float, run_ids: Sequence[int], num_train: int, epochs: int,
+    batch_size: int,
+) -> list[RunPlan]:
+    """The plans of runs `run_ids` at `subset_ratio` in an experiment of seed `seed`: run r's
+    is ``plan_run(run_seed(seed, subset_ratio, r), r, ...)``, in the order of `run_ids`.
+
+    Raises:
+      TrainError: a ratio outside (0, 1] or a subset that would be empty.
+    """
+    return [plan_run(run_seed(seed, subset_ratio, r), r, num_train, subset_ratio, epochs,
+                     batch_size) for r in run_ids]
