@@ -234,7 +234,7 @@ class _Sorted:
         runs_last = np.ascontiguousarray(np.moveaxis(x, 0, -1))  # [n, V, R]
         self.base = (np.arange(n * v, dtype=np.int64) * r).reshape(1, n, v)
         column = self.base[0, :, :, None]  # [n, V, 1]: where each (example, view) starts
-        order = np.argsort(runs_last, axis=-1, kind="stable")
+        order = np.argsort(runs_last, axis=-1)  # tied values are interchangeable
         held = np.take(np.ascontiguousarray(mask.T), order + (np.arange(n) * r)[:, None, None])
         # IN before OUT, each keeping its ascending order (a stable sort of the flags).
         order = np.take(order, np.argsort(~held, axis=-1, kind="stable") + column)
@@ -255,10 +255,11 @@ def _segment(arranged: _Sorted, start, count, removed, total, m2, mean, dropped,
     `arranged` (per example and view) less, where `removed` >= 0, the element of that rank,
     whose value is `dropped`.
 
-    `total`, `m2` and `mean` are those of the whole segment; `start` and `count` int [1, n, 1],
-    `removed` int [K, n, V] (-1: none). The median is taken by index arithmetic, the mean and
-    m2 by removing one value; where what is left is constant, the mean is that value and m2
-    exactly 0 (so one shadow gives scale 0, as a direct computation does).
+    `total`, `m2` and `mean` are those of the whole segment, `start` and `count` int
+    [1 or K, n, 1], `removed` int [K, n, V] (-1: none). The median is taken by index
+    arithmetic, the mean and m2 by removing one value; where what is left is constant, the
+    mean is that value and m2 exactly 0 (so one shadow gives scale 0, as a direct computation
+    does).
     """
     gone = removed >= 0
     left = count - gone
