@@ -391,6 +391,22 @@ def test_cli_views_and_targets(planted_store, tmp_path, capsys):
     capsys.readouterr()
 
 
+def test_views_of_completed_runs_only(tmp_path, capsys):
+    # A run not completed holds zeros in every per-run array: the views must lose its row as
+    # logit_confidence and mask do, or every later run's views would be another run's.
+    stat, mask = planted(r=6, n=150, delta=2.0, sigma=1.0, seed=12, v=2)
+    done = np.array([True, False, True, True, True, True])
+    path = write_store(tmp_path / "partial.zarr", stat, mask, views=("identity", "flip"),
+                       completed=done)
+    out = tmp_path / "partial.npz"
+    assert cli.main(["lira", str(path), "--out", str(out)]) == 0
+    result = load_lira(out)
+    assert result.runs == tuple(f"0.5/{k}" for k in (0, 2, 3, 4, 5))
+    expected = lira_scores(stat[done], mask[done], dtype=np.float32)
+    np.testing.assert_array_equal(result.scores["online"], expected.scores["online"])
+    capsys.readouterr()
+
+
 def test_cli_identity_alone_without_views(tmp_path, capsys):
     stat, mask = planted(r=6, n=200, delta=2.0, sigma=1.0, seed=9)
     path = write_store(tmp_path / "plain.zarr", stat, mask)

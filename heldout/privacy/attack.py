@@ -162,6 +162,9 @@ def load_lira_inputs(
             raise StoreError(f"{path}: {VIEWS_ARRAY} {list(shape)} needs the group attribute "
                              f"{VIEWS_ATTRIBUTE!r} naming its {shape[-1]} views; found "
                              f"{attrs.get(VIEWS_ATTRIBUTE)!r}")
+        if shape[:2] != tuple(s[STATISTIC].shape):
+            raise StoreError(f"{path}: {VIEWS_ARRAY} {list(shape)} does not fit {STATISTIC} "
+                             f"{list(s[STATISTIC].shape)} (the completed runs' rows)")
     wanted = list(views) if views else (names or [IDENTITY])
     if not names and wanted != [IDENTITY]:
         raise LiraError(
