@@ -27,6 +27,9 @@ setup(
         "dask[distributed]",
         # Weights of exported models (heldout export, heldout.pytorch).
         "safetensors",
+        # heldout.privacy: log Phi of the offline LiRA score (scipy.special.log_ndtr), accurate
+        # far into the lower tail, where numpy (no erf) cannot go.
+        "scipy",
     ],
     extras_require={
         "cpu": ["tensorflow-cpu>=2.15"],

@@ -15,8 +15,9 @@ arrays; pure numpy) · `checkpoint` (find and restore, verified) · `evaluate` (
 cross-check) · `predict` (stores of many runs' outputs, Dask fan-out) · `estimate`
 (memorization, influence, C-scores; pure numpy) and `published` (the authors' files) · `train`
 (the heldout procedure) · `export` (runs' models as safetensors, npz or SavedModel) · `pytorch`
-(the exported models in PyTorch, no TensorFlow) · `release` (getting the archives) · `report`
-(pages and figures) · `cli`. Every error caused by bad input is a `HeldoutError`.
+(the exported models in PyTorch, no TensorFlow) · `privacy` (membership inference over
+predictions stores: LiRA; numpy) · `release` (getting the archives) · `report` (pages and
+figures) · `cli`. Every error caused by bad input is a `HeldoutError`.
 """
 
 from __future__ import annotations

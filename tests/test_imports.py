@@ -20,6 +20,7 @@ NO_TENSORFLOW = [
     "heldout.npzio",
     "heldout.experiment",
     "heldout.estimate",
+    "heldout.privacy",
     "heldout.published",
     "heldout.data",
     "heldout.data.fingerprint",
@@ -32,6 +33,7 @@ NO_TENSORFLOW = [
     "heldout.report",
     "heldout.cli",
     "heldout.cli.report",
+    "heldout.cli.privacy",
 ]
 
 CHECK = """

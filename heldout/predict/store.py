@@ -59,7 +59,9 @@ IDENTITY = {
     "runs": "runs",
 }
 _PER_RUN = ("correct", "prediction", "margin", "logit_confidence", "logits", "epoch",
-            "global_step", "mask", "run_id", "subset_ratio")
+            "global_step", "mask", "run_id", "subset_ratio",
+            # [R, N, V], the statistic in several views (read by heldout.privacy)
+            "logit_confidence_views")
 
 
 class StoreError(HeldoutError, ValueError):
