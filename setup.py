@@ -27,13 +27,20 @@ setup(
         "dask[distributed]",
         # Weights of exported models (heldout export, heldout.pytorch).
         "safetensors",
+        # heldout.attribution: Student's t for the LDS p-values and intervals (scipy.special).
+        "scipy",
     ],
     extras_require={
         "cpu": ["tensorflow-cpu>=2.15"],
         "gpu": ["tensorflow[and-cuda]>=2.15"],
         # The no-download default dataset of the MNIST example (scikit-learn's 8x8 digits).
         "examples": ["scikit-learn"],
-        "dev": ["pytest", "pytest-xdist", "ruff", "scikit-learn", "psutil", "playwright", "xarray"],
+        # heldout datamodels --fit lasso (scikit-learn's coordinate descent).
+        "attribution": ["scikit-learn"],
+        # dattri: the LDS conformance test (tests/test_attribution.py) and its benchmark; it
+        # imports torch, hence pinned beside the torch extra's CPU build.
+        "dev": ["pytest", "pytest-xdist", "ruff", "scikit-learn", "psutil", "playwright", "xarray",
+                "dattri==0.3.0"],
         # heldout.pytorch; pinned: an unpinned torch pulls a CUDA build of several GB.
         "torch": ["torch==2.13.0"],
     },

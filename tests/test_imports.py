@@ -25,6 +25,7 @@ NO_TENSORFLOW = [
     "heldout.data.fingerprint",
     "heldout.models.architectures",
     "heldout.predict",
+    "heldout.attribution",
     "heldout.export.tensorfile",
     "heldout.release",
     "heldout.release.download",
@@ -32,6 +33,7 @@ NO_TENSORFLOW = [
     "heldout.report",
     "heldout.cli",
     "heldout.cli.report",
+    "heldout.cli.attribution",
 ]
 
 CHECK = """

@@ -13,7 +13,17 @@ import sys
 from collections.abc import Sequence
 
 from heldout import __version__
-from heldout.cli import export, imagenet, predict, release, report, runs, scores, train
+from heldout.cli import (
+    attribution,
+    export,
+    imagenet,
+    predict,
+    release,
+    report,
+    runs,
+    scores,
+    train,
+)
 from heldout.cli.common import HelpFormatter
 from heldout.errors import HeldoutError
 
@@ -25,11 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="heldout",
         description="Heldout training experiments: inspect, verify, score, train, download, "
-        "report.",
+        "report, and attribution scored against the runs (LDS, datamodels).",
     )
     parser.add_argument("--version", action="version", version=f"heldout {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (runs, scores, train, release, imagenet, predict, report, export):
+    for module in (runs, scores, attribution, train, release, imagenet, predict, report,
+                   export):
         module.register(subparsers)
     for sub in subparsers.choices.values():  # every command's --help shows each default once
         sub.formatter_class = HelpFormatter

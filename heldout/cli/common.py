@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import warnings
@@ -50,6 +51,13 @@ def add_dataset_flags(parser: argparse.ArgumentParser, required: bool = True) ->
     parser.add_argument("--data_dir", default=None, help="TFDS data directory")
     parser.add_argument("--index_npz", default=None, help="with --tfrecord_dir: the published "
                         "imagenet_index.npz, for the labels when the shards have no labels.npz")
+
+
+def progress_bar(desc: str, unit: str, **options):
+    """A tqdm progress wrapper for the library's ``progress=`` arguments (on stderr)."""
+    from tqdm import tqdm
+
+    return functools.partial(tqdm, desc=desc, unit=unit, dynamic_ncols=True, **options)
 
 
 #: Skipped entries named in the one-line summary before "--verbose lists all".
