@@ -74,8 +74,9 @@ class RatioEstimate:
             "count_out": self.count_out,
             "num_runs": np.array(self.num_runs, np.int64),
             "subset_ratio": np.array(self.subset_ratio, np.float64),
-            "target": np.asarray(self.target),
         }
+        if self.target != "correct":  # a correctness estimate keeps the format it always had
+            arrays["target"] = np.asarray(self.target)
         for key in ("influence", "topk_index", "topk_influence", "influence_stderr",
                     "topk_influence_stderr"):
             if getattr(self, key) is not None:
@@ -127,9 +128,9 @@ def estimate(
 def save_estimate(path: str | os.PathLike, est: RatioEstimate) -> None:
     """Writes a `RatioEstimate` to `.npz` atomically.
 
-    Keys: its attributes (an absent influence or standard error is not written; ``target`` a
-    str scalar) and, with a fingerprint, the ``fingerprint__*`` keys of
-    `heldout.data.fingerprint.Fingerprint.to_arrays`.
+    Keys: its attributes (an absent influence or standard error is not written; ``target``, a
+    str scalar, only when not ``correct``) and, with a fingerprint, the ``fingerprint__*`` keys
+    of `heldout.data.fingerprint.Fingerprint.to_arrays`.
     """
     save_npz_atomic(path, est.to_dict())
 
