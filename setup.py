@@ -28,7 +28,8 @@ setup(
         # Weights of exported models (heldout export, heldout.pytorch).
         "safetensors",
         # heldout.privacy: log Phi of the offline LiRA score (scipy.special.log_ndtr), accurate
-        # far into the lower tail, where numpy (no erf) cannot go.
+        # far into the lower tail, where numpy (no erf) cannot go; heldout.attribution:
+        # Student's t for the LDS p-values and intervals.
         "scipy",
     ],
     extras_require={
@@ -36,8 +37,12 @@ setup(
         "gpu": ["tensorflow[and-cuda]>=2.15"],
         # The no-download default dataset of the MNIST example (scikit-learn's 8x8 digits).
         "examples": ["scikit-learn"],
+        # heldout datamodels --fit lasso (scikit-learn's coordinate descent).
+        "attribution": ["scikit-learn"],
+        # dattri: the LDS conformance test (tests/test_attribution.py) and its benchmark; it
+        # imports torch (the torch extra; CI pins its CPU build in tests/constraints.txt).
         "dev": ["pytest", "pytest-xdist", "ruff", "import-linter>=2.6", "scikit-learn", "psutil",
-                "playwright", "xarray"],
+                "playwright", "xarray", "dattri==0.3.0"],
         # heldout.pytorch: torch.func (stack_module_state, functional_call, vmap) is in PyTorch
         # 2.0 and later. A range, so the build a user has (CUDA or CPU) is kept; CI pins the CPU
         # build it tests in tests/constraints.txt.

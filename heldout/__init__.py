@@ -16,7 +16,8 @@ cross-check) · `predict` (stores of many runs' outputs, Dask fan-out) · `estim
 (memorization, influence, C-scores; pure numpy) and `published` (the authors' files) · `train`
 (the heldout procedure) · `export` (runs' models as safetensors, npz or SavedModel) · `pytorch`
 (the exported models in PyTorch, no TensorFlow) · `privacy` (membership inference over
-predictions stores: LiRA; numpy) · `release` (getting the archives) · `report` (pages and
+predictions stores: LiRA; numpy) · `attribution` (LDS, datamodels and influence on outputs
+over predictions stores; numpy) · `release` (getting the archives) · `report` (pages and
 figures) · `cli`. Every error caused by bad input is a `HeldoutError`.
 """
 

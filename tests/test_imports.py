@@ -26,6 +26,7 @@ NO_TENSORFLOW = [
     "heldout.data.fingerprint",
     "heldout.models.architectures",
     "heldout.predict",
+    "heldout.attribution",
     "heldout.export.tensorfile",
     "heldout.release",
     "heldout.release.download",
@@ -34,6 +35,7 @@ NO_TENSORFLOW = [
     "heldout.cli",
     "heldout.cli.report",
     "heldout.cli.privacy",
+    "heldout.cli.attribution",
 ]
 
 CHECK = """

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from heldout import __version__
 from heldout.cli import (
+    attribution,
     export,
     imagenet,
     predict,
@@ -35,11 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="heldout",
         description="Heldout training experiments: inspect, verify, score, train, download, "
-        "attack (LiRA), report.",
+        "attack (LiRA), report, and attribution scored against the runs (LDS, datamodels).",
     )
     parser.add_argument("--version", action="version", version=f"heldout {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (runs, scores, train, release, imagenet, predict, privacy, report, export):
+    for module in (runs, scores, attribution, train, release, imagenet, predict, privacy, report,
+                   export):
         module.register(subparsers)
     for sub in subparsers.choices.values():  # every command's --help shows each default once
         sub.formatter_class = HelpFormatter

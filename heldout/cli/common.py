@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import warnings
@@ -60,6 +61,13 @@ def dataset_spec(args: argparse.Namespace):
     if all(getattr(args, name, None) is None for name in SOURCES):
         return None
     return DatasetSpec.from_args(args)
+
+
+def progress_bar(desc: str, unit: str, **options):
+    """A tqdm progress wrapper for the library's ``progress=`` arguments (on stderr)."""
+    from tqdm import tqdm
+
+    return functools.partial(tqdm, desc=desc, unit=unit, dynamic_ncols=True, **options)
 
 
 #: Skipped entries named in the one-line summary before "--verbose lists all".

@@ -10,6 +10,7 @@ Examples::
 
     heldout estimate cifar10-inception --ratio 0.7 --out est.npz
     heldout estimate imagenet-resnet50 --ratio 0.7 --influence topk --top_k 20 --out est.npz
+    heldout estimate exp --ratio 0.5 --predictions test.zarr --target margin --out est.npz
     heldout cscores cifar10-inception --dataset cifar10:3.0.2 --out cscores.npz
     heldout pairs est.npz --dataset cifar10:3.0.2 --out pairs.npz
 """
@@ -17,11 +18,10 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import functools
+import dataclasses
 import os
 
 import numpy as np
-from tqdm import tqdm
 
 from heldout import estimate as est
 from heldout import published
@@ -32,6 +32,7 @@ from heldout.cli.common import (
     add_verbose_flag,
     dataset_spec,
     open_experiment_for_command,
+    progress_bar,
 )
 from heldout.data.fingerprint import Fingerprint
 
@@ -48,7 +49,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "with memorization, memorization_stderr, count_in, count_out, num_runs, subset_ratio "
         "and influence (float32 [n_test, n_train]) or topk_index/topk_influence ([n_test, k]), "
         "plus the runs' dataset fingerprint (fingerprint__* keys) when they have one. "
-        "NaN marks values whose count is zero.",
+        "NaN marks values whose count is zero. With --predictions and --target margin or "
+        "logit_confidence, the influence is on that output of the store (mean with - mean "
+        "without, its units), with Welch standard errors (influence_stderr or "
+        "topk_influence_stderr); the file's target key says which.",
         formatter_class=HelpFormatter,
     )
     p.add_argument("experiment_dir", help="<experiment> directory of the release layout")
@@ -65,6 +69,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         help=f"with --influence topk: entries per test example (default {DEFAULT_TOP_K})",
+    )
+    p.add_argument(
+        "--target",
+        choices=est.TARGETS,
+        default="correct",
+        help="the output whose influence is estimated: correct (the papers' definition), or, "
+        "with --predictions, the store's margin or logit_confidence (mean with - mean without, "
+        "in the output's units, with Welch standard errors: influence_stderr)",
     )
     add_verbose_flag(p)
     _add_predictions_flags(p)
@@ -128,10 +140,6 @@ def _load_labels(
     return load_checked_labels(spec, expected, fingerprint, source)
 
 
-def _progress(desc: str, unit: str):
-    return functools.partial(tqdm, desc=desc, unit=unit, dynamic_ncols=True)
-
-
 def _physical_memory() -> int | None:
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -145,6 +153,13 @@ def estimate_command(args: argparse.Namespace) -> int:
     top_k = DEFAULT_TOP_K if args.top_k is None else args.top_k
     if top_k < 1:
         raise CommandError(f"--top_k must be >= 1, got {top_k}")
+    if args.target != "correct":
+        if args.predictions is None:
+            raise CommandError(f"--target {args.target} needs --predictions STORE.zarr (the "
+                               "runs' aux arrays hold their correctness only)")
+        if args.save_accumulator:
+            raise CommandError("--save_accumulator holds correctness counts; it applies with "
+                               "--target correct only")
     experiment = open_experiment_for_command(args.experiment_dir, verbose=args.verbose)
     if args.ratio is None:
         if len(experiment.ratios) > 1:
@@ -167,23 +182,30 @@ def _write_estimate(args: argparse.Namespace, acc: est.RatioAccumulator, ratio: 
         print(f"{args.save_accumulator}: accumulator of {acc.num_runs} runs")
     if args.out is None:
         return 0
+    target = getattr(args, "target", "correct")  # `heldout merge` merges correctness only
     if args.influence == "full":
-        needed, available = 4 * acc.num_test * acc.num_train, _physical_memory()
+        matrices = 1 if target == "correct" else 2  # the influence and its standard errors
+        needed, available = 4 * matrices * acc.num_test * acc.num_train, _physical_memory()
         if available is not None and needed > 0.8 * available:
             raise CommandError(
                 f"full influence is float32 [{acc.num_test}, {acc.num_train}] = "
                 f"{needed / 1e9:.1f} GB, more than this machine's memory "
                 f"({available / 1e9:.1f} GB); use --influence topk"
             )
-    result = est.estimate(acc, args.influence, top_k, progress=_progress("influence", "tile"))
+    if target == "correct":
+        result = est.estimate(acc, args.influence, top_k,
+                              progress=progress_bar("influence", "tile"))
+    else:
+        result = _output_estimate(args.predictions, acc, ratio, target, args.influence, top_k)
     est.save_estimate(args.out, result)
     fingerprint = (
         f"; dataset {acc.fingerprint.describe()}" if acc.fingerprint else "; no dataset fingerprint"
     )
     defined = int(np.sum(~np.isnan(result.memorization)))
+    of = "" if target == "correct" else f" on {target} (with Welch standard errors)"
     kind = {
-        "full": f"influence float32 [{acc.num_test}, {acc.num_train}]",
-        "topk": f"top-{top_k} influence per test example",
+        "full": f"influence{of} float32 [{acc.num_test}, {acc.num_train}]",
+        "topk": f"top-{top_k} influence{of} per test example",
         "none": "no influence",
     }[args.influence]
     print(
@@ -194,13 +216,39 @@ def _write_estimate(args: argparse.Namespace, acc: est.RatioAccumulator, ratio: 
     return 0
 
 
+def _output_estimate(store: str, acc: est.RatioAccumulator, ratio: str, target: str,
+                     influence: str, top_k: int) -> est.RatioEstimate:
+    """The estimate of `heldout estimate --target margin|logit_confidence`: memorization from
+    `acc` (correctness), influence on the store's `target` of the same runs
+    (`heldout.attribution.output_influence`)."""
+    from heldout import attribution
+    from heldout.predict import read_outputs
+
+    base = est.estimate(acc, "none")
+    if influence == "none":
+        return dataclasses.replace(base, target=target)
+    data = read_outputs(store, target, ratio)
+    if data.run_names != acc.run_names:  # both select the store's runs at `ratio`
+        raise CommandError(f"{store}: the runs at subset ratio {ratio} changed while reading "
+                           "it; run the command again")
+    progress = progress_bar(f"influence on {target}", "tile")
+    if influence == "full":
+        result = attribution.output_influence(data.masks, data.values, progress=progress)
+        return dataclasses.replace(base, influence=result.influence,
+                                   influence_stderr=result.stderr, target=target)
+    index, values, stderr = attribution.output_influence_top_k(data.masks, data.values, top_k,
+                                                               progress=progress)
+    return dataclasses.replace(base, topk_index=index, topk_influence=values,
+                               topk_influence_stderr=stderr, target=target)
+
+
 def cscores_command(args: argparse.Namespace) -> int:
     experiment = open_experiment_for_command(args.experiment_dir, verbose=args.verbose)
     ratios = None
     if args.ratios:
         ratios = [r.strip() for r in args.ratios.split(",") if r.strip()]
     accs = est.accumulate_experiment(
-        experiment, ratios, keep_runs=False, progress=_progress("reading runs", "run")
+        experiment, ratios, keep_runs=False, progress=progress_bar("reading runs", "run")
     )
     scores = est.cscores(accs)
     labels = None
@@ -222,6 +270,9 @@ def cscores_command(args: argparse.Namespace) -> int:
 
 def pairs_command(args: argparse.Namespace) -> int:
     estimate = est.load_estimate(args.estimate_npz)
+    if estimate.target != "correct":
+        raise CommandError(f"{args.estimate_npz}: influence on {estimate.target}; the pairs' "
+                           "thresholds are of influence on correctness (--target correct)")
     n_train = len(estimate.memorization)
     if estimate.influence is not None:
         n_test = estimate.influence.shape[0]
@@ -277,10 +328,10 @@ def _add_predictions_flags(p: argparse.ArgumentParser) -> None:
 
 def _accumulate(args: argparse.Namespace, runs: list, ratio: str) -> est.RatioAccumulator:
     """The accumulator of `heldout estimate`: from the runs' aux arrays, or from a store."""
-    keep = args.influence != "none"
+    keep = args.influence != "none" and args.target == "correct"
     if args.predictions is None:
         return est.accumulate_runs(runs, keep_runs=keep,
-                                   progress=_progress(f"reading runs ({ratio})", "run"))
+                                   progress=progress_bar(f"reading runs ({ratio})", "run"))
     from heldout.predict import accumulate_store
 
     return accumulate_store(args.predictions, ratio, runs, keep_runs=keep)

@@ -78,6 +78,9 @@ from heldout.estimate.summary import (
     INFLUENCE_KINDS as INFLUENCE_KINDS,
 )
 from heldout.estimate.summary import (
+    TARGETS as TARGETS,
+)
+from heldout.estimate.summary import (
     RatioEstimate,
     estimate,
     load_estimate,
@@ -85,7 +88,7 @@ from heldout.estimate.summary import (
 )
 
 # The public names: functions and result types. Constants (ACCUMULATOR_FORMAT,
-# DEFAULT_WORKING_BYTES, INFLUENCE_KINDS), the `Progress` type and `FingerprintError` (from
+# DEFAULT_WORKING_BYTES, INFLUENCE_KINDS, TARGETS), the `Progress` type and `FingerprintError` (from
 # heldout.data.fingerprint) stay importable from here but are not part of ``import *``.
 __all__ = [
     "CScores",

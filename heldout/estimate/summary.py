@@ -26,6 +26,8 @@ from heldout.estimate.scores import memorization
 from heldout.npzio import NpzError, load_npz, require, save_npz_atomic
 
 INFLUENCE_KINDS = ("full", "topk", "none")
+#: The outputs an influence can be of: correctness (the default), or a store's continuous output.
+TARGETS = ("correct", "margin", "logit_confidence")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +43,12 @@ class RatioEstimate:
       topk_index: int64 [n_test, k] or None; topk_influence: float32 [n_test, k] or None.
       fingerprint: the dataset fingerprint of the runs (`heldout.data.fingerprint`), or None
         when they had none (released runs).
+      target: the output the influence is of: ``correct`` (the papers' definition, the
+        default), or ``margin`` / ``logit_confidence`` (`heldout.attribution.output_influence`,
+        in the output's units). Memorization is always of the correctness.
+      influence_stderr: float32 [n_test, n_train] or None; topk_influence_stderr: float32
+        [n_test, k] or None: Welch standard errors of a ``margin`` / ``logit_confidence``
+        influence.
     """
 
     memorization: np.ndarray
@@ -53,6 +61,9 @@ class RatioEstimate:
     topk_index: np.ndarray | None = None
     topk_influence: np.ndarray | None = None
     fingerprint: Fingerprint | None = None
+    target: str = "correct"
+    influence_stderr: np.ndarray | None = None
+    topk_influence_stderr: np.ndarray | None = None
 
     def to_dict(self) -> dict[str, np.ndarray]:
         """The `.npz` arrays (see `save_estimate`)."""
@@ -64,7 +75,10 @@ class RatioEstimate:
             "num_runs": np.array(self.num_runs, np.int64),
             "subset_ratio": np.array(self.subset_ratio, np.float64),
         }
-        for key in ("influence", "topk_index", "topk_influence"):
+        if self.target != "correct":  # a correctness estimate keeps the format it always had
+            arrays["target"] = np.asarray(self.target)
+        for key in ("influence", "topk_index", "topk_influence", "influence_stderr",
+                    "topk_influence_stderr"):
             if getattr(self, key) is not None:
                 arrays[key] = getattr(self, key)
         if self.fingerprint is not None:
@@ -114,8 +128,9 @@ def estimate(
 def save_estimate(path: str | os.PathLike, est: RatioEstimate) -> None:
     """Writes a `RatioEstimate` to `.npz` atomically.
 
-    Keys: its attributes (an absent influence is not written) and, with a fingerprint, the
-    ``fingerprint__*`` keys of `heldout.data.fingerprint.Fingerprint.to_arrays`.
+    Keys: its attributes (an absent influence or standard error is not written; ``target``, a
+    str scalar, only when not ``correct``) and, with a fingerprint, the ``fingerprint__*`` keys
+    of `heldout.data.fingerprint.Fingerprint.to_arrays`.
     """
     save_npz_atomic(path, est.to_dict())
 
@@ -151,6 +166,13 @@ def load_estimate(path: str | os.PathLike) -> RatioEstimate:
         if ((index < -1) | (index >= n_train)).any():
             raise NpzError(f"{path}: key 'topk_index' holds positions outside -1..{n_train - 1}")
         extra.update(topk_index=index.astype(np.int64), topk_influence=values)
+    for key, shape in (("influence_stderr", ("n_test", "n_train")),
+                       ("topk_influence_stderr", ("n_test", "k"))):
+        if key in arrays:
+            extra[key] = get(key, "f", shape)
+    target = str(get("target", "U", ())) if "target" in arrays else "correct"
+    if target not in TARGETS:
+        raise NpzError(f"{path}: key 'target': expected one of {list(TARGETS)}, found {target!r}")
     fingerprint = read_fingerprint(arrays, path)
     check_fingerprint_sizes(fingerprint, n_train, sizes.get("n_test"), path)
     return RatioEstimate(
@@ -162,4 +184,5 @@ def load_estimate(path: str | os.PathLike) -> RatioEstimate:
         float(arrays["subset_ratio"]),
         **extra,
         fingerprint=fingerprint,
+        target=target,
     )

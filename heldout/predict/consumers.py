@@ -8,10 +8,13 @@ layout.
 - `to_datamodels`: ``masks.npy`` bool [M, n_train], ``margins.npy`` float16 [M, n],
   ``_completed.npy`` bool [M] (the layout of MadryLab's datamodels: one ``.npy`` per key, a
   row per model, ``_completed`` set last).
+- `read_outputs`: one output and the masks of the completed runs (all, or one subset ratio),
+  the input of `heldout.attribution` (LDS, datamodels, influence on a margin).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 
@@ -50,17 +53,7 @@ def accumulate_store(
     from heldout.estimate import RatioAccumulator
 
     s = store if isinstance(store, PredictionStore) else open_store(store)
-    ratios = np.asarray(s["subset_ratio"], np.float64)
-    available = sorted(set(ratios.tolist()))
-    if ratio is None:
-        if len(available) != 1:
-            raise StoreError(f"{s.path}: completed runs of subset ratios {available}; choose one "
-                             "with --ratio")
-        ratio = available[0]
-    sel = np.flatnonzero(np.isclose(ratios, float(ratio)))
-    if not len(sel):
-        raise StoreError(f"{s.path}: no completed runs at subset ratio {ratio}; it has "
-                         f"{available}")
+    sel, ratio = _ratio_rows(s.path, s["subset_ratio"], ratio, one_ratio=True)
     names = [s.run_names[i] for i in sel]
     masks = np.asarray(s["mask"])[sel]
     evaluated = np.asarray(s["correct"])[sel]
@@ -82,6 +75,99 @@ def accumulate_store(
     acc = RatioAccumulator(masks.shape[1], evaluated.shape[1], keep_runs, float(ratio))
     acc.add_runs(masks, train_correct, evaluated, names)
     return acc
+
+
+def _ratio_rows(path: str, subset_ratio: np.ndarray, ratio: str | float | None, one_ratio: bool
+                ) -> tuple[np.ndarray, float | None]:
+    """The rows at subset ratio `ratio` of a store's runs (their ``subset_ratio``), and the
+    ratio. None selects the only ratio when `one_ratio`, else every run (ratio None).
+
+    Raises:
+      StoreError: no completed run at the ratio, or several ratios and none chosen when
+        `one_ratio`.
+    """
+    ratios = np.asarray(subset_ratio, np.float64)
+    available = sorted(set(ratios.tolist()))
+    if ratio is None:
+        if not one_ratio:
+            return np.arange(len(ratios)), None
+        if len(available) != 1:
+            raise StoreError(f"{path}: completed runs of subset ratios {available}; choose one "
+                             "with --ratio")
+        ratio = available[0]
+    sel = np.flatnonzero(np.isclose(ratios, float(ratio)))
+    if not len(sel):
+        raise StoreError(f"{path}: no completed runs at subset ratio {ratio}; it has "
+                         f"{available}")
+    return sel, float(ratio)
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreOutputs:
+    """One output of a store's completed runs (`read_outputs`).
+
+    Attributes:
+      path: the store.
+      split: the evaluated split.
+      output: the output read (``margin``, ``logit_confidence``, ``correct``).
+      values: [R', N] the output (float32; bool for ``correct``).
+      masks: bool [R', n_train], the runs' training subsets.
+      run_names: ``<ratio>/<run_id>`` of the R' runs, in store order.
+      ratio: the subset ratio selected, or None (every completed run).
+      label: int64 [N], the split's labels.
+      fingerprint: the split's dataset fingerprint (`heldout.data.fingerprint.Fingerprint`).
+    """
+
+    path: str
+    split: str
+    output: str
+    values: np.ndarray
+    masks: np.ndarray
+    run_names: list[str]
+    ratio: float | None
+    label: np.ndarray
+    fingerprint: object
+
+
+def read_outputs(
+    store: str | os.PathLike,
+    output: str,
+    ratio: str | float | None = None,
+    not_split: str | None = None,
+) -> StoreOutputs:
+    """Reads one output and the masks of a store's completed runs (only those arrays).
+
+    Args:
+      store: the store path.
+      output: ``margin``, ``logit_confidence`` or ``correct``.
+      ratio: one subset ratio's runs, or None for every completed run.
+      not_split: refuse a store of this split (``"train"``: the masks select its examples, so
+        the outputs are not of held-out examples).
+
+    Raises:
+      StoreError: not a store, a store of `not_split`, without `output`, or without completed
+        runs at `ratio`.
+    """
+    from heldout.data.fingerprint import fingerprint_from_labels
+
+    s = open_store(store, names=("subset_ratio", "label", "mask", output))
+    split = s.attrs["split"]
+    if not_split is not None and split == not_split:
+        raise StoreError(f"{s.path}: a store of the {split} split (its examples are the training "
+                         "set the masks select); give a store of held-out examples, made by "
+                         "heldout predict --split test")
+    if output not in s or output not in s.attrs.get("outputs", [output]):
+        raise StoreError(f"{s.path}: has no {output!r} array (outputs "
+                         f"{s.attrs.get('outputs')}); make it with heldout predict --outputs "
+                         f"correct,{output}")
+    sel, ratio = _ratio_rows(s.path, s["subset_ratio"], ratio, one_ratio=False)
+    label = np.asarray(s["label"], np.int64)
+    return StoreOutputs(
+        s.path, split, output, s[output][sel], np.asarray(s["mask"][sel], bool),
+        [s.run_names[i] for i in sel], ratio, label,
+        fingerprint_from_labels(s.attrs["dataset"], {split: label},
+                                s.attrs.get("dataset_version", "")),
+    )
 
 
 def to_datamodels(store: str | os.PathLike, out_dir: str | os.PathLike) -> dict[str, str]:

@@ -29,6 +29,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -320,7 +321,8 @@ class PredictionStore:
 
 
 def open_store(
-    path: str | os.PathLike, completed_only: bool = True, as_dask: bool = False
+    path: str | os.PathLike, completed_only: bool = True, as_dask: bool = False,
+    names: Sequence[str] | None = None,
 ) -> PredictionStore:
     """Opens a predictions store for reading.
 
@@ -329,6 +331,8 @@ def open_store(
       completed_only: keep only the completed runs' rows (default); False keeps all R rows
         (rows of runs not completed hold zeros).
       as_dask: dask arrays (lazy, one chunk per run) instead of numpy arrays read eagerly.
+      names: read only these arrays (those the store has); default all. Every per-run array
+        is one file per run, so reading only what is needed matters for many runs.
 
     Raises:
       StoreError: not a predictions store.
@@ -342,6 +346,8 @@ def open_store(
     rows = np.flatnonzero(done) if completed_only else np.arange(len(done))
     arrays: dict[str, Any] = {}
     for name, array in group.arrays():
+        if names is not None and name not in names:
+            continue
         if as_dask:
             import dask.array as da
 
