@@ -31,7 +31,7 @@ from heldout.cli.common import (
     add_dataset_flags,
     add_verbose_flag,
     dataset_spec,
-    open_experiment_for_command,
+    select_runs_for_command,
 )
 from heldout.data.fingerprint import Fingerprint
 
@@ -145,7 +145,8 @@ def estimate_command(args: argparse.Namespace) -> int:
     top_k = DEFAULT_TOP_K if args.top_k is None else args.top_k
     if top_k < 1:
         raise CommandError(f"--top_k must be >= 1, got {top_k}")
-    experiment = open_experiment_for_command(args.experiment_dir, verbose=args.verbose)
+    experiment = select_runs_for_command(args.experiment_dir, allow_run_dir=False,
+                                         verbose=args.verbose)
     if args.ratio is None:
         if len(experiment.ratios) > 1:
             raise CommandError(
@@ -195,7 +196,8 @@ def _write_estimate(args: argparse.Namespace, acc: est.RatioAccumulator, ratio: 
 
 
 def cscores_command(args: argparse.Namespace) -> int:
-    experiment = open_experiment_for_command(args.experiment_dir, verbose=args.verbose)
+    experiment = select_runs_for_command(args.experiment_dir, allow_run_dir=False,
+                                         verbose=args.verbose)
     ratios = None
     if args.ratios:
         ratios = [r.strip() for r in args.ratios.split(",") if r.strip()]
