@@ -808,6 +808,8 @@ def select_runs(
 def _describe_ids(run_ids: RunIds | Collection[int] | None) -> str:
     if run_ids is None:
         return "all"
-    if not isinstance(run_ids, RunIds):
+    if isinstance(run_ids, range) and run_ids.step == 1:
+        run_ids = RunIds(((run_ids.start, run_ids.stop - 1),) if len(run_ids) else ())
+    elif not isinstance(run_ids, RunIds):
         run_ids = RunIds(tuple((int(i), int(i)) for i in run_ids))
     return run_ids.describe()

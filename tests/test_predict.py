@@ -413,3 +413,8 @@ def test_runs_without_a_model_are_skipped_in_one_line(tmp_path, fmnist_experimen
                         "exported model (model.safetensors or model.npz): use --backend torch")
     assert [r.name for r in select_runs(exp, requirement=model_requirement("torch")).runs()] == [
         "0.5/1"]
+    from heldout.predict import PredictError  # selected runs are not selected again
+
+    with pytest.raises(PredictError, match="pass neither"):
+        predict(selection, DatasetSpec(dataset_npz=str(fmnist_dir / "dataset.npz")), "test",
+                tmp_path / "t.zarr", run_ids="10")

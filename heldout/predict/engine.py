@@ -381,8 +381,13 @@ def predict(
         raise PredictError(f"unknown backend {backend!r}; expected one of {list(BACKENDS)}")
     if os.path.lexists(out) and not os.path.isdir(out):
         raise PredictError(f"--out {out}: is a file; give a directory path such as preds.zarr")
-    selection = (path if isinstance(path, Experiment) else
-                 select_runs(path, ratios, run_ids, model_requirement(backend)))
+    if isinstance(path, Experiment):
+        if ratios is not None or run_ids is not None:
+            raise PredictError("ratios and run_ids select runs of a path; given the runs "
+                               "select_runs selected, pass neither")
+        selection = path
+    else:
+        selection = select_runs(path, ratios, run_ids, model_requirement(backend))
     runs, root = selection.runs(), selection.root
     data = dataset.load(split)
     labels = data.split_labels(split)
