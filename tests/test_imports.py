@@ -10,11 +10,11 @@ import sys
 import pytest
 
 # The numpy-only layers and the entry points that must start without TensorFlow: scores from aux
-# arrays, published files, fingerprints, the evaluation path and its cross-check (`verify
-# --backend torch` runs where TensorFlow is not installed), stores, exports' tensor files,
-# downloads (with their staging and locks), the Dask cluster set-up that the CLI checks before
-# TensorFlow loads, the report, and the CLI (which parses its arguments before importing
-# TensorFlow).
+# arrays, published files, fingerprints, stores, exports' tensor files, downloads (with their
+# staging and locks), the Dask cluster set-up that the CLI checks before TensorFlow loads, the
+# report, and the CLI (which parses its arguments before importing TensorFlow). `heldout.predict`
+# imports the evaluation path (`heldout.evaluate`), and tests/test_pytorch.py runs `heldout
+# verify --backend torch` with TensorFlow blocked.
 NO_TENSORFLOW = [
     "heldout",
     "heldout.errors",
@@ -26,7 +26,6 @@ NO_TENSORFLOW = [
     "heldout.data",
     "heldout.data.fingerprint",
     "heldout.models.architectures",
-    "heldout.evaluate",
     "heldout.predict",
     "heldout.export.tensorfile",
     "heldout.release",
