@@ -10,8 +10,9 @@ Examples (from the repository root):
       --min_match_fraction=0.999
 
 Prints the checkpoint's epoch and global step, the run's subset percentage, the accuracy on the
-split and `N out of M predictions match`; exits 1 when fewer than --min_match_fraction match,
-and 2 with a one-line `demo.py: error: ...` for a bad flag, path, run or dataset. The flags are
+split and `N out of M predictions match`; exits 1 when fewer than --min_match_fraction match or
+the run's restored model holds a NaN or infinite weight or logit (`<run>: FAILED: ...`), and 2
+with a one-line `demo.py: error: ...` for a bad flag, path, run or dataset. The flags are
 parsed and the run directory checked before TensorFlow is imported, so mistakes and --help
 answer at once.
 """
@@ -55,31 +56,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def find_run(run_dir: str):
-    """The `Run` of --run_dir, with a complete checkpoint (checked without TensorFlow).
+    """The `Run` of --run_dir, with a complete checkpoint (checked without TensorFlow), through
+    `heldout.experiment.select_runs`.
 
     Raises:
       HeldoutError: not a directory, an experiment or ratio directory, or no checkpoint.
     """
-    from heldout.experiment import LayoutError, is_ratio_dir, open_experiment, run_from_path
+    from heldout.experiment import CHECKPOINT, LayoutError, is_ratio_dir, select_runs
 
     if not os.path.isdir(run_dir):
         raise LayoutError(f"--run_dir {run_dir}: no such directory")
     if is_ratio_dir(run_dir):
         raise LayoutError(f"--run_dir {run_dir} is a subset-ratio directory; give one of its "
                           "runs, <experiment>/<subset_ratio>/<run_id>")
-    try:
-        run = run_from_path(run_dir)
-    except LayoutError:
-        try:
-            experiment = open_experiment(run_dir, strict=False)
-        except LayoutError:
-            experiment = None
-        if experiment is not None and len(experiment):
-            raise LayoutError(
-                f"--run_dir {run_dir} is an experiment directory; give one of its runs, e.g. "
-                f"{os.path.join(run_dir, experiment.runs()[0].name)}") from None
-        raise
-    if not run.has_checkpoint():
+    selection = select_runs(run_dir)
+    if selection.root == os.path.abspath(run_dir):
+        raise LayoutError(
+            f"--run_dir {run_dir} is an experiment directory; give one of its runs, e.g. "
+            f"{os.path.join(run_dir, selection.runs()[0].name)}")
+    (run,) = selection.runs()
+    if not CHECKPOINT.present(run):
         raise LayoutError(f"--run_dir {run_dir}: no complete checkpoint in "
                           f"{os.path.join(run_dir, 'checkpoints')} (ckpt-<epoch>.index and its "
                           ".data-<i>-of-<n> shards)")
@@ -96,24 +92,25 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def demo(args: argparse.Namespace) -> int:
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # open_experiment's skipped-entry warning
-        run = find_run(args.run_dir)
+    run = find_run(args.run_dir)
     from heldout.quiet import import_tensorflow
 
     import_tensorflow()
     from heldout.data import load_dataset
-    from heldout.evaluate import make_evaluator_for, verify_run
+    from heldout.errors import NonFiniteError
+    from heldout.evaluate import make_backend_for, verify_run
 
     dataset = load_dataset(dataset_spec(args), (args.split,))
-    evaluator = make_evaluator_for(dataset, args.arch)
-    result = verify_run(evaluator, run, dataset, args.split, args.batch_size)
+    backend = make_backend_for(dataset, "tensorflow", args.arch)
+    try:
+        result = verify_run(backend, run, dataset, args.split, args.batch_size)
+    except NonFiniteError as e:  # the run's model is broken: a failed run, not a usage error
+        print(f"{run.name}: FAILED: {e}")
+        return 1
     restored, aux, check = result.restored, result.aux, result.check
     if restored.note:
         print(restored.note)
-    print(f"Checkpoint {restored.path}: epoch {restored.epoch}, global step "
+    print(f"Checkpoint {restored.source}: epoch {restored.epoch}, global step "
           f"{restored.global_step}")
     print(f"Subset: {aux.subset_ratio:.1%} of the training set "
           f"({len(aux.subsample_idx)} of {aux.num_train} examples)")

@@ -29,8 +29,8 @@ import tensorflow as tf  # noqa: E402
 
 from heldout.checkpoint import find_final_checkpoint  # noqa: E402
 from heldout.data import DatasetSpec, load_dataset  # noqa: E402
-from heldout.evaluate import make_evaluator_for, verify_run  # noqa: E402
-from heldout.experiment import open_experiment  # noqa: E402
+from heldout.evaluate import make_backend_for, verify_run  # noqa: E402
+from heldout.experiment import CHECKPOINT, select_runs  # noqa: E402
 from heldout.models import (  # noqa: E402
     build_model,
     create_variables,
@@ -70,11 +70,12 @@ def main():
         args.dataset_npz = str(FMNIST / "dataset.npz")
     spec = DatasetSpec(dataset=args.dataset, dataset_npz=args.dataset_npz)
     dataset = load_dataset(spec, (args.split,))
-    runs = list(itertools.islice(itertools.cycle(open_experiment(args.experiment).runs()),
+    runs = list(itertools.islice(itertools.cycle(select_runs(args.experiment,
+                                                             requirement=CHECKPOINT).runs()),
                                  args.num_runs))
     tf.get_logger().setLevel("ERROR")  # the naive way's retracing warnings
     process = psutil.Process()
-    ours = make_evaluator_for(dataset)
+    ours = make_backend_for(dataset)
     verify_run(ours, runs[0], dataset, args.split, args.batch_size, progress=False)  # warm-up
     naive_times, our_times = [], []
     for run in runs:  # alternating, so that background load hits both alike

@@ -23,7 +23,7 @@ import tensorflow as tf  # noqa: E402
 import torch  # noqa: E402
 
 from heldout.evaluate import make_evaluator  # noqa: E402
-from heldout.experiment import Run, open_experiment  # noqa: E402
+from heldout.experiment import CHECKPOINT, Run, select_runs  # noqa: E402
 from heldout.export.runs import export_runs  # noqa: E402
 from heldout.pytorch import load_model  # noqa: E402
 
@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch_size", type=int, default=100)
     args = parser.parse_args()
-    runs = open_experiment(args.experiment).runs()
+    runs = select_runs(args.experiment, requirement=CHECKPOINT).runs()
     with tempfile.TemporaryDirectory() as tmp:
         print(f"(a) export of {args.num_runs} runs (cycled from {len(runs)}), runs/s:")
         for fmt in ("safetensors", "npz", "savedmodel"):

@@ -7,9 +7,8 @@ import os
 import pathlib
 import subprocess
 import sys
-import warnings
 
-from heldout.experiment import Run, open_experiment
+from heldout.experiment import Run, select_runs
 
 FMNIST = pathlib.Path(__file__).resolve().parents[1] / "tests" / "data" / "reference" / "fmnist32"
 
@@ -20,6 +19,4 @@ def exported_runs(export_dir: str) -> list[Run]:
         subprocess.run([sys.executable, "-m", "heldout", "export",
                         str(FMNIST / "fmnist32-inception"), "--format", "safetensors",
                         "--out", export_dir], check=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return open_experiment(export_dir).runs()
+    return select_runs(export_dir).runs()

@@ -4,7 +4,7 @@ Measured side by side in one invocation, on 16 runs x 2,000 images (the training
 fmnist32 reference fixture; its 3 checkpoints reused under 16 run ids of a temporary experiment,
 symlinked):
 
-- (c) ``forward``: one restored model (`heldout.predict.make_backend`), its logits over the same
+- (c) ``forward``: one restored model (`heldout.evaluate.make_backend`), its logits over the same
   2,000 images 16 times (no restore, no writes): images/s, the machine's limit.
 - (a) ``workers0``: `heldout.predict.predict(..., workers=0)`: restore, aux arrays, logits,
   outputs, store writes and the cross-check, images/s = 16 x 2,000 / wall time.
@@ -60,8 +60,8 @@ def cpu_seconds() -> float:
 
 def forward(dataset, runs: int, batch_size: int) -> tuple[float, float]:
     """(wall, CPU) seconds of `runs` passes of one restored model over the training split."""
+    from heldout.evaluate import make_backend
     from heldout.experiment import run_from_path
-    from heldout.predict import make_backend
 
     backend = make_backend("tensorflow", "small_inception", dataset.num_classes,
                            dataset.image_shape)

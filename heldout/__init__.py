@@ -2,7 +2,7 @@
 
 The usual entry points are importable from the top level::
 
-    from heldout import open_experiment, load_dataset, verify_run
+    from heldout import select_runs, load_dataset, make_backend_for, verify_run
     from heldout import accumulate, memorization, influence, cscores
 
 They are resolved on first use (PEP 562 module ``__getattr__``), so ``import heldout`` imports no
@@ -11,14 +11,15 @@ import it, when they are themselves imported.
 
 Subpackages, dependencies flowing one way (checked by `lint-imports`): `models` (Sonnet networks)
 · `data` (datasets with a stable `index`, fingerprints) · `experiment` (release layout, runs, aux
-arrays; pure numpy) · `checkpoint` (find and restore, verified) · `evaluate` (predictions,
-cross-check) · `predict` (stores of many runs' outputs, Dask fan-out) · `estimate`
-(memorization, influence, C-scores; pure numpy) and `published` (the authors' files) · `train`
-(the heldout procedure) · `export` (runs' models as safetensors, npz or SavedModel) · `pytorch`
-(the exported models in PyTorch, no TensorFlow) · `privacy` (membership inference over
-predictions stores: LiRA; numpy) · `attribution` (LDS, datamodels and influence on outputs
-over predictions stores; numpy) · `release` (getting the archives) · `report` (pages and
-figures) · `cli`. Every error caused by bad input is a `HeldoutError`.
+arrays, `select_runs`; pure numpy) · `checkpoint` (find and restore, verified) · `evaluate`
+(backends, the one evaluation path `evaluate_split`, predictions, cross-check) · `predict`
+(stores of many runs' outputs, Dask fan-out) · `estimate` (memorization, influence, C-scores;
+pure numpy) and `published` (the authors' files) · `train` (the heldout procedure) · `export`
+(runs' models as safetensors, npz or SavedModel) · `pytorch` (the exported models in PyTorch, no
+TensorFlow; the torch backend) · `privacy` (membership inference over predictions stores: LiRA;
+numpy) · `attribution` (LDS, datamodels and influence on outputs over predictions stores; numpy)
+· `release` (getting the archives) · `report` (pages and figures) · `cli`. Every error caused by
+bad input is a `HeldoutError`.
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ __version__ = "0.1.0"
 # name -> the module that defines it.
 _LAZY = {
     "open_experiment": "heldout.experiment",
+    "select_runs": "heldout.experiment",
     "load_aux_arrays": "heldout.experiment",
     "load_dataset": "heldout.data",
     "verify_run": "heldout.evaluate",
+    "make_backend_for": "heldout.evaluate",
     "make_evaluator_for": "heldout.evaluate",
     "accumulate": "heldout.estimate",
     "accumulate_experiment": "heldout.estimate",

@@ -8,8 +8,9 @@ epoch=<int64>, global_step=<int64>, ...)`` (training checkpoints also hold optim
 `restore` checks every model variable against the checkpoint's key list, shapes and dtypes, reads
 every value with TensorFlow's checkpoint reader (`tf.train.load_checkpoint`) and only then assigns
 them, so a model is never evaluated half-restored or with random weights, and extra objects in the
-checkpoint (optimizer slots) are ignored without hiding anything the model needed. Keys are the
-ones `tf.train.Checkpoint(model=...)` writes (`model_variable_keys`).
+checkpoint (optimizer slots) are ignored without hiding anything the model needed. The values
+read are checked finite first (`heldout.models.weights`): a NaN weight fails the restore. Keys
+are the ones `tf.train.Checkpoint(model=...)` writes (`model_variable_keys`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import tensorflow as tf
 from heldout.errors import HeldoutError
 from heldout.experiment import CheckpointFiles, find_checkpoints
 from heldout.models import create_variables
+from heldout.models.weights import check_finite_weights
 
 _SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 
@@ -164,6 +166,8 @@ def restore(
     Raises:
       CheckpointError: no complete checkpoint; unreadable or corrupt files; a model variable
         missing from the checkpoint or of another shape or dtype; nothing restored.
+      NonFiniteWeightsError: a weight or moving statistic is NaN or infinite (the model is
+        left unchanged).
     """
     path = os.fspath(path)
     note = ""
@@ -196,6 +200,9 @@ def restore(
             f"{prefix}: restore failed, corrupt data; the model was left unchanged "
             f"({type(e).__name__}: {e})"
         ) from e
+    # One pass over the values read: a NaN weight or moving statistic fails the restore (the
+    # model is left unchanged), since it does not always show in the logits.
+    check_finite_weights({key[: -len(_SUFFIX)]: v for key, v in values.items()}, prefix)
     for key, var in wanted.items():
         var.assign(values[key])
     epoch = counters.get("epoch", -1)

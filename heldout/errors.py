@@ -24,3 +24,20 @@ class NotFoundError(HeldoutError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class NonFiniteError(HeldoutError, ValueError):
+    """A restored model holds a NaN or infinite weight, or gives NaN or infinite logits: the
+    run diverged or its files are corrupt, so any prediction of it would be wrong (``argmax``
+    of NaN logits is class 0; TensorFlow's max-pool drops NaN on the CPU, so a NaN weight can
+    even give finite, wrong logits). The run is failed, never counted."""
+
+
+class NonFiniteWeightsError(NonFiniteError):
+    """A restored weight or batch-norm moving statistic is NaN or infinite (checked once per
+    restore, by `heldout.models.weights.check_finite_weights`)."""
+
+
+class NonFiniteLogitsError(NonFiniteError):
+    """A model gave NaN or infinite logits (checked by
+    `heldout.evaluate.check_finite_logits`)."""

@@ -12,16 +12,21 @@ contiguous. `aux_arrays.npz` holds, for each split in ``train`` (examples in the
 entry per evaluated example) and ``index_<split>`` (int, the example's position in the dataset),
 plus ``subsample_idx`` (the training-set positions the run trained on). The arrays may be in any
 order; everything here goes through the ``index_*`` arrays.
+
+`select_runs` is the one way a path (an experiment or one run directory) becomes the runs a
+caller uses: by subset ratio and run id (`parse_run_ids`, ranges kept as ranges), with the files
+the caller's backend restores (`ModelRequirement`), returning what it skipped instead of
+printing or warning.
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import functools
 import os
 import re
-import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -556,8 +561,9 @@ def open_experiment(
 
     A complete run is ``<root>/<ratio>/<run_id>/`` with an `aux_arrays.npz` and, when
     `require_checkpoint`, a complete checkpoint. Anything else (files, `0.5.partial` directories,
-    hidden temporary run directories, runs missing a part) is reported in `skipped` and, unless
-    `strict`, a warning.
+    hidden temporary run directories, runs missing a part) is returned in `skipped`, never
+    warned about or printed (`select_runs` selects runs from it; the CLI reports what was
+    skipped).
 
     Raises:
       LayoutError: `root` is not a directory, or is a run or subset-ratio directory (the
@@ -592,13 +598,220 @@ def open_experiment(
                 skipped.append(Skipped(path, "no complete checkpoint"))
             else:
                 runs.setdefault(ratio, []).append(run)
-    if skipped:
+    if skipped and strict:
         lines = "\n".join(f"  {s.path}: {s.reason}" for s in skipped)
-        if strict:
-            raise LayoutError(f"{root}: {len(skipped)} entries are not complete runs:\n{lines}")
-        warnings.warn(f"{root}: skipped {len(skipped)} entries:\n{lines}", stacklevel=2)
+        raise LayoutError(f"{root}: {len(skipped)} entries are not complete runs:\n{lines}")
     ordered = {
         ratio: tuple(sorted(runs[ratio], key=lambda r: r.run_id))
         for ratio in sorted(runs, key=float)
     }
     return Experiment(root, ordered, tuple(skipped))
+
+
+# --------------------------------------------------------------------------------------------
+# Selecting runs: the one way a path (an experiment or one run) becomes runs.
+
+#: A run id has at most this many digits, so that every count of ids fits an int64.
+MAX_RUN_ID_DIGITS = 18
+_RUN_IDS_PART = re.compile(r"(\d+)(?:-(\d+))?")
+_RUN_IDS_EXAMPLE = "expected e.g. 0-499 or 0-9,20,30-39"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunIds:
+    """A set of run ids kept as ranges, never materialised (``0-9999999999`` is one pair).
+
+    Membership (a binary search over the ranges), `len` and ordered iteration are computed from
+    the ranges. Build with `parse_run_ids` or `RunIds.first_n`.
+
+    Attributes:
+      ranges: inclusive ``(first, last)`` pairs, sorted, disjoint and not adjacent (given
+        ranges are merged on construction).
+
+    Raises:
+      InputError: on construction, a negative id or a range that runs backwards.
+    """
+
+    ranges: tuple[tuple[int, int], ...]
+
+    def __post_init__(self) -> None:
+        merged: list[tuple[int, int]] = []
+        for lo, hi in sorted((int(a), int(b)) for a, b in self.ranges):
+            if lo < 0 or hi < lo:
+                raise InputError(f"run id range {lo}-{hi}: ids are >= 0 and ranges run upwards")
+            if merged and lo <= merged[-1][1] + 1:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+            else:
+                merged.append((lo, hi))
+        object.__setattr__(self, "ranges", tuple(merged))
+
+    @classmethod
+    def first_n(cls, count: int) -> RunIds:
+        """Run ids 0 .. count - 1."""
+        return cls(((0, int(count) - 1),) if count > 0 else ())
+
+    def __contains__(self, run_id: object) -> bool:
+        if isinstance(run_id, bool) or not isinstance(run_id, (int, np.integer)):
+            return False
+        i = bisect.bisect_right(self.ranges, int(run_id), key=lambda r: r[0]) - 1
+        return i >= 0 and int(run_id) <= self.ranges[i][1]
+
+    def __len__(self) -> int:
+        return sum(hi - lo + 1 for lo, hi in self.ranges)
+
+    def __iter__(self) -> Iterator[int]:
+        for lo, hi in self.ranges:
+            yield from range(lo, hi + 1)
+
+    def __str__(self) -> str:
+        """``0-99,120``: the ranges in the syntax `parse_run_ids` reads."""
+        return ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in self.ranges)
+
+    def describe(self) -> str:
+        """``0-99,120 (101 ids)``."""
+        return f"{self} ({len(self)} ids)"
+
+
+def parse_run_ids(text: str, what: str = "run ids") -> RunIds:
+    """Run ids from ``0-499``, ``3`` or ``0-9,20,30-39`` (ranges inclusive, spaces ignored), kept
+    as ranges: ``0-9999999999`` costs two integers, not ten billion. `what` names them in
+    errors (e.g. ``test positions`` for other non-negative integer lists).
+
+    Raises:
+      InputError: in one line, e.g. ``bad run ids '5-3': range 5-3 runs backwards; expected
+        e.g. 0-499 or 0-9,20,30-39``: an empty list, an item that is neither an id nor a range,
+        an id of more than `MAX_RUN_ID_DIGITS` digits or a range that runs backwards.
+    """
+    item = "a run id" if what == "run ids" else "an integer"
+    text = str(text)
+    if not text.strip():
+        raise InputError(f"bad {what} {text!r}: no {item[2:]}; {_RUN_IDS_EXAMPLE}")
+    pairs = []
+    for part in text.replace(" ", "").split(","):
+        m = _RUN_IDS_PART.fullmatch(part)
+        if not m:
+            raise InputError(f"bad {what} {text!r}: {part!r} is not {item} or range; "
+                             f"{_RUN_IDS_EXAMPLE}")
+        if max(len(g) for g in m.groups() if g) > MAX_RUN_ID_DIGITS:
+            raise InputError(f"bad {what} {text!r}: {part!r} has more than "
+                             f"{MAX_RUN_ID_DIGITS} digits")
+        lo, hi = int(m[1]), int(m[2] or m[1])
+        if hi < lo:
+            raise InputError(f"bad {what} {text!r}: range {part} runs backwards; "
+                             f"{_RUN_IDS_EXAMPLE}")
+        pairs.append((lo, hi))
+    return RunIds(tuple(pairs))
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelRequirement:
+    """What a run must hold besides its aux arrays for the caller to use it: the files a
+    backend restores (`CHECKPOINT`; `heldout.evaluate.model_requirement` per backend).
+
+    Attributes:
+      what: names it in messages, e.g. ``a complete checkpoint``.
+      present: ``present(run)`` is True when the run holds it (checked by file names only).
+    """
+
+    what: str
+    present: Callable[[Run], bool]
+
+    @property
+    def missing(self) -> str:
+        """The reason a run without it is skipped, e.g. ``no complete checkpoint``."""
+        return "no " + re.sub(r"^an? ", "", self.what)
+
+
+#: A complete ``checkpoints/ckpt-<epoch>`` (what the TensorFlow backend restores).
+CHECKPOINT = ModelRequirement("a complete checkpoint", Run.has_checkpoint)
+
+
+class NoRunsError(LayoutError):
+    """`select_runs` found no run to use. `lacking`: the runs that matched the ratios and run ids
+    but lack the requirement (empty when none matched)."""
+
+    def __init__(self, message: str, lacking: Sequence[Run] = ()) -> None:
+        super().__init__(message)
+        self.lacking = tuple(lacking)
+
+
+def select_runs(
+    path: str | os.PathLike,
+    ratios: Iterable[str | float] | None = None,
+    run_ids: RunIds | Collection[int] | str | None = None,
+    requirement: ModelRequirement | None = None,
+    *,
+    allow_run_dir: bool = True,
+) -> Experiment:
+    """The runs of an experiment directory, or the one run `path` is, that the caller can use.
+
+    The one way a path becomes runs (every command and demo.py go through it). Nothing is
+    warned about or printed: what was left out is returned in `Experiment.skipped`, in this
+    order: the entries that are not complete runs (see `open_experiment`), then the selected
+    runs that lack `requirement` (e.g. runs without a checkpoint: the release and ``heldout
+    train --checkpoint_every`` keep checkpoints for some runs only).
+
+    Args:
+      path: an experiment directory, or (when `allow_run_dir`) one run directory.
+      ratios: subset ratios to keep (names such as ``"0.7"`` or values), None for all.
+      run_ids: run ids to keep (`RunIds`, a text for `parse_run_ids`, or any collection of
+        ints), None for all.
+      requirement: what a run must hold besides its aux arrays, e.g. `CHECKPOINT`.
+      allow_run_dir: accept a run directory (its experiment is the directory two levels up).
+
+    Returns:
+      An `Experiment` of the selected runs (by ratio, then run id), its root and what was
+      skipped.
+
+    Raises:
+      LayoutError: `path` is not a directory, a subset-ratio directory, or (unless
+        `allow_run_dir`) a run directory; the message names the directory to give.
+      NoRunsError: no complete run; none matching `ratios` and `run_ids` (naming the ratios
+        there are); or none of those holding `requirement`.
+      InputError: a ratio outside (0, 1] or malformed run ids.
+    """
+    path = os.path.abspath(os.fspath(path))
+    if allow_run_dir and not os.path.isdir(path):  # else open_experiment says so
+        raise LayoutError(f"{path}: no such directory (an experiment or a run directory)")
+    if isinstance(run_ids, str):
+        run_ids = parse_run_ids(run_ids)
+    wanted = None if ratios is None else sorted({parse_ratio(r) for r in ratios}) or None
+    if allow_run_dir and is_run_dir(path) and not _is_experiment_dir(path):
+        run = run_from_path(path)
+        root = os.path.dirname(os.path.dirname(run.path))
+        if not run.has_aux_arrays():
+            raise NoRunsError(f"{path}: not a complete run: no {AUX_ARRAYS}")
+        found, skipped = [run], []
+    else:
+        experiment = open_experiment(path)
+        root, found, skipped = experiment.root, experiment.runs(), list(experiment.skipped)
+        if not found:
+            raise NoRunsError(f"{path}: no complete runs (<ratio>/<run_id>/{AUX_ARRAYS})")
+    runs = [r for r in found if (wanted is None or r.subset_ratio in wanted)
+            and (run_ids is None or r.run_id in run_ids)]
+    if not runs:
+        available = list(dict.fromkeys(r.ratio for r in found))
+        raise NoRunsError(f"{path}: no runs match (ratios {wanted or 'all'}, run ids "
+                          f"{_describe_ids(run_ids)}); it has ratios {available}")
+    if requirement is not None:
+        has = [requirement.present(r) for r in runs]
+        lacking = [r for r, ok in zip(runs, has, strict=True) if not ok]
+        if len(lacking) == len(runs):
+            raise NoRunsError(f"{path}: no runs with {requirement.what} among the {len(runs)} "
+                              "selected", lacking)
+        skipped += [Skipped(r.path, requirement.missing) for r in lacking]
+        runs = [r for r, ok in zip(runs, has, strict=True) if ok]
+    by_ratio: dict[str, list[Run]] = {}
+    for run in runs:
+        by_ratio.setdefault(run.ratio, []).append(run)
+    return Experiment(root, {k: tuple(v) for k, v in by_ratio.items()}, tuple(skipped))
+
+
+def _describe_ids(run_ids: RunIds | Collection[int] | None) -> str:
+    if run_ids is None:
+        return "all"
+    if isinstance(run_ids, range) and run_ids.step == 1:
+        run_ids = RunIds(((run_ids.start, run_ids.stop - 1),) if len(run_ids) else ())
+    elif not isinstance(run_ids, RunIds):
+        run_ids = RunIds(tuple((int(i), int(i)) for i in run_ids))
+    return run_ids.describe()

@@ -334,7 +334,7 @@ def main(argv=None) -> int:
 
     from heldout import estimate
     from heldout.data.npz import save_npz_dataset
-    from heldout.experiment import open_experiment
+    from heldout.experiment import RunIds, select_runs
     from heldout.npzio import save_npz_atomic
     from heldout.train import TrainConfig, ratio_name, train_experiment
 
@@ -360,7 +360,7 @@ def main(argv=None) -> int:
           f"({config.resolved_models_per_step()} per step); {len(result.skipped)} were complete")
 
     ratio = ratio_name(args.subset_ratio)
-    runs = [r for r in open_experiment(experiment_dir).runs(ratio) if r.run_id < args.num_runs]
+    runs = select_runs(experiment_dir, [ratio], RunIds.first_n(args.num_runs)).runs()
     acc = estimate.accumulate_runs(runs, keep_runs=True,
                                    progress=functools.partial(tqdm, desc="read runs", unit="run"))
     est = estimate.estimate(acc, "full")

@@ -435,7 +435,7 @@ def test_cli_bad_inputs_one_line_each(planted, tmp_path, capsys):
     assert "not neither" in _error_line(capsys, ["lds", "--store", store, "--out", out])
     assert "choose them with --test_index" in _error_line(
         capsys, ["datamodels", store, "--out", out, "--fit", "lasso"])
-    assert "--test_index: expected positions" in _error_line(
+    assert "--test_index: bad test positions 'a-b'" in _error_line(
         capsys, ["datamodels", store, "--out", out, "--test_index", "a-b"])
     assert "test_index: expected positions in 0..29" in _error_line(
         capsys, ["datamodels", store, "--out", out, "--test_index", "25-40", "--penalty", "1"])

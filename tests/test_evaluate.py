@@ -11,7 +11,7 @@ from heldout import experiment as ex
 from heldout.cli import main as cli_main
 from heldout.evaluate import (
     cross_check,
-    make_evaluator_for,
+    make_backend_for,
     verify_run,
 )
 from heldout.models import default_arch
@@ -21,28 +21,28 @@ REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def evaluator(fmnist_dataset):
-    return make_evaluator_for(fmnist_dataset)
+def backend(fmnist_dataset):
+    return make_backend_for(fmnist_dataset)
 
 
 class _Verified(dict):
     """(run name, split) -> RunVerification, each reference run evaluated at most once per
     split (on first use) for every test of this module that needs its predictions."""
 
-    def __init__(self, evaluator, dataset, experiment):
+    def __init__(self, backend, dataset, experiment):
         super().__init__()
-        self.evaluator, self.dataset, self.experiment = evaluator, dataset, experiment
+        self.backend, self.dataset, self.experiment = backend, dataset, experiment
 
     def __missing__(self, key):
         name, split = key
-        self[key] = verify_run(self.evaluator, ex.run_from_path(self.experiment / name),
+        self[key] = verify_run(self.backend, ex.run_from_path(self.experiment / name),
                                self.dataset, split, batch_size=256, progress=False)
         return self[key]
 
 
 @pytest.fixture(scope="module")
-def verified(evaluator, fmnist_dataset, fmnist_experiment):
-    return _Verified(evaluator, fmnist_dataset, fmnist_experiment)
+def verified(backend, fmnist_dataset, fmnist_experiment):
+    return _Verified(backend, fmnist_dataset, fmnist_experiment)
 
 
 @pytest.mark.slow
@@ -82,14 +82,14 @@ def test_cross_check_reports_mismatches(fmnist_dataset, fmnist_experiment, fmnis
     assert check.match_fraction == pytest.approx(0.994)
 
 
-def test_dataset_size_must_match_aux_arrays(evaluator, fmnist_dataset, fmnist_experiment):
+def test_dataset_size_must_match_aux_arrays(backend, fmnist_dataset, fmnist_experiment):
     from heldout.data import ArrayDataset
 
     small = ArrayDataset("small", 10, {"test": fmnist_dataset.images["test"][:400]},
                          {"test": fmnist_dataset.labels["test"][:400]})
     run = ex.run_from_path(fmnist_experiment / "0.5" / "0")
     with pytest.raises(ex.AuxArraysError, match="covers 500 test examples but the dataset has 400"):
-        verify_run(evaluator, run, small, "test", progress=False)
+        verify_run(backend, run, small, "test", progress=False)
 
 
 def test_default_arch():
@@ -230,10 +230,11 @@ def test_bad_batch_size_and_fraction(fmnist_experiment, fmnist_dir):
 
 
 @pytest.mark.slow
-def test_non_finite_logits_are_refused(evaluator, fmnist_dataset, fmnist_experiment):
+def test_non_finite_logits_are_refused(backend, fmnist_dataset, fmnist_experiment):
     # Before the fix argmax(NaN logits) = 0 counted every class-0 example as correct.
     from heldout.evaluate import NonFiniteLogitsError
 
+    evaluator = backend.evaluator  # the model as it is, without the restore's weight check
     evaluator.restore(fmnist_experiment / "0.5" / "0")
     bias = [v for v in evaluator.model.variables if v.name.endswith("b:0")][-1]
     bias.assign(np.full(bias.shape, np.nan, np.float32))

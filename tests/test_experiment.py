@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -199,8 +200,10 @@ def test_experiment_with_stray_entries(tmp_path):
     shutil.rmtree(tmp_path / "0.25" / "3" / "checkpoints")
     (tmp_path / "0.25" / "3" / "checkpoints").mkdir()
     (tmp_path / "0.25" / "3" / "checkpoints" / "ckpt-10.index").write_bytes(b"x")  # no data shard
-    with pytest.warns(UserWarning, match="skipped 5 entries"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # returned in `skipped`, never warned about (issue 18)
         exp = ex.open_experiment(tmp_path)
+    assert len(exp.skipped) == 5
     assert [r.name for r in exp] == ["0.25/3", "0.5/0", "0.5/7"]
     reasons = {os.path.relpath(s.path, tmp_path): s.reason for s in exp.skipped}
     assert reasons == {
@@ -210,8 +213,8 @@ def test_experiment_with_stray_entries(tmp_path):
         "0.5/notes": "not a run directory",
         "0.5/11": "no aux_arrays.npz",
     }
-    with pytest.warns(UserWarning, match="skipped 6 entries"):
-        exp = ex.open_experiment(tmp_path, require_checkpoint=True)
+    exp = ex.open_experiment(tmp_path, require_checkpoint=True)
+    assert len(exp.skipped) == 6
     assert [r.name for r in exp] == ["0.5/0", "0.5/7"]
     with pytest.raises(ex.LayoutError, match="6 entries are not complete runs"):
         ex.open_experiment(tmp_path, require_checkpoint=True, strict=True)

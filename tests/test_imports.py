@@ -12,7 +12,9 @@ import pytest
 # The numpy-only layers and the entry points that must start without TensorFlow: scores from aux
 # arrays, published files, fingerprints, stores, exports' tensor files, downloads (with their
 # staging and locks), the Dask cluster set-up that the CLI checks before TensorFlow loads, the
-# report, and the CLI (which parses its arguments before importing TensorFlow).
+# report, and the CLI (which parses its arguments before importing TensorFlow). `heldout.predict`
+# imports the evaluation path (`heldout.evaluate`), and tests/test_pytorch.py runs `heldout
+# verify --backend torch` with TensorFlow blocked.
 NO_TENSORFLOW = [
     "heldout",
     "heldout.errors",

@@ -15,13 +15,7 @@ import grimp
 
 # (module, the package above it that it imports although the package imports it back) -> why.
 # An entry is removed with the cycle: the test fails while an entry matches no cycle.
-KNOWN = {
-    ("heldout.data.spec", "heldout.data"): (
-        "DatasetSpec.load calls heldout.data.load_dataset, imported inside the method; it goes "
-        "when callers use load_dataset(spec, splits) (train/fanout.py, predict/engine.py, "
-        "cli/train.py, tests/test_train_dask.py, benchmarks/train_dask.py)"
-    ),
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 def cycles_through_a_package(graph: grimp.ImportGraph, package: str) -> set[tuple[str, str]]:

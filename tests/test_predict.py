@@ -322,7 +322,7 @@ def test_readme_snippets(stores, monkeypatch, capsys):
 
 def test_backend_never_usable_half_restored(tmp_path, fmnist_experiment, fmnist_dataset):
     from heldout.checkpoint import CheckpointError
-    from heldout.predict import BackendError, make_backend
+    from heldout.evaluate import BackendError, make_backend
 
     reuse_runs(fmnist_experiment, tmp_path / "exp", 2, copy=(1,))
     data = tmp_path / "exp/0.5/1/checkpoints/ckpt-10.data-00000-of-00001"
@@ -343,7 +343,7 @@ def test_backend_never_usable_half_restored(tmp_path, fmnist_experiment, fmnist_
 def test_torch_backend_missing_is_one_line(monkeypatch):
     import sys
 
-    from heldout.predict import BackendError, make_backend
+    from heldout.evaluate import BackendError, make_backend
 
     monkeypatch.setitem(sys.modules, "heldout.pytorch.backend", None)  # import fails
     with pytest.raises(BackendError, match=r"backend 'torch' needs heldout\.pytorch\.backend"):
@@ -400,10 +400,13 @@ def test_cli_backend_torch_bf16_reports_reevaluated(tmp_path, fmnist_exported, f
     assert err == "heldout predict: error: --precision bf16 needs --backend torch"
 
 
-def test_runs_without_a_model_are_skipped_in_one_line(tmp_path, fmnist_experiment, capsys):
+def test_runs_without_a_model_are_skipped_in_one_line(tmp_path, fmnist_experiment, fmnist_dir,
+                                                      capsys):
     # Before the fix every run of the quick start's experiment without a checkpoint (396 of
     # 400) was evaluated, printed as FAILED in string order, and left the store unfillable.
-    from heldout.predict import PredictError, select_runs
+    from heldout.cli.common import skipped_summary
+    from heldout.evaluate import model_requirement
+    from heldout.experiment import NoRunsError, select_runs
 
     exp = tmp_path / "exp"
     for k in (0, 1, 2, 10):
@@ -412,13 +415,24 @@ def test_runs_without_a_model_are_skipped_in_one_line(tmp_path, fmnist_experimen
         (exp / "0.5" / str(k) / "aux_arrays.npz").write_bytes(source.read_bytes())
     checkpoints = fmnist_experiment / "0.5" / "0" / "checkpoints"
     os.symlink(checkpoints, exp / "0.5" / "10" / "checkpoints")
-    runs, root = select_runs(exp)
-    assert [r.name for r in runs] == ["0.5/10"] and root == str(exp)
-    err = capsys.readouterr().err
-    assert "skipped 3 runs without a complete checkpoint: 0.5/0, 0.5/1, 0.5/2" in err, err
-    with pytest.raises(PredictError, match="no runs with an exported model"):
-        select_runs(exp, backend="torch")
+    selection = select_runs(exp, requirement=model_requirement("tensorflow"))
+    assert [r.name for r in selection.runs()] == ["0.5/10"] and selection.root == str(exp)
+    assert capsys.readouterr().err == ""  # returned, not printed
+    assert skipped_summary(selection) == [
+        f"skipped 3 entries of {exp} that are not complete runs: 0.5/0 (no complete "
+        "checkpoint), 0.5/1 (no complete checkpoint), 0.5/2 (no complete checkpoint)"]
+    with pytest.raises(NoRunsError, match="no runs with an exported model"):
+        select_runs(exp, requirement=model_requirement("torch"))
     (exp / "0.5" / "1" / "model.safetensors").write_bytes(b"")
-    with pytest.raises(PredictError, match="use --backend torch"):
-        select_runs(exp, run_ids={1})
-    assert [r.name for r in select_runs(exp, backend="torch")[0]] == ["0.5/1"]
+    err = _error_line(capsys, ["predict", str(exp), "--dataset_npz", str(fmnist_dir /
+                               "dataset.npz"), "--split", "test", "--out", str(tmp_path / "s"),
+                               "--workers", "0", "--run_ids", "1"])
+    assert err.endswith("no runs with a complete checkpoint among the 1 selected; they have an "
+                        "exported model (model.safetensors or model.npz): use --backend torch")
+    assert [r.name for r in select_runs(exp, requirement=model_requirement("torch")).runs()] == [
+        "0.5/1"]
+    from heldout.predict import PredictError  # selected runs are not selected again
+
+    with pytest.raises(PredictError, match="pass neither"):
+        predict(selection, DatasetSpec(dataset_npz=str(fmnist_dir / "dataset.npz")), "test",
+                tmp_path / "t.zarr", run_ids="10")

@@ -473,7 +473,7 @@ def bad_stores(tmp_path_factory):
     ("none", [], "hold no example: no member pairs, nothing to attack"),
     ("plain", ["--target_ids", "3,17"], "target run ids [17] are not among its completed runs "
      "at subset ratio 0.5 (5 run ids, 0..4)"),
-    ("plain", ["--target_ids", "x"], "--target_ids: expected run ids and ranges"),
+    ("plain", ["--target_ids", "x"], "--target_ids: bad run ids 'x'"),
     ("plain", ["--targets", "6"], "--targets 6: choose between 1 and the 5 runs"),
     ("plain", ["--ratios", "0.7"], "no completed runs at subset ratio 0.7; it has 0.5"),
     ("no_confidence", [], "has no logit_confidence (made with --outputs correct,margin)"),

@@ -206,7 +206,9 @@ def test_architecture_inferred_or_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_imports_without_tensorflow_sonnet_tfds(tmp_path):
+def test_imports_and_verify_without_tensorflow_sonnet_tfds(tmp_path, exported, fmnist_dir):
+    """heldout.pytorch, and `heldout verify --backend torch` (the one evaluation path, its
+    cross-check included), run where TensorFlow, Sonnet and TFDS cannot be imported."""
     path, good = _random_file(tmp_path)
     script = textwrap.dedent(f"""
         import sys
@@ -217,14 +219,20 @@ def test_imports_without_tensorflow_sonnet_tfds(tmp_path):
                     raise ImportError("blocked " + name)
         sys.meta_path.insert(0, Block())
         import numpy as np, torch
-        import heldout.pytorch, heldout.pytorch.backend, heldout.pytorch.verify
+        import heldout.pytorch, heldout.pytorch.backend
         model = heldout.pytorch.load_model({str(path)!r})
         print(tuple(model(torch.zeros(2, 3, 32, 32)).shape))
+        from heldout.cli import main
+        status = main(["verify", {str(exported / "0.25/3")!r}, "--dataset_npz",
+                       {str(fmnist_dir / "dataset.npz")!r}, "--backend", "torch"])
+        assert status == 0, status
         assert not [m for m in sys.modules if m.split(".")[0] in BLOCKED]
     """)
     out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True,
                          text=True).stdout
-    assert out.strip() == "(2, 10)"
+    assert out.splitlines() == [
+        "(2, 10)", "0.25/3: epoch 10 step 100 subset 25.0% accuracy 0.6740 500/500 match",
+        "verified 1 runs: 500 out of 500 predictions match"]
 
 
 @pytest.mark.slow
@@ -256,15 +264,11 @@ def test_torch_backend_and_stacked(exported, fmnist_dir, fmnist_experiment, imag
                                    atol=1e-4, rtol=0)
 
 
-@pytest.mark.slow
-def test_verify_run_lines(exported, fmnist_dir, capsys, tmp_path):
-    from heldout.pytorch.verify import main
+def test_verify_backend_torch_bad_dataset_one_line(exported, fmnist_dir, capsys, tmp_path):
+    """The dataset goes through the library's reader: its schema and pixel rule, one line
+    each (`heldout verify --backend torch`, which replaced ``python -m heldout.pytorch.verify``)."""
+    from heldout.cli import main
 
-    assert main([str(exported / "0.25/3"), "--dataset_npz", str(fmnist_dir / "dataset.npz")]) == 0
-    out = capsys.readouterr().out.splitlines()
-    assert out == ["0.25/3: epoch 10 step 100 subset 25.0% accuracy 0.6740 500/500 match",
-                   "verified 1 runs: 500 out of 500 predictions match"]
-    # The dataset goes through the library's reader: its schema and pixel rule, one line each.
     arrays = load_npz(fmnist_dir / "dataset.npz")
     for key, value, message in (
         ("test__label", arrays["test__label"].astype(np.float32),
@@ -272,7 +276,8 @@ def test_verify_run_lines(exported, fmnist_dir, capsys, tmp_path):
         ("test__image", arrays["test__image"].astype(np.float32), "must lie in [0, 1]"),
     ):
         save_npz_atomic(tmp_path / "bad.npz", {**arrays, key: value})
-        assert main([str(exported / "0.25/3"), "--dataset_npz", str(tmp_path / "bad.npz")]) == 2
+        assert main(["verify", str(exported / "0.25/3"), "--dataset_npz",
+                     str(tmp_path / "bad.npz"), "--backend", "torch"]) == 2
         err = capsys.readouterr().err
         assert err.startswith("heldout verify: error: ") and message in err, err
         assert err.count("\n") == 1, err

@@ -16,8 +16,9 @@ from heldout.checkpoint import restore
 from heldout.cli import main
 from heldout.data import ArrayDataset, DatasetError, flip_labels, take_train
 from heldout.data.imagenet.tfrecords import TFRecordImageDataset
-from heldout.evaluate import make_evaluator, verify_run
-from heldout.experiment import LayoutError, open_experiment
+from heldout.errors import InputError
+from heldout.evaluate import make_backend, verify_run
+from heldout.experiment import LayoutError, open_experiment, parse_run_ids
 from heldout.models import build_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,16 +46,18 @@ CONFIG = T.TrainConfig(arch="mlp", epochs=3, batch_size=32, learning_rate=0.05)
 
 
 def test_parse_run_ids_and_shards():
-    assert T.parse_run_ids("0-4") == [0, 1, 2, 3, 4]
-    assert T.parse_run_ids("7, 0-2,2") == [0, 1, 2, 7]
+    # The one run-id parser is heldout.experiment's (tests/test_select_runs.py); train shards
+    # what it gives.
+    assert list(parse_run_ids("0-4")) == [0, 1, 2, 3, 4]
+    assert list(parse_run_ids("7, 0-2,2")) == [0, 1, 2, 7]
     for bad in ("", "a", "5-3", "1-", "-1"):
-        with pytest.raises(T.TrainError, match="run ids"):
-            T.parse_run_ids(bad)
+        with pytest.raises(InputError, match="run ids"):
+            parse_run_ids(bad)
     assert T.parse_shard("1/4") == (1, 4)
     for bad in ("4/4", "1", "a/b", "-1/2"):
         with pytest.raises(T.TrainError, match="bad shard"):
             T.parse_shard(bad)
-    ids = T.parse_run_ids("0-499")
+    ids = list(parse_run_ids("0-499"))
     shards = [T.shard_run_ids(ids, i, 3) for i in range(3)]
     assert sorted(sum(shards, [])) == ids
     assert all(not set(a) & set(b) for a in shards for b in shards if a is not b)
@@ -130,7 +133,7 @@ def test_runs_in_release_layout(tmp_path, small):
     experiment = open_experiment(tmp_path, strict=True)
     assert experiment.ratios == ["0.5"] and len(experiment) == 3
     assert [r.has_checkpoint() for r in experiment.runs()] == [True, False, True]
-    evaluator = make_evaluator("mlp", 4, (8, 8, 1))
+    backend = make_backend("tensorflow", "mlp", 4, (8, 8, 1))
     for run in experiment.runs():
         aux = run.load_aux(num_train=240, num_test=60)
         info = T.load_run_info(run)
@@ -143,7 +146,7 @@ def test_runs_in_release_layout(tmp_path, small):
         assert mode & 0o055 == 0o055 & ~_umask()  # Not left private like a temporary dir.
         if run.has_checkpoint():
             for split in ("train", "test"):
-                result = verify_run(evaluator, run, small, split, progress=False)
+                result = verify_run(backend, run, small, split, progress=False)
                 assert result.check.all_match and result.check.num_total == {
                     "train": 240, "test": 60}[split]
             assert result.restored.epoch == 3 and result.restored.global_step == 12
@@ -194,8 +197,9 @@ def test_resume_skips_complete_runs_and_clears_stale_temporaries(tmp_path, small
     stale = tmp_path / "0.5" / ".2.tmp-killed"
     stale.mkdir()
     (stale / "aux_arrays.npz").write_bytes(b"half")
-    with pytest.warns(UserWarning, match="unfinished run"):
-        assert len(open_experiment(tmp_path)) == 2  # The stale run is not counted.
+    opened = open_experiment(tmp_path)
+    assert len(opened) == 2  # The stale run is not counted.
+    assert "unfinished run (temporary directory)" in [s.reason for s in opened.skipped]
     result = T.train_experiment(tmp_path, small, 0.5, range(4), CONFIG, progress=False)
     assert result.skipped == (0, 1) and [r.run_id for r in result.trained] == [2, 3]
     assert not stale.exists()
@@ -373,8 +377,9 @@ def test_small_inception_killed_resumed_and_verified(tmp_path, fmnist_dir, capsy
     left = sorted(p.name for p in ratio_dir.iterdir()
                   if p.name != ".0.lock" and not p.name.startswith(".0.owner-"))
     assert len(left) == 1 and left[0].startswith(".0.tmp-"), left
-    with pytest.warns(UserWarning, match="unfinished run"):
-        assert len(open_experiment(exp)) == 0
+    opened = open_experiment(exp)
+    assert len(opened) == 0
+    assert "unfinished run (temporary directory)" in [s.reason for s in opened.skipped]
     assert main(["inspect", str(exp)]) == 2
     assert "no complete runs" in capsys.readouterr().err
 

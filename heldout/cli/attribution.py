@@ -19,7 +19,7 @@ import numpy as np
 
 from heldout.attribution.datamodels import MIN_SPLIT_RUNS
 from heldout.attribution.lds import MIN_RUNS as LDS_MIN_RUNS
-from heldout.cli.common import CommandError, HelpFormatter, progress_bar
+from heldout.cli.common import CommandError, HelpFormatter, progress_bar, run_ids_flag
 
 LDS_OUTPUTS = ("logit_confidence", "margin")
 #: Test examples named in a one-line list before "and N more".
@@ -231,17 +231,7 @@ def _baselines(args: argparse.Namespace) -> int:
 def datamodels_command(args: argparse.Namespace) -> int:
     from heldout import attribution
 
-    index = None
-    if args.test_index is not None:
-        from heldout.predict import PredictError, parse_run_ids
-
-        try:
-            index = sorted(parse_run_ids(args.test_index))
-        except PredictError:
-            raise CommandError(f"--test_index: expected positions and ranges such as 0-99,250, "
-                               f"got {args.test_index!r}") from None
-        if not index:
-            raise CommandError(f"--test_index {args.test_index!r} selects no test example")
+    index = run_ids_flag(args.test_index, "--test_index", "test positions")
     if args.fit == "lasso" and index is None:
         raise CommandError("the lasso costs one regularisation path per test example: choose "
                            "them with --test_index (e.g. 0-99)")
@@ -249,6 +239,12 @@ def datamodels_command(args: argparse.Namespace) -> int:
     data = _read_store(args.store, args.output, args.ratio, min_runs,
                        "a datamodel" if args.penalty is not None
                        else "choosing the penalty on held-out runs")
+    if index is not None:  # positions checked on the ranges, then listed
+        n_test = data.values.shape[1]
+        if index.ranges[-1][1] >= n_test:
+            raise CommandError(f"--test_index: expected positions in 0..{n_test - 1} (the "
+                               f"store's test examples), found up to {index.ranges[-1][1]}")
+        index = np.fromiter(index, np.int64, len(index))
     dm = attribution.fit_datamodels(
         data.masks, data.values, fit=args.fit, penalty=args.penalty,
         val_fraction=args.val_fraction, seed=args.seed, test_index=index,

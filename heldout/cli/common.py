@@ -6,7 +6,6 @@ import argparse
 import functools
 import os
 import sys
-import warnings
 
 from heldout.errors import HeldoutError
 
@@ -98,8 +97,10 @@ def add_verbose_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def skipped_summary(experiment, verbose: bool = False) -> list[str]:
-    """Lines reporting an experiment's skipped entries: one line with the count and the first
-    few names (relative to the experiment), or, when `verbose`, one line per entry."""
+    """Lines reporting what `heldout.experiment.select_runs` skipped (entries that are not
+    complete runs, runs without the backend's model), the one way every command reports them:
+    one line with the count and the first few names (relative to the experiment), or, when
+    `verbose`, one line per entry."""
     skipped = experiment.skipped
     if not skipped:
         return []
@@ -112,29 +113,68 @@ def skipped_summary(experiment, verbose: bool = False) -> list[str]:
             + ", ".join(names) + (f" and {more} more (--verbose lists all)" if more else "")]
 
 
-def open_experiment_for_command(path: str, require_checkpoint: bool = False,
-                                verbose: bool = False):
-    """`heldout.experiment.open_experiment` for a command: no Python warning, the skipped
-    entries reported on stderr by `skipped_summary`, and a layout mistake (a missing
-    directory, a run or subset-ratio directory given for the experiment) as a `CommandError`
-    naming the directory to give.
+def run_ids_flag(text: str | None, flag: str = "--run_ids", what: str = "run ids"):
+    """`--run_ids` (or another flag of non-negative integers and ranges, named `flag`, of
+    `what`) as `heldout.experiment.RunIds` (ranges kept as ranges), None when not given.
 
     Raises:
-      CommandError: as above, or no complete run found.
+      CommandError: malformed or backwards, in one line naming the flag.
     """
-    from heldout.experiment import LayoutError, open_experiment
+    from heldout.errors import InputError
+    from heldout.experiment import parse_run_ids
 
+    if text is None:
+        return None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            experiment = open_experiment(path, require_checkpoint=require_checkpoint)
-    except LayoutError as e:
-        raise CommandError(str(e)) from e
-    for line in skipped_summary(experiment, verbose):
+        return parse_run_ids(text, what)
+    except InputError as e:
+        raise CommandError(f"{flag}: {e}") from None
+
+
+def ratios_flag(text: str | None) -> list[float] | None:
+    """`--ratios 0.7,0.5` as subset ratios, None when not given.
+
+    Raises:
+      CommandError: an item that is not a number in (0, 1].
+    """
+    from heldout.errors import InputError
+    from heldout.experiment import parse_ratio
+
+    if not text:
+        return None
+    try:
+        return [parse_ratio(r) for r in text.split(",") if r.strip()] or None
+    except InputError:
+        raise CommandError(f"--ratios: expected numbers like 0.7,0.5, got {text!r}") from None
+
+
+def select_runs_for_command(path: str, ratios=None, run_ids=None, backend: str | None = None,
+                            *, allow_run_dir: bool = True, verbose: bool = False):
+    """`heldout.experiment.select_runs` for a command: the runs (of `backend`'s model, when
+    given), the skipped entries reported on stderr by `skipped_summary`, and no selected run a
+    one-line error (naming the other backend when only it could evaluate them).
+
+    Returns:
+      The selection, a `heldout.experiment.Experiment`.
+
+    Raises:
+      LayoutError: a missing directory, a subset-ratio directory (or a run directory, unless
+        `allow_run_dir`), naming the directory to give.
+      CommandError: no run selected.
+    """
+    from heldout.evaluate.backend import BACKENDS
+    from heldout.evaluate.factory import model_requirement
+    from heldout.experiment import NoRunsError, select_runs
+
+    requirement = None if backend is None else model_requirement(backend)
+    try:
+        selection = select_runs(path, ratios, run_ids, requirement, allow_run_dir=allow_run_dir)
+    except NoRunsError as e:
+        others = [b for b in BACKENDS if b != backend and e.lacking and any(
+            model_requirement(b).present(r) for r in e.lacking)] if backend else []
+        hint = "".join(f"; they have {model_requirement(b).what}: use --backend {b}"
+                       for b in others)
+        raise CommandError(f"{e}{hint}") from None
+    for line in skipped_summary(selection, verbose):
         print(line, file=sys.stderr)
-    if not len(experiment):
-        raise CommandError(
-            f"{path}: no complete runs (<ratio>/<run_id>/aux_arrays.npz"
-            + (" and checkpoints/ckpt-<epoch>" if require_checkpoint else "") + ")"
-        )
-    return experiment
+    return selection

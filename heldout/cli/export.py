@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import warnings
 
 from tqdm import tqdm
 
-from heldout.cli.common import CommandError, positive_int
-from heldout.experiment import LayoutError, Run, is_run_dir, open_experiment, run_from_path
+from heldout.cli.common import (
+    CommandError,
+    positive_int,
+    ratios_flag,
+    run_ids_flag,
+    select_runs_for_command,
+)
 from heldout.export.tensorfile import FORMAT_FILES
 from heldout.models.architectures import ARCHITECTURES
 
@@ -52,46 +55,18 @@ def _input_shape(text: str | None) -> tuple[int, ...] | None:
     return shape
 
 
-def _select(path: str, ratios: str | None) -> tuple[list[Run], str]:
-    """The runs under `path` and the experiment root."""
-    if not os.path.isdir(path):
-        raise CommandError(f"{path}: no such directory")
-    try:
-        if is_run_dir(path):
-            run = run_from_path(path)
-            return [run], os.path.dirname(os.path.dirname(run.path))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            experiment = open_experiment(path)
-    except LayoutError as e:
-        raise CommandError(str(e)) from e
-    for skipped in experiment.skipped:
-        print(f"skipped {skipped.path}: {skipped.reason}", file=sys.stderr)
-    if ratios:
-        wanted = [r.strip() for r in ratios.split(",") if r.strip()]
-        runs = [run for r in wanted for run in experiment.runs(r)]
-    else:
-        runs = experiment.runs()
-    return runs, experiment.root
-
-
 def export_command(args: argparse.Namespace) -> int:
     input_shape = _input_shape(args.input_shape)
-    runs, root = _select(args.path, args.ratios)
+    # Every run selected, with or without a checkpoint: one without is reported as failed.
+    selection = select_runs_for_command(args.path, ratios_flag(args.ratios),
+                                        run_ids_flag(args.run_ids))
+    runs = selection.runs()
     from heldout.quiet import import_tensorflow
 
     import_tensorflow()  # before heldout.export.runs imports it, without its start-up lines
-    from heldout.export.runs import check_out_dir
+    from heldout.export.runs import check_out_dir, export_runs
 
-    check_out_dir(args.out, root)
-    if args.run_ids:
-        from heldout.train.plan import parse_run_ids
-
-        ids = set(parse_run_ids(args.run_ids))
-        runs = [run for run in runs if run.run_id in ids]
-    if not runs:
-        raise CommandError(f"{args.path}: no runs selected")
-    from heldout.export.runs import export_runs
+    check_out_dir(args.out, selection.root)
 
     counts = {"exported": 0, "skipped": 0, "failed": 0}
     outcomes = export_runs(runs, args.out, args.format, args.arch, args.num_classes, input_shape)

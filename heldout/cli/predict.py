@@ -21,6 +21,9 @@ from heldout.cli.common import (
     fraction,
     non_negative_int,
     positive_int,
+    ratios_flag,
+    run_ids_flag,
+    select_runs_for_command,
 )
 
 
@@ -86,20 +89,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def predict_command(args: argparse.Namespace) -> int:
-    from heldout.predict import default_workers, parse_run_ids, predict
+    from heldout.predict import default_workers, predict
 
     if args.scheduler is not None and args.workers is not None:
         raise CommandError("give --workers or --scheduler, not both")
-    ratios = None
-    if args.ratios:
-        try:
-            ratios = [float(r) for r in args.ratios.split(",") if r.strip()]
-        except ValueError as e:
-            raise CommandError(f"--ratios: expected numbers like 0.7,0.5, got {args.ratios!r}")\
-                from e
+    ratios = ratios_flag(args.ratios)
+    run_ids = run_ids_flag(args.run_ids)
     if args.precision != "float32" and args.backend != "torch":
         raise CommandError(f"--precision {args.precision} needs --backend torch")
-    run_ids = parse_run_ids(args.run_ids)
+    selection = select_runs_for_command(args.path, ratios, run_ids, args.backend)
     workers = default_workers() if args.workers is None else args.workers
     if args.backend == "tensorflow" and workers == 0 and args.scheduler is None:
         from heldout.quiet import import_tensorflow
@@ -107,8 +105,8 @@ def predict_command(args: argparse.Namespace) -> int:
         import_tensorflow()  # evaluated in this process: without TensorFlow's start-up lines
     dataset = dataset_spec(args)
     summary = predict(
-        args.path, dataset, args.split, args.out, ratios=ratios, run_ids=run_ids,
-        outputs=args.outputs, logits_dtype=args.logits_dtype, batch_size=args.batch_size,
+        selection, dataset, args.split, args.out, outputs=args.outputs,
+        logits_dtype=args.logits_dtype, batch_size=args.batch_size,
         workers=workers, scheduler=args.scheduler, backend=args.backend, arch=args.arch,
         overwrite=args.overwrite, retries=args.retries, cross_check=not args.no_cross_check,
         min_match_fraction=args.min_match_fraction,
@@ -124,6 +122,8 @@ def predict_command(args: argparse.Namespace) -> int:
     if args.precision != "float32":
         print(f"{args.precision}: {summary.reevaluated} of {summary.predictions} predictions "
               "re-evaluated in float32 (top-2 margin below the bound)")
+    for line in summary.cross_check_lines:
+        print(line, file=sys.stderr)
     if summary.cross_check_note:
         print(f"not cross-checked: {summary.cross_check_note}")
     elif not args.no_cross_check:

@@ -14,7 +14,7 @@ import functools
 
 import numpy as np
 
-from heldout.cli.common import CommandError, positive_int
+from heldout.cli.common import CommandError, positive_int, run_ids_flag
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,19 +53,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=lira_command)
 
 
-def _target_ids(text: str | None) -> set[int] | None:
-    from heldout.predict.engine import PredictError, parse_run_ids
-
-    try:
-        ids = parse_run_ids(text)
-    except PredictError as e:
-        raise CommandError(f"--target_ids: expected run ids and ranges like 0-9,42, got "
-                           f"{text!r}") from e
-    if ids is not None and not ids:
-        raise CommandError("--target_ids: no run id given")
-    return ids
-
-
 def _rate(value: float) -> str:
     return "n/a" if np.isnan(value) else f"{value:.4f}"
 
@@ -98,7 +85,7 @@ def lira_command(args: argparse.Namespace) -> int:
     views = [v.strip() for v in args.views.split(",") if v.strip()] if args.views else None
     if args.views is not None and not views:
         raise CommandError("--views: no view named")
-    target_ids = _target_ids(args.target_ids)
+    target_ids = run_ids_flag(args.target_ids, "--target_ids")
     inputs = load_lira_inputs(args.store, ratios, views)
     if args.targets is not None:
         targets = choose_targets(len(inputs.run_names), args.targets, args.seed)

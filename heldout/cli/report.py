@@ -21,7 +21,13 @@ import os
 from tqdm import tqdm
 
 from heldout import report
-from heldout.cli.common import CommandError, add_dataset_flags, dataset_spec, positive_int
+from heldout.cli.common import (
+    CommandError,
+    add_dataset_flags,
+    dataset_spec,
+    positive_int,
+    select_runs_for_command,
+)
 
 
 def _add_input_flags(p: argparse.ArgumentParser) -> None:
@@ -80,8 +86,9 @@ def _examples(args: argparse.Namespace) -> report.Examples:
 
 
 def _compute(args: argparse.Namespace) -> report.ReportData:
+    experiment = select_runs_for_command(args.experiment_dir, allow_run_dir=False)
     return report.compute_report(
-        args.experiment_dir, _examples(args), args.estimates, args.cscores, args.predictions,
+        experiment, _examples(args), args.estimates, args.cscores, args.predictions,
         args.gallery_size, args.top_k, args.infl_threshold, args.mem_threshold,
         progress=functools.partial(tqdm, desc="reading runs", unit="run", dynamic_ncols=True),
     )

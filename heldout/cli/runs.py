@@ -17,11 +17,11 @@ from heldout.cli.common import (
     add_verbose_flag,
     dataset_spec,
     fraction,
-    open_experiment_for_command,
     positive_int,
+    select_runs_for_command,
 )
-from heldout.experiment import Experiment, LayoutError, Run, is_run_dir, run_from_path
-from heldout.npzio import NpzError
+from heldout.errors import HeldoutError
+from heldout.experiment import is_run_dir
 from heldout.quiet import import_tensorflow
 
 #: `inspect`'s columns: (header, width).
@@ -47,9 +47,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "verify",
         help="re-evaluate runs and cross-check them with their aux arrays",
-        description="Restores each run's final checkpoint into one model, evaluates a dataset "
-        "split and compares the correctness of every prediction with the run's aux arrays. "
-        "Exits 1 when fewer predictions match than --min_match_fraction asks.",
+        description="Restores each run's final checkpoint (--backend torch: its model exported "
+        "by `heldout export`) into one model, evaluates a dataset split and compares the "
+        "correctness of every prediction with the run's aux arrays. Runs without a model for "
+        "the backend are skipped (one line; --verbose lists them). A run that cannot be "
+        "evaluated (bad files, a NaN or infinite weight or logit) is named as FAILED. Exits 1 "
+        "when a run failed or fewer predictions match than --min_match_fraction asks.",
         formatter_class=HelpFormatter,
     )
     p.add_argument("path", help="a run directory <experiment>/<ratio>/<run_id>, or an experiment")
@@ -73,26 +76,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=verify_command)
 
 
-def _open(path: str, require_checkpoint: bool,
-          verbose: bool = False) -> tuple[list[Run], Experiment | None]:
-    if not os.path.isdir(path):
-        raise CommandError(f"{path}: no such directory")
-    if is_run_dir(path):
-        try:
-            return [run_from_path(path)], None
-        except LayoutError as e:
-            raise CommandError(str(e)) from e
-    experiment = open_experiment_for_command(path, require_checkpoint, verbose)
-    return experiment.runs(), experiment
-
-
 def inspect_command(args: argparse.Namespace) -> int:
-    runs, experiment = _open(args.experiment_dir, require_checkpoint=False,
-                             verbose=args.verbose)
-    if experiment is None:
+    if os.path.isdir(args.experiment_dir) and is_run_dir(args.experiment_dir):
         parent = os.path.dirname(os.path.dirname(os.path.abspath(args.experiment_dir)))
         raise CommandError(f"{args.experiment_dir} is a run; give its experiment directory "
                            f"{parent}")
+    experiment = select_runs_for_command(args.experiment_dir, allow_run_dir=False,
+                                         verbose=args.verbose)
     print(f"experiment {experiment.root}")
     print(f"{len(experiment)} complete runs in {len(experiment.ratios)} subset ratios; "
           f"{len(experiment.skipped)} other entries skipped")
@@ -120,23 +110,22 @@ def inspect_command(args: argparse.Namespace) -> int:
 
 
 def verify_command(args: argparse.Namespace) -> int:
-    if args.backend == "torch":
-        return verify_torch_command(args)
-    runs, _ = _open(args.path, require_checkpoint=True, verbose=args.verbose)
-    import_tensorflow()
-    from heldout.checkpoint import CheckpointError
+    """One loop for both backends: `heldout.evaluate.verify_run` on each selected run."""
+    selection = select_runs_for_command(args.path, backend=args.backend, verbose=args.verbose)
+    runs = selection.runs()
+    if args.backend == "tensorflow":
+        import_tensorflow()  # the torch backend runs without TensorFlow
     from heldout.data import load_dataset
-    from heldout.data.fingerprint import FingerprintError
-    from heldout.evaluate import make_evaluator_for, verify_run
+    from heldout.evaluate import make_backend_for, verify_run
 
     dataset = load_dataset(dataset_spec(args), (args.split,))
-    evaluator = make_evaluator_for(dataset, args.arch)
+    backend = make_backend_for(dataset, args.backend, args.arch)
     matched = total = failed = mismatched = 0
     for run in runs:
         try:
-            result = verify_run(evaluator, run, dataset, args.split, args.batch_size,
+            result = verify_run(backend, run, dataset, args.split, args.batch_size,
                                 progress=len(runs) == 1)
-        except (CheckpointError, NpzError, FingerprintError) as e:
+        except HeldoutError as e:  # bad aux arrays, model files, non-finite weights or logits
             print(f"{run.name}: FAILED: {e}")
             failed += 1
             continue
@@ -169,42 +158,3 @@ def verify_summary(num_runs: int, failed: int, mismatched: int, matched: int, to
     if mismatched:
         notes.append(f"{mismatched} of {evaluated} below --min_match_fraction")
     return line + (f" ({'; '.join(notes)})" if notes else "")
-
-
-def verify_torch_command(args: argparse.Namespace) -> int:
-    """`verify --backend torch`: the same lines, through `heldout.pytorch.backend.TorchBackend`."""
-    import_tensorflow()  # heldout.evaluate (Predictions, cross_check) imports it
-    from heldout.data import load_dataset
-    from heldout.errors import HeldoutError
-    from heldout.evaluate import Predictions, cross_check
-    from heldout.export.tensorfile import find_tensor_file, read_tensor_file
-    from heldout.pytorch.backend import TorchBackend
-    from heldout.pytorch.load import resolve_spec
-
-    runs, _ = _open(args.path, require_checkpoint=False)
-    dataset = load_dataset(dataset_spec(args), (args.split,))
-    matched = total = failed = mismatched = 0
-    backend = None
-    for run in runs:
-        try:
-            n = dataset.num_examples(args.split)
-            aux = run.load_aux(**({"num_train": n} if args.split == "train" else {"num_test": n}))
-            if backend is None:
-                meta = resolve_spec(read_tensor_file(find_tensor_file(run.path)), args.arch)
-                backend = TorchBackend(meta.architecture, meta.num_classes, meta.input_shape)
-            restored = backend.restore(run)
-            parts = [(backend.logits(b.image), b.label, b.index)
-                     for b in dataset.batches(args.split, args.batch_size)]
-        except HeldoutError as e:
-            print(f"{run.name}: FAILED: {e}")
-            failed += 1
-            continue
-        predictions = Predictions(*(np.concatenate(p) for p in zip(*parts, strict=True)))
-        check = cross_check(predictions, aux, args.split)
-        matched += check.num_match
-        total += check.num_total
-        ok = check.match_fraction >= args.min_match_fraction
-        mismatched += not ok
-        print(run_line(run.name, restored, aux, predictions, check, ok))
-    print(verify_summary(len(runs), failed, mismatched, matched, total))
-    return 1 if failed or mismatched else 0

@@ -31,8 +31,8 @@ from heldout.cli.common import (
     add_dataset_flags,
     add_verbose_flag,
     dataset_spec,
-    open_experiment_for_command,
     progress_bar,
+    select_runs_for_command,
 )
 from heldout.data.fingerprint import Fingerprint
 
@@ -160,7 +160,8 @@ def estimate_command(args: argparse.Namespace) -> int:
         if args.save_accumulator:
             raise CommandError("--save_accumulator holds correctness counts; it applies with "
                                "--target correct only")
-    experiment = open_experiment_for_command(args.experiment_dir, verbose=args.verbose)
+    experiment = select_runs_for_command(args.experiment_dir, allow_run_dir=False,
+                                         verbose=args.verbose)
     if args.ratio is None:
         if len(experiment.ratios) > 1:
             raise CommandError(
@@ -243,7 +244,8 @@ def _output_estimate(store: str, acc: est.RatioAccumulator, ratio: str, target: 
 
 
 def cscores_command(args: argparse.Namespace) -> int:
-    experiment = open_experiment_for_command(args.experiment_dir, verbose=args.verbose)
+    experiment = select_runs_for_command(args.experiment_dir, allow_run_dir=False,
+                                         verbose=args.verbose)
     ratios = None
     if args.ratios:
         ratios = [r.strip() for r in args.ratios.split(",") if r.strip()]

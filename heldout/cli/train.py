@@ -6,9 +6,20 @@ import argparse
 import os
 import sys
 
-from heldout.cli.common import CommandError, HelpFormatter, dataset_spec, non_negative_int
+from heldout.cli.common import (
+    CommandError,
+    HelpFormatter,
+    dataset_spec,
+    non_negative_int,
+    run_ids_flag,
+)
+from heldout.experiment import RunIds
 
 DEFAULTS = {"epochs": 10, "batch_size": 128, "learning_rate": 0.1, "momentum": 0.9}
+#: The most runs one command trains: the selection is checked as ranges before anything is
+#: built, since training keeps a few objects per run id (a typo such as 0-9999999999 would
+#: otherwise build ten billion of them). Larger experiments take several commands.
+MAX_RUNS = 1_000_000
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -112,6 +123,15 @@ def refuse_nested_destination(experiment_dir: str) -> None:
 
 def train_command(args: argparse.Namespace) -> int:
     refuse_nested_destination(args.experiment_dir)
+    if args.num_runs is not None and args.num_runs < 1:
+        raise CommandError(f"--num_runs must be >= 1, got {args.num_runs}")
+    run_ids = (RunIds.first_n(args.num_runs) if args.run_ids is None else
+               run_ids_flag(args.run_ids))
+    if len(run_ids) > MAX_RUNS:  # before anything is imported or built, as ranges
+        flag = f"--num_runs {args.num_runs}:" if args.run_ids is None else (
+            f"--run_ids: {args.run_ids}")
+        raise CommandError(f"{flag} selects {len(run_ids)} runs; a command trains at most "
+                           f"{MAX_RUNS}")
     if args.workers or args.scheduler is not None:
         from heldout.cluster import check
 
@@ -123,17 +143,13 @@ def train_command(args: argparse.Namespace) -> int:
     from heldout.models import default_arch
     from heldout.train import (
         TrainConfig,
-        parse_run_ids,
         parse_shard,
         ratio_name,
         shard_run_ids,
         train_experiment,
     )
 
-    if args.num_runs is not None and args.num_runs < 1:
-        raise CommandError(f"--num_runs must be >= 1, got {args.num_runs}")
-
-    run_ids = parse_run_ids(args.run_ids) if args.run_ids else list(range(args.num_runs))
+    run_ids = list(run_ids)
     if args.shard:
         run_ids = shard_run_ids(run_ids, *parse_shard(args.shard))
     ratio = ratio_name(args.ratio)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
 from typing import Any
 
 from heldout.data.arrays import DatasetError
@@ -95,9 +94,3 @@ class DatasetSpec:
         `index_npz`) made absolute, so that a worker started in another directory finds them."""
         return dataclasses.replace(self, **{
             f: os.path.abspath(getattr(self, f)) for f in _PATHS if getattr(self, f) is not None})
-
-    def load(self, splits: str | Sequence[str]):
-        """`heldout.data.load_dataset(self, splits)`; `splits` may be one split name."""
-        from heldout.data import load_dataset
-
-        return load_dataset(self, (splits,) if isinstance(splits, str) else tuple(splits))

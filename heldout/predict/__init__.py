@@ -1,21 +1,14 @@
 """Predictions store: every run's per-example outputs on a dataset split, in a zarr v3 group.
 
-`predict` fills a store (in this process or on Dask workers, resumable); `open_store` reads it
-(numpy or dask arrays); `read_outputs` reads one output and the masks (for
-`heldout.attribution`); `to_datamodels` writes the datamodels layout. The store's arrays and
-attributes are listed in `heldout.predict.store` and README.md ("Predictions store"). Nothing
-here imports TensorFlow until a run is evaluated.
+`predict` fills a store (in this process or on Dask workers, resumable; runs selected by
+`heldout.experiment.select_runs` and evaluated through `heldout.evaluate`, the one evaluation
+path, with either backend); `open_store` reads it (numpy or dask arrays); `read_outputs` reads
+one output and the masks (for `heldout.attribution`); `to_datamodels` writes the datamodels
+layout. The store's arrays and attributes are listed in `heldout.predict.store` and README.md
+("Predictions store"). Nothing here imports TensorFlow until a run is evaluated.
 """
 
 from heldout.cluster import ClusterError, default_workers
-from heldout.predict.backend import (
-    BACKENDS,
-    Backend,
-    BackendError,
-    RestoredRun,
-    TensorFlowBackend,
-    make_backend,
-)
 from heldout.predict.consumers import (
     StoreOutputs,
     accumulate_store,
@@ -27,10 +20,9 @@ from heldout.predict.engine import (
     PredictSummary,
     RunResult,
     TaskSpec,
+    WorkerState,
     evaluate_run,
-    parse_run_ids,
     predict,
-    select_runs,
 )
 from heldout.predict.store import (
     DEFAULT_OUTPUTS,
@@ -44,10 +36,8 @@ from heldout.predict.store import (
 )
 
 __all__ = [
-    "BACKENDS", "DEFAULT_OUTPUTS", "OUTPUTS", "Backend", "BackendError", "ClusterError",
-    "PredictError", "PredictSummary", "PredictionStore", "RestoredRun", "RunResult",
-    "StoreError", "StoreLayout", "StoreOutputs", "TaskSpec", "TensorFlowBackend",
-    "accumulate_store", "default_workers", "evaluate_run", "logit_confidence", "make_backend",
-    "margin", "open_store", "parse_run_ids", "predict", "read_outputs", "select_runs",
-    "to_datamodels",
+    "DEFAULT_OUTPUTS", "OUTPUTS", "ClusterError", "PredictError", "PredictSummary",
+    "PredictionStore", "RunResult", "StoreError", "StoreLayout", "StoreOutputs", "TaskSpec",
+    "WorkerState", "accumulate_store", "default_workers", "evaluate_run", "logit_confidence",
+    "margin", "open_store", "predict", "read_outputs", "to_datamodels",
 ]

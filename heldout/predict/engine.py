@@ -1,11 +1,14 @@
 """Filling a predictions store: one task per run, in this process or on Dask workers.
 
 A task carries a `TaskSpec` (small: paths, names and sizes) and one run's path, never images.
-Each process keeps one model (a `Backend`, built and traced once) and the dataset in memory
-across its tasks: on a Dask worker as an attribute of the worker (`distributed.get_worker`), in
-this process in a dict the caller owns. A task writes only its own run's chunks of the store and
-sets ``completed`` last, so tasks never share a chunk and a killed task loses only its run; the
-same call again evaluates only the runs not completed.
+Each process keeps one model (a `heldout.evaluate.Backend`, built and traced once) and the
+dataset in memory across its tasks, as one `WorkerState`: on a Dask worker in the worker's state
+dict (`heldout.cluster.worker_state`), in this process in a dict the caller owns. A task
+evaluates its run through `heldout.evaluate.evaluate_split` (the one evaluation path: every
+example once, finite logits; the restore checks every weight finite), writes only its own run's
+chunks of the store and sets ``completed`` last, so tasks never share a chunk and a killed task
+loses only its run; the same call again evaluates only the runs not completed. Nothing here
+prints: `predict` returns a `PredictSummary` carrying what was skipped, failed or mismatched.
 """
 
 from __future__ import annotations
@@ -14,27 +17,34 @@ import contextlib
 import dataclasses
 import os
 import shutil
-import sys
-import warnings
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
 from heldout.cluster import Dask, connect, run_tasks, worker_state
+from heldout.data import load_dataset
+from heldout.data.protocol import Dataset
 from heldout.data.spec import DatasetSpec
 from heldout.errors import HeldoutError
-from heldout.experiment import Run, is_run_dir, open_experiment, run_from_path
+from heldout.evaluate import (
+    BACKENDS,
+    Backend,
+    evaluate_split,
+    make_backend,
+    model_requirement,
+)
+from heldout.experiment import Experiment, Run, RunIds, Skipped, run_from_path, select_runs
 from heldout.predict import store as st
-from heldout.predict.backend import BACKENDS, RestoredRun, make_backend
 
 _WORKER_ATTR = "_heldout_predict_state"
 
 
 class PredictError(HeldoutError, ValueError):
-    """Inputs to `predict` that do not fit: no runs selected, a bad `out`, a run of another
-    dataset size (an unreachable scheduler is a `heldout.cluster.ClusterError`)."""
+    """Inputs to `predict` that do not fit: a bad `out`, outputs or backend, runs without
+    readable aux arrays (no runs selected is a `heldout.experiment.NoRunsError`, an unreachable
+    scheduler a `heldout.cluster.ClusterError`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,9 +96,13 @@ class PredictSummary:
       checked_runs, matched, total: the cross-check of ``correct`` against the aux arrays
         (0, 0, 0 when not done); `mismatched_runs`: runs below the minimum match fraction.
       cross_check_note: why the cross-check was skipped, or ''.
+      cross_check_lines: one line per run below the minimum match fraction or whose aux
+        arrays could not be read for the cross-check.
       reevaluated, predictions: of the predictions this call made (runs evaluated x N), how
         many a reduced-precision backend (``torch`` with ``precision`` tf32 or bf16) evaluated
         again in float32 because their top-2 margin was below its bound.
+      skipped: entries of the experiment that are not complete runs, and runs without a model
+        for the backend (`heldout.experiment.select_runs`), left out of the store.
     """
 
     store: str
@@ -101,8 +115,10 @@ class PredictSummary:
     total: int = 0
     mismatched_runs: tuple[str, ...] = ()
     cross_check_note: str = ""
+    cross_check_lines: tuple[str, ...] = ()
     reevaluated: int = 0
     predictions: int = 0
+    skipped: tuple[Skipped, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -113,17 +129,31 @@ class PredictSummary:
 # The task.
 
 
-def _state(spec: TaskSpec, cache: dict) -> dict:
-    """The process's cached dataset and model for `spec` (one entry: a new key replaces it)."""
-    if cache.get("key") != spec.model_key():
-        cache.clear()
-        cache["key"] = spec.model_key()
-    if "dataset" not in cache:
-        cache["dataset"] = spec.dataset.load(spec.split)
-    if "backend" not in cache:
-        cache["backend"] = make_backend(spec.backend, spec.arch, spec.num_classes,
-                                        spec.input_shape, **dict(spec.backend_options))
-    return cache
+@dataclasses.dataclass(frozen=True)
+class WorkerState:
+    """What a process keeps across its tasks for one `TaskSpec.model_key()`: the dataset split
+    in memory and the model (built, and for TensorFlow traced, once; None until the first task
+    needs it)."""
+
+    key: tuple
+    dataset: Dataset
+    backend: Backend | None = None
+
+
+_STATE = "predict"  # the key of the `WorkerState` in a process's state dict
+
+
+def _state(spec: TaskSpec, cache: dict) -> WorkerState:
+    """The process's `WorkerState` for `spec` (one per process: a new key replaces it)."""
+    state = cache.get(_STATE)
+    if state is None or state.key != spec.model_key():
+        state = WorkerState(spec.model_key(), load_dataset(spec.dataset, (spec.split,)))
+    if state.backend is None:
+        state = dataclasses.replace(state, backend=make_backend(
+            spec.backend, spec.arch, spec.num_classes, spec.input_shape,
+            **dict(spec.backend_options)))
+    cache[_STATE] = state
+    return state
 
 
 def evaluate_run(
@@ -138,8 +168,9 @@ def evaluate_run(
       cache: this process's state when not on a Dask worker (None: the worker's).
 
     Returns:
-      A `RunResult`; a bad run (bad aux arrays, missing or corrupt checkpoint: any
-      `HeldoutError`) gives a result with `error` set and writes nothing.
+      A `RunResult`; a bad run (bad aux arrays, a missing or corrupt checkpoint, a NaN or
+      infinite weight or logit: any `HeldoutError`) gives a result with `error` set and writes
+      nothing, so it stays not completed.
     """
     run = run_from_path(run_path)
     # On a worker, its state is used by one task at a time (`heldout.cluster.worker_state`).
@@ -150,127 +181,24 @@ def evaluate_run(
 def _evaluate_run(spec: TaskSpec, row: int, run: Run, cache: dict) -> RunResult:
     try:
         state = _state(spec, cache)
-        dataset, backend = state["dataset"], state["backend"]
+        backend = state.backend
         aux = run.load_aux(num_train=spec.num_train)
-        restored: RestoredRun = backend.restore(run)
+        restored = backend.restore(run)
         reevaluated = getattr(backend, "num_reevaluated", 0)
-        n = dataset.num_examples(spec.split)
-        logits = np.zeros((n, spec.num_classes), np.float32)
-        seen = np.zeros(n, bool)
-        for batch in dataset.batches(spec.split, spec.batch_size):
-            logits[batch.index] = backend.logits(batch.image)
-            seen[batch.index] = True
-        if not seen.all():
-            raise PredictError(f"{dataset.name}: the {spec.split} batches missed "
-                               f"{int((~seen).sum())} of {n} examples")
+        predictions = evaluate_split(backend, state.dataset, spec.split, spec.batch_size,
+                                     progress=False, source=f"run {run.name} ({run.path})")
         reevaluated = getattr(backend, "num_reevaluated", 0) - reevaluated
-        labels = dataset.split_labels(spec.split)
-        rows = st.run_outputs(logits, labels, spec.outputs, spec.logits_dtype)
+        rows = st.run_outputs(predictions.logits, predictions.label, spec.outputs,
+                              spec.logits_dtype)
     except HeldoutError as e:
         return RunResult(row, run.name, error=str(e))
     st.write_run(spec.store, row, rows, aux.subset_mask(), restored.epoch, restored.global_step)
     return RunResult(row, run.name, "", restored.epoch, restored.global_step,
-                     float(np.mean(rows["correct"])) if n else float("nan"), reevaluated)
+                     predictions.accuracy, reevaluated)
 
 
 # --------------------------------------------------------------------------------------------
-# Selecting runs, making the store.
-
-
-def parse_run_ids(text: str | None) -> set[int] | None:
-    """``"0-99,120"`` -> {0, ..., 99, 120}; None -> None (all).
-
-    Raises:
-      PredictError: not a list of integers and ranges.
-    """
-    if text is None:
-        return None
-    ids: set[int] = set()
-    for part in (p.strip() for p in text.split(",")):
-        try:
-            if "-" in part:
-                a, b = part.split("-", 1)
-                ids.update(range(int(a), int(b) + 1))
-            elif part:
-                ids.add(int(part))
-        except ValueError as e:
-            raise PredictError(f"--run_ids: expected integers and ranges like 0-99,120, "
-                               f"found {part!r}") from e
-    return ids
-
-
-def select_runs(
-    path: str | os.PathLike,
-    ratios: Sequence[str | float] | None = None,
-    run_ids: set[int] | None = None,
-    backend: str = "tensorflow",
-) -> tuple[list[Run], str]:
-    """The runs of an experiment (or the one run `path` is) that `backend` can evaluate, by
-    ratio then run id, and the experiment directory.
-
-    A run the backend cannot evaluate (``tensorflow``: no complete checkpoint; ``torch``: no
-    ``model.safetensors`` or ``model.npz`` from `heldout export`) is left out, all of them named
-    in one line on stderr, as `heldout verify` does: the release and `heldout train
-    --checkpoint_every` keep checkpoints for only some runs.
-
-    Raises:
-      PredictError: `path` is not a directory, no run matches, or none of those that match
-        has a model for `backend` (saying when they have one for the other backend).
-    """
-    path = os.path.abspath(os.fspath(path))
-    if not os.path.isdir(path):
-        raise PredictError(f"{path}: no such directory (an experiment or a run directory)")
-    if is_run_dir(path):
-        runs, root = [run_from_path(path)], os.path.dirname(os.path.dirname(path))
-    else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            experiment = open_experiment(path)
-        runs, root = experiment.runs(), experiment.root
-        for skipped in experiment.skipped:
-            print(f"skipped {skipped.path}: {skipped.reason}", file=sys.stderr)
-    available = sorted({r.ratio for r in runs}, key=float)
-    if ratios is not None:
-        wanted = {float(r) for r in ratios}
-        runs = [r for r in runs if r.subset_ratio in wanted]
-    if run_ids is not None:
-        runs = [r for r in runs if r.run_id in run_ids]
-    if not runs:
-        raise PredictError(
-            f"{path}: no runs match (ratios {list(ratios) if ratios else 'all'}, run ids "
-            f"{'all' if run_ids is None else _describe_ids(run_ids)}); it has ratios {available}"
-        )
-    usable = [r for r in runs if _has_model(r, backend)]
-    if not usable:
-        other = "torch" if backend == "tensorflow" else "tensorflow"
-        hint = (f"; they have {_MODEL_KIND[other]}: use --backend {other}"
-                if any(_has_model(r, other) for r in runs) else "")
-        raise PredictError(f"{path}: no runs with {_MODEL_KIND[backend]} among the "
-                           f"{len(runs)} selected{hint}")
-    left_out = [r.name for r in runs if r not in usable]
-    if left_out:
-        shown = ", ".join(left_out[:5]) + (f" and {len(left_out) - 5} more"
-                                           if len(left_out) > 5 else "")
-        print(f"skipped {len(left_out)} runs without {_MODEL_KIND[backend]}: {shown}",
-              file=sys.stderr)
-    return usable, root
-
-
-_MODEL_KIND = {"tensorflow": "a complete checkpoint",
-               "torch": "an exported model (model.safetensors or model.npz)"}
-
-
-def _has_model(run: Run, backend: str) -> bool:
-    if backend == "torch":
-        from heldout.export.tensorfile import NPZ, SAFETENSORS  # the export's file names
-
-        return any(os.path.isfile(os.path.join(run.path, name)) for name in (SAFETENSORS, NPZ))
-    return run.has_checkpoint()
-
-
-def _describe_ids(ids: set[int]) -> str:
-    s = sorted(ids)
-    return f"{s[0]}..{s[-1]} ({len(s)} ids)" if len(s) > 3 else str(s)
+# Making the store.
 
 
 def _num_train(runs: Sequence[Run], split: str, n: int) -> int:
@@ -340,51 +268,56 @@ def _run_tasks(spec: TaskSpec, todo: list[tuple[int, Run]], dask: Dask | None,
 
 
 def cross_check_store(
-    out: str, runs: Sequence[Run], split: str, min_match_fraction: float
-) -> tuple[int, int, int, tuple[str, ...], str]:
+    summary: PredictSummary, runs: Sequence[Run], split: str, min_match_fraction: float
+) -> PredictSummary:
     """Compares the store's ``correct`` of every completed run with its aux arrays.
 
     Returns:
-      (runs checked, predictions matching, predictions compared, runs below
-      `min_match_fraction`, note): the note says why nothing was checked ('' otherwise).
+      `summary` with the cross-check's fields set: the runs checked, the predictions matching
+      and compared, the runs below `min_match_fraction` (and a line for each, with the runs
+      whose aux arrays could not be read), or `cross_check_note` saying why nothing was
+      checked.
     """
     if split not in ("train", "test"):
-        return 0, 0, 0, (), f"split {split!r} is not one the runs' aux arrays cover"
+        return dataclasses.replace(
+            summary, cross_check_note=f"split {split!r} is not one the runs' aux arrays cover")
     import zarr
 
-    group = zarr.open_group(out, mode="r")
+    group = zarr.open_group(summary.store, mode="r")
     done = np.asarray(group["completed"][...], bool)
     n = group["correct"].shape[1]
     checked = matched = total = 0
-    low = []
+    low, lines = [], []
     for row in np.flatnonzero(done):
         run = runs[row]
         try:
             aux = run.load_aux()
         except HeldoutError as e:
             low.append(run.name)
-            print(f"{run.name}: cannot cross-check: {e}", file=sys.stderr)
+            lines.append(f"{run.name}: cannot cross-check: {e}")
             continue
         stored = aux.correctness(split)
         if len(stored) != n:
-            return 0, 0, 0, (), (f"the runs' aux arrays cover {len(stored)} {split} examples, "
-                                 f"the dataset {n}: another dataset")
+            return dataclasses.replace(summary, cross_check_note=(
+                f"the runs' aux arrays cover {len(stored)} {split} examples, the dataset {n}: "
+                "another dataset"))
         agree = int(np.sum(stored == group["correct"][row]))
         checked, matched, total = checked + 1, matched + agree, total + n
         if n and agree / n < min_match_fraction:
             low.append(run.name)
-            print(f"{run.name}: MISMATCH: {agree}/{n} predictions match", file=sys.stderr)
-    return checked, matched, total, tuple(low), ""
+            lines.append(f"{run.name}: MISMATCH: {agree}/{n} predictions match")
+    return dataclasses.replace(summary, checked_runs=checked, matched=matched, total=total,
+                               mismatched_runs=tuple(low), cross_check_lines=tuple(lines))
 
 
 def predict(
-    path: str | os.PathLike,
+    path: str | os.PathLike | Experiment,
     dataset: DatasetSpec,
     split: str,
     out: str | os.PathLike,
     *,
     ratios: Sequence[str | float] | None = None,
-    run_ids: set[int] | None = None,
+    run_ids: RunIds | Collection[int] | str | None = None,
     outputs: Sequence[str] = st.DEFAULT_OUTPUTS,
     logits_dtype: str = "float16",
     batch_size: int = 200,
@@ -403,11 +336,13 @@ def predict(
     """Fills (or resumes) a predictions store with every selected run's outputs on a split.
 
     Args:
-      path: an experiment directory or one run directory.
+      path: an experiment directory or one run directory; or the runs
+        `heldout.experiment.select_runs` selected (then `ratios` and `run_ids` are not used).
       dataset: where the dataset comes from (also on each worker).
       split: the split to evaluate, e.g. ``train`` or ``test``.
       out: the store directory (``STORE.zarr``).
-      ratios, run_ids: select runs (default all with a complete checkpoint).
+      ratios, run_ids: select runs (`heldout.experiment.select_runs`; default all with a
+        model for `backend`: a complete checkpoint, or an exported model for ``torch``).
       outputs: of `heldout.predict.store.OUTPUTS`; ``correct`` (and ``prediction``) always.
       logits_dtype: ``float16`` or ``float32``, with ``logits`` in `outputs`.
       workers: 0 evaluates in this process (no Dask); N >= 1 starts a local cluster of N
@@ -423,11 +358,13 @@ def predict(
       cache: this process's model and dataset, kept across calls with ``workers=0``.
 
     Returns:
-      A `PredictSummary` (failed runs are named there and left not completed).
+      A `PredictSummary`: failed runs (a bad checkpoint, a non-finite weight or logit, ...)
+      are named there and left not completed; skipped entries and cross-check lines are there
+      too (nothing is printed).
 
     Raises:
-      PredictError, StoreError, BackendError, DatasetError, ...: bad inputs, before any run is
-        evaluated.
+      PredictError, NoRunsError, StoreError, BackendError, DatasetError, ...: bad inputs,
+        before any run is evaluated.
       ClusterError: an unreachable `scheduler`, or more `workers` than visible GPUs.
     """
     from heldout.data.fingerprint import fingerprint_from_labels, split_name
@@ -445,8 +382,15 @@ def predict(
         raise PredictError(f"unknown backend {backend!r}; expected one of {list(BACKENDS)}")
     if os.path.lexists(out) and not os.path.isdir(out):
         raise PredictError(f"--out {out}: is a file; give a directory path such as preds.zarr")
-    runs, root = select_runs(path, ratios, run_ids, backend)
-    data = dataset.load(split)
+    if isinstance(path, Experiment):
+        if ratios is not None or run_ids is not None:
+            raise PredictError("ratios and run_ids select runs of a path; given the runs "
+                               "select_runs selected, pass neither")
+        selection = path
+    else:
+        selection = select_runs(path, ratios, run_ids, model_requirement(backend))
+    runs, root = selection.runs(), selection.root
+    data = load_dataset(dataset, (split,))
     labels = data.split_labels(split)
     arch = arch or default_arch(data.name, data.image_shape)
     name, version = split_name(data.name)
@@ -466,8 +410,9 @@ def predict(
         dask = (stack.enter_context(connect(scheduler, workers, preload))
                 if workers > 0 or scheduler is not None else None)
         prepare_store(out, layout, runs, labels, overwrite)
-        return _fill(spec, runs, data, dask, retries, progress, cache,
-                     min_match_fraction if cross_check else None)
+        summary = _fill(spec, runs, data, dask, retries, progress, cache,
+                        min_match_fraction if cross_check else None)
+    return dataclasses.replace(summary, skipped=selection.skipped)
 
 
 def _fill(spec: TaskSpec, runs: Sequence[Run], data, dask: Dask | None, retries: int,
@@ -480,9 +425,9 @@ def _fill(spec: TaskSpec, runs: Sequence[Run], data, dask: Dask | None, retries:
     todo = [(row, run) for row, run in enumerate(runs) if not done[row]]
     if dask is None and todo:
         cache = {} if cache is None else cache
-        if cache.get("key") != spec.model_key():
-            cache.clear()
-            cache.update(key=spec.model_key(), dataset=data)
+        state = cache.get(_STATE)
+        if state is None or state.key != spec.model_key():  # the dataset already loaded
+            cache[_STATE] = WorkerState(spec.model_key(), data)
     failed = []
     reevaluated = 0
     for result in _run_tasks(spec, todo, dask, retries, progress, cache):
@@ -495,8 +440,5 @@ def _fill(spec: TaskSpec, runs: Sequence[Run], data, dask: Dask | None, retries:
                              reevaluated=reevaluated,
                              predictions=evaluated * int(data.num_examples(spec.split)))
     if min_match_fraction is not None:
-        checked, matched, total, low, note = cross_check_store(out, runs, spec.split,
-                                                               min_match_fraction)
-        summary = dataclasses.replace(summary, checked_runs=checked, matched=matched,
-                                      total=total, mismatched_runs=low, cross_check_note=note)
+        summary = cross_check_store(summary, runs, spec.split, min_match_fraction)
     return summary

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -195,22 +195,30 @@ def load_lira_inputs(
                       np.asarray(s["index"], np.int64), note, dict(attrs))
 
 
-def select_targets(inputs: LiraInputs, target_ids: Sequence[int] | None = None) -> np.ndarray:
-    """int64 rows of the runs whose run id is in `target_ids` (all runs when None).
+def select_targets(inputs: LiraInputs, target_ids: Collection[int] | None = None) -> np.ndarray:
+    """int64 rows of the runs whose run id is in `target_ids` (all runs when None): any
+    collection, e.g. `heldout.experiment.RunIds`, whose ranges are never materialised.
 
     Raises:
       LiraError: a run id not among the selected runs.
     """
     if target_ids is None:
         return np.arange(len(inputs.run_id), dtype=np.int64)
-    wanted = np.asarray(sorted(set(int(i) for i in target_ids)), np.int64)
-    missing = wanted[~np.isin(wanted, inputs.run_id)]
-    if len(missing):
+    rows = np.flatnonzero([int(r) in target_ids for r in inputs.run_id]).astype(np.int64)
+    present = set(inputs.run_id[rows].tolist())
+    missing = []
+    if len(target_ids) > len(present):  # name the first few missing ids, lazily
+        for run_id in target_ids:
+            if run_id not in present:
+                missing.append(int(run_id))
+                if len(missing) == 5:
+                    break
+    if missing:
         ids = np.unique(inputs.run_id)
-        raise LiraError(f"{inputs.store}: target run ids {missing[:5].tolist()} are not among its"
+        raise LiraError(f"{inputs.store}: target run ids {missing} are not among its"
                         f" completed runs at {inputs.ratio_choice} ({len(ids)} run ids, "
                         f"{ids.min()}..{ids.max()})")
-    return np.flatnonzero(np.isin(inputs.run_id, wanted)).astype(np.int64)
+    return rows
 
 
 def run_lira(

@@ -1,11 +1,11 @@
-"""`TorchBackend`: evaluating exported runs in PyTorch, one run at a time, for the predictions
-store (duck-typed: ``restore(run)`` then ``logits(images)``); and `StackedModels`, K runs at
-once with ``torch.func.stack_module_state`` and ``vmap``."""
+"""`TorchBackend`: evaluating exported runs in PyTorch, one run at a time, a
+`heldout.evaluate.Backend` (``restore(run)`` then ``logits(images)``) for `heldout verify
+--backend torch` and `heldout predict --backend torch`; and `StackedModels`, K runs at once with
+``torch.func.stack_module_state`` and ``vmap``."""
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from heldout.errors import HeldoutError
+from heldout.evaluate.backend import RestoredRun
 from heldout.export.tensorfile import find_tensor_file, read_tensor_file
 from heldout.pytorch.load import build_torch_model, load_tensors, resolve_spec
 from heldout.pytorch.precision import (
@@ -26,16 +27,6 @@ from heldout.pytorch.precision import (
 
 class NotRestoredError(HeldoutError, RuntimeError):
     """`TorchBackend.logits` asked before a restore succeeded (none yet, or the last failed)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class RestoredModel:
-    """What `TorchBackend.restore` read: the checkpoint's epoch and global step (from the
-    export's metadata, -1 when absent) and the tensor file."""
-
-    epoch: int
-    global_step: int
-    source: str
 
 
 def default_device() -> torch.device:
@@ -61,9 +52,12 @@ class TorchBackend:
         the predictions re-evaluated, `num_evaluated` all of them.
 
     Raises (restore): TensorFileError, a HeldoutError: no exported model in the run directory,
-      or tensors that do not fit (named); the backend is then not usable (`logits` raises
-      `NotRestoredError`) until a restore succeeds, so it never evaluates a stale run.
+      or tensors that do not fit (named); NonFiniteWeightsError: a NaN or infinite weight or
+      moving statistic. The backend is then not usable (`logits` raises `NotRestoredError`)
+      until a restore succeeds, so it never evaluates a stale run.
     """
+
+    name = "torch"
 
     def __init__(self, arch: str, num_classes: int, input_shape: Sequence[int],
                  device: str | torch.device | None = None, precision: str = "float32",
@@ -78,12 +72,13 @@ class TorchBackend:
             raise TypeError(f"TorchBackend: unknown options {sorted(options)}")
         self._template = build_torch_model(arch, self.num_classes, self.input_shape)
         self.model: nn.Module | None = None
-        self._restored: RestoredModel | None = None
+        self._restored: RestoredRun | None = None
         self.num_reevaluated = 0
         self.num_evaluated = 0
 
-    def restore(self, run) -> RestoredModel:
-        """Loads a run's exported tensors (a `heldout.experiment.Run`; `run.path` is used)."""
+    def restore(self, run) -> RestoredRun:
+        """Loads a run's exported tensors (a `heldout.experiment.Run`; `run.path` is used),
+        every value checked finite (`heldout.pytorch.load.load_tensors`)."""
         self._restored = None  # unusable until this restore has fully succeeded
         path = find_tensor_file(run.path)
         tensor_file = read_tensor_file(path)
@@ -91,7 +86,7 @@ class TorchBackend:
         model = copy.deepcopy(self._template) if self.model is None else self.model
         load_tensors(model, tensor_file.tensors, path)
         self.model = model.to(self.device, memory_format=torch.channels_last).eval()
-        self._restored = RestoredModel(meta.epoch, meta.global_step, path)
+        self._restored = RestoredRun(meta.epoch, meta.global_step, path)
         return self._restored
 
     def _float32(self, x: torch.Tensor) -> torch.Tensor:

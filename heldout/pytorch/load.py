@@ -17,6 +17,7 @@ from heldout.export.tensorfile import (
     read_tensor_file,
 )
 from heldout.models.architectures import ARCHITECTURES, ArchitectureError
+from heldout.models.weights import check_finite_weights
 from heldout.pytorch.networks import MLP, ResNet50, SmallInception
 
 
@@ -76,10 +77,12 @@ def _few(names: Sequence[str]) -> str:
 
 def load_tensors(model: nn.Module, tensors: Mapping[str, np.ndarray], source: str) -> nn.Module:
     """Copies exported tensors (TensorFlow layout) into `model`, after checking that the names
-    and shapes are exactly the ones it expects.
+    and shapes are exactly the ones it expects and that every value is finite.
 
     Raises:
       TensorFileError: missing, extra or mis-shaped tensors, naming them (nothing is copied).
+      NonFiniteWeightsError: a weight or moving statistic is NaN or infinite (nothing is
+        copied).
     """
     expected = exported_shapes(model)
     missing = sorted(set(expected) - set(tensors))
@@ -100,6 +103,7 @@ def load_tensors(model: nn.Module, tensors: Mapping[str, np.ndarray], source: st
                 f"{source}: tensor {name} has shape {tuple(tensors[name].shape)}, expected "
                 f"{shape} for {type(model).__name__}"
             )
+    check_finite_weights(tensors, source)  # one pass, before anything is copied
     state = {}
     for key in model.state_dict():
         name = key.replace(".", "/")

@@ -332,7 +332,7 @@ def _load_cscores_file(path: str, accs: list[est.RatioAccumulator], examples: Ex
 
 
 def compute_report(
-    experiment_dir: str | os.PathLike,
+    experiment_dir: str | os.PathLike | Experiment,
     examples: Examples,
     estimates_path: str | None = None,
     cscores_path: str | None = None,
@@ -346,7 +346,8 @@ def compute_report(
     """Reads the experiment and the files, computes what is not given (module docstring).
 
     Args:
-      experiment_dir: ``<experiment>`` of the release layout (aux arrays suffice).
+      experiment_dir: ``<experiment>`` of the release layout (aux arrays suffice), or its
+        runs as `heldout.experiment.select_runs` gives them.
       examples: the dataset's labels (and images), see `examples_from_dataset`.
       estimates_path: a `heldout estimate` file to use instead of computing.
       cscores_path: a C-score file (`heldout cscores` or published) to use instead.
@@ -362,7 +363,8 @@ def compute_report(
       FingerprintError: files or labels of another dataset or order.
       NpzError, LayoutError, PublishedFormatError: unreadable or malformed inputs.
     """
-    experiment = open_experiment(experiment_dir)
+    experiment = (experiment_dir if isinstance(experiment_dir, Experiment) else
+                  open_experiment(experiment_dir))
     root = experiment.root
     accs, summaries, fingerprint = _read_runs(experiment, estimates_path is None, progress)
     _check_examples(examples, accs[0], root, fingerprint)

@@ -14,10 +14,11 @@ so `heldout inspect`, `heldout verify` and the estimators work on it unchanged. 
 in a hidden directory ``<ratio>/.<run_id>.tmp-XXXX`` and renamed into place when complete
 (`heldout.train.rundir`); `heldout.experiment.open_experiment` never counts such a directory,
 so an interrupted run is simply trained again the next time (complete runs are skipped:
-resume). Runs can be split over processes or machines by run id (`parse_run_ids`,
-`shard_run_ids`), or sent to Dask workers (`train_experiment(..., workers=N)` or
-``scheduler=``; `heldout.train.fanout`), one run or one group of stacked runs per task
-(`heldout.train.groups`); a run locked by another live process is left to it.
+resume). Runs can be split over processes or machines by run id
+(`heldout.experiment.parse_run_ids`, `shard_run_ids`), or sent to Dask workers
+(`train_experiment(..., workers=N)` or ``scheduler=``; `heldout.train.fanout`), one run or one
+group of stacked runs per task (`heldout.train.groups`); a run locked by another live process
+is left to it.
 
 Everything random in a run comes from its seed, ``run_seed(seed, ratio, run_id)``: the subset,
 the batch order (a fresh permutation of the subset each epoch, last batch smaller) and the
@@ -43,7 +44,6 @@ from heldout.train.plan import (
     DivergedError,
     RunPlan,
     TrainError,
-    parse_run_ids,
     parse_shard,
     plan_run,
     plan_runs,
@@ -81,7 +81,6 @@ __all__ = [
     "initial_model",
     "load_run_info",
     "make_model_trainer",
-    "parse_run_ids",
     "parse_shard",
     "plan_run",
     "plan_runs",

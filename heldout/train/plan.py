@@ -39,24 +39,6 @@ def ratio_name(subset_ratio: float) -> str:
         raise TrainError(f"subset ratio must lie in (0, 1]: {e}") from None
 
 
-def parse_run_ids(spec: str) -> list[int]:
-    """Run ids from ``0-499``, ``3``, ``0-9,20-29`` (ranges inclusive), sorted, unique.
-
-    Raises:
-      TrainError: anything else, or a range that runs backwards.
-    """
-    ids: set[int] = set()
-    for part in str(spec).replace(" ", "").split(","):
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if not m:
-            raise TrainError(f"bad run ids {spec!r}: expected e.g. '0-499' or '0-9,20,30-39'")
-        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
-        if hi < lo:
-            raise TrainError(f"bad run ids {spec!r}: range {part} runs backwards")
-        ids.update(range(lo, hi + 1))
-    return sorted(ids)
-
-
 def parse_shard(spec: str) -> tuple[int, int]:
     """``i/n`` -> (i, n) with 0 <= i < n: this process's share is every n-th run id from i.
 
