@@ -33,6 +33,12 @@ Accumulators, C-scores and estimate files carry the dataset fingerprint of their
 (`heldout.data.fingerprint`: name, version, split sizes, label-order hashes) when the runs had
 one (runs written by `heldout.train`; the released runs have none), and runs, shards or ratios
 computed on different datasets or orders are refused with `FingerprintError`.
+
+How much of it is noise: `noise` (below `pairwise`, which takes its thresholds) holds the
+high-influence pair rule (`pairs_rule`, `INFLUENCE_THRESHOLD`, `MEMORIZATION_THRESHOLD`), the
+significance rule of an influence (`is_significant`), the correct counts an influence is made
+of (`influence_correct_counts`) and the number of pairs expected to pass the rule by chance
+alone (`expected_noise_pairs`, `describe_pairs`).
 """
 
 from __future__ import annotations
@@ -52,6 +58,23 @@ from heldout.estimate.accumulator import (
 )
 from heldout.estimate.accumulator import (
     Progress as Progress,
+)
+from heldout.estimate.noise import (
+    INFLUENCE_THRESHOLD as INFLUENCE_THRESHOLD,
+)
+from heldout.estimate.noise import (
+    MEMORIZATION_THRESHOLD as MEMORIZATION_THRESHOLD,
+)
+from heldout.estimate.noise import (
+    SIGNIFICANCE_SIGMAS as SIGNIFICANCE_SIGMAS,
+)
+from heldout.estimate.noise import (
+    describe_pairs,
+    expected_noise_pairs,
+    influence_correct_counts,
+    is_significant,
+    pairs_rule,
+    significance_rule,
 )
 from heldout.estimate.pairwise import (
     DEFAULT_WORKING_BYTES as DEFAULT_WORKING_BYTES,
@@ -85,7 +108,8 @@ from heldout.estimate.summary import (
 )
 
 # The public names: functions and result types. Constants (ACCUMULATOR_FORMAT,
-# DEFAULT_WORKING_BYTES, INFLUENCE_KINDS), the `Progress` type and `FingerprintError` (from
+# DEFAULT_WORKING_BYTES, INFLUENCE_KINDS, INFLUENCE_THRESHOLD, MEMORIZATION_THRESHOLD,
+# SIGNIFICANCE_SIGMAS), the `Progress` type and `FingerprintError` (from
 # heldout.data.fingerprint) stay importable from here but are not part of ``import *``.
 __all__ = [
     "CScores",
@@ -99,18 +123,24 @@ __all__ = [
     "accumulate_experiment",
     "accumulate_runs",
     "cscores",
+    "describe_pairs",
     "estimate",
+    "expected_noise_pairs",
     "high_influence_pairs",
     "influence",
+    "influence_correct_counts",
     "influence_stderr",
     "influence_stderr_rows",
+    "is_significant",
     "load_accumulator",
     "load_estimate",
     "memorization",
     "merge_accumulators",
     "pairs_from_top_k",
+    "pairs_rule",
     "ratio_cscore",
     "save_estimate",
     "select_high_influence_pairs",
+    "significance_rule",
     "top_k_influence",
 ]

@@ -39,6 +39,10 @@ class RatioEstimate:
       subset_ratio: the ratio (NaN when unknown).
       influence: float32 [n_test, n_train] or None.
       topk_index: int64 [n_test, k] or None; topk_influence: float32 [n_test, k] or None.
+      test_correct_total: int64 [n_test], runs that classified each test example correctly
+        (with the counts, what an influence's standard error needs:
+        `heldout.estimate.influence_stderr_rows`), or None from a file written before it was
+        recorded.
       fingerprint: the dataset fingerprint of the runs (`heldout.data.fingerprint`), or None
         when they had none (released runs).
     """
@@ -52,6 +56,7 @@ class RatioEstimate:
     influence: np.ndarray | None = None
     topk_index: np.ndarray | None = None
     topk_influence: np.ndarray | None = None
+    test_correct_total: np.ndarray | None = None
     fingerprint: Fingerprint | None = None
 
     def to_dict(self) -> dict[str, np.ndarray]:
@@ -69,6 +74,8 @@ class RatioEstimate:
                 arrays[key] = getattr(self, key)
         if self.fingerprint is not None:
             arrays.update(self.fingerprint.to_arrays())
+        if self.test_correct_total is not None:
+            arrays["test_correct_total"] = self.test_correct_total
         return arrays
 
 
@@ -108,6 +115,7 @@ def estimate(
         acc.subset_ratio,
         **extra,
         fingerprint=acc.fingerprint,
+        test_correct_total=acc.test_correct_total.copy(),
     )
 
 
@@ -152,6 +160,12 @@ def load_estimate(path: str | os.PathLike) -> RatioEstimate:
             raise NpzError(f"{path}: key 'topk_index' holds positions outside -1..{n_train - 1}")
         extra.update(topk_index=index.astype(np.int64), topk_influence=values)
     fingerprint = read_fingerprint(arrays, path)
+    test_total = None
+    if "test_correct_total" in arrays:
+        test_total = get("test_correct_total", "iu", ("n_test",)).astype(np.int64)
+        if ((test_total < 0) | (test_total > int(arrays["num_runs"]))).any():
+            raise NpzError(f"{path}: key 'test_correct_total' holds counts outside "
+                           f"0..{int(arrays['num_runs'])} (num_runs)")
     check_fingerprint_sizes(fingerprint, n_train, sizes.get("n_test"), path)
     return RatioEstimate(
         mem.astype(np.float64),
@@ -162,4 +176,5 @@ def load_estimate(path: str | os.PathLike) -> RatioEstimate:
         float(arrays["subset_ratio"]),
         **extra,
         fingerprint=fingerprint,
+        test_correct_total=test_total,
     )
