@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from heldout import estimate as est
+from heldout.estimate import noise
 from heldout.npzio import NpzError, load_npz, save_npz_atomic
 
 
@@ -61,7 +62,7 @@ def test_significance_rule():
     np.testing.assert_array_equal(est.is_significant(np.array([0.5, 0.5]), np.array([0.1, 0.2]),
                                                      threshold=0.25), [True, False])
     assert est.significance_rule() == "influence - 2 stderr >= 0.15"
-    assert est.pairs_rule(0.2, 0.3) == ("influence >= 0.2, memorization of the training "
+    assert noise.pairs_rule(0.2, 0.3) == ("influence >= 0.2, memorization of the training "
                                         "example >= 0.3, same label")
 
 

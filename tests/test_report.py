@@ -143,6 +143,9 @@ def test_report_in_chromium(trained, tmp_path, capsys):
         assert f"mem {mem[i]:.4f} = " in caption and "± 0.0000" not in caption
     assert f"in {arrays['count_in'][i]} · out {arrays['count_out'][i]} runs" in caption
     assert label_cards == 32
+    # The label most held-out runs predicted, with its count (a proportion of runs, as counts).
+    shown = re.findall(r"predicted (\d) by (\d+) of (\d+)", html.unescape(text))
+    assert len(shown) == 32 and all(int(k) <= int(n) for _, k, n in shown)
 
     # Every influence card gives its standard error (of the runs at 0.8) in its caption and in
     # data-influence-stderr; those not significant (influence - 2 stderr < 0.15) are faded.

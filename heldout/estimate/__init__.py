@@ -35,10 +35,11 @@ one (runs written by `heldout.train`; the released runs have none), and runs, sh
 computed on different datasets or orders are refused with `FingerprintError`.
 
 How much of it is noise: `noise` (below `pairwise`, which takes its thresholds) holds the
-high-influence pair rule (`pairs_rule`, `INFLUENCE_THRESHOLD`, `MEMORIZATION_THRESHOLD`), the
-significance rule of an influence (`is_significant`), the correct counts an influence is made
-of (`influence_correct_counts`) and the number of pairs expected to pass the rule by chance
-alone (`expected_noise_pairs`, `describe_pairs`).
+high-influence pair rule (`noise.pairs_rule`, `INFLUENCE_THRESHOLD`,
+`MEMORIZATION_THRESHOLD`), the significance rule of an influence (`is_significant`), the
+correct counts an influence is made of (`influence_correct_counts`) and the number of pairs
+expected to pass the rule by chance alone (`expected_noise_pairs`, `describe_pairs`). Its
+constants and `significance_rule` are importable from here but not part of ``import *``.
 """
 
 from __future__ import annotations
@@ -73,8 +74,9 @@ from heldout.estimate.noise import (
     expected_noise_pairs,
     influence_correct_counts,
     is_significant,
-    pairs_rule,
-    significance_rule,
+)
+from heldout.estimate.noise import (
+    significance_rule as significance_rule,
 )
 from heldout.estimate.pairwise import (
     DEFAULT_WORKING_BYTES as DEFAULT_WORKING_BYTES,
@@ -108,8 +110,7 @@ from heldout.estimate.summary import (
 )
 
 # The public names: functions and result types. Constants (ACCUMULATOR_FORMAT,
-# DEFAULT_WORKING_BYTES, INFLUENCE_KINDS, INFLUENCE_THRESHOLD, MEMORIZATION_THRESHOLD,
-# SIGNIFICANCE_SIGMAS), the `Progress` type and `FingerprintError` (from
+# DEFAULT_WORKING_BYTES, INFLUENCE_KINDS), the `Progress` type and `FingerprintError` (from
 # heldout.data.fingerprint) stay importable from here but are not part of ``import *``.
 __all__ = [
     "CScores",
@@ -137,10 +138,8 @@ __all__ = [
     "memorization",
     "merge_accumulators",
     "pairs_from_top_k",
-    "pairs_rule",
     "ratio_cscore",
     "save_estimate",
     "select_high_influence_pairs",
-    "significance_rule",
     "top_k_influence",
 ]

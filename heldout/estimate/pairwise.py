@@ -13,12 +13,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from heldout.estimate import noise
 from heldout.estimate.accumulator import EstimateError, Progress, RatioAccumulator, _unpack
-from heldout.estimate.noise import (
-    INFLUENCE_THRESHOLD,
-    MEMORIZATION_THRESHOLD,
-    influence_correct_counts,
-)
 from heldout.estimate.scores import memorization
 
 DEFAULT_WORKING_BYTES = 512 * 2**20
@@ -203,7 +199,7 @@ def influence_stderr_rows(influence_rows: np.ndarray, test_correct_total: np.nda
     cout = np.asarray(count_out, np.float64)
     total = np.asarray(test_correct_total, np.float64)
     total = total[:, None] if d.ndim == 2 and total.ndim == 1 else total
-    correct_in, correct_out = influence_correct_counts(d, total, cin, cout)
+    correct_in, correct_out = noise.influence_correct_counts(d, total, cin, cout)
     with np.errstate(divide="ignore", invalid="ignore"):
         q_in = np.clip(correct_in / cin, 0.0, 1.0)
         q_out = np.clip(correct_out / cout, 0.0, 1.0)
@@ -357,8 +353,8 @@ def select_high_influence_pairs(
     mem: np.ndarray,
     train_labels: np.ndarray,
     test_labels: np.ndarray,
-    infl_threshold: float = INFLUENCE_THRESHOLD,
-    mem_threshold: float = MEMORIZATION_THRESHOLD,
+    infl_threshold: float = noise.INFLUENCE_THRESHOLD,
+    mem_threshold: float = noise.MEMORIZATION_THRESHOLD,
 ) -> HighInfluencePairs:
     """High-influence pairs from a full influence matrix (Feldman & Zhang 2020).
 
@@ -393,8 +389,8 @@ def high_influence_pairs(
     acc: RatioAccumulator,
     train_labels: np.ndarray,
     test_labels: np.ndarray,
-    infl_threshold: float = INFLUENCE_THRESHOLD,
-    mem_threshold: float = MEMORIZATION_THRESHOLD,
+    infl_threshold: float = noise.INFLUENCE_THRESHOLD,
+    mem_threshold: float = noise.MEMORIZATION_THRESHOLD,
     working_bytes: int = DEFAULT_WORKING_BYTES,
     progress: Progress | None = None,
 ) -> HighInfluencePairs:
@@ -419,8 +415,8 @@ def pairs_from_top_k(
     mem: np.ndarray,
     train_labels: np.ndarray,
     test_labels: np.ndarray,
-    infl_threshold: float = INFLUENCE_THRESHOLD,
-    mem_threshold: float = MEMORIZATION_THRESHOLD,
+    infl_threshold: float = noise.INFLUENCE_THRESHOLD,
+    mem_threshold: float = noise.MEMORIZATION_THRESHOLD,
 ) -> HighInfluencePairs:
     """High-influence pairs from top-k lists, refusing when the lists may have cut some off.
 

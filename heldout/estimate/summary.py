@@ -175,6 +175,6 @@ def load_estimate(path: str | os.PathLike) -> RatioEstimate:
         int(arrays["num_runs"]),
         float(arrays["subset_ratio"]),
         **extra,
-        fingerprint=fingerprint,
         test_correct_total=test_total,
+        fingerprint=fingerprint,
     )
