@@ -358,6 +358,7 @@ def main(argv=None) -> int:
     from heldout.data.npz import save_npz_dataset
     from heldout.experiment import open_experiment
     from heldout.npzio import save_npz_atomic
+    from heldout.report.numbers import fmt
     from heldout.train import TrainConfig, ratio_name, train_experiment
 
     start = time.perf_counter()
@@ -405,15 +406,15 @@ def main(argv=None) -> int:
     print(f"{acc.num_runs} runs at ratio {ratio}: mean accuracy (first {min(20, len(runs))} "
           f"runs) train {accuracy['train']:.4f}, held out {accuracy['removed']:.4f}, "
           f"test {accuracy['test']:.4f}")
-    print(f"memorization: mean {np.nanmean(mem):.4f}, {int(np.sum(mem >= 0.5))} examples >= 0.5, "
+    print(f"memorization: mean {fmt(np.nanmean(mem))}, {int(np.sum(mem >= 0.5))} examples >= 0.5, "
           f"{int(np.sum(np.isnan(mem)))} undefined (never held out or never in)")
     print(f"influence: largest {describe_largest_influence(est)}")
     print(high_influence_pairs_line(est, dataset))
     if len(flipped):
         is_flipped = np.zeros(n_train, bool)
         is_flipped[flipped] = True
-        print(f"label noise: mean memorization {np.nanmean(mem[is_flipped]):.4f} flipped, "
-              f"{np.nanmean(mem[~is_flipped]):.4f} clean; ROC AUC (flipped vs clean) "
+        print(f"label noise: mean memorization {fmt(np.nanmean(mem[is_flipped]))} flipped, "
+              f"{fmt(np.nanmean(mem[~is_flipped]))} clean; ROC AUC (flipped vs clean) "
               f"{roc_auc(mem, is_flipped):.4f}")
     from heldout.report import report_experiment
     report_html = os.path.join(args.output_dir, "report.html")
