@@ -234,7 +234,7 @@ def _experiment_section(data: ReportData) -> str:
     body = [
         f"<p>Experiment <code>{_esc(data.experiment_root)}</code>: "
         f"{sum(s.num_runs for s in data.ratios)} complete runs at {len(data.ratios)} subset "
-        f"ratios; dataset {_esc(data.examples.name)} "
+        f"ratio{'' if len(data.ratios) == 1 else 's'}; dataset {_esc(data.examples.name)} "
         f"({data.num_train} training, {data.num_test} test examples, "
         f"{data.examples.num_classes} classes); dataset fingerprint of the runs: {_esc(fp)}.</p>",
         table,
