@@ -14,15 +14,17 @@ Outputs in --output_dir:
 
 - ``infl_mem.npz``: ``memorization``, ``memorization_stderr`` [n_train] (float64),
   ``influence`` [n_test, n_train] (float32; 2.4 GB for all of MNIST), ``count_in``,
-  ``count_out``, ``num_runs``, ``subset_ratio``, ``train_labels``, ``test_labels`` (the labels
+  ``count_out``, ``num_runs``, ``subset_ratio``, ``test_correct_total``, ``train_labels``,
+  ``test_labels`` (the labels
   trained on, after label noise), ``label_noise_index`` (the flipped training positions;
   empty without --label_noise);
 - ``infl_mem.pdf`` / ``.png``: one row per test example (those with the largest maximum
   influence): the test image, its 4 most influential training examples, then 5 random training
   examples of its class, each titled with its label and influence +- its binomial standard
-  error; an influencer is significant when influence - 2 stderr >= 0.15 (the papers' threshold
-  with a 2-sigma margin), the others are drawn faded and marked "n.s."; the number of runs and
-  the rule are in the caption;
+  error (its counts where that would print as 0: `heldout.report.numbers.fmt_binomial`); an
+  influencer is significant when influence - 2 stderr >= 0.15 (the papers' threshold with a
+  2-sigma margin: `heldout.estimate.is_significant`, the rule of the report's cards too), the
+  others are drawn faded and marked "n.s."; the number of runs and the rule are in the caption;
 - ``memorization_hist.pdf`` / ``.png``: histogram of memorization over the range of the values
   (flipped and clean examples apart under --label_noise), titled with the numbers of runs and
   examples, the undefined (NaN) examples counted in the caption;
@@ -56,15 +58,11 @@ import time
 
 import numpy as np
 
-from heldout.estimate import influence_stderr_rows
+from heldout import estimate
 
 LABEL_NOISE_SEED = 20200830  # Fixed: the flipped examples do not depend on --seed.
 FIGURE_INFLUENTIAL = 4
 FIGURE_RANDOM = 5
-#: An influencer in the figure is significant when influence - SIGMAS * stderr >= this
-#: (0.15: the threshold of Feldman & Zhang 2020 for high-influence pairs).
-INFLUENCE_THRESHOLD = 0.15
-SIGMAS = 2.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,38 +201,40 @@ def _save_figure(fig, path_stem: str) -> None:
             fig.savefig(tmp, format=ext, dpi=150)
 
 
-def is_significant(influence: np.ndarray, stderr: np.ndarray) -> np.ndarray:
-    """bool: influence - SIGMAS * stderr >= INFLUENCE_THRESHOLD (False where NaN)."""
-    with np.errstate(invalid="ignore"):
-        return np.asarray(influence) - SIGMAS * np.asarray(stderr) >= INFLUENCE_THRESHOLD
-
-
-def plot_influence(dataset, influence: np.ndarray, stderr_rows, rows: int, path_stem: str,
-                   num_runs: int, subset_ratio: float, seed: int = 0) -> list[dict]:
+def plot_influence(dataset, est: estimate.RatioEstimate, rows: int, path_stem: str,
+                   seed: int = 0) -> dict:
     """The influence figure (see the module docstring), as PDF and PNG.
 
     Args:
-      influence: float32 [n_test, n_train].
-      stderr_rows: function (test positions int [k]) -> float [k, n_train], the standard
-        errors of those rows (e.g. `influence_stderr_rows` bound to the accumulator).
-      num_runs, subset_ratio: shown in the caption.
+      dataset: the dataset trained on (images and labels).
+      est: the estimate with full influence (float32 [n_test, n_train]) and
+        ``test_correct_total``; the standard errors are
+        `heldout.estimate.influence_stderr_rows` of its rows, the significance
+        `heldout.estimate.is_significant`; its runs and ratio are in the caption.
+      rows: test examples shown.
 
     Returns:
       ``panels``: one dict per influencer panel drawn (``test``, ``train``, ``influence``,
-      ``stderr``, ``significant``); ``caption``: the figure's caption.
+      ``stderr``, ``significant``, ``title``); ``caption``: the figure's caption.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from heldout.report.numbers import fmt_binomial
+
+    influence = est.influence
     rng = np.random.default_rng(seed)
     y_train, y_test = dataset.split_labels("train"), dataset.split_labels("test")
     x_train, x_test = dataset.images["train"], dataset.images["test"]
     filled = np.where(np.isnan(influence), -np.inf, influence)
     best = filled.max(axis=1)
     tests = np.argsort(-best, kind="stable")[:rows]
-    stderr = stderr_rows(tests)
+    stderr = estimate.influence_stderr_rows(influence[tests], est.test_correct_total[tests],
+                                            est.count_in, est.count_out)
+    correct_in, correct_out = estimate.influence_correct_counts(
+        influence[tests], est.test_correct_total[tests, None], est.count_in, est.count_out)
     cols = 1 + FIGURE_INFLUENTIAL + FIGURE_RANDOM
     height = 1.75 * len(tests) + 0.5
     fig, axes = plt.subplots(len(tests), cols, figsize=(1.3 * cols, height), squeeze=False)
@@ -246,25 +246,29 @@ def plot_influence(dataset, influence: np.ndarray, stderr_rows, rows: int, path_
         randoms = rng.choice(same, min(FIGURE_RANDOM, len(same)), replace=False)
         for col, i in enumerate([*top, *randoms], start=1):
             value, error = float(influence[j, i]), float(stderr[row, i])
-            significant = bool(is_significant(value, error))
+            significant = bool(estimate.is_significant(value, error))
             ax = axes[row, col]
-            _show(ax, x_train[i], f"label {y_train[i]}\n{value:.2f}\u00b1{error:.2f}"
-                  + ("" if significant or col > len(top) else " n.s."))
+            text = fmt_binomial(value, error, (correct_in[row, i], correct_out[row, i]),
+                                (est.count_in[i], est.count_out[i]), 2, difference=True)
+            title = (f"label {y_train[i]}\n{text}"
+                     + ("" if significant or col > len(top) else " n.s."))
+            _show(ax, x_train[i], title)
             if col <= len(top):
                 panels.append(dict(test=int(j), train=int(i), influence=value, stderr=error,
-                                   significant=significant))
+                                   significant=significant, title=title))
                 if not significant:
                     ax.images[0].set_alpha(0.3)
                     ax.title.set_color("0.5")
         for col in range(1 + len(top) + len(randoms), cols):
             axes[row, col].axis("off")
     caption = (
-        f"{num_runs} runs at subset ratio {subset_ratio:g}. Test examples (left), their "
+        f"{est.num_runs} runs at subset ratio {est.subset_ratio:g}. Test examples (left), their "
         f"{FIGURE_INFLUENTIAL} most influential training examples, then {FIGURE_RANDOM} random "
         "training examples of the same class; titles: label, influence \u00b1 binomial "
-        f"standard error.\nAn influencer is significant when influence \u2212 "
-        f"{SIGMAS:g}\u00b7stderr \u2265 {INFLUENCE_THRESHOLD} (the threshold of Feldman & "
-        f"Zhang 2020 with a {SIGMAS:g}-sigma margin); the others are faded and marked n.s.")
+        "standard error (where it would print as 0, the counts: correct with \u2212 correct "
+        f"without).\nAn influencer is significant when {estimate.significance_rule()} (the "
+        f"threshold of Feldman & Zhang 2020 with a {estimate.SIGNIFICANCE_SIGMAS:g}-sigma "
+        "margin); the others are faded and marked n.s.")
     fig.suptitle(caption, fontsize=6)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / height), h_pad=1.2)
     _save_figure(fig, path_stem)
@@ -319,10 +323,29 @@ def plot_memorization(memorization: np.ndarray, flipped: np.ndarray, path_stem: 
     return dict(xlim=(float(bins[0]), float(bins[-1])), title=title, caption=caption)
 
 
-def _stderr_rows(influence: np.ndarray, acc, tests: np.ndarray) -> np.ndarray:
-    """`influence_stderr_rows` for the test positions `tests`, from an accumulator."""
-    return influence_stderr_rows(influence[tests], acc.test_correct_total[tests], acc.count_in,
-                                 acc.count_out)
+def describe_largest_influence(est: estimate.RatioEstimate) -> str:
+    """The largest influence ± its standard error (or its counts), and where it is."""
+    from heldout.report.numbers import fmt_binomial
+
+    j, i = np.unravel_index(np.nanargmax(est.influence), est.influence.shape)
+    value = est.influence[j, i]
+    args = (value, est.test_correct_total[j], est.count_in[i], est.count_out[i])
+    stderr = float(estimate.influence_stderr_rows(*args))
+    text = fmt_binomial(value, stderr, estimate.influence_correct_counts(*args),
+                        (est.count_in[i], est.count_out[i]), 4, difference=True)
+    return f"{text} (training example {i} on test example {j})"
+
+
+def high_influence_pairs_line(est: estimate.RatioEstimate, dataset) -> str:
+    """The count of high-influence pairs by the rule of `heldout pairs` and the report
+    (`heldout.estimate.select_high_influence_pairs`, default thresholds), with the number
+    expected by chance alone at this run count (`heldout.estimate.describe_pairs`)."""
+    y_train, y_test = dataset.split_labels("train"), dataset.split_labels("test")
+    pairs = estimate.select_high_influence_pairs(est.influence, est.memorization, y_train,
+                                                 y_test)
+    noise = estimate.expected_noise_pairs(est.count_in, est.count_out, est.test_correct_total,
+                                          est.num_runs, est.memorization, y_train, y_test)
+    return estimate.describe_pairs(len(pairs), noise, est.num_runs)
 
 
 def main(argv=None) -> int:
@@ -332,10 +355,10 @@ def main(argv=None) -> int:
     import_tensorflow()
     from tqdm import tqdm
 
-    from heldout import estimate
     from heldout.data.npz import save_npz_dataset
     from heldout.experiment import RunIds, select_runs
     from heldout.npzio import save_npz_atomic
+    from heldout.report.numbers import fmt
     from heldout.train import TrainConfig, ratio_name, train_experiment
 
     start = time.perf_counter()
@@ -373,9 +396,7 @@ def main(argv=None) -> int:
     }
     out_npz = os.path.join(args.output_dir, "infl_mem.npz")
     save_npz_atomic(out_npz, arrays)
-    stderr_rows = functools.partial(_stderr_rows, est.influence, acc)
-    plot_influence(dataset, est.influence, stderr_rows, args.figure_rows,
-                   os.path.join(args.output_dir, "infl_mem"), acc.num_runs, args.subset_ratio,
+    plot_influence(dataset, est, args.figure_rows, os.path.join(args.output_dir, "infl_mem"),
                    args.seed)
     plot_memorization(mem, flipped, os.path.join(args.output_dir, "memorization_hist"),
                       acc.num_runs, args.subset_ratio)
@@ -385,15 +406,15 @@ def main(argv=None) -> int:
     print(f"{acc.num_runs} runs at ratio {ratio}: mean accuracy (first {min(20, len(runs))} "
           f"runs) train {accuracy['train']:.4f}, held out {accuracy['removed']:.4f}, "
           f"test {accuracy['test']:.4f}")
-    print(f"memorization: mean {np.nanmean(mem):.4f}, {int(np.sum(mem >= 0.5))} examples >= 0.5, "
+    print(f"memorization: mean {fmt(np.nanmean(mem))}, {int(np.sum(mem >= 0.5))} examples >= 0.5, "
           f"{int(np.sum(np.isnan(mem)))} undefined (never held out or never in)")
-    print(f"influence: largest {np.nanmax(est.influence):.4f}; "
-          f"{int(np.sum(est.influence >= 0.15))} pairs >= 0.15")
+    print(f"influence: largest {describe_largest_influence(est)}")
+    print(high_influence_pairs_line(est, dataset))
     if len(flipped):
         is_flipped = np.zeros(n_train, bool)
         is_flipped[flipped] = True
-        print(f"label noise: mean memorization {np.nanmean(mem[is_flipped]):.4f} flipped, "
-              f"{np.nanmean(mem[~is_flipped]):.4f} clean; ROC AUC (flipped vs clean) "
+        print(f"label noise: mean memorization {fmt(np.nanmean(mem[is_flipped]))} flipped, "
+              f"{fmt(np.nanmean(mem[~is_flipped]))} clean; ROC AUC (flipped vs clean) "
               f"{roc_auc(mem, is_flipped):.4f}")
     from heldout.report import report_experiment
     report_html = os.path.join(args.output_dir, "report.html")

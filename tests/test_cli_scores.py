@@ -16,7 +16,7 @@ from heldout.cli import main
 from heldout.data.fingerprint import KEYS as FINGERPRINT_KEYS
 from heldout.data.fingerprint import fingerprint_from_labels, read_fingerprint
 from heldout.experiment import make_aux_arrays, open_experiment, write_aux_arrays
-from heldout.npzio import load_npz
+from heldout.npzio import load_npz, save_npz_atomic
 
 SHARED = pathlib.Path(__file__).resolve().parent / "data"
 ESTIMATE_KEYS = [
@@ -26,6 +26,7 @@ ESTIMATE_KEYS = [
     "memorization_stderr",
     "num_runs",
     "subset_ratio",
+    "test_correct_total",
 ]
 F32 = 4 * float(np.finfo(np.float32).eps)
 
@@ -191,10 +192,26 @@ def test_pairs_on_fmnist(fmnist, tmp_path, capsys):
     )  # fmt: skip
     assert status == 0, err
     pairs = pub.read_pairs(tmp_path / "pairs.npz", 2000, 500, 0.15, 0.25)
-    assert f"{len(pairs)} high-influence pairs" in out
     masks, correct, test_correct = matrices(experiment, "0.5")
     mem, infl = direct(masks, correct, test_correct)
     y_train, y_test = dataset["train__label"], dataset["test__label"]
+    # The count, the rule, and the pairs expected by chance at 2 runs (no true influence).
+    noise = est.expected_noise_pairs(masks.sum(0), (~masks).sum(0), test_correct.sum(0), 2, mem,
+                                     y_train, y_test)
+    assert noise > 0.5 * len(pairs)
+    assert (f"{len(pairs)} high-influence pairs (influence >= 0.15, memorization of the "
+            f"training example >= 0.25, same label); {noise:.1f} expected by chance alone at 2 "
+            "runs (if no example influenced any other): most of them may be noise; over ") in out
+    arrays = load_npz(tmp_path / "full.npz")
+    np.testing.assert_array_equal(arrays["test_correct_total"], test_correct.sum(0))
+    # An estimate written before test_correct_total was recorded: an upper bound (p_j = 1/2).
+    del arrays["test_correct_total"]
+    save_npz_atomic(tmp_path / "old.npz", arrays)
+    status, out, err = run_cli(capsys, "pairs", tmp_path / "old.npz", "--dataset_npz",
+                               fmnist / "dataset.npz", "--out", tmp_path / "old_pairs.npz")
+    bound = est.expected_noise_pairs(masks.sum(0), (~masks).sum(0), None, 2, mem, y_train,
+                                     y_test)
+    assert status == 0 and f"; at most {bound:.1f} expected by chance alone at 2 runs" in out
     want = {
         (i, j)
         for i, j in zip(*np.nonzero(infl.T >= 0.15), strict=True)

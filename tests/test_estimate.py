@@ -318,6 +318,7 @@ def test_estimate_file_round_trip(tmp_path):
         "memorization_stderr",
         "num_runs",
         "subset_ratio",
+        "test_correct_total",
         "topk_index",
         "topk_influence",
     ]

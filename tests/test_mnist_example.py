@@ -78,6 +78,17 @@ def test_digits_pipeline_end_to_end(example, tmp_path, capsys):
     np.testing.assert_allclose(arrays["memorization"], mem, atol=1e-12)
     np.testing.assert_allclose(arrays["influence"], infl, atol=1e-6)
 
+    # One rule for the pairs: the script, `heldout pairs` and the report count the same ones.
+    count, rule = re.search(r"^(\d+) high-influence pairs \(([^)]*)\); \d+\.\d expected by "
+                            r"chance alone at 6 runs", printed, re.M).groups()
+    assert rule == "influence >= 0.15, memorization of the training example >= 0.25, same label"
+    est_npz = str(tmp_path / "e.npz")
+    assert heldout_main(["estimate", str(out / "experiment"), "--out", est_npz]) == 0
+    assert heldout_main(["pairs", est_npz, "--dataset_npz", str(out / "dataset.npz"), "--out",
+                         str(tmp_path / "pairs.npz")]) == 0
+    assert f": {count} high-influence pairs ({rule})" in capsys.readouterr().out
+    assert f"{count} high-influence pairs (" in (out / "report.html").read_text()
+
     # The printed command verifies a run with all predictions matching.
     command = re.search(r"verify a run: heldout (verify .*)", printed).group(1).split()
     assert command[1] == runs[0].path
@@ -150,49 +161,56 @@ def test_fashion_mnist_label_noise_is_memorized(example, tmp_path, capsys, fmnis
     assert f"ROC AUC (flipped vs clean) {auc:.4f}" in printed
 
 
-def test_influence_stderr_rows_is_the_binomial_stderr(example):
-    """The figure's standard errors, from a few rows of influence and the counts, equal
-    `heldout.estimate.influence_stderr` (which builds the whole matrix)."""
+def _toy_estimate():
+    """A dataset of 12 training and 3 test examples (labels 0, 1, 2 in turn) and the estimate
+    of 40 runs where test example 0 copies training example 3's membership (influence 1, every
+    run agreeing: standard error 0), test example 1 follows training example 6's in 70% of the
+    runs, and the rest is noise."""
     from heldout import estimate
-
-    rng = np.random.default_rng(4)
-    masks = rng.random((40, 60)) < 0.7
-    masks[:, 0] = True  # in every run: undefined
-    acc = estimate.accumulate(masks, rng.random((40, 60)) < 0.8, rng.random((40, 9)) < 0.6)
-    influence, want = estimate.influence(acc), estimate.influence_stderr(acc)
-    rows = np.array([0, 3, 8])
-    got = example.influence_stderr_rows(influence[rows], acc.test_correct_total[rows],
-                                        acc.count_in, acc.count_out)
-    np.testing.assert_allclose(got, want[rows], atol=2e-6)
-    assert np.isnan(got[:, 0]).all() and not np.isnan(got[:, 1:]).any()
-    assert example.is_significant(0.3, 0.07) and not example.is_significant(0.29, 0.07)
-    assert not example.is_significant(np.nan, 0.01)
-
-
-def test_figures_state_their_noise(example, tmp_path):
-    """The influence figure marks influencers whose influence - 2 stderr is below 0.15 and
-    states the rule and the number of runs; the histogram fits its range to the data, counts
-    the runs and examples in its title and the undefined examples in its caption. Both are
-    written atomically (no temporary file left)."""
     from heldout.data import ArrayDataset
 
     rng = np.random.default_rng(0)
     images = {s: rng.integers(0, 255, (n, 4, 4, 1), dtype=np.uint8)
               for s, n in (("train", 12), ("test", 3))}
     labels = {"train": np.arange(12) % 3, "test": np.arange(3)}
-    dataset = ArrayDataset("toy", 3, images, labels)
-    influence = np.zeros((3, 12), np.float32)
-    influence[0, [3, 6, 9, 0]] = [0.80, 0.40, 0.17, 0.16]
-    stderr = np.full((3, 12), 0.05)
-    stderr[0, 6] = 0.2  # 0.40 - 0.40 < 0.15: not significant
-    drawn = example.plot_influence(dataset, influence, lambda tests: stderr[tests], 1,
-                                   str(tmp_path / "infl"), num_runs=400, subset_ratio=0.7)
-    assert [(p["train"], p["significant"]) for p in drawn["panels"]] == [
-        (3, True), (6, False), (9, False), (0, False)]
-    assert drawn["panels"][0]["stderr"] == 0.05
-    assert drawn["panels"][0]["influence"] == pytest.approx(0.8)
-    assert drawn["caption"].startswith("400 runs at subset ratio 0.7.")
-    assert "influence \u2212 2\u00b7stderr \u2265 0.15" in drawn["caption"]
+    masks = rng.random((40, 12)) < 0.7
+    test_correct = rng.random((40, 3)) < 0.6
+    test_correct[:, 0] = masks[:, 3]
+    test_correct[:, 1] = np.where(rng.random(40) < 0.7, masks[:, 6], test_correct[:, 1])
+    acc = estimate.accumulate(masks, masks | (rng.random((40, 12)) < 0.5), test_correct,
+                              subset_ratio=0.7)
+    return ArrayDataset("toy", 3, images, labels), acc, estimate.estimate(acc, "full")
+
+
+def test_figures_state_their_noise(example, tmp_path):
+    """The influence figure gives each influencer its standard error (the counts where it
+    would print as 0), marks those whose influence - 2 stderr is below 0.15 (the package's
+    rule) and states the rule and the number of runs; the histogram fits its range to the
+    data, counts the runs and examples in its title and the undefined examples in its
+    caption. Both are written atomically (no temporary file left)."""
+    from heldout import estimate
+
+    dataset, acc, est = _toy_estimate()
+    stderr = estimate.influence_stderr(acc)
+    drawn = example.plot_influence(dataset, est, 2, str(tmp_path / "infl"))
+    panels = drawn["panels"]
+    assert len(panels) == 8 and {p["test"] for p in panels} == {0, 1}
+    for p in panels:
+        j, i = p["test"], p["train"]
+        assert p["influence"] == pytest.approx(est.influence[j, i])
+        assert p["stderr"] == pytest.approx(stderr[j, i], abs=1e-6)
+        assert p["significant"] == (p["influence"] - 2 * p["stderr"] >= 0.15)
+        assert p["title"].endswith(" n.s.") == (not p["significant"])
+    first = panels[0]
+    assert (first["test"], first["train"], first["influence"]) == (0, 3, 1.0)
+    n_in = int(acc.count_in[3])
+    assert first["title"] == f"label 0\n1.00 = {n_in}/{n_in} \u2212 0/{40 - n_in}"
+    assert first["significant"]
+    noisy = [p for p in panels if not p["significant"]]
+    assert noisy and all(f"{p['influence']:.2f} \u00b1 {p['stderr']:.2f} n.s." in p["title"]
+                         for p in noisy)
+    assert drawn["caption"].startswith("40 runs at subset ratio 0.7.")
+    assert "influence - 2 stderr >= 0.15" in drawn["caption"]
     mem = np.concatenate([np.linspace(-0.05, 0.85, 97), [np.nan] * 3])
     hist = example.plot_memorization(mem, np.zeros(0, np.int64), str(tmp_path / "hist"),
                                      num_runs=400, subset_ratio=0.7)
@@ -202,3 +220,24 @@ def test_figures_state_their_noise(example, tmp_path):
                              "ratio 0.7")
     assert "3 undefined (NaN" in hist["caption"] and "97 examples shown" in hist["caption"]
     assert sorted(os.listdir(tmp_path)) == ["hist.pdf", "hist.png", "infl.pdf", "infl.png"]
+
+
+def test_printed_pairs_follow_the_rule_of_heldout_pairs(example):
+    """The script counts high-influence pairs by the rule of `heldout pairs` and the report
+    (not every influence >= 0.15), names the rule and says how many are expected by chance."""
+    from heldout import estimate
+
+    dataset, acc, est = _toy_estimate()
+    y_train, y_test = dataset.split_labels("train"), dataset.split_labels("test")
+    pairs = estimate.select_high_influence_pairs(est.influence, est.memorization, y_train,
+                                                 y_test)
+    noise = estimate.expected_noise_pairs(acc.count_in, acc.count_out, acc.test_correct_total,
+                                          40, est.memorization, y_train, y_test)
+    assert np.sum(est.influence >= 0.15) > len(pairs) > 0
+    line = example.high_influence_pairs_line(est, dataset)
+    assert line.startswith(f"{len(pairs)} high-influence pairs (influence >= 0.15, "
+                           "memorization of the training example >= 0.25, same label); "
+                           f"{noise:.1f} expected by chance alone at 40 runs")
+    n_in = int(acc.count_in[3])
+    assert example.describe_largest_influence(est) == (
+        f"1.0000 = {n_in}/{n_in} \u2212 0/{40 - n_in} (training example 3 on test example 0)")

@@ -112,6 +112,10 @@ def test_report_in_chromium(trained, tmp_path, capsys):
             "(() => { const c = document.querySelector('#memorization-gallery .card');"
             " return [c.dataset, c.querySelector('figcaption').innerText]; })()")
         label_cards = page.evaluate("document.querySelectorAll('#label-gallery .card').length")
+        influence_cards = page.evaluate(
+            "[...document.querySelectorAll('#influence .card[data-influence]')].map(c => "
+            "[{...c.dataset}, c.classList.contains('ns'), c.querySelector('figcaption')"
+            ".innerText, getComputedStyle(c.querySelector('img')).opacity])")
         page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
         browser.close()
     assert errors == []
@@ -125,15 +129,41 @@ def test_report_in_chromium(trained, tmp_path, capsys):
     mem = arrays["memorization"]
     i = int(np.flatnonzero(mem == np.nanmax(mem))[0])
     data, caption = top
+    caption = caption.replace("\u00a0", " ")  # no-break spaces keep "0.41 ± 0.12" together
     assert int(data["index"]) == i
     assert int(data["label"]) == load_digits().split_labels("train")[i]
     assert float(data["memorization"]) == mem[i]
     assert float(data["stderr"]) == arrays["memorization_stderr"][i]
     assert (int(data["countIn"]), int(data["countOut"])) == (arrays["count_in"][i],
                                                             arrays["count_out"][i])
-    assert f"mem {mem[i]:.4f} ± {arrays['memorization_stderr'][i]:.4f}" in caption
+    se = arrays["memorization_stderr"][i]
+    if round(se, 4) > 0:
+        assert f"mem {mem[i]:.4f} ± {se:.4f}" in caption
+    else:  # every run agreeing: the counts, never ± 0.0000
+        assert f"mem {mem[i]:.4f} = " in caption and "± 0.0000" not in caption
     assert f"in {arrays['count_in'][i]} · out {arrays['count_out'][i]} runs" in caption
     assert label_cards == 32
+    # The label most held-out runs predicted, with its count (a proportion of runs, as counts).
+    shown = re.findall(r"predicted (\d) by (\d+) of (\d+)", html.unescape(text))
+    assert len(shown) == 32 and all(int(k) <= int(n) for _, k, n in shown)
+
+    # Every influence card gives its standard error (of the runs at 0.8) in its caption and in
+    # data-influence-stderr; those not significant (influence - 2 stderr < 0.15) are faded.
+    acc = est.accumulate_experiment(trained / "exp", ["0.8"])[0]
+    stderr, infl = est.influence_stderr(acc), est.influence(acc)
+    assert len(influence_cards) >= 12  # at 20 runs (about 4 holding each example out): n.s.
+    for data, faded, caption, opacity in influence_cards:
+        i, j = int(data["index"]), int(data["testIndex"])
+        value, se = float(data["influence"]), float(data["influenceStderr"])
+        assert value == pytest.approx(infl[j, i], abs=1e-6)
+        assert se == pytest.approx(stderr[j, i], abs=1e-6)
+        significant = value - 2 * se >= 0.15
+        assert data["significant"] == str(significant).lower() and faded == (not significant)
+        assert float(opacity) == (1.0 if significant else 0.35)
+        line = caption.replace("\u00a0", " ").splitlines()[1]
+        assert line.endswith("n.s.") == (not significant)
+        assert line.startswith(f"infl {value:.2f} ± {se:.2f}" if round(se, 2) > 0 else
+                               f"infl {value:.2f} = ")
 
 
 def test_predictions_majority_and_checks(trained, tmp_path):
@@ -195,7 +225,17 @@ def test_computed_estimates_and_plot(trained, tmp_path, capsys):
     exact = est.high_influence_pairs(est.accumulate_experiment(trained / "exp", ["0.8"])[0],
                                      labels.split_labels("train"), labels.split_labels("test"))
     np.testing.assert_array_equal(data.pairs.tr_idx, exact.tr_idx)
-    assert "Section omitted" in __import__("heldout.report", fromlist=["x"]).render_page(data)
+    page = html.unescape(__import__("heldout.report", fromlist=["x"]).render_page(data))
+    assert "Section omitted" in page
+    # The pairs' count names the rule and how many would pass it by chance at 20 runs.
+    noise = est.expected_noise_pairs(
+        data.estimate.count_in, data.estimate.count_out, data.estimate.test_correct_total,
+        RUNS_PER_RATIO, data.estimate.memorization, labels.split_labels("train"),
+        labels.split_labels("test"))
+    assert data.pairs_expected_noise == noise
+    assert (f"{len(exact)} high-influence pairs (influence >= 0.15, memorization of the "
+            f"training example >= 0.25, same label); {noise:.1f} expected by chance alone at "
+            f"{RUNS_PER_RATIO} runs") in page
 
     out = tmp_path / "figures"
     assert heldout_main(["plot", str(trained / "exp"), "--dataset_npz",

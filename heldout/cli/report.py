@@ -20,6 +20,7 @@ import os
 
 from tqdm import tqdm
 
+from heldout import estimate as est
 from heldout import report
 from heldout.cli.common import (
     CommandError,
@@ -40,8 +41,10 @@ def _add_input_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cscores", help="C-score file to use (default: computed over all ratios)")
     p.add_argument("--top_k", type=positive_int, default=report.DEFAULT_TOP_K,
                    help=f"influence entries per test example (default {report.DEFAULT_TOP_K})")
-    p.add_argument("--infl_threshold", type=float, default=0.15, help="default 0.15")
-    p.add_argument("--mem_threshold", type=float, default=0.25, help="default 0.25")
+    p.add_argument("--infl_threshold", type=float, default=est.INFLUENCE_THRESHOLD,
+                   help="smallest influence of a high-influence pair")
+    p.add_argument("--mem_threshold", type=float, default=est.MEMORIZATION_THRESHOLD,
+                   help="smallest memorization of a high-influence pair's training example")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -109,15 +109,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--infl_threshold, memorization of the training example >= --mem_threshold, same "
         "label. Writes the published format: tr_idx, tt_idx, infl, mem. When the estimate "
         "carries a dataset fingerprint, labels in another order or of another dataset are "
-        "refused.",
+        "refused. Prints the count with the number of pairs expected to pass the rule by "
+        "chance alone at the estimate's run count (no true influence; an upper bound for an "
+        "estimate file without test_correct_total, written before it was recorded).",
         formatter_class=HelpFormatter,
     )
     p.add_argument("estimate_npz", metavar="EST_NPZ", help="output of `heldout estimate`")
     add_dataset_flags(p)
     p.add_argument("--out", required=True, help="output .npz (written atomically)")
-    p.add_argument("--infl_threshold", type=float, default=0.15,
+    p.add_argument("--infl_threshold", type=float, default=est.INFLUENCE_THRESHOLD,
                    help="smallest influence of a pair")
-    p.add_argument("--mem_threshold", type=float, default=0.25,
+    p.add_argument("--mem_threshold", type=float, default=est.MEMORIZATION_THRESHOLD,
                    help="smallest memorization of a pair's training example")
     p.set_defaults(handler=pairs_command)
 
@@ -306,12 +308,13 @@ def pairs_command(args: argparse.Namespace) -> int:
         except est.EstimateError as e:
             raise CommandError(f"{args.estimate_npz}: {e}") from e
     published.write_pairs(args.out, pairs)
-    print(
-        f"{args.out}: {len(pairs)} high-influence pairs (influence >= {args.infl_threshold}, "
-        f"memorization >= {args.mem_threshold}, same label) over "
-        f"{len(np.unique(pairs.tr_idx))} training and {len(np.unique(pairs.tt_idx))} test "
-        "examples"
-    )
+    noise = est.expected_noise_pairs(
+        estimate.count_in, estimate.count_out, estimate.test_correct_total, estimate.num_runs,
+        estimate.memorization, train_labels, test_labels, **thresholds)
+    described = est.describe_pairs(len(pairs), noise, estimate.num_runs, **thresholds,
+                                   upper_bound=estimate.test_correct_total is None)
+    print(f"{args.out}: {described}; over {len(np.unique(pairs.tr_idx))} training and "
+          f"{len(np.unique(pairs.tt_idx))} test examples")
     return 0
 
 

@@ -33,6 +33,13 @@ Accumulators, C-scores and estimate files carry the dataset fingerprint of their
 (`heldout.data.fingerprint`: name, version, split sizes, label-order hashes) when the runs had
 one (runs written by `heldout.train`; the released runs have none), and runs, shards or ratios
 computed on different datasets or orders are refused with `FingerprintError`.
+
+How much of it is noise: `noise` (below `pairwise`, which takes its thresholds) holds the
+high-influence pair rule (`noise.pairs_rule`, `INFLUENCE_THRESHOLD`,
+`MEMORIZATION_THRESHOLD`), the significance rule of an influence (`is_significant`), the
+correct counts an influence is made of (`influence_correct_counts`) and the number of pairs
+expected to pass the rule by chance alone (`expected_noise_pairs`, `describe_pairs`). Its
+constants and `significance_rule` are importable from here but not part of ``import *``.
 """
 
 from __future__ import annotations
@@ -52,6 +59,24 @@ from heldout.estimate.accumulator import (
 )
 from heldout.estimate.accumulator import (
     Progress as Progress,
+)
+from heldout.estimate.noise import (
+    INFLUENCE_THRESHOLD as INFLUENCE_THRESHOLD,
+)
+from heldout.estimate.noise import (
+    MEMORIZATION_THRESHOLD as MEMORIZATION_THRESHOLD,
+)
+from heldout.estimate.noise import (
+    SIGNIFICANCE_SIGMAS as SIGNIFICANCE_SIGMAS,
+)
+from heldout.estimate.noise import (
+    describe_pairs,
+    expected_noise_pairs,
+    influence_correct_counts,
+    is_significant,
+)
+from heldout.estimate.noise import (
+    significance_rule as significance_rule,
 )
 from heldout.estimate.pairwise import (
     DEFAULT_WORKING_BYTES as DEFAULT_WORKING_BYTES,
@@ -102,11 +127,15 @@ __all__ = [
     "accumulate_experiment",
     "accumulate_runs",
     "cscores",
+    "describe_pairs",
     "estimate",
+    "expected_noise_pairs",
     "high_influence_pairs",
     "influence",
+    "influence_correct_counts",
     "influence_stderr",
     "influence_stderr_rows",
+    "is_significant",
     "load_accumulator",
     "load_estimate",
     "memorization",

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from heldout.estimate import noise
 from heldout.estimate.accumulator import EstimateError, Progress, RatioAccumulator, _unpack
 from heldout.estimate.scores import memorization
 
@@ -166,11 +167,10 @@ def influence_stderr(acc: RatioAccumulator) -> np.ndarray:
 
 
 def _difference_stderr(q_in, q_out, cin, cout) -> np.ndarray:
-    """Binomial standard error of ``q_in - q_out`` (rows x n_train), NaN where a count is 0."""
+    """Binomial standard error of ``q_in - q_out`` (broadcast shape), NaN where a count is 0."""
     with np.errstate(divide="ignore", invalid="ignore"):
         var = q_in * (1 - q_in) / cin + q_out * (1 - q_out) / cout
-    var[:, ((cin == 0) | (cout == 0))[0]] = np.nan
-    return np.sqrt(var)
+        return np.where((cin > 0) & (cout > 0), np.sqrt(var), np.nan)
 
 
 def influence_stderr_rows(influence_rows: np.ndarray, test_correct_total: np.ndarray,
@@ -181,8 +181,13 @@ def influence_stderr_rows(influence_rows: np.ndarray, test_correct_total: np.nda
     example i, influence = q_in - q_out and its standard error is
     ``sqrt(q_in (1 - q_in) / count_in + q_out (1 - q_out) / count_out)`` (as
     `heldout.estimate.influence_stderr`, which builds the whole matrix). q_in and q_out follow
-    from the influence d and the test example's correct count T over all R runs:
-    ``q_in = (T + d count_out) / R`` and ``q_out = q_in - d``. NaN where undefined.
+    from the influence d and the test example's correct count T over all R runs
+    (`heldout.estimate.noise.influence_correct_counts`: ``q_in = (T + d count_out) / R`` and
+    ``q_out = q_in - d``, rounded to the counts they are made of). NaN where undefined.
+
+    Any entries of the matrix work too: the inputs broadcast against each other, except that a
+    1-D `test_correct_total` with 2-D `influence_rows` gives each row's (top-k lists: counts
+    ``count_in[topk_index]``; pairs: all four 1-D, one entry per pair).
 
     Args:
       influence_rows: float [rows, n_train], rows j of the influence matrix.
@@ -190,12 +195,14 @@ def influence_stderr_rows(influence_rows: np.ndarray, test_correct_total: np.nda
       count_in, count_out: int [n_train], runs with / without training example i.
     """
     d = np.asarray(influence_rows, np.float64)
-    cin = np.asarray(count_in, np.float64)[None, :]
-    cout = np.asarray(count_out, np.float64)[None, :]
-    total = np.asarray(test_correct_total, np.float64)[:, None]
+    cin = np.asarray(count_in, np.float64)
+    cout = np.asarray(count_out, np.float64)
+    total = np.asarray(test_correct_total, np.float64)
+    total = total[:, None] if d.ndim == 2 and total.ndim == 1 else total
+    correct_in, correct_out = noise.influence_correct_counts(d, total, cin, cout)
     with np.errstate(divide="ignore", invalid="ignore"):
-        q_in = np.clip((total + d * cout) / (cin + cout), 0.0, 1.0)
-        q_out = np.clip(q_in - d, 0.0, 1.0)
+        q_in = np.clip(correct_in / cin, 0.0, 1.0)
+        q_out = np.clip(correct_out / cout, 0.0, 1.0)
     return _difference_stderr(q_in, q_out, cin, cout)
 
 
@@ -346,8 +353,8 @@ def select_high_influence_pairs(
     mem: np.ndarray,
     train_labels: np.ndarray,
     test_labels: np.ndarray,
-    infl_threshold: float = 0.15,
-    mem_threshold: float = 0.25,
+    infl_threshold: float = noise.INFLUENCE_THRESHOLD,
+    mem_threshold: float = noise.MEMORIZATION_THRESHOLD,
 ) -> HighInfluencePairs:
     """High-influence pairs from a full influence matrix (Feldman & Zhang 2020).
 
@@ -382,8 +389,8 @@ def high_influence_pairs(
     acc: RatioAccumulator,
     train_labels: np.ndarray,
     test_labels: np.ndarray,
-    infl_threshold: float = 0.15,
-    mem_threshold: float = 0.25,
+    infl_threshold: float = noise.INFLUENCE_THRESHOLD,
+    mem_threshold: float = noise.MEMORIZATION_THRESHOLD,
     working_bytes: int = DEFAULT_WORKING_BYTES,
     progress: Progress | None = None,
 ) -> HighInfluencePairs:
@@ -408,8 +415,8 @@ def pairs_from_top_k(
     mem: np.ndarray,
     train_labels: np.ndarray,
     test_labels: np.ndarray,
-    infl_threshold: float = 0.15,
-    mem_threshold: float = 0.25,
+    infl_threshold: float = noise.INFLUENCE_THRESHOLD,
+    mem_threshold: float = noise.MEMORIZATION_THRESHOLD,
 ) -> HighInfluencePairs:
     """High-influence pairs from top-k lists, refusing when the lists may have cut some off.
 

@@ -41,6 +41,10 @@ class RatioEstimate:
       subset_ratio: the ratio (NaN when unknown).
       influence: float32 [n_test, n_train] or None.
       topk_index: int64 [n_test, k] or None; topk_influence: float32 [n_test, k] or None.
+      test_correct_total: int64 [n_test], runs that classified each test example correctly
+        (with the counts, what an influence's standard error needs:
+        `heldout.estimate.influence_stderr_rows`), or None from a file written before it was
+        recorded.
       fingerprint: the dataset fingerprint of the runs (`heldout.data.fingerprint`), or None
         when they had none (released runs).
       target: the output the influence is of: ``correct`` (the papers' definition, the
@@ -60,6 +64,7 @@ class RatioEstimate:
     influence: np.ndarray | None = None
     topk_index: np.ndarray | None = None
     topk_influence: np.ndarray | None = None
+    test_correct_total: np.ndarray | None = None
     fingerprint: Fingerprint | None = None
     target: str = "correct"
     influence_stderr: np.ndarray | None = None
@@ -83,6 +88,8 @@ class RatioEstimate:
                 arrays[key] = getattr(self, key)
         if self.fingerprint is not None:
             arrays.update(self.fingerprint.to_arrays())
+        if self.test_correct_total is not None:
+            arrays["test_correct_total"] = self.test_correct_total
         return arrays
 
 
@@ -122,6 +129,7 @@ def estimate(
         acc.subset_ratio,
         **extra,
         fingerprint=acc.fingerprint,
+        test_correct_total=acc.test_correct_total.copy(),
     )
 
 
@@ -174,6 +182,12 @@ def load_estimate(path: str | os.PathLike) -> RatioEstimate:
     if target not in TARGETS:
         raise NpzError(f"{path}: key 'target': expected one of {list(TARGETS)}, found {target!r}")
     fingerprint = read_fingerprint(arrays, path)
+    test_total = None
+    if "test_correct_total" in arrays:
+        test_total = get("test_correct_total", "iu", ("n_test",)).astype(np.int64)
+        if ((test_total < 0) | (test_total > int(arrays["num_runs"]))).any():
+            raise NpzError(f"{path}: key 'test_correct_total' holds counts outside "
+                           f"0..{int(arrays['num_runs'])} (num_runs)")
     check_fingerprint_sizes(fingerprint, n_train, sizes.get("n_test"), path)
     return RatioEstimate(
         mem.astype(np.float64),
@@ -183,6 +197,7 @@ def load_estimate(path: str | os.PathLike) -> RatioEstimate:
         int(arrays["num_runs"]),
         float(arrays["subset_ratio"]),
         **extra,
+        test_correct_total=test_total,
         fingerprint=fingerprint,
         target=target,
     )

@@ -4,8 +4,11 @@ and as figures.
 Modules, dependencies flowing one way: `predictions` (held-out predicted labels from a
 predictions store) <- `inputs` (`ReportData`: reads the runs once, checks the given files
 against them, computes what is not given with `heldout.estimate`) <- `figures` (matplotlib Agg)
-and `thumbnails` (Pillow) <- `page` (the HTML). Pure numpy, matplotlib and Pillow: TensorFlow
-is imported only when the dataset source needs it (TFDS, TFRecords), by `heldout.data`.
+and `thumbnails` (Pillow) <- `page` (the HTML); `numbers` (how a number and a binomial estimate
+are printed: "undefined", no negative zero, counts where a standard error would print as 0)
+serves the page, the MNIST example's figure and its summaries. Pure numpy, matplotlib and
+Pillow: TensorFlow is imported only when the dataset source needs it (TFDS, TFRecords), by
+`heldout.data`.
 
     from heldout.data.digits import load_digits
     from heldout.report import compute_report, examples_from_dataset, write_report

@@ -18,16 +18,29 @@ from heldout.atomic import atomic_path
 from heldout.report.inputs import ReportData
 
 MAX_CLASS_PANELS = 20
+SERIES_OFFSET = 0.004
+MIN_RATIO_MARGIN = 0.05
 SPLITS = (("train", "train subset"), ("removed", "held out"), ("test", "test"))
+
+
+def ratio_limits(ratios: np.ndarray) -> tuple[float, float]:
+    """The x range of the learning curve: the ratios with a margin of 8% of their span, and at
+    least `MIN_RATIO_MARGIN` on each side, so a single ratio sits in the middle of a range a
+    tenth wide instead of its three series (`SERIES_OFFSET` apart) filling the whole axis."""
+    low, high = float(np.min(ratios)), float(np.max(ratios))
+    margin = max(MIN_RATIO_MARGIN, 0.08 * (high - low))
+    return low - margin, high + margin
 
 
 def learning_curve(data: ReportData) -> Figure:
     """Accuracy against subset ratio on the train subset, the held-out examples and the test
-    set: mean over runs, error bars one standard deviation across runs, dots the runs."""
+    set: mean over runs, error bars one standard deviation across runs, dots the runs; the
+    three series are drawn `SERIES_OFFSET` apart at each ratio, on the range `ratio_limits`."""
     fig = Figure(figsize=(6, 3.6))
     ax = fig.add_subplot()
     x = np.array([s.subset_ratio for s in data.ratios])
-    for offset, (split, name) in zip((-0.004, 0.0, 0.004), SPLITS, strict=True):
+    offsets = (-SERIES_OFFSET, 0.0, SERIES_OFFSET)
+    for offset, (split, name) in zip(offsets, SPLITS, strict=True):
         per_run = [s.accuracy[split] for s in data.ratios]
         defined = [v[~np.isnan(v)] for v in per_run]
         mean = np.array([v.mean() if len(v) else np.nan for v in defined])
@@ -39,6 +52,7 @@ def learning_curve(data: ReportData) -> Figure:
     ax.set_xlabel("subset ratio (fraction of the training set in each run's subset)")
     ax.set_ylabel("accuracy")
     ax.set_xticks(x)
+    ax.set_xlim(*ratio_limits(x))
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -70,16 +84,23 @@ def _by_class(values: np.ndarray, labels: np.ndarray, num_classes: int):
 
 
 def memorization_by_class(data: ReportData) -> Figure | None:
-    """Box plot of the defined memorization estimates of each class."""
+    """Box plot of the defined memorization estimates of each class: boxes the quartiles,
+    whiskers to the furthest value within 1.5 interquartile ranges, and every example beyond
+    them drawn as a dot (their number in the title), so the most memorized examples of the
+    gallery below appear in it."""
     if data.estimate is None:
         return None
     groups = _by_class(data.estimate.memorization, data.examples.labels["train"],
                        data.examples.num_classes)
-    fig = Figure(figsize=(max(4.0, 0.35 * len(groups) + 1.5), 3.2))
+    fig = Figure(figsize=(max(4.0, 0.35 * len(groups) + 1.5), 3.4))
     ax = fig.add_subplot()
-    ax.boxplot([g if len(g) else [np.nan] for g in groups], showfliers=False)
+    drawn = ax.boxplot([g if len(g) else [np.nan] for g in groups], whis=1.5,
+                       flierprops=dict(marker=".", markersize=3, alpha=0.5, linestyle="none"))
+    outliers = sum(len(line.get_ydata()) for line in drawn["fliers"])
     ax.set_xticks(np.arange(1, len(groups) + 1), [str(c) for c in range(len(groups))],
                   fontsize=7 if len(groups) <= 20 else 4)
+    ax.set_title(f"boxes: quartiles; whiskers: 1.5 interquartile ranges;\nall {outliers} "
+                 "examples beyond them drawn as dots", fontsize=8)
     ax.set_xlabel("class (label)")
     ax.set_ylabel("memorization")
     ax.grid(alpha=0.3, axis="y")

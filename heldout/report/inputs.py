@@ -95,6 +95,9 @@ class CScoreSummary:
       ratios: float64 [n_ratios] averaged over, or None when the file does not say.
       num_runs_by_ratio: int64 [n_ratios] or None.
       source: where they came from, for the page.
+      by_ratio: float64 [n_ratios, n_train], the held-out accuracy at each ratio, or None.
+      count_out_by_ratio: int64 [n_ratios, n_train], the runs holding each example out, or
+        None; with `by_ratio`, the counts a C-score is made of.
     """
 
     scores: np.ndarray
@@ -102,6 +105,15 @@ class CScoreSummary:
     ratios: np.ndarray | None
     num_runs_by_ratio: np.ndarray | None
     source: str
+    by_ratio: np.ndarray | None = None
+    count_out_by_ratio: np.ndarray | None = None
+
+    def correct_by_ratio(self) -> np.ndarray | None:
+        """float64 [n_ratios, n_train]: held-out runs correct on each example at each ratio
+        (whole numbers; NaN where none held it out), or None when the counts are unknown."""
+        if self.by_ratio is None or self.count_out_by_ratio is None:
+            return None
+        return np.rint(self.by_ratio * self.count_out_by_ratio)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,7 +127,8 @@ class ReportData:
       fingerprint: the runs' dataset fingerprint, or None (released runs).
       examples: labels and images.
       estimate: memorization and influence at one ratio (`topk_index`/`topk_influence` set
-        when influence is known), or None when memorization is undefined everywhere.
+        when influence is known; `test_correct_total` always set), or None when memorization
+        is undefined everywhere.
       estimate_source: where the estimate came from.
       estimate_note: why there is no estimate, or caveats ('' when none).
       pairs: the high-influence pairs, or None; pairs_note: why not.
@@ -124,6 +137,14 @@ class ReportData:
       predictions: the held-out predictions on the train split, or None;
         predictions_note: why not.
       gallery_size: the most examples a gallery shows.
+      memorization_counts: `heldout.estimate.Memorization` of the estimate's runs (the
+        accuracies with and without each example, the counts behind each memorization), or
+        None with no estimate.
+      influence_stderr: float64 [n_test, k], the binomial standard error of each
+        `estimate.topk_influence` entry (`heldout.estimate.influence_stderr_rows`), or None.
+      pairs_stderr: float64 [p], that of each pair's influence, or None.
+      pairs_expected_noise: the number of pairs expected to pass the rule by chance alone at
+        the estimate's run count (`heldout.estimate.expected_noise_pairs`), or None.
     """
 
     experiment_root: str
@@ -143,6 +164,10 @@ class ReportData:
     predictions: HeldOutPredictions | None
     predictions_note: str
     gallery_size: int = DEFAULT_GALLERY_SIZE
+    memorization_counts: est.Memorization | None = None
+    influence_stderr: np.ndarray | None = None
+    pairs_stderr: np.ndarray | None = None
+    pairs_expected_noise: float | None = None
 
     @property
     def num_train(self) -> int:
@@ -328,7 +353,9 @@ def _load_cscores_file(path: str, accs: list[est.RatioAccumulator], examples: Ex
                 f"{path}: keys 'ratios'/'num_runs_by_ratio' say {', '.join(wrong)}, but "
                 f"{root} has " + ", ".join(f"{r:g}: {n} runs" for r, n in have.items())
             )
-    return CScoreSummary(loaded.scores, loaded.extra.get("scores_stderr"), ratios, runs, path)
+    return CScoreSummary(loaded.scores, loaded.extra.get("scores_stderr"), ratios, runs, path,
+                         loaded.extra.get("scores_by_ratio"),
+                         loaded.extra.get("count_out_by_ratio"))
 
 
 def compute_report(
@@ -339,8 +366,8 @@ def compute_report(
     predictions_path: str | None = None,
     gallery_size: int = DEFAULT_GALLERY_SIZE,
     top_k: int = DEFAULT_TOP_K,
-    infl_threshold: float = 0.15,
-    mem_threshold: float = 0.25,
+    infl_threshold: float = est.INFLUENCE_THRESHOLD,
+    mem_threshold: float = est.MEMORIZATION_THRESHOLD,
     progress: est.Progress | None = None,
 ) -> ReportData:
     """Reads the experiment and the files, computes what is not given (module docstring).
@@ -420,7 +447,8 @@ def compute_report(
         cs = est.cscores(accs)
         cscores = CScoreSummary(cs.scores, cs.stderr, cs.ratios, cs.num_runs_by_ratio,
                                 f"computed from the aux arrays at ratios "
-                                f"{', '.join(f'{r:g}' for r in cs.ratios)}")
+                                f"{', '.join(f'{r:g}' for r in cs.ratios)}",
+                                cs.by_ratio, cs.count_out_by_ratio)
     if cscores.num_runs_by_ratio is not None and (cscores.num_runs_by_ratio <= 1).all():
         cscores_note = ("every ratio has a single run, so each C-score is the 0/1 correctness "
                         "of one run that held the example out, not an estimate of a probability")
@@ -434,11 +462,40 @@ def compute_report(
                             "predictions store); the aux arrays record only correctness")
     else:
         predictions = read_predictions(predictions_path, labels["train"], accs)
+    uncertainty = {}
+    if estimate is not None:
+        estimate, uncertainty = _uncertainty(estimate, accs, pairs, labels, thresholds)
     return ReportData(
         root, summaries, experiment.skipped, fingerprint, examples, estimate, source, note,
         pairs, pairs_note, infl_threshold, mem_threshold, cscores, cscores_note, predictions,
-        predictions_note, gallery_size,
+        predictions_note, gallery_size, **uncertainty,
     )
+
+
+def _uncertainty(estimate: est.RatioEstimate, accs: list[est.RatioAccumulator],
+                 pairs: est.HighInfluencePairs | None, labels: dict[str, np.ndarray],
+                 thresholds: dict[str, float]) -> tuple[est.RatioEstimate, dict]:
+    """The estimate with its runs' test correct counts, and the `ReportData` fields of its
+    uncertainty: the counts behind each memorization, the standard error of each influence
+    shown, and the pairs expected by chance. From the accumulator of the estimate's ratio (an
+    estimate file has been checked to be of those runs)."""
+    acc = min(accs, key=lambda a: abs(a.subset_ratio - estimate.subset_ratio))
+    if estimate.test_correct_total is None:  # a file written before it was recorded
+        estimate = dataclasses.replace(estimate, test_correct_total=acc.test_correct_total)
+    total, cin, cout = estimate.test_correct_total, estimate.count_in, estimate.count_out
+    fields: dict = {"memorization_counts": est.memorization(acc)}
+    if estimate.topk_index is not None:
+        index = np.where(estimate.topk_index >= 0, estimate.topk_index, 0)
+        stderr = est.influence_stderr_rows(estimate.topk_influence, total, cin[index],
+                                           cout[index])
+        fields["influence_stderr"] = np.where(estimate.topk_index >= 0, stderr, np.nan)
+    if pairs is not None:
+        fields["pairs_stderr"] = est.influence_stderr_rows(
+            pairs.infl, total[pairs.tt_idx], cin[pairs.tr_idx], cout[pairs.tr_idx])
+        fields["pairs_expected_noise"] = est.expected_noise_pairs(
+            cin, cout, total, estimate.num_runs, estimate.memorization, labels["train"],
+            labels["test"], **thresholds)
+    return estimate, fields
 
 
 def labels_only_examples(name: str, labels: dict[str, np.ndarray], reason: str) -> Examples:

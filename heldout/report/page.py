@@ -5,20 +5,24 @@ Everything is inline: the figures and the thumbnails are PNG ``data:`` URIs, the
 e-mail. Five sections, each opening with a one-sentence explanation and definition of its
 score: ``#experiment``, ``#memorization``, ``#influence``, ``#cscores``, ``#label-problems``.
 Galleries show at most ``gallery_size`` examples. Undefined values (NaN; a zero count) are
-written "undefined", never 0. Each gallery card carries its numbers at full precision in
-``data-*`` attributes (``data-index``, ``data-label``, ``data-memorization``, ...), so a reader
-(or a test) can check them against the score files.
+written "undefined", never 0; binomial estimates with their standard error, or their counts
+where it would print as 0 (`heldout.report.numbers`); influences not significantly above the
+pairs' threshold (`heldout.estimate.is_significant`) are faded and marked "n.s.". Each gallery
+card carries its numbers at full precision in ``data-*`` attributes (``data-index``,
+``data-label``, ``data-memorization``, ``data-influence``, ``data-influence-stderr``,
+``data-significant``, ...), so a reader (or a test) can check them against the score files.
 """
 
 from __future__ import annotations
 
 import html
-import math
 
 import numpy as np
 
+from heldout import estimate as est
 from heldout.report.figures import FIGURES, figure_png
 from heldout.report.inputs import ReportData
+from heldout.report.numbers import fmt, fmt_binomial
 from heldout.report.thumbnails import THUMBNAIL_PIXELS, data_uri, thumbnail_png
 
 INFLUENCERS_SHOWN = 3
@@ -75,12 +79,14 @@ table { border-collapse: collapse; margin: .5em 0; font-size: 13px; }
 td, th { border: 1px solid #ddd; padding: 2px 8px; text-align: right; }
 th { background: #f0f0f0; }
 .gallery { display: flex; flex-wrap: wrap; gap: 6px; margin: .5em 0; }
-.card { margin: 0; width: 112px; border: 1px solid #ddd; border-radius: 4px; padding: 4px;
+.card { margin: 0; width: 132px; border: 1px solid #ddd; border-radius: 4px; padding: 4px;
         font-size: 11px; text-align: center; background: #fff; }
 .card img, .card .noimg { width: 64px; height: 64px; display: block; margin: 0 auto 2px; }
 .card img.px { image-rendering: pixelated; }
 .card .noimg { background: #eee; color: #777; font-size: 10px; line-height: 64px; }
 .card.disagree { border-color: #d04040; }
+.card.ns img, .card.ns .noimg { opacity: .35; } .card.ns figcaption { color: #777; }
+tr.ns td { color: #888; }
 .rows { display: flex; flex-wrap: wrap; gap: 4px 24px; }
 table.pairs img, table.pairs .noimg { width: 32px; height: 32px; }
 table.pairs img.px { image-rendering: pixelated; }
@@ -91,11 +97,34 @@ nav a { margin-right: 1em; }
 """
 
 
-def fmt(value: float | None, digits: int = 4) -> str:
-    """A number for the page: "undefined" for None or NaN (never 0)."""
-    if value is None or (isinstance(value, float | np.floating) and math.isnan(value)):
-        return "undefined"
-    return f"{value:.{digits}f}"
+def _memorization(data: ReportData, i: int, digits: int = 4) -> str:
+    """Training example i's memorization ± standard error (or its counts)."""
+    e, m = data.estimate, data.memorization_counts
+    return fmt_binomial(e.memorization[i], e.memorization_stderr[i],
+                        (m.mean_in[i] * m.count_in[i], m.mean_out[i] * m.count_out[i]),
+                        (m.count_in[i], m.count_out[i]), digits, difference=True)
+
+
+def _influence(data: ReportData, j: int, i: int, value: float,
+               stderr: float) -> tuple[str, bool]:
+    """(influence of training example i on test example j ± standard error, or its counts,
+    marked " n.s." when not significant; whether it is significant)."""
+    e = data.estimate
+    correct_in, correct_out = est.influence_correct_counts(value, e.test_correct_total[j],
+                                                           e.count_in[i], e.count_out[i])
+    text = fmt_binomial(value, stderr, (correct_in, correct_out), (e.count_in[i],
+                                                                   e.count_out[i]),
+                        2, difference=True)
+    significant = bool(est.is_significant(value, stderr, data.infl_threshold))
+    return text + ("" if significant or np.isnan(value) else " n.s."), significant
+
+
+def _cscore(data: ReportData, i: int) -> str:
+    """Training example i's C-score ± standard error (or its counts per ratio)."""
+    cs = data.cscores
+    correct = cs.correct_by_ratio()
+    counts = ((), ()) if correct is None else (correct[:, i], cs.count_out_by_ratio[:, i])
+    return fmt_binomial(cs.scores[i], None if cs.stderr is None else cs.stderr[i], *counts)
 
 
 def _attr(value) -> str:
@@ -132,10 +161,19 @@ class _Thumbs:
         label = int(self.examples.labels[split][index])
         data = {"split": split, "index": int(index), "label": label, **(attrs or {})}
         attributes = " ".join(f'data-{k}="{_esc(_attr(v))}"' for k, v in data.items())
-        caption = "<br>".join([f"{split} #{int(index)} · label {label}", *lines])
+        caption = "<br>".join([f"{split} #{int(index)} · label {label}",
+                               *(_keep_together(line) for line in lines)])
         cls = "card" + (f" {extra_class}" if extra_class else "")
         return (f'<figure class="{cls}" {attributes}>{self.img(split, index)}'
                 f"<figcaption>{caption}</figcaption></figure>")
+
+
+def _keep_together(line: str) -> str:
+    """A caption line whose ``value ± stderr`` and count expressions (``28/28 − 0/12``) wrap
+    as a whole: no-break spaces around ±, − and + (a line still wraps after ``=``)."""
+    for sign in ("±", "−", "+"):
+        line = line.replace(f" {sign} ", f"\u00a0{sign}\u00a0")
+    return line
 
 
 def _figure(data: ReportData, name: str, alt: str) -> str:
@@ -167,23 +205,36 @@ def _section(anchor: str, body: list[str]) -> str:
             f'<p class="explain">{_esc(explain)}</p>{"".join(body)}</section>')
 
 
+def _mean_sd(values: np.ndarray) -> str:
+    """Mean ± standard deviation of the runs' accuracies; where every run has the same
+    accuracy, that accuracy "in every run" (or "in its one run"), never ``± 0.0000``."""
+    if not len(values):
+        return "undefined"
+    if len(values) == 1:
+        return f"{fmt(values[0])} (one run)"
+    if np.all(values == values[0]):
+        return f"{fmt(values[0])} in every run"
+    sd = fmt(values.std())
+    return f"{fmt(values.mean())} ± " + (sd if float(sd) > 0 else "< 0.0001")
+
+
 def _experiment_section(data: ReportData) -> str:
     rows = []
     for s in data.ratios:
         cells = [f"<td>{_esc(s.ratio)}</td><td>{s.num_runs}</td>"]
         for split in ("train", "removed", "test"):
             v = s.accuracy[split][~np.isnan(s.accuracy[split])]
-            cells.append(f"<td>{fmt(v.mean() if len(v) else None)} ± "
-                         f"{fmt(v.std() if len(v) else None)}</td>")
+            cells.append(f"<td>{_mean_sd(v)}</td>")
         rows.append(f"<tr>{''.join(cells)}</tr>")
     table = ("<table><tr><th>subset ratio</th><th>runs</th><th>accuracy on the train subset"
-             "</th><th>on the held-out examples</th><th>on the test set</th></tr>"
+             " (mean ± s.d. over runs)</th><th>on the held-out examples</th><th>on the test set"
+             "</th></tr>"
              + "".join(rows) + "</table>")
     fp = data.fingerprint.describe() if data.fingerprint else "none (released runs)"
     body = [
         f"<p>Experiment <code>{_esc(data.experiment_root)}</code>: "
         f"{sum(s.num_runs for s in data.ratios)} complete runs at {len(data.ratios)} subset "
-        f"ratios; dataset {_esc(data.examples.name)} "
+        f"ratio{'' if len(data.ratios) == 1 else 's'}; dataset {_esc(data.examples.name)} "
         f"({data.num_train} training, {data.num_test} test examples, "
         f"{data.examples.num_classes} classes); dataset fingerprint of the runs: {_esc(fp)}.</p>",
         table,
@@ -214,8 +265,7 @@ def _memorization_section(data: ReportData, thumbs: _Thumbs) -> str:
         body.append(f"<h3>The {data.gallery_size} most memorized training examples</h3>")
         body.append(_images_note(data))
         cards = [
-            thumbs.card("train", i, [f"mem {fmt(e.memorization[i])} ± "
-                                     f"{fmt(e.memorization_stderr[i])}",
+            thumbs.card("train", i, [f"mem {_memorization(data, i)}",
                                      f"in {int(e.count_in[i])} · out {int(e.count_out[i])} runs"],
                         {"memorization": e.memorization[i],
                          "stderr": e.memorization_stderr[i],
@@ -234,20 +284,30 @@ def _influence_section(data: ReportData, thumbs: _Thumbs) -> str:
     else:
         best = e.topk_influence[:, 0]
         tests = _top(best, max(1, data.gallery_size // (INFLUENCERS_SHOWN + 1)))
+        rule = est.significance_rule(data.infl_threshold)
         body.append(f"<p>Influence {_esc(data.estimate_source)}. The test examples with the "
                     f"largest influences (framed), each beside its {INFLUENCERS_SHOWN} most "
-                    "influential training examples:</p>")
+                    "influential training examples. ± is the binomial standard error; where it "
+                    "would print as 0 (every run agreeing) the counts are given instead, "
+                    "correct with the training example − correct without it. Influences that "
+                    f"are not significant ({_esc(rule)} does not hold, as in the MNIST "
+                    "example's figure) are faded and marked n.s.:</p>")
         body.append(_images_note(data))
         rows = []
         for j in tests:
-            cards = [thumbs.card("test", j, [f"top influence {fmt(best[j])}"])]
-            for i, v in zip(e.topk_index[j, :INFLUENCERS_SHOWN],
-                            e.topk_influence[j, :INFLUENCERS_SHOWN], strict=True):
+            top, _ = _influence(data, j, e.topk_index[j, 0], best[j], data.influence_stderr[j, 0])
+            cards = [thumbs.card("test", j, [f"top influence {top}"])]
+            for i, v, se in zip(e.topk_index[j, :INFLUENCERS_SHOWN],
+                                e.topk_influence[j, :INFLUENCERS_SHOWN],
+                                data.influence_stderr[j, :INFLUENCERS_SHOWN], strict=True):
                 if i >= 0:
+                    text, significant = _influence(data, j, i, v, se)
                     cards.append(thumbs.card(
-                        "train", i, [f"infl {fmt(v, 3)} · mem {fmt(e.memorization[i], 2)}",
+                        "train", i, [f"infl {text}", f"mem {_memorization(data, i, 2)}",
                                      f"in {int(e.count_in[i])} · out {int(e.count_out[i])} runs"],
-                        {"influence": v, "test-index": int(j)}))
+                        {"influence": v, "influence-stderr": se,
+                         "significant": str(significant).lower(), "test-index": int(j)},
+                        "" if significant else "ns"))
             rows.append(f'<div class="row">{"".join(cards)}</div>')
         body.append(f'<div class="rows">{"".join(rows)}</div>')
     body.append("<h3>High-influence pairs</h3>")
@@ -255,17 +315,23 @@ def _influence_section(data: ReportData, thumbs: _Thumbs) -> str:
     if p is None:
         body.append(_note(data.pairs_note))
     else:
-        body.append(f"<p>{len(p)} pairs with influence ≥ {data.infl_threshold:g}, memorization "
-                    f"of the training example ≥ {data.mem_threshold:g} and the same label "
-                    f"(the selection of Feldman & Zhang 2020); the {min(len(p), data.gallery_size)}"
-                    " of largest influence:</p>")
+        described = est.describe_pairs(len(p), data.pairs_expected_noise, e.num_runs,
+                                       data.infl_threshold, data.mem_threshold)
+        body.append(f'<p id="pairs-count">{_esc(described)}. The '
+                    f"{min(len(p), data.gallery_size)} of largest influence:</p>")
         order = np.argsort(-p.infl, kind="stable")[:data.gallery_size]
-        rows = "".join(
-            f"<tr><td>{thumbs.img('test', p.tt_idx[k])}</td><td>{int(p.tt_idx[k])}</td>"
-            f"<td>{thumbs.img('train', p.tr_idx[k])}</td><td>{int(p.tr_idx[k])}</td>"
-            f"<td>{int(data.examples.labels['train'][p.tr_idx[k]])}</td>"
-            f"<td>{fmt(p.infl[k])}</td><td>{fmt(p.mem[k])}</td></tr>"
-            for k in order)
+        rows = []
+        for k in order:
+            j, i = int(p.tt_idx[k]), int(p.tr_idx[k])
+            text, significant = _influence(data, j, i, p.infl[k], data.pairs_stderr[k])
+            rows.append(
+                f'<tr{"" if significant else " class=ns"} data-influence="{_attr(p.infl[k])}" '
+                f'data-influence-stderr="{_attr(data.pairs_stderr[k])}">'
+                f"<td>{thumbs.img('test', j)}</td><td>{j}</td>"
+                f"<td>{thumbs.img('train', i)}</td><td>{i}</td>"
+                f"<td>{int(data.examples.labels['train'][i])}</td>"
+                f"<td>{_esc(text)}</td><td>{_esc(_memorization(data, i))}</td></tr>")
+        rows = "".join(rows)
         body.append("<table class='pairs'><tr><th>test</th><th>test index</th><th>train</th>"
                     "<th>train index</th><th>label</th><th>influence</th><th>memorization</th>"
                     f"</tr>{rows}</table>")
@@ -293,8 +359,7 @@ def _cscore_section(data: ReportData, thumbs: _Thumbs) -> str:
             for c in range(classes):
                 members = np.flatnonzero(labels == c)
                 for i in members[_top(cs.scores[members], per_class, descending)]:
-                    lines = [f"C-score {fmt(cs.scores[i])}"
-                             + ("" if cs.stderr is None else f" ± {fmt(cs.stderr[i])}")]
+                    lines = [f"C-score {_cscore(data, i)}"]
                     cards.append(thumbs.card("train", i, lines, {"cscore": cs.scores[i]}))
             kind = "low" if not descending else "high"
             body.append(f'<div class="gallery" id="cscore-{kind}">{"".join(cards)}</div>')
@@ -324,10 +389,10 @@ def _label_problems_section(data: ReportData, thumbs: _Thumbs) -> str:
         cards = []
         for i in chosen:
             held = ("predicted undefined (never held out)" if pr.majority[i] < 0 else
-                    f"predicted {int(pr.majority[i])} by {fmt(pr.share[i], 2)} of "
-                    f"{int(pr.count_out[i])}")
+                    f"predicted {int(pr.majority[i])} by {round(pr.share[i] * pr.count_out[i])} "
+                    f"of {int(pr.count_out[i])}")
             cards.append(thumbs.card(
-                "train", i, [f"mem {fmt(e.memorization[i])}", f"C-score {fmt(cs.scores[i])}",
+                "train", i, [f"mem {_memorization(data, i)}", f"C-score {_cscore(data, i)}",
                              held],
                 {"memorization": e.memorization[i], "cscore": cs.scores[i],
                  "predicted": int(pr.majority[i])},
