@@ -27,7 +27,7 @@ from heldout.cluster import Dask, connect, run_tasks, worker_state
 from heldout.data import load_dataset
 from heldout.data.protocol import Dataset
 from heldout.data.spec import DatasetSpec
-from heldout.errors import HeldoutError
+from heldout.errors import HeldoutError, counting_interrupts
 from heldout.evaluate import (
     BACKENDS,
     Backend,
@@ -366,6 +366,8 @@ def predict(
       PredictError, NoRunsError, StoreError, BackendError, DatasetError, ...: bad inputs,
         before any run is evaluated.
       ClusterError: an unreachable `scheduler`, or more `workers` than visible GPUs.
+      Interrupted: Ctrl-C once the store was made or opened, with the store's completed runs
+        counted after the cluster is shut down (a bare KeyboardInterrupt before).
     """
     from heldout.data.fingerprint import fingerprint_from_labels, split_name
     from heldout.models import default_arch
@@ -405,11 +407,19 @@ def predict(
     spec = TaskSpec(out, dataset, split, backend, arch, int(data.num_classes),
                     tuple(int(d) for d in data.image_shape), outputs, logits_dtype,
                     batch_size, layout.num_train, tuple(sorted((backend_options or {}).items())))
+    prepared = False
+
+    def completed() -> int | None:  # on Ctrl-C: the store's completed runs, once it is ours
+        return int(st.completed(out).sum()) if prepared else None
+
     with contextlib.ExitStack() as stack:
+        # Ctrl-C: counted when this exits, last, after the cluster's shutdown.
+        stack.enter_context(counting_interrupts(len(runs), completed))
         preload = ["heldout.quiet"] if backend == "tensorflow" else []
         dask = (stack.enter_context(connect(scheduler, workers, preload))
                 if workers > 0 or scheduler is not None else None)
         prepare_store(out, layout, runs, labels, overwrite)
+        prepared = True
         summary = _fill(spec, runs, data, dask, retries, progress, cache,
                         min_match_fraction if cross_check else None)
     return dataclasses.replace(summary, skipped=selection.skipped)
