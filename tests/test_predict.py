@@ -1,5 +1,5 @@
 """The predictions store, in this process (`--workers 0`): values, resume, refusals, faults,
-consumers (estimate --predictions, to_datamodels, merge, README snippets)."""
+consumers (estimate --predictions, to_datamodels, merge; the README's blocks: test_readme.py)."""
 
 import multiprocessing
 import os
@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 import zarr
-from predict_helpers import REPO, RUNS, assert_stores_equal, reuse_runs
+from predict_helpers import RUNS, assert_stores_equal, reuse_runs
 
 from heldout.cli import main as cli_main
 from heldout.data import DatasetSpec, load_dataset
@@ -280,26 +280,6 @@ def test_to_datamodels_reloads_with_mmap(tmp_path, stores):
     np.testing.assert_array_equal(masks[:2], s["mask"][:2])
     np.testing.assert_array_equal(margins[:2], s["margin"][:2].astype(np.float16))
     assert not masks[2].any() and not margins[2].any()
-
-
-@pytest.mark.slow
-def test_readme_snippets(stores, monkeypatch):
-    """The README's xarray one-liner and LiRA computation, run as written there."""
-    text = (REPO / "README.md").read_text()
-    section = text.split("## Predictions store", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
-    assert len(blocks) >= 2
-    monkeypatch.chdir(stores["train"].parent)
-    os.replace(stores["train"], "preds.zarr")
-    try:
-        namespace = {}
-        for block in blocks:
-            exec(block, namespace)  # noqa: S102 - the README's own code
-    finally:
-        os.replace("preds.zarr", stores["train"])
-    assert namespace["ds"]["margin"].shape == (3, 2000)
-    score = namespace["score"]
-    assert score.shape == (3, 2000) and np.isfinite(score).sum() > 100
 
 
 def test_backend_never_usable_half_restored(tmp_path, fmnist_experiment, fmnist_dataset):
