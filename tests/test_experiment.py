@@ -149,6 +149,64 @@ def test_object_array_refused_without_unpickling(tmp_path):
         save_npz_atomic(tmp_path / "out.npz", {"x": payload})
 
 
+def _outputs(n_train=20, n_test=8):
+    rng = np.random.default_rng(5)
+    arrays = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        arrays[f"prediction_{split}"] = rng.integers(0, 4, n).astype(np.int32)
+        arrays[f"margin_{split}"] = rng.normal(size=n).astype(np.float32)
+        arrays[f"logit_confidence_{split}"] = rng.normal(size=n).astype(np.float32)
+    return ex.RecordedOutputs(**arrays, epoch=3, global_step=12)
+
+
+def test_recorded_outputs_round_trip_and_are_checked(tmp_path):
+    """outputs.npz beside the aux arrays (issue 19): the format of heldout.train's recorded
+    outputs, every key checked like the aux arrays', never unpickled."""
+    run_dir = tmp_path / "exp/0.7/3"
+    run_dir.mkdir(parents=True)
+    run = ex.Run(str(run_dir), "0.7", 3)
+    assert not run.has_outputs()
+    with pytest.raises(NpzError, match="outputs.npz: no such file"):
+        run.load_outputs()
+    ex.write_outputs(run.outputs_path, _outputs())
+    assert run.has_outputs() and sorted(load_npz(run.outputs_path)) == sorted(
+        [f"{o}_{s}" for o in ("prediction", "margin", "logit_confidence")
+         for s in ("train", "test")] + ["format", "epoch", "global_step"])
+    back = run.load_outputs(num_train=20, num_test=8)
+    assert (back.epoch, back.global_step, back.num_train, back.num_test) == (3, 12, 20, 8)
+    for key, value in _outputs().to_dict().items():
+        np.testing.assert_array_equal(back.to_dict()[key], value)
+    assert back.output("margin", "test").dtype == np.float32
+    assert back.output("prediction", "train").dtype == np.int32
+    with pytest.raises(ex.OutputsError, match=r"key 'prediction_train': expected int array "
+                       r"\[n_train=2000\], found int32 \[20\]$"):
+        run.load_outputs(num_train=2000)
+    for change, match in (
+        (lambda a: a.pop("margin_test"), "missing key 'margin_test' .*in an outputs.npz"),
+        (lambda a: a.update(format=np.array("other/1")), "key 'format': expected "
+         "'heldout.experiment.RecordedOutputs/1', found 'other/1'"),
+        (lambda a: a.update(margin_train=a["margin_train"].astype(np.int64)),
+         r"key 'margin_train': expected float array \[n_train=20\], found int64 \[20\]"),
+        (lambda a: a.update(logit_confidence_test=np.full(7, 0.5, np.float32)),
+         r"key 'logit_confidence_test': expected float array \[n_test=8\], found float32 \[7\]"),
+        (lambda a: a["margin_test"].__setitem__(2, np.nan), "key 'margin_test': 1 non-finite "
+         "values \\(first at position 2\\)"),
+        (lambda a: a["prediction_test"].__setitem__(0, -1), "'prediction_test': 1 negative"),
+    ):
+        arrays = _outputs().to_dict()
+        change(arrays)
+        _write_raw(run.outputs_path, arrays)
+        with pytest.raises(ex.OutputsError, match=match):
+            run.load_outputs()
+    marker = tmp_path / "unpickled"
+    arrays = _outputs().to_dict()
+    arrays["margin_test"] = np.array([_Marker(str(marker))], dtype=object)
+    _write_raw(run.outputs_path, arrays)
+    with pytest.raises(NpzError, match="object array.*refused"):
+        run.load_outputs()
+    assert not marker.exists()
+
+
 class _Marker:
     def __init__(self, path):
         self.path = path

@@ -1,5 +1,5 @@
 """The predictions store, in this process (`--workers 0`): values, resume, refusals, faults,
-consumers (estimate --predictions, to_datamodels, merge, README snippets)."""
+consumers (estimate --predictions, to_datamodels, merge; the README's blocks: test_readme.py)."""
 
 import multiprocessing
 import os
@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 import zarr
-from predict_helpers import REPO, RUNS, assert_stores_equal, reuse_runs
+from predict_helpers import RUNS, assert_stores_equal, reuse_runs
 
 from heldout.cli import main as cli_main
 from heldout.data import DatasetSpec, load_dataset
@@ -280,44 +280,6 @@ def test_to_datamodels_reloads_with_mmap(tmp_path, stores):
     np.testing.assert_array_equal(masks[:2], s["mask"][:2])
     np.testing.assert_array_equal(margins[:2], s["margin"][:2].astype(np.float16))
     assert not masks[2].any() and not margins[2].any()
-
-
-@pytest.mark.slow
-def test_readme_snippets(stores, monkeypatch, capsys):
-    """The README's xarray one-liner and its "Membership inference" command and Python code,
-    run as written there on the fixture's train store; the command prints the README's
-    table."""
-    from heldout import cli
-
-    text = (REPO / "README.md").read_text()
-    sections = {name: text.split(f"## {name}", 1)[1].split("\n## ", 1)[0]
-                for name in ("Predictions store", "Membership inference")}
-    blocks = [b for section in sections.values()
-              for b in re.findall(r"```python\n(.*?)```", section, re.S)]
-    assert len(blocks) >= 2
-    command, table = re.findall(r"```\n(heldout lira .*?)\n```\n```\n(.*?)```",
-                                sections["Membership inference"], re.S)[0]
-    monkeypatch.chdir(stores["train"].parent)
-    os.replace(stores["train"], "preds.zarr")
-    try:
-        namespace = {}
-        for block in blocks:
-            exec(block, namespace)  # noqa: S102 - the README's own code
-        capsys.readouterr()
-        assert cli.main(command.split()[1:]) == 0
-        printed = capsys.readouterr().out.splitlines()
-    finally:
-        os.replace("preds.zarr", stores["train"])
-    assert namespace["ds"]["margin"].shape == (3, 2000)
-    assert namespace["lira"].scores["online"].shape == (3, 2000)
-    assert 0.5 < namespace["m"].auc < 0.7
-    expected = table.strip().splitlines()
-    assert printed[0] == expected[0] and printed[-1].startswith(expected[-1].rstrip(". "))
-    for got, want in zip(printed[1:-1], expected[1:-1], strict=True):
-        got, want = got.split(), want.split()
-        assert got[0] == want[0] and got[-2:] == want[-2:]  # variant, members, non-members
-        np.testing.assert_allclose([float(x) for x in got[1:3]], [float(x) for x in want[1:3]],
-                                   atol=2e-3)  # AUC, balanced accuracy (CPU kernels may vary)
 
 
 def test_backend_never_usable_half_restored(tmp_path, fmnist_experiment, fmnist_dataset):
