@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import warnings
@@ -19,7 +20,14 @@ from heldout.cli.common import (
     open_experiment_for_command,
     positive_int,
 )
-from heldout.experiment import Experiment, LayoutError, Run, is_run_dir, run_from_path
+from heldout.experiment import (
+    Experiment,
+    LayoutError,
+    Run,
+    is_run_dir,
+    iter_aux_arrays,
+    run_from_path,
+)
 from heldout.npzio import NpzError
 from heldout.quiet import import_tensorflow
 
@@ -100,11 +108,11 @@ def inspect_command(args: argparse.Namespace) -> int:
     for ratio in experiment.ratios:
         rows = []
         with_ckpt = 0
-        for run in tqdm(experiment.runs(ratio), desc=f"ratio {ratio}", leave=False):
-            try:
-                aux = run.load_aux()
-            except ValueError as e:  # NpzError, AuxArraysError, FingerprintError
-                print(f"bad run {run.path}: {e}", file=sys.stderr)
+        bar = functools.partial(tqdm, desc=f"ratio {ratio}", leave=False)
+        for run, aux in iter_aux_arrays(experiment.runs(ratio), same_sizes=False, progress=bar,
+                                        errors="yield"):
+            if isinstance(aux, Exception):  # NpzError, AuxArraysError, FingerprintError
+                print(f"bad run {run.path}: {aux}", file=sys.stderr)
                 failures += 1
                 continue
             with_ckpt += run.has_checkpoint()
