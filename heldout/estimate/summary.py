@@ -3,7 +3,9 @@
 `estimate` computes memorization and (full, top-k or no) influence of an accumulator;
 `save_estimate` / `load_estimate` write and read them, checking every key. The estimate carries
 the runs' dataset fingerprint (``fingerprint__*`` keys, `heldout.data.fingerprint`) when they
-had one, so `heldout pairs` can check the labels it is given. See `heldout.estimate`.
+had one, so `heldout pairs` can check the labels it is given, and, when it holds influence, the
+product backend that formed its co-occurrence counts (``cooccurrence_backend``). See
+`heldout.estimate`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from heldout.estimate.accumulator import (
     check_fingerprint_sizes,
 )
 from heldout.estimate.pairwise import DEFAULT_WORKING_BYTES, influence, top_k_influence
+from heldout.estimate.products import ProductBackend, product_backend
 from heldout.estimate.scores import memorization
 from heldout.npzio import NpzError, load_npz, require, save_npz_atomic
 
@@ -41,6 +44,10 @@ class RatioEstimate:
       topk_index: int64 [n_test, k] or None; topk_influence: float32 [n_test, k] or None.
       fingerprint: the dataset fingerprint of the runs (`heldout.data.fingerprint`), or None
         when they had none (released runs).
+      cooccurrence_backend: how the influence's co-occurrence counts were formed
+        (`ProductBackend.describe`: ``torch-int8-cpu``, ``torch-int8-cuda`` or
+        ``numpy-float32``; the values are the same bit for bit); None without influence, or
+        from a file written before it was recorded.
     """
 
     memorization: np.ndarray
@@ -53,6 +60,7 @@ class RatioEstimate:
     topk_index: np.ndarray | None = None
     topk_influence: np.ndarray | None = None
     fingerprint: Fingerprint | None = None
+    cooccurrence_backend: str | None = None
 
     def to_dict(self) -> dict[str, np.ndarray]:
         """The `.npz` arrays (see `save_estimate`)."""
@@ -64,9 +72,9 @@ class RatioEstimate:
             "num_runs": np.array(self.num_runs, np.int64),
             "subset_ratio": np.array(self.subset_ratio, np.float64),
         }
-        for key in ("influence", "topk_index", "topk_influence"):
+        for key in ("influence", "topk_index", "topk_influence", "cooccurrence_backend"):
             if getattr(self, key) is not None:
-                arrays[key] = getattr(self, key)
+                arrays[key] = np.asarray(getattr(self, key))
         if self.fingerprint is not None:
             arrays.update(self.fingerprint.to_arrays())
         return arrays
@@ -78,6 +86,8 @@ def estimate(
     top_k: int = 10,
     working_bytes: int = DEFAULT_WORKING_BYTES,
     progress: Progress | None = None,
+    backend: str | ProductBackend = "auto",
+    device: str = "cpu",
 ) -> RatioEstimate:
     """Memorization and (full, top-k or no) influence of one ratio's accumulator.
 
@@ -85,19 +95,25 @@ def estimate(
       acc: the accumulator (with `keep_runs` unless `influence_kind` is ``"none"``).
       influence_kind: ``"full"``, ``"topk"`` or ``"none"``.
       top_k: k for ``"topk"``.
-      working_bytes, progress: see `influence`.
+      working_bytes, progress, backend, device: see `influence`; the backend used is recorded
+        in `RatioEstimate.cooccurrence_backend`.
 
     Raises:
-      EstimateError: unknown kind, or influence asked of a counts-only accumulator.
+      EstimateError: unknown kind, influence asked of a counts-only accumulator, or a backend
+        that cannot be used (see `product_backend`).
     """
     if influence_kind not in INFLUENCE_KINDS:
         raise EstimateError(f"influence must be one of {INFLUENCE_KINDS}, got {influence_kind!r}")
     mem = memorization(acc)
-    extra: dict[str, np.ndarray] = {}
+    extra: dict = {}
+    if influence_kind != "none":
+        backend = product_backend(backend, device)
+        extra["cooccurrence_backend"] = backend.describe()
     if influence_kind == "full":
-        extra["influence"] = influence(acc, working_bytes=working_bytes, progress=progress)
+        extra["influence"] = influence(acc, working_bytes=working_bytes, progress=progress,
+                                       backend=backend)
     elif influence_kind == "topk":
-        index, values = top_k_influence(acc, top_k, working_bytes, progress)
+        index, values = top_k_influence(acc, top_k, working_bytes, progress, backend)
         extra.update(topk_index=index, topk_influence=values)
     return RatioEstimate(
         mem.memorization,
@@ -114,8 +130,10 @@ def estimate(
 def save_estimate(path: str | os.PathLike, est: RatioEstimate) -> None:
     """Writes a `RatioEstimate` to `.npz` atomically.
 
-    Keys: its attributes (an absent influence is not written) and, with a fingerprint, the
-    ``fingerprint__*`` keys of `heldout.data.fingerprint.Fingerprint.to_arrays`.
+    Keys: its attributes (an absent influence or ``cooccurrence_backend`` is not written;
+    ``cooccurrence_backend`` is a str scalar) and, with a fingerprint, the ``fingerprint__*``
+    keys of `heldout.data.fingerprint.Fingerprint.to_arrays`. The arrays are written as they
+    are, in 16 MiB chunks (`np.savez`), so the file costs no second copy of the influence.
     """
     save_npz_atomic(path, est.to_dict())
 
@@ -151,6 +169,8 @@ def load_estimate(path: str | os.PathLike) -> RatioEstimate:
         if ((index < -1) | (index >= n_train)).any():
             raise NpzError(f"{path}: key 'topk_index' holds positions outside -1..{n_train - 1}")
         extra.update(topk_index=index.astype(np.int64), topk_influence=values)
+    if "cooccurrence_backend" in arrays:
+        extra["cooccurrence_backend"] = str(get("cooccurrence_backend", "U", ()))
     fingerprint = read_fingerprint(arrays, path)
     check_fingerprint_sizes(fingerprint, n_train, sizes.get("n_test"), path)
     return RatioEstimate(
