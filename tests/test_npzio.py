@@ -106,3 +106,20 @@ def test_on_a_file_read_back(tmp_path):
     with pytest.raises(NpzError, match=r"a\.npz: key 'labels': expected int array \[n\], found "
                                        r"float32 \[3\]"):
         require(arrays, "labels", "iu", ("n",), source=str(tmp_path / "a.npz"))
+
+
+def test_atomic_npz_write_holds_no_second_copy(tmp_path):
+    # The estimate file's 2.4 GB influence is written once: np.savez streams an array in
+    # 16 MiB chunks and the atomic writer adds nothing, so the allocations while writing a
+    # 96 MiB array stay far below its size (a copy of it, e.g. by tobytes(), would not).
+    import tracemalloc
+
+    big = np.ones((3 * 2**10, 2**13), np.float32)
+    tracemalloc.start()
+    try:
+        save_npz_atomic(tmp_path / "big.npz", {"influence": big, "count_in": np.arange(4)})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < big.nbytes / 3, peak
+    assert load_npz(tmp_path / "big.npz")["influence"].sum() == big.size
