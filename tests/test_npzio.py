@@ -123,3 +123,31 @@ def test_atomic_npz_write_holds_no_second_copy(tmp_path):
         tracemalloc.stop()
     assert peak < big.nbytes / 3, peak
     assert load_npz(tmp_path / "big.npz")["influence"].sum() == big.size
+
+
+def test_load_npz_reads_every_kind_of_array_as_np_load_does(tmp_path, fmnist_dir):
+    arrays = {
+        "bools": np.arange(7) % 2 == 0, "int64": np.arange(5), "empty": np.zeros((0, 3)),
+        "scalar": np.array(2.5), "text": np.array(["ab", "c"]), "word": np.array("acc/1"),
+        "fortran": np.asfortranarray(np.arange(12.0).reshape(3, 4)), "big": np.arange(
+            4, dtype=">i4"), "record": np.zeros(2, [("a", "<i2"), ("b", "<f8")]),
+    }
+    for name, save in (("stored", np.savez), ("compressed", np.savez_compressed)):
+        save(tmp_path / f"{name}.npz", **arrays)
+    for path in [tmp_path / "stored.npz", tmp_path / "compressed.npz",
+                 fmnist_dir / "dataset.npz",
+                 fmnist_dir / "fmnist32-inception" / "0.5" / "0" / "aux_arrays.npz"]:
+        got = load_npz(path)
+        with np.load(path, allow_pickle=False) as want:
+            assert sorted(got) == sorted(want.files)
+            for key in want.files:
+                assert got[key].dtype == want[key].dtype and got[key].shape == want[key].shape
+                np.testing.assert_array_equal(got[key], want[key])
+                assert got[key].flags.f_contiguous == want[key].flags.f_contiguous
+    # A changed byte of a stored array is caught by its CRC-32, as zipfile catches it.
+    data = bytearray((tmp_path / "stored.npz").read_bytes())
+    at = bytes(data).index(np.arange(5).tobytes())
+    data[at] ^= 1
+    (tmp_path / "flipped.npz").write_bytes(bytes(data))
+    with pytest.raises(NpzError, match=r"flipped\.npz: truncated or corrupt .*CRC-32"):
+        load_npz(tmp_path / "flipped.npz")
