@@ -246,10 +246,31 @@ def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise NpzError(f"{path}: truncated or corrupt .npz ({type(e).__name__}: {e})") from e
 
 
+def _write_stored_member(archive: zipfile.ZipFile, key: str, array: np.ndarray) -> None:
+    """Writes `array` as the stored member ``<key>.npy`` of `archive`, as `np.savez` does (the
+    same ``.npy`` header, ``force_zip64``), but from the array's own memory: `np.savez` copies
+    every 16 MiB into a new bytes object first, which for a 2.4 GB influence costs seconds of
+    page faults in the kernel. `zipfile` computes the CRC-32 as the data goes through."""
+    if not (array.flags.c_contiguous or array.flags.f_contiguous):
+        array = np.ascontiguousarray(array)
+    header = np.lib.format.header_data_from_array_1_0(array)
+    with archive.open(key + ".npy", "w", force_zip64=True) as member:
+        try:
+            np.lib.format.write_array_header_1_0(member, header)
+        except ValueError:  # a header over 64 KiB (many fields)
+            np.lib.format.write_array_header_2_0(member, header)
+        data = (array.T if header["fortran_order"] else array).reshape(-1).view(np.uint8)
+        for start in range(0, len(data), 2**26):
+            member.write(memoryview(data[start : start + 2**26]))
+
+
 def save_npz_atomic(
     path: str | os.PathLike, arrays: Mapping[str, np.ndarray], compress: bool = False
 ) -> None:
     """Writes `arrays` to `path` as `.npz` through a temporary file and a rename.
+
+    Uncompressed, the file is what `np.savez` writes, each array written straight from its
+    memory (no copy of it is made, `_write_stored_member`); compressed, `np.savez_compressed`.
 
     Args:
       path: destination; its directory is created if needed.
@@ -259,9 +280,14 @@ def save_npz_atomic(
     Raises:
       NpzError: an array has dtype object.
     """
+    arrays = {key: np.asarray(value) for key, value in arrays.items()}
     for key, value in arrays.items():
-        if np.asarray(value).dtype == object:
+        if value.dtype.hasobject:
             raise NpzError(f"{os.fspath(path)}: key {key!r} is an object array; refusing to write")
-    save = np.savez_compressed if compress else np.savez
     with atomic_write(path) as f:
-        save(f, **{k: np.asarray(v) for k, v in arrays.items()})
+        if compress:
+            np.savez_compressed(f, **arrays)
+            return
+        with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED) as archive:
+            for key, value in arrays.items():
+                _write_stored_member(archive, key, value)
