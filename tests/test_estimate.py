@@ -751,3 +751,14 @@ def test_estimate_records_its_backend(tmp_path):
     del arrays["cooccurrence_backend"]  # a file written before the key existed
     save_npz_atomic(tmp_path / "old.npz", arrays)
     assert est.load_estimate(tmp_path / "old.npz").cooccurrence_backend is None
+
+
+def test_rows_finished_on_threads_give_the_same_bits(monkeypatch):
+    from heldout.estimate import pairwise
+
+    acc = est.accumulate(*random_runs(17, 19, 700, 333))
+    outputs = {}
+    for threads in (1, 3):  # 333 rows: parts of 111 rows on three threads
+        monkeypatch.setattr(pairwise, "_ROW_THREADS", threads)
+        outputs[threads] = _influence_outputs(acc, "torch", est.DEFAULT_WORKING_BYTES)
+    assert outputs[1] == outputs[3]

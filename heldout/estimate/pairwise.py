@@ -10,8 +10,11 @@ identical bit for bit. See `heldout.estimate`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -21,11 +24,20 @@ from heldout.estimate.scores import memorization
 
 DEFAULT_WORKING_BYTES = 512 * 2**20
 
+#: Threads turning a tile's counts into influence (and top-k lists), each on its own rows:
+#: numpy releases the GIL in its loops, and the product's threads are idle meanwhile.
+_ROW_THREADS = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                   else os.cpu_count() or 1)
+
+RowsUpdate = Callable[[np.ndarray, int, int, int], None]
+"""``update(rows, r, c0, s)``: work on the finished influence ``rows`` (a part of a tile, its
+first row r of the matrix, its first column c0; s its first row in the tile)."""
+
 
 @dataclasses.dataclass(frozen=True)
 class _Tiler:
     """Forms influence tiles ``[rows, cols]`` from the bits with one co-occurrence product per
-    tile (`cooccurrence`, with `backend`)."""
+    tile (`cooccurrence`, with `backend`), then finishes parts of their rows on threads."""
 
     acc: RatioAccumulator
     backend: ProductBackend
@@ -51,8 +63,10 @@ class _Tiler:
         budget = max(int(working_bytes), 0)
         size = backend.operand_dtype.itemsize * runs  # bytes of one unpacked column
         if full:
-            # Output tiles are views of the result: the working set is the unpacked runs.
+            # Output tiles are views of the result: the working set is the unpacked runs. The
+            # int8 products are as fast in blocks of 2,048 rows, which the progress bar counts.
             rows = n_test if size * n_test <= budget // 2 else budget // 2 // size
+            rows = min(rows, 2048) if backend.name == "torch" else rows
             rows = n_test if rows >= n_test else max(8, rows // 8 * 8)
             cols = budget // 2 // size
         else:
@@ -77,14 +91,24 @@ class _Tiler:
         return [(r, min(r + self.rows, n)) for r in range(0, n, self.rows)]
 
     def tiles(
-        self, progress: Progress | None = None, out: np.ndarray | None = None
+        self,
+        progress: Progress | None = None,
+        out: np.ndarray | None = None,
+        update: RowsUpdate | None = None,
     ) -> Iterator[tuple[int, int, int, int, np.ndarray]]:
         """Yields ``(r0, r1, c0, c1, tile)``, tile float32 [r1 - r0, c1 - c0] of influence.
 
         The tile is a view of `out` when given, else a buffer reused for the next tile. Counts
         are formed in the tile's own memory (int32 counts where the tile is contiguous) and
-        turned into influence in place.
+        turned into influence in place, parts of the rows on `_ROW_THREADS` threads, each part
+        then given to `update` on its thread (rows are independent, so the result does not
+        depend on the split).
         """
+        threads = _ROW_THREADS
+        with ThreadPoolExecutor(threads) if threads > 1 else contextlib.nullcontext() as pool:
+            yield from self._tiles(progress, out, update, pool, threads)
+
+    def _tiles(self, progress, out, update, pool, threads):
         acc, dtype = self.acc, self.backend.operand_dtype
         rows = self.row_blocks()
         blocks = [(c, r) for c in self.col_blocks() for r in rows]
@@ -113,7 +137,21 @@ class _Tiler:
                     count_buffer = np.empty(self.rows * self.cols, self.backend.count_dtype)
                 counts = count_buffer[: tile.size].reshape(tile.shape)
             cooccurrence(t_block, m_block, self.backend, out=counts)
-            self.finish(counts, tile, r0, c0, c1)
+
+            def part(s0: int, s1: int, counts=counts, tile=tile, r0=r0, c0=c0, c1=c1) -> None:
+                self.finish(counts[s0:s1], tile[s0:s1], r0 + s0, c0, c1)
+                if update is not None:
+                    update(tile[s0:s1], r0 + s0, c0, s0)
+
+            # Parts of at least 64 rows (or the whole tile), one per thread.
+            bounds = np.linspace(0, r1 - r0, min(threads, max(1, (r1 - r0) // 64)) + 1)
+            bounds = bounds.astype(int).tolist()
+            if pool is None or len(bounds) == 2:
+                part(0, r1 - r0)
+            else:
+                parts = zip(bounds[:-1], bounds[1:], strict=True)
+                for future in [pool.submit(part, a, b) for a, b in parts]:
+                    future.result()
             yield r0, r1, c0, c1, tile
 
     def finish(self, counts: np.ndarray, tile: np.ndarray, r0: int, c0: int, c1: int) -> None:
@@ -121,14 +159,15 @@ class _Tiler:
 
         ``influence = cooc / count_in - (total - cooc) / count_out``: the "without" sums come
         from the totals; each term is in [0, 1], so the float32 error stays within a few ulp.
-        `counts` is `tile` itself (float32 counts, done in place) or int32 counts, which may
+        `counts` is float32 counts in `tile` itself (done in place) or int32 counts, which may
         share the tile's memory: each chunk is converted to float32 (exactly, counts < 2**24)
         before the tile's chunk is written, and the float32 operations are the same either way.
         """
         inv_in, inv_out = self.inv_in[c0:c1], self.inv_out[c0:c1]
         step = max(1, 2**18 // max(c1 - c0, 1))
         tmp = np.empty((step, c1 - c0), np.float32)
-        converted = None if counts is tile else np.empty((step, c1 - c0), np.float32)
+        in_place = counts.dtype == np.float32  # the numpy backend's counts are the tile
+        converted = None if in_place else np.empty((step, c1 - c0), np.float32)
         for s in range(0, tile.shape[0], step):
             chunk = tile[s : s + step]
             n = chunk.shape[0]
@@ -318,10 +357,16 @@ def top_k_influence(
     idx = np.full((acc.num_test, k), -1, np.int64)
     undefined = np.flatnonzero(np.isnan(tiler.inv_in))
     scratch = np.empty(tiler.rows * tiler.cols, np.float32)
-    for r0, r1, c0, c1, tile in tiler.tiles(progress):
-        cols = undefined[(undefined >= c0) & (undefined < c1)] - c0
-        tile[:, cols] = -np.inf
-        _topk_update(vals[r0:r1], idx[r0:r1], tile, c0, k, scratch)
+
+    def update(rows: np.ndarray, r: int, c0: int, s: int) -> None:
+        cols = undefined[(undefined >= c0) & (undefined < c0 + rows.shape[1])] - c0
+        rows[:, cols] = -np.inf
+        n = rows.shape[0]
+        part_scratch = scratch[s * rows.shape[1] : (s + n) * rows.shape[1]]
+        _topk_update(vals[r : r + n], idx[r : r + n], rows, c0, k, part_scratch)
+
+    for _ in tiler.tiles(progress, update=update):
+        pass
     missing = np.isneginf(vals)
     vals[missing] = np.nan
     idx[missing] = -1
