@@ -246,6 +246,10 @@ def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise NpzError(f"{path}: truncated or corrupt .npz ({type(e).__name__}: {e})") from e
 
 
+#: Bytes handed to each write of an array (a view of its memory, not a copy).
+_WRITE_CHUNK = 2**26
+
+
 def _write_stored_member(archive: zipfile.ZipFile, key: str, array: np.ndarray) -> None:
     """Writes `array` as the stored member ``<key>.npy`` of `archive`, as `np.savez` does (the
     same ``.npy`` header, ``force_zip64``), but from the array's own memory: `np.savez` copies
@@ -260,8 +264,8 @@ def _write_stored_member(archive: zipfile.ZipFile, key: str, array: np.ndarray) 
         except ValueError:  # a header over 64 KiB (many fields)
             np.lib.format.write_array_header_2_0(member, header)
         data = (array.T if header["fortran_order"] else array).reshape(-1).view(np.uint8)
-        for start in range(0, len(data), 2**26):
-            member.write(memoryview(data[start : start + 2**26]))
+        for start in range(0, len(data), _WRITE_CHUNK):
+            member.write(memoryview(data[start : start + _WRITE_CHUNK]))
 
 
 def save_npz_atomic(

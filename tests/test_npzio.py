@@ -110,13 +110,16 @@ def test_on_a_file_read_back(tmp_path):
         require(arrays, "labels", "iu", ("n",), source=str(tmp_path / "a.npz"))
 
 
-def test_atomic_npz_write_copies_nothing(tmp_path):
+def test_atomic_npz_write_copies_nothing(tmp_path, monkeypatch):
     # The estimate file's 2.4 GB influence is written once, from its own memory: np.savez
     # copied it 16 MiB at a time into new bytes objects (a traced peak of 16 MiB, and seconds
     # of page faults for 2.4 GB); the file is the same.
     import tracemalloc
 
-    big = np.ones((3 * 2**10, 2**13), np.float32)
+    from heldout import npzio
+
+    monkeypatch.setattr(npzio, "_WRITE_CHUNK", 3 * 2**20, raising=False)  # several writes
+    big = np.ones((5 * 2**10, 2**10), np.float32)  # 20 MiB
     arrays = {"influence": big, "count_in": np.arange(4), "f": np.asfortranarray(big[:5, :7])}
     tracemalloc.start()
     try:
