@@ -260,8 +260,9 @@ def iter_aux_arrays(
 
     The one loop that reads runs' aux arrays (estimates, the report, `heldout inspect`): each
     file goes through `load_aux_arrays` on one of `workers` threads, at most ``2 * workers``
-    files ahead of the consumer. Reading overlaps because zip reads, sorts and bincounts
-    release the GIL (`benchmarks/estimate.py` measures runs/s, serial against threaded).
+    files ahead of the consumer. Threads overlap where the GIL is released: the file reads and
+    CRC-32 checks of `heldout.npzio.load_npz` and numpy's loops in the checks
+    (`benchmarks/estimate.py` measures runs/s, serial against threaded).
 
     Args:
       runs: the runs (e.g. ``experiment.runs()``); yielded in this order.
