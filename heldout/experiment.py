@@ -153,10 +153,18 @@ def _positions(index: np.ndarray, n: int) -> np.ndarray | None:
     return seen
 
 
-def _check_permutation(source: str, what: str, index: np.ndarray, n: int) -> None:
-    seen = _positions(index, n)
-    if seen is not None and len(index) == n and seen.all():  # n entries, n distinct positions
-        return
+def _check_permutation(source: str, what: str, parts: list[np.ndarray], n: int) -> None:
+    """Checks that the index arrays `parts` together hold each of 0..n-1 once."""
+    if sum(len(p) for p in parts) == n:  # n entries at n distinct positions: a permutation
+        seen = np.zeros(n, dtype=bool)
+        for p in parts:
+            if len(p) and (p.min() < 0 or p.max() >= n):
+                break
+            seen[p] = True
+        else:
+            if seen.all():
+                return
+    index = np.concatenate(parts)
     counts = np.bincount(index[(index >= 0) & (index < n)], minlength=n) if n else np.zeros(0)
     out_of_range = int(np.sum((index < 0) | (index >= n)))
     if out_of_range or len(index) != n or (counts != 1).any():
@@ -207,13 +215,9 @@ def aux_arrays_from_dict(
         raise AuxArraysError(
             f"{source}: covers {n_test} test examples but the dataset has {num_test}"
         )
-    _check_permutation(
-        source,
-        "index_train + index_removed",
-        np.concatenate([fields["index_train"], fields["index_removed"]]),
-        n_train,
-    )
-    _check_permutation(source, "index_test", fields["index_test"], n_test)
+    _check_permutation(source, "index_train + index_removed",
+                       [fields["index_train"], fields["index_removed"]], n_train)
+    _check_permutation(source, "index_test", [fields["index_test"]], n_test)
     # The same set: as many entries, at the same positions (so no repeats), in O(n).
     subsample_positions = _positions(subsample, n_train)
     if len(subsample) != len(fields["index_train"]) or subsample_positions is None or not (

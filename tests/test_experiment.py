@@ -91,6 +91,12 @@ def test_index_not_a_permutation(tmp_path):
     match = "must be a permutation of 0..19.*1 repeated and 1 missing"
     with pytest.raises(ex.AuxArraysError, match=match):
         ex.load_aux_arrays(tmp_path / "a.npz")
+    for k, bad in enumerate((20, -1)):
+        arrays["index_removed"][0] = bad
+        _write_raw(tmp_path / f"{k}.npz", arrays)
+        match = "index_train \\+ index_removed must be a permutation .*with 1 out of range"
+        with pytest.raises(ex.AuxArraysError, match=match):
+            ex.load_aux_arrays(tmp_path / f"{k}.npz")
 
 
 def test_subsample_idx_must_match_index_train(tmp_path):
