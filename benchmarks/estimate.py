@@ -10,9 +10,11 @@ the minimum over repeats and the median of the paired ratios.
 
 1. **Reading** (runs/s): `heldout.estimate.accumulate_runs` over every run, reading and
    validating the aux arrays one after the other (``workers=1``) against the thread pool of
-   `heldout.experiment.iter_aux_arrays` (``--workers``, default one thread per core); with
-   ``--reference DIR``, also the ``accumulate_runs`` of another checkout of heldout (e.g. main
-   before this change: ``git worktree add /tmp/main main``), in its own process.
+   `heldout.experiment.iter_aux_arrays` (``--workers``, default one per core up to 4), from the
+   disk (``cold``: the files dropped from the page cache first with ``POSIX_FADV_DONTNEED``)
+   and from the page cache (``warm``); with ``--reference DIR``, also the ``accumulate_runs`` of
+   another checkout of heldout (e.g. main before this change: ``git worktree add /tmp/main
+   main``), in its own process.
 2. **Influence stage** (the full matrix from the accumulator): ``torch`` (exact int32 counts
    from int8 tiles, ``torch._int_mm``), ``numpy`` (float32 GEMM tiles) and ``two_products``
    (the straightforward formula ``(T^T M) / count_in - (T^T (1 - M)) / count_out`` in float32
@@ -144,36 +146,45 @@ def _max_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def _evict(runs) -> None:
+    """Drops the runs' files from the page cache (``POSIX_FADV_DONTNEED``, these files only),
+    so that the next read comes from the disk, as after a download or on another machine."""
+    for run in runs:
+        fd = os.open(run.aux_path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
 def measure_read(args) -> list[dict]:
+    """`accumulate_runs` serial and threaded, from the disk (``cold``: the files evicted from the
+    page cache first, not timed) and from the page cache (``warm``); with ``--child_arg
+    reference``, the ``accumulate_runs`` of the checkout first on PYTHONPATH, as it reads."""
     from heldout import estimate as est
 
     runs = _runs(args.exp)
-    est.accumulate_runs(runs[:4], workers=1)  # imports, first-call costs
-    records, bits = [], {}
-    methods = {"serial": 1, "threaded": args.workers}
+    if args.child_arg == "reference":
+        methods = {"reference": lambda: est.accumulate_runs(runs)}
+    else:
+        methods = {name: lambda w=w: est.accumulate_runs(runs, workers=w)
+                   for name, w in (("serial", 1), ("threaded", args.workers))}
+    methods = {f"{name} {state}": fn for state in ("cold", "warm")
+               for name, fn in methods.items()}
+    est.accumulate_runs(runs[:4])  # imports, first-call costs
+    records, bits = [], set()
     for rep, method in _rotations(list(methods), args.repeats):
-        acc, wall, cpu = _timed(lambda m=method: est.accumulate_runs(runs, workers=methods[m]))
-        bits[method] = hashlib.sha256(acc.mask_bits.tobytes() + acc.test_bits.tobytes()).hexdigest()
+        if method.endswith("cold"):
+            _evict(runs)
+        else:
+            methods[method]()  # the files into the page cache
+        acc, wall, cpu = _timed(methods[method])
+        bits.add(hashlib.sha256(acc.mask_bits.tobytes() + acc.test_bits.tobytes()).hexdigest())
         records.append({"method": method, "repeat": rep, "wall": wall, "cpu": cpu,
-                        "runs": len(runs), "workers": methods[method]})
-        _say(f"  repeat {rep + 1} {method:>9}: {len(runs) / wall:7.1f} runs/s ({wall:.2f} s wall, "
-             f"{cpu:.2f} s CPU)")
-    assert len(set(bits.values())) == 1, "serial and threaded reading gave different runs"
-    return records
-
-
-def measure_read_reference(args) -> list[dict]:
-    """`accumulate_runs` of the checkout first on PYTHONPATH (``--reference``), as it reads."""
-    from heldout import estimate as est
-
-    runs = _runs(args.exp)
-    est.accumulate_runs(runs[:4])
-    records = []
-    for rep in range(args.repeats):
-        _, wall, cpu = _timed(lambda: est.accumulate_runs(runs))
-        records.append({"method": "reference", "repeat": rep, "wall": wall, "cpu": cpu,
                         "runs": len(runs)})
-        _say(f"  repeat {rep + 1} reference: {len(runs) / wall:7.1f} runs/s ({wall:.2f} s wall)")
+        _say(f"  repeat {rep + 1} {method:>15}: {len(runs) / wall:7.1f} runs/s ({wall:.2f} s "
+             f"wall, {cpu:.2f} s CPU)")
+    assert len(bits) == 1, "the reading methods gave different runs"
     return records
 
 
@@ -364,9 +375,8 @@ def _has_cuda() -> bool:
     return torch is not None and torch.cuda.is_available()
 
 
-CHILDREN = {"read": measure_read, "read_reference": measure_read_reference,
-            "influence": measure_influence, "alone": measure_alone, "cli": measure_cli,
-            "imagenet": measure_imagenet}
+CHILDREN = {"read": measure_read, "influence": measure_influence, "alone": measure_alone,
+            "cli": measure_cli, "imagenet": measure_imagenet}
 
 
 # --------------------------------------------------------------------------------------------
@@ -475,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num_test", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=2, help="interleaved repeats")
     parser.add_argument("--workers", type=int, default=0,
-                        help="reading threads (default: heldout's, one per core up to 8)")
+                        help="reading threads (default: heldout's, one per core up to 4)")
     parser.add_argument("--imagenet_slice", type=int, default=1024,
                         help="test examples timed for the ImageNet top-k (extrapolated)")
     parser.add_argument("--top_k", type=int, default=10)
@@ -528,13 +538,15 @@ def main(argv: list[str] | None = None) -> int:
               "threads")
         records = _child(args, "read")
         if args.reference:
-            records += _child(args, "read_reference", source=os.path.abspath(args.reference))
+            records += _child(args, "read", "reference", source=os.path.abspath(args.reference))
         by = _by(records)
         _table(by, ("runs/s (best)", lambda r: f"{r['runs'] / r['wall']:.1f}"))
-        print(_ratio_line("threaded speed-up", by, "serial", "threaded", ">= 1.7 on two cores"))
-        if args.reference:
-            print(_ratio_line(f"threaded speed-up over {args.reference}", by, "reference",
-                              "threaded", ">= 1.7 on two cores"))
+        for state in ("cold", "warm"):
+            print(_ratio_line(f"threaded speed-up, {state}", by, f"serial {state}",
+                              f"threaded {state}", ">= 1.7 on two cores"))
+            if args.reference:
+                print(_ratio_line(f"threaded speed-up over {args.reference}, {state}", by,
+                                  f"reference {state}", f"threaded {state}", "-"))
 
     if "influence" not in skip:
         print("\n2. influence stage: the full matrix from the accumulator")

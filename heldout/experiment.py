@@ -247,8 +247,10 @@ def load_aux_arrays(
     return aux_arrays_from_dict(load_npz(path), os.fspath(path), num_train, num_test)
 
 
-#: Threads reading aux arrays by default (`iter_aux_arrays`): one per core, at most 8.
-DEFAULT_READ_WORKERS = min(8, os.cpu_count() or 1)
+#: Threads reading aux arrays by default (`iter_aux_arrays`): one per core, at most 4. They
+#: overlap the reads from the disk; from the page cache, a file's checks hold the GIL about a
+#: third of the time, so more threads add GIL hand-offs rather than speed.
+DEFAULT_READ_WORKERS = min(4, os.cpu_count() or 1)
 
 
 def iter_aux_arrays(

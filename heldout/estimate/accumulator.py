@@ -546,7 +546,7 @@ def accumulate_runs(
       subset_ratio: defaults to the runs' ratio.
       progress: optional wrapper reporting progress over the runs (e.g. tqdm).
       workers: threads reading the files (`heldout.experiment.iter_aux_arrays`; default one
-        per core, at most 8; 1 reads them one after the other).
+        per core, at most 4; 1 reads them one after the other).
 
     Raises:
       EstimateError: no runs, runs of several ratios, or dataset sizes that differ.
