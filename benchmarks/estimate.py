@@ -573,6 +573,12 @@ def main(argv: list[str] | None = None) -> int:
                   f"peak {r['save_traced_peak'] / 2**20:.0f} MiB, RSS growth "
                   f"{r['save_rss_growth'] / 2**20:.0f} MiB (no second copy)")
 
+    if "cli" not in skip and subprocess.run(
+            [sys.executable, "-c", "import heldout.cli"], env=_child_env(args),
+            capture_output=True).returncode != 0:
+        print("\n3. whole command: skipped, `heldout.cli` does not import here (its "
+              "dependencies, e.g. tqdm, are missing)")
+        skip.add("cli")
     if "cli" not in skip:
         print("\n3. whole command, loading and writing counted: heldout estimate against the "
               "two-product script")
