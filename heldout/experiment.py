@@ -33,7 +33,9 @@ import functools
 import json
 import os
 import re
+from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -155,7 +157,27 @@ def _as_bool(source: str, key: str, value: np.ndarray) -> np.ndarray:
     )
 
 
-def _check_permutation(source: str, what: str, index: np.ndarray, n: int) -> None:
+def _positions(index: np.ndarray, n: int) -> np.ndarray | None:
+    """bool [n]: True at the positions `index` holds; None when one lies outside 0..n-1."""
+    if len(index) and (index.min() < 0 or index.max() >= n):
+        return None
+    seen = np.zeros(n, dtype=bool)
+    seen[index] = True
+    return seen
+
+
+def _check_permutation(source: str, what: str, parts: list[np.ndarray], n: int) -> None:
+    """Checks that the index arrays `parts` together hold each of 0..n-1 once."""
+    if sum(len(p) for p in parts) == n:  # n entries at n distinct positions: a permutation
+        seen = np.zeros(n, dtype=bool)
+        for p in parts:
+            if len(p) and (p.min() < 0 or p.max() >= n):
+                break
+            seen[p] = True
+        else:
+            if seen.all():
+                return
+    index = np.concatenate(parts)
     counts = np.bincount(index[(index >= 0) & (index < n)], minlength=n) if n else np.zeros(0)
     out_of_range = int(np.sum((index < 0) | (index >= n)))
     if out_of_range or len(index) != n or (counts != 1).any():
@@ -206,15 +228,13 @@ def aux_arrays_from_dict(
         raise AuxArraysError(
             f"{source}: covers {n_test} test examples but the dataset has {num_test}"
         )
-    _check_permutation(
-        source,
-        "index_train + index_removed",
-        np.concatenate([fields["index_train"], fields["index_removed"]]),
-        n_train,
-    )
-    _check_permutation(source, "index_test", fields["index_test"], n_test)
-    if len(subsample) != len(fields["index_train"]) or not np.array_equal(
-        np.sort(subsample), np.sort(fields["index_train"])
+    _check_permutation(source, "index_train + index_removed",
+                       [fields["index_train"], fields["index_removed"]], n_train)
+    _check_permutation(source, "index_test", [fields["index_test"]], n_test)
+    # The same set: as many entries, at the same positions (so no repeats), in O(n).
+    subsample_positions = _positions(subsample, n_train)
+    if len(subsample) != len(fields["index_train"]) or subsample_positions is None or not (
+        np.array_equal(subsample_positions, _positions(fields["index_train"], n_train))
     ):
         raise AuxArraysError(
             f"{source}: subsample_idx ({len(subsample)} entries) is not the same set as "
@@ -238,6 +258,88 @@ def load_aux_arrays(
       AuxArraysError: missing keys or inconsistent arrays (see `aux_arrays_from_dict`).
     """
     return aux_arrays_from_dict(load_npz(path), os.fspath(path), num_train, num_test)
+
+
+#: Threads reading aux arrays by default (`iter_aux_arrays`): one per core, at most 4. They
+#: overlap the reads from the disk; from the page cache, a file's checks hold the GIL about a
+#: third of the time, so more threads add GIL hand-offs rather than speed.
+DEFAULT_READ_WORKERS = min(4, os.cpu_count() or 1)
+
+
+def iter_aux_arrays(
+    runs: Iterable[Run],
+    workers: int | None = None,
+    num_train: int | None = None,
+    num_test: int | None = None,
+    same_sizes: bool = True,
+    progress: Callable[[Iterable], Iterable] | None = None,
+    errors: str = "raise",
+) -> Iterator[tuple[Run, AuxArrays | HeldoutError]]:
+    """Reads and validates the runs' `aux_arrays.npz` on a thread pool, in the runs' order.
+
+    The one loop that reads runs' aux arrays (estimates, the report, `heldout inspect`): each
+    file goes through `load_aux_arrays` on one of `workers` threads, at most ``2 * workers``
+    files ahead of the consumer. Threads overlap where the GIL is released: the file reads and
+    CRC-32 checks of `heldout.npzio.load_npz` and numpy's loops in the checks
+    (`benchmarks/estimate.py` measures runs/s, serial against threaded).
+
+    Args:
+      runs: the runs (e.g. ``experiment.runs()``); yielded in this order.
+      workers: reading threads (default `DEFAULT_READ_WORKERS`); 0 or 1 reads each file in
+        the calling thread when its turn comes.
+      num_train, num_test: expected dataset sizes, checked for every run when given.
+      same_sizes: without `num_train`/`num_test`, every run is checked against the sizes of
+        the first run read (read before the others are started).
+      progress: wraps the runs as they are yielded (e.g. tqdm), so a progress bar counts runs
+        handed to the consumer.
+      errors: ``"raise"``: a bad file raises its error when its turn comes, after the runs
+        before it were yielded; ``"yield"``: its error (a `HeldoutError` naming the file) is
+        yielded in place of its `AuxArrays` and the runs after it are read.
+
+    Yields:
+      ``(run, aux)``: the run and its `AuxArrays` (or, with ``errors="yield"``, its error).
+
+    Raises:
+      NpzError / AuxArraysError / FingerprintError: with ``errors="raise"``, as
+        `load_aux_arrays`, naming the file.
+    """
+    if errors not in ("raise", "yield"):
+        raise ValueError(f"errors must be 'raise' or 'yield', got {errors!r}")
+    runs = list(runs)
+    workers = DEFAULT_READ_WORKERS if workers is None else max(int(workers), 1)
+    sizes = (num_train, num_test)
+    need_sizes = same_sizes and sizes == (None, None)
+
+    def load(run: Run, sizes: tuple[int | None, int | None]) -> AuxArrays | HeldoutError:
+        try:
+            return run.load_aux(*sizes)
+        except HeldoutError as e:
+            if errors == "raise":
+                raise
+            return e
+
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="aux-arrays") if workers > 1 else None
+    queue: deque = deque()  # (run, future), in order
+    upcoming = iter(runs)
+    try:
+        for run in progress(runs) if progress else runs:
+            if pool is None or need_sizes:
+                aux = load(next(upcoming), sizes)
+            else:
+                while len(queue) < 2 * workers:
+                    following = next(upcoming, None)
+                    if following is None:
+                        break
+                    queue.append((following, pool.submit(load, following, sizes)))
+                queued, future = queue.popleft()
+                assert queued is run, "progress must yield the runs it is given, in order"
+                aux = future.result()
+            if need_sizes and isinstance(aux, AuxArrays):
+                sizes, need_sizes = (aux.num_train, aux.num_test), False
+            yield run, aux
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def make_aux_arrays(

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from heldout.atomic import atomic_path
-from heldout.experiment import Run
+from heldout.experiment import Run, iter_aux_arrays
 from heldout.predict.store import PredictionStore, StoreError, open_store
 
 
@@ -66,11 +66,11 @@ def accumulate_store(
             raise StoreError(f"{s.path}: runs {missing[:3]} of the store are not in the "
                              "experiment given (needed for their training-set correctness)")
         train_correct = np.zeros_like(masks)
-        for k, name in enumerate(names):
-            aux = by_name[name].load_aux(num_train=masks.shape[1])
+        reads = iter_aux_arrays([by_name[n] for n in names], num_train=masks.shape[1])
+        for k, (run, aux) in enumerate(reads):
             if not np.array_equal(aux.subset_mask(), masks[k]):
-                raise StoreError(f"{s.path}: the mask of run {name} differs from its subset in "
-                                 f"{aux.source}; is the store of another experiment?")
+                raise StoreError(f"{s.path}: the mask of run {run.name} differs from its subset "
+                                 f"in {aux.source}; is the store of another experiment?")
             train_correct[k] = aux.train_correctness()
     acc = RatioAccumulator(masks.shape[1], evaluated.shape[1], keep_runs, float(ratio))
     acc.add_runs(masks, train_correct, evaluated, names)

@@ -30,7 +30,7 @@ from heldout.data.arrays import ArrayDataset
 from heldout.data.fingerprint import Fingerprint, check_fingerprints, fingerprint_from_labels
 from heldout.data.protocol import Dataset
 from heldout.errors import HeldoutError
-from heldout.experiment import Experiment, Skipped, open_experiment
+from heldout.experiment import Experiment, Skipped, iter_aux_arrays, open_experiment
 from heldout.report.predictions import HeldOutPredictions, read_predictions
 
 DEFAULT_GALLERY_SIZE = 32
@@ -217,12 +217,10 @@ def _read_runs(experiment: Experiment, keep_runs: bool, progress):
         raise ReportError(f"{experiment.root}: no complete runs (aux_arrays.npz) found")
     accs: dict[str, est.RatioAccumulator] = {}
     accuracy: dict[str, dict[str, list[float]]] = {}
-    sizes: tuple[int, int] | None = None
-    for run in progress(runs) if progress else runs:
-        aux = run.load_aux(*sizes) if sizes else run.load_aux()
-        sizes = (aux.num_train, aux.num_test)
+    for run, aux in iter_aux_arrays(runs, progress=progress):
         if run.ratio not in accs:
-            accs[run.ratio] = est.RatioAccumulator(*sizes, keep_runs, run.subset_ratio)
+            accs[run.ratio] = est.RatioAccumulator(aux.num_train, aux.num_test, keep_runs,
+                                                   run.subset_ratio)
             accuracy[run.ratio] = {s: [] for s in ("train", "removed", "test")}
         accs[run.ratio].add_aux(aux, run.name)
         for split, values in accuracy[run.ratio].items():
