@@ -452,6 +452,18 @@ def test_membership_computed_from_the_store_is_the_lira_file(attacked):
 
     assert "LiRA computed from the store <code>" in _membership_section(data, _Thumbs(data))
 
+    # A store LiRA cannot attack leaves the section with a note saying why.
+    from predict_helpers import write_outputs_store
+
+    names, masks = _run_masks(root / "exp")
+    labels = attacked["dataset"].split_labels("train")
+    write_outputs_store(root / "correct-only.zarr", names, masks, labels, masks)
+    data = compute_report(root / "exp", examples_from_dataset(attacked["dataset"]),
+                          predictions_path=str(root / "correct-only.zarr"))
+    assert data.membership is None and data.predictions is not None
+    assert data.membership_note.startswith(f"not computed from {root / 'correct-only.zarr'}: ")
+    assert "has no logit_confidence (made with --outputs correct)" in data.membership_note
+
 
 def _refused(capsys, root, *flags):
     from heldout.cli import main as cli_main
