@@ -79,10 +79,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--retries", type=non_negative_int, default=1,
                    help="Dask retries of a task that crashed (default 1)")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace an existing store made for something else")
+                   help="replace an existing store made for something else (one without a "
+                   "completed run is replaced anyway)")
     p.add_argument("--no_cross_check", action="store_true",
-                   help="do not compare correct with the runs' aux arrays (a dataset other than "
-                   "the runs' own, e.g. transformed images of the same size)")
+                   help="another evaluation set than the runs' own (shifted or new images): "
+                   "its sizes and labels are not checked against the runs' aux arrays (but for "
+                   "--split train) and correct is not compared with them")
     p.add_argument("--min_match_fraction", type=fraction, default=1.0,
                    help="a run passes the cross-check when at least this fraction matches")
     p.set_defaults(handler=predict_command)

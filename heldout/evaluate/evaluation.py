@@ -101,6 +101,40 @@ def evaluate_split(
     return Predictions(logits, labels, index)
 
 
+def check_run_dataset(run: Run, dataset: Dataset, split: str, own: bool = True) -> AuxArrays:
+    """The one check that a dataset is a run's own, made before any model is restored
+    (`verify_run`, `heldout verify`; `heldout predict` before its store is made, and for each
+    run): the run's aux arrays are read, their size of `split` (``train``: the whole training
+    set, train + removed; ``test``) must be the dataset's, and when the run carries a dataset
+    fingerprint (runs of `heldout.train`), the dataset's name, version and label order of
+    every split both have must be its.
+
+    Args:
+      run: the run.
+      dataset: the dataset about to be evaluated.
+      split: the split about to be evaluated.
+      own: False for another evaluation set than the runs' own (`heldout predict
+        --no_cross_check`: shifted or new test images): then only what the run's subset
+        indexes is checked, the training split (its size and labels) when `split` is
+        ``train``; for other splits the aux arrays are only read.
+
+    Returns:
+      The run's `AuxArrays`.
+
+    Raises:
+      NpzError / AuxArraysError: unreadable aux arrays, or another size than the dataset's.
+      FingerprintError: the run was trained and evaluated on another dataset or order.
+    """
+    checked = own or split == "train"
+    n = dataset.num_examples(split)
+    sizes = {} if not checked else {"num_train": n} if split == "train" else (
+        {"num_test": n} if split == "test" else {})
+    aux = run.load_aux(**sizes)
+    if checked:
+        check_dataset(aux.fingerprint, dataset, aux.source, None if own else ("train",))
+    return aux
+
+
 @dataclasses.dataclass(frozen=True)
 class RunVerification:
     """The outcome of re-evaluating one run on one split."""
@@ -123,9 +157,9 @@ def verify_run(
     """Restores a run into `backend`, evaluates a split (`evaluate_split`) and cross-checks
     the result with the run's aux arrays.
 
-    The aux arrays are read first and checked against the dataset's size (and, for runs written
-    by `heldout.train`, its fingerprint: name, version and label order), so a run of another
-    dataset fails before any evaluation.
+    The aux arrays are read first and checked against the dataset (`check_run_dataset`: its
+    size and, for runs written by `heldout.train`, its fingerprint: name, version and label
+    order), so a run of another dataset fails before any evaluation.
 
     Args:
       backend: a `Backend` (`make_backend_for(dataset)`, or ``"torch"`` for exported runs).
@@ -141,10 +175,7 @@ def verify_run(
       NonFiniteWeightsError: a restored weight is NaN or infinite.
       NonFiniteLogitsError: the restored model gives NaN or infinite logits (naming the run).
     """
-    n = dataset.num_examples(split)
-    sizes = {"num_train": n} if split == "train" else {"num_test": n}
-    aux = run.load_aux(**sizes)
-    check_dataset(aux.fingerprint, dataset, aux.source)
+    aux = check_run_dataset(run, dataset, split)
     restored = backend.restore(run)
     predictions = evaluate_split(backend, dataset, split, batch_size, progress,
                                  source=f"run {run.name} ({run.path})")

@@ -7,8 +7,12 @@ dict (`heldout.cluster.worker_state`), in this process in a dict the caller owns
 evaluates its run through `heldout.evaluate.evaluate_split` (the one evaluation path: every
 example once, finite logits; the restore checks every weight finite), writes only its own run's
 chunks of the store and sets ``completed`` last, so tasks never share a chunk and a killed task
-loses only its run; the same call again evaluates only the runs not completed. Nothing here
-prints: `predict` returns a `PredictSummary` carrying what was skipped, failed or mismatched.
+loses only its run; the same call again evaluates only the runs not completed. Before the store
+is made, the dataset is checked against the first run (`heldout.evaluate.check_run_dataset`,
+the check of `heldout verify`, and `heldout.evaluate.check_run_model`, its model read from its
+files), and the command holds the store's lock (`store_lock_path`, `heldout.lock`) while it
+fills it, so a second command on the same store is refused. Nothing here prints: `predict`
+returns a `PredictSummary` carrying what was skipped, failed or mismatched.
 """
 
 from __future__ import annotations
@@ -31,11 +35,15 @@ from heldout.errors import HeldoutError
 from heldout.evaluate import (
     BACKENDS,
     Backend,
+    ModelMismatchError,
+    check_run_dataset,
+    check_run_model,
     evaluate_split,
     make_backend,
     model_requirement,
 )
 from heldout.experiment import Experiment, Run, RunIds, Skipped, run_from_path, select_runs
+from heldout.lock import try_lock, unlock
 from heldout.predict import store as st
 
 _WORKER_ATTR = "_heldout_predict_state"
@@ -43,8 +51,9 @@ _WORKER_ATTR = "_heldout_predict_state"
 
 class PredictError(HeldoutError, ValueError):
     """Inputs to `predict` that do not fit: a bad `out`, outputs or backend, runs without
-    readable aux arrays (no runs selected is a `heldout.experiment.NoRunsError`, an unreachable
-    scheduler a `heldout.cluster.ClusterError`)."""
+    readable aux arrays, a dataset that is not the runs', a store another command is filling
+    (no runs selected is a `heldout.experiment.NoRunsError`, an unreachable scheduler a
+    `heldout.cluster.ClusterError`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +72,7 @@ class TaskSpec:
     batch_size: int
     num_train: int
     backend_options: tuple[tuple[str, Any], ...] = ()
+    own_dataset: bool = True
 
     def model_key(self) -> tuple:
         """What the cached model and dataset depend on (not the store)."""
@@ -182,7 +192,10 @@ def _evaluate_run(spec: TaskSpec, row: int, run: Run, cache: dict) -> RunResult:
     try:
         state = _state(spec, cache)
         backend = state.backend
-        aux = run.load_aux(num_train=spec.num_train)
+        aux = check_run_dataset(run, state.dataset, spec.split, spec.own_dataset)
+        if aux.num_train != spec.num_train:
+            raise PredictError(f"{aux.source}: covers {aux.num_train} training examples, the "
+                               f"store's runs {spec.num_train}")
         restored = backend.restore(run)
         reevaluated = getattr(backend, "num_reevaluated", 0)
         predictions = evaluate_split(backend, state.dataset, spec.split, spec.batch_size,
@@ -201,27 +214,96 @@ def _evaluate_run(spec: TaskSpec, row: int, run: Run, cache: dict) -> RunResult:
 # Making the store.
 
 
-def _num_train(runs: Sequence[Run], split: str, n: int) -> int:
-    """n_train, the width of ``mask``: the split's size for ``train``, else the first readable
-    run's aux arrays."""
-    if split == "train":
-        return n
+def check_runs_fit(runs: Sequence[Run], dataset: Dataset, split: str, backend: str,
+                   arch: str | None = None, own_dataset: bool = True) -> int:
+    """Checks the dataset against the runs before anything is evaluated: the first run whose
+    files can be read goes through `heldout.evaluate.check_run_dataset` (its aux arrays'
+    sizes and dataset fingerprint, the check of `heldout verify`; with `own_dataset` False
+    only the training split, see there) and `heldout.evaluate.check_run_model` (its
+    architecture, number of classes and input, read from its checkpoint or exported file).
+    A run whose files cannot be read is passed over: it fails alone when evaluated.
+
+    Returns:
+      n_train, the runs' training-set size (the width of the store's ``mask``).
+
+    Raises:
+      PredictError: the dataset is not the runs' (naming the run, the file and what differs),
+        or no run has readable files.
+      ModelMismatchError: the run's model is not the one the dataset needs.
+    """
     for run in runs:
         try:
-            return run.load_aux().num_train
+            aux = check_run_dataset(run, dataset, split, own_dataset)
+        except HeldoutError as e:
+            try:
+                run.load_aux()
+            except HeldoutError:
+                continue  # unreadable aux arrays: this run fails alone
+            hint = ("; if it is another evaluation set on purpose (shifted or new images of "
+                    "the runs' classes), pass --no_cross_check"
+                    if own_dataset and split != "train" else "")
+            raise PredictError(f"run {run.name}: {e}{hint}") from e
+        try:
+            check_run_model(backend, run, dataset, arch)
+        except ModelMismatchError:
+            raise
         except HeldoutError:
-            continue
-    raise PredictError(f"none of the {len(runs)} runs has readable aux arrays "
-                       f"(e.g. {runs[0].aux_path})")
+            continue  # an unreadable checkpoint or model file: this run fails alone
+        return aux.num_train
+    raise PredictError(f"none of the {len(runs)} runs has readable aux arrays and model files "
+                       f"(e.g. {runs[0].path})")
+
+
+def store_lock_path(out: str | os.PathLike) -> str:
+    """The lock file a command filling the store `out` holds (`heldout.lock`), beside it:
+    ``<parent>/.<name>.lock``."""
+    out = os.path.abspath(os.fspath(out))
+    return os.path.join(os.path.dirname(out), f".{os.path.basename(out)}.lock")
+
+
+@contextlib.contextmanager
+def store_lock(out: str):
+    """Holds the store's lock (`store_lock_path`) for the duration; the kernel drops it when
+    the process dies, so a killed command never blocks the next.
+
+    Raises:
+      PredictError: another live process holds it.
+    """
+    path = store_lock_path(out)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = try_lock(path)
+    if fd is None:
+        holder = "another process"
+        with contextlib.suppress(OSError, ValueError), open(path) as f:
+            holder = f"pid {int(f.read().split()[0])}"
+        raise PredictError(f"{out}: another heldout predict is filling this store ({holder} "
+                           f"holds {path}); wait for it to finish or stop it, then run the "
+                           "command again")
+    try:
+        yield
+    finally:
+        unlock(path, fd)
+
+
+def _empty_store(out: str) -> bool:
+    """A predictions store without a completed run: replacing it loses nothing."""
+    try:
+        st.read_attrs(out)
+        return not st.completed(out).any()
+    except (HeldoutError, KeyError, OSError, ValueError):
+        return False
 
 
 def prepare_store(out: str, layout: st.StoreLayout, runs: Sequence[Run], labels: np.ndarray,
                   overwrite: bool) -> None:
     """Creates the store, or checks that an existing one is this call's (see `check_layout`).
+    An existing predictions store made for something else is replaced when `overwrite`, or
+    when none of its runs is completed (nothing is lost).
 
     Raises:
       PredictError: `out` is a file, or a directory that is not a store.
-      StoreError: an existing store made for something else (without `overwrite`).
+      StoreError: an existing store made for something else with a completed run (without
+        `overwrite`).
     """
     if os.path.lexists(out) and not os.path.isdir(out):
         raise PredictError(f"--out {out}: is a file; give a directory path such as preds.zarr")
@@ -231,8 +313,13 @@ def prepare_store(out: str, layout: st.StoreLayout, runs: Sequence[Run], labels:
         if overwrite or not st.is_store(out):
             shutil.rmtree(out)
         else:
-            st.check_layout(out, layout)
-            return
+            try:
+                st.check_layout(out, layout)
+                return
+            except st.StoreError:
+                if not _empty_store(out):
+                    raise
+            shutil.rmtree(out)
     st.create_store(
         out, layout,
         run_ids=np.array([r.run_id for r in runs], np.int64),
@@ -351,9 +438,13 @@ def predict(
       scheduler: an existing Dask scheduler's address or scheduler file (`workers` ignored).
       backend, arch, backend_options: the evaluator (`make_backend`); `arch` defaults to the
         released architecture for the dataset.
-      overwrite: replace an existing store made for something else.
+      overwrite: replace an existing store made for something else (a store without a
+        completed run is replaced anyway).
       retries: Dask retries of a task that raised something other than a `HeldoutError`.
-      cross_check: compare ``correct`` with the runs' aux arrays when they cover the split.
+      cross_check: the dataset is the runs' own: it is checked against their aux arrays
+        before anything is evaluated (sizes and fingerprint, `check_runs_fit`), and
+        ``correct`` is compared with them afterwards. False for another evaluation set
+        (shifted or new images): only the training split is checked, for ``split="train"``.
       min_match_fraction: a run passes the cross-check with at least this fraction matching.
       cache: this process's model and dataset, kept across calls with ``workers=0``.
 
@@ -363,8 +454,9 @@ def predict(
       too (nothing is printed).
 
     Raises:
-      PredictError, NoRunsError, StoreError, BackendError, DatasetError, ...: bad inputs,
-        before any run is evaluated.
+      PredictError, NoRunsError, StoreError, BackendError, DatasetError, ModelMismatchError,
+        ...: bad inputs (a dataset that is not the runs', another command filling the same
+        store), before any run is evaluated.
       ClusterError: an unreachable `scheduler`, or more `workers` than visible GPUs.
     """
     from heldout.data.fingerprint import fingerprint_from_labels, split_name
@@ -392,6 +484,7 @@ def predict(
     runs, root = selection.runs(), selection.root
     data = load_dataset(dataset, (split,))
     labels = data.split_labels(split)
+    num_train = check_runs_fit(runs, data, split, backend, arch, cross_check)
     arch = arch or default_arch(data.name, data.image_shape)
     name, version = split_name(data.name)
     fingerprint = fingerprint_from_labels(data.name, {split: labels}).describe()
@@ -399,13 +492,15 @@ def predict(
         dataset=name, dataset_version=version, split=split,
         fingerprint=fingerprint, experiment=root, architecture=arch,
         num_classes=int(data.num_classes), num_examples=len(labels),
-        num_train=_num_train(runs, split, len(labels)), outputs=outputs,
+        num_train=num_train, outputs=outputs,
         logits_dtype=logits_dtype, runs=tuple(r.name for r in runs), backend=backend,
     )
     spec = TaskSpec(out, dataset, split, backend, arch, int(data.num_classes),
                     tuple(int(d) for d in data.image_shape), outputs, logits_dtype,
-                    batch_size, layout.num_train, tuple(sorted((backend_options or {}).items())))
+                    batch_size, layout.num_train, tuple(sorted((backend_options or {}).items())),
+                    own_dataset=cross_check)
     with contextlib.ExitStack() as stack:
+        stack.enter_context(store_lock(out))  # before the cluster: a second command stops here
         preload = ["heldout.quiet"] if backend == "tensorflow" else []
         dask = (stack.enter_context(connect(scheduler, workers, preload))
                 if workers > 0 or scheduler is not None else None)

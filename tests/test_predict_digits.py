@@ -1,0 +1,181 @@
+"""`heldout predict` on runs of the digits dataset (cheap MLP runs, `digits` in conftest.py): the
+dataset checked against the runs before the store is made, an empty store replaced, and the
+store's lock."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from predict_helpers import REPO
+
+from heldout.cli import main as cli_main
+from heldout.data import ArrayDataset
+from heldout.data.npz import save_npz_dataset
+from heldout.predict import open_store
+from heldout.predict import store as st
+
+
+def _predict(experiment, npz, out, *flags):
+    return cli_main(["predict", str(experiment), "--dataset_npz", str(npz), "--out", str(out),
+                     "--workers", "0", *flags])
+
+
+def _error_line(capsys, code: int) -> str:
+    assert code == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("heldout predict: error: ")
+    assert "FAILED" not in captured.out  # refused before any run was evaluated
+    return err
+
+
+def _restores(monkeypatch) -> list:
+    """Counts the checkpoint restores (the TensorFlow backend's)."""
+    from heldout.evaluate.tensorflow import TensorFlowBackend
+
+    calls = []
+    original = TensorFlowBackend.restore
+
+    def restore(self, run):
+        calls.append(run.name)
+        return original(self, run)
+
+    monkeypatch.setattr(TensorFlowBackend, "restore", restore)
+    return calls
+
+
+@pytest.mark.parametrize("split", ["test", "train"])
+def test_a_dataset_that_does_not_fit_the_runs_is_refused_before_the_store(
+        digits, fmnist_dir, tmp_path, capsys, monkeypatch, split):
+    # Before the fix: four restores, four "173 of the model's 173 variables are not in the
+    # checkpoint ... is it another architecture?", and a store tied to the wrong dataset that
+    # refused the corrected command until --overwrite.
+    experiment, npz = digits
+    restores = _restores(monkeypatch)
+    out = tmp_path / "s.zarr"
+    err = _error_line(capsys, _predict(experiment, fmnist_dir / "dataset.npz", out,
+                                       "--split", split))
+    assert "run 0.5/0" in err and "aux_arrays.npz" in err
+    assert "different datasets or orders" in err or "training examples" in err
+    assert "another architecture" not in err
+    assert restores == [] and not os.path.exists(out)
+    assert _predict(experiment, npz, out, "--split", split) == 0
+    assert len(restores) == 4 and open_store(out)["completed"].all()
+
+
+def test_the_check_is_verify_s(digits, fmnist_dir, capsys):
+    # One check for both commands: verify names the same file and what differs.
+    experiment, _ = digits
+    assert cli_main(["verify", str(experiment / "0.5" / "0"), "--dataset_npz",
+                     str(fmnist_dir / "dataset.npz")]) == 1
+    line = capsys.readouterr().out.splitlines()[0]
+    assert line.startswith("0.5/0: FAILED: ") and "different datasets or orders" in line
+
+
+def test_another_evaluation_set_still_checks_the_model(digits, fmnist_dir, tmp_path, capsys,
+                                                       monkeypatch):
+    # --no_cross_check declares another evaluation set: its labels may differ from the runs',
+    # but a model of another architecture is still refused before any restore.
+    experiment, _ = digits
+    restores = _restores(monkeypatch)
+    err = _error_line(capsys, _predict(experiment, fmnist_dir / "dataset.npz",
+                                       tmp_path / "s.zarr", "--split", "test",
+                                       "--no_cross_check"))
+    assert "an mlp" in err and "small_inception" in err and restores == []
+    assert not os.path.exists(tmp_path / "s.zarr")
+
+
+def _relabelled(dataset: ArrayDataset, num_classes: int) -> ArrayDataset:
+    return ArrayDataset(dataset.name, num_classes, dict(dataset.images), dict(dataset.labels),
+                        dataset.scale)
+
+
+def test_the_class_count_is_read_from_the_checkpoint(fmnist_experiment, fmnist_dataset,
+                                                     tmp_path, capsys, monkeypatch):
+    # The fixture runs have no fingerprint (as the release): the same images and labels
+    # declared with 12 classes pass the size check; the checkpoint's output layer says 10.
+    npz = tmp_path / "twelve.npz"
+    save_npz_dataset(npz, _relabelled(fmnist_dataset, 12))
+    restores = _restores(monkeypatch)
+    err = _error_line(capsys, _predict(fmnist_experiment, npz, tmp_path / "s.zarr", "--split",
+                                       "test"))
+    assert "10 classes" in err and "12 classes" in err and restores == []
+    err = _error_line(capsys, _predict(fmnist_experiment, npz, tmp_path / "s.zarr", "--split",
+                                       "test", "--arch", "mlp", "--no_cross_check"))
+    assert "small_inception" in err and "mlp" in err and "12 classes" in err
+
+
+@pytest.mark.slow
+def test_the_class_count_of_exported_runs_is_read_from_their_metadata(
+        fmnist_exported, fmnist_dataset, tmp_path, capsys):
+    pytest.importorskip("torch")
+    npz = tmp_path / "twelve.npz"
+    save_npz_dataset(npz, _relabelled(fmnist_dataset, 12))
+    err = _error_line(capsys, _predict(fmnist_exported, npz, tmp_path / "s.zarr", "--split",
+                                       "test", "--backend", "torch"))
+    assert "10 classes" in err and "12 classes" in err and "model.safetensors" in err
+
+
+def test_an_empty_store_is_replaced_without_overwrite(digits, tmp_path, capsys):
+    experiment, npz = digits
+    out = tmp_path / "s.zarr"
+    # A store made for another output set, no run completed: replaced.
+    assert _predict(experiment, npz, out, "--split", "test", "--outputs", "correct",
+                    "--run_ids", "0") == 0
+    group_completed = st.completed(out)
+    assert group_completed.tolist() == [True]
+    import zarr
+
+    zarr.open_group(str(out), mode="r+")["completed"][0] = False
+    assert _predict(experiment, npz, out, "--split", "test") == 0
+    capsys.readouterr()
+    s = open_store(out)
+    assert s.attrs["outputs"] == ["correct", "margin", "logit_confidence"]
+    assert s["completed"].all() and len(s.rows) == 4
+    # A store with a completed run is kept: --overwrite is needed.
+    err = _error_line(capsys, _predict(experiment, npz, out, "--split", "test", "--outputs",
+                                       "correct"))
+    assert "the store was made for something else" in err and "--overwrite" in err
+    assert open_store(out)["completed"].all()
+
+
+def _hold_lock(path) -> subprocess.Popen:
+    """A process holding `path`'s lock (as a running `heldout predict` does) until killed."""
+    code = ("import sys; from heldout.lock import try_lock; "
+            f"fd = try_lock({str(path)!r}); print('held' if fd is not None else 'busy', "
+            "flush=True); sys.stdin.read()")
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert child.stdout.readline().strip() == "held"
+    return child
+
+
+def test_a_second_predict_on_the_same_store_is_refused(digits, tmp_path, capsys, monkeypatch):
+    # Before the fix both commands evaluated every run.
+    from heldout.predict.engine import store_lock_path
+
+    experiment, npz = digits
+    out = tmp_path / "s.zarr"
+    restores = _restores(monkeypatch)
+    holder = _hold_lock(store_lock_path(out))
+    try:
+        err = _error_line(capsys, _predict(experiment, npz, out, "--split", "test"))
+        assert f"pid {holder.pid}" in err and "another heldout predict" in err
+        assert restores == [] and not os.path.exists(out)
+    finally:
+        holder.send_signal(signal.SIGKILL)  # a killed holder leaves nothing held
+        holder.wait()
+    assert _predict(experiment, npz, out, "--split", "test") == 0
+    assert len(restores) == 4 and not os.path.exists(store_lock_path(out))
+    # Another store beside it is not blocked.
+    holder = _hold_lock(store_lock_path(out))
+    try:
+        assert _predict(experiment, npz, tmp_path / "t.zarr", "--split", "test",
+                        "--run_ids", "0") == 0
+    finally:
+        holder.kill()
+        holder.wait()
