@@ -1,18 +1,22 @@
 """`heldout predict` on runs of the digits dataset (cheap MLP runs, `digits` in conftest.py): the
-dataset checked against the runs before the store is made, an empty store replaced, and the
-store's lock."""
+dataset checked against the runs before the store is made, an empty store replaced, the store's
+lock, and `estimate --predictions` keeping the dataset fingerprint."""
 
 import os
 import signal
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from predict_helpers import REPO
 
 from heldout.cli import main as cli_main
 from heldout.data import ArrayDataset
+from heldout.data.digits import load_digits
+from heldout.data.fingerprint import fingerprint_dataset, read_fingerprint_file
 from heldout.data.npz import save_npz_dataset
+from heldout.experiment import open_experiment
 from heldout.predict import open_store
 from heldout.predict import store as st
 
@@ -179,3 +183,58 @@ def test_a_second_predict_on_the_same_store_is_refused(digits, tmp_path, capsys,
     finally:
         holder.kill()
         holder.wait()
+
+
+# --------------------------------------------------------------------------------------------
+# estimate --predictions keeps the dataset fingerprint.
+
+
+def test_estimate_from_a_store_keeps_the_runs_fingerprint(digits, tmp_path, capsys):
+    # Before the fix: "no dataset fingerprint", so pairs/cscores/report could not check labels.
+    experiment, npz = digits
+    store = tmp_path / "test.zarr"
+    assert _predict(experiment, npz, store, "--split", "test") == 0
+    est = tmp_path / "est.npz"
+    assert cli_main(["estimate", str(experiment), "--predictions", str(store), "--out",
+                     str(est)]) == 0
+    out = capsys.readouterr().out
+    runs_fp = open_experiment(experiment).runs()[0].load_aux().fingerprint
+    assert runs_fp == fingerprint_dataset(load_digits())
+    assert read_fingerprint_file(est) == runs_fp
+    assert f"dataset {runs_fp.describe()}" in out and "no dataset fingerprint" not in out
+    # pairs checks labels with it: the digits' own pass, another order is refused.
+    assert cli_main(["pairs", str(est), "--dataset_npz", str(npz), "--out",
+                     str(tmp_path / "pairs.npz")]) == 0
+    data = load_digits()
+    shuffled = ArrayDataset("d", 10, dict(data.images),
+                            {**data.labels, "test": data.labels["test"][::-1].copy()}, data.scale)
+    save_npz_dataset(tmp_path / "shuffled.npz", shuffled)
+    assert cli_main(["pairs", str(est), "--dataset_npz", str(tmp_path / "shuffled.npz"),
+                     "--out", str(tmp_path / "p2.npz")]) == 2
+    assert "labels differ" in capsys.readouterr().err
+    # A train store: the fingerprint of its training split.
+    train_store = tmp_path / "train.zarr"
+    assert _predict(experiment, npz, train_store, "--split", "train") == 0
+    assert cli_main(["estimate", str(experiment), "--predictions", str(train_store), "--out",
+                     str(est), "--influence", "none"]) == 0
+    fp = read_fingerprint_file(est)
+    assert fp.splits == ("train",) and fp.split("train") == runs_fp.split("train")
+
+
+def test_estimate_refuses_a_store_of_other_labels_than_the_runs(digits, tmp_path, capsys):
+    experiment, _ = digits
+    data = load_digits()
+    other = ArrayDataset("other", 10, dict(data.images),
+                         {**data.labels, "test": np.roll(data.labels["test"], 1)}, data.scale)
+    npz = tmp_path / "other.npz"
+    save_npz_dataset(npz, other)
+    store = tmp_path / "other.zarr"
+    assert _predict(experiment, npz, store, "--split", "test", "--no_cross_check") == 0
+    capsys.readouterr()
+    code = cli_main(["estimate", str(experiment), "--predictions", str(store), "--out",
+                     str(tmp_path / "est.npz")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "different datasets or orders" in err and "other.zarr" in err
+    assert "labels differ" in err
+    assert not os.path.exists(tmp_path / "est.npz")
