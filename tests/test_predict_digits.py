@@ -1,6 +1,7 @@
 """`heldout predict` on runs of the digits dataset (cheap MLP runs, `digits` in conftest.py): the
 dataset checked against the runs before the store is made, an empty store replaced, the store's
-lock, and `estimate --predictions` keeping the dataset fingerprint."""
+lock, `estimate --predictions` keeping the dataset fingerprint, and views (`--views`) read by
+`heldout lira`."""
 
 import os
 import signal
@@ -238,3 +239,139 @@ def test_estimate_refuses_a_store_of_other_labels_than_the_runs(digits, tmp_path
     assert "different datasets or orders" in err and "other.zarr" in err
     assert "labels differ" in err
     assert not os.path.exists(tmp_path / "est.npz")
+
+
+# --------------------------------------------------------------------------------------------
+# Views: logit_confidence of transformed images, for LiRA.
+
+
+def test_view_names_and_directions():
+    from heldout.data.views import View, ViewError, parse_view, parse_views
+
+    x = np.arange(2 * 3 * 4 * 2, dtype=np.uint8).reshape(2, 3, 4, 2)
+    assert parse_view("flip+down1+left2") == View("flip+down1+left2", True, 1, -2)
+    np.testing.assert_array_equal(parse_view("flip").apply(x), x[:, :, ::-1])
+    up = parse_view("up1").apply(x)  # rows move up, the last row is zero
+    np.testing.assert_array_equal(up[:, :2], x[:, 1:])
+    assert not up[:, 2].any()
+    both = parse_view("flip+down1+left2").apply(x)
+    np.testing.assert_array_equal(both[:, 1:, :2], x[:, :2, ::-1][:, :, 2:])
+    assert not both[:, 0].any() and not both[:, :, 2:].any() and both.dtype == x.dtype
+    assert parse_view("identity").apply(x) is x
+    assert [v.name for v in parse_views("right1,flip")] == ["identity", "right1", "flip"]
+    assert [v.name for v in parse_views(["flip", "identity"])] == ["identity", "flip"]
+    for bad in ("right2+flip", "flipright2", "down0", "flip+", "shift2", "flip+flip"):
+        with pytest.raises(ViewError, match="unknown view|0 pixels"):
+            parse_view(bad)
+    with pytest.raises(ViewError, match="the same transform"):
+        parse_views("right1,right01")
+    with pytest.raises(ViewError, match="shifts by 3 rows"):
+        parse_view("down3").apply(x)
+
+
+def _transformed(npz, path, transform):
+    """The dataset at `npz` with its training images transformed (uint8, before scaling)."""
+    from heldout.data import DatasetSpec, load_dataset
+
+    data = load_dataset(DatasetSpec(dataset_npz=str(npz)))
+    save_npz_dataset(path, ArrayDataset("t", data.num_classes,
+                                        {**data.images, "train": transform(data.images["train"])},
+                                        dict(data.labels), data.scale))
+    return path
+
+
+def _right1(images):
+    out = np.zeros_like(images)
+    out[:, :, 1:] = images[:, :, :-1]  # the content moves one column right, column 0 is zero
+    return out
+
+
+def test_views_are_the_transformed_images_evaluated(digits, tmp_path, capsys):
+    experiment, npz = digits
+    out = tmp_path / "views.zarr"
+    assert _predict(experiment, npz, out, "--split", "train", "--views", "flip,right1") == 0
+    s = open_store(out)
+    views = s[st.VIEWS_ARRAY]
+    assert views.dtype == np.float32 and views.shape == (4, 1297, 3)
+    assert s.attrs["views"] == ["identity", "flip", "right1"]
+    np.testing.assert_array_equal(views[:, :, 0], s["logit_confidence"])
+    for k, transform in ((1, lambda x: x[:, :, ::-1]), (2, _right1)):
+        data = _transformed(npz, tmp_path / f"t{k}.npz", transform)
+        direct = tmp_path / f"t{k}.zarr"
+        assert _predict(experiment, data, direct, "--split", "train", "--no_cross_check") == 0
+        expected = open_store(direct)["logit_confidence"]
+        assert not np.allclose(expected, s["logit_confidence"], atol=1e-3)  # another view
+        np.testing.assert_allclose(views[:, :, k], expected, rtol=0, atol=1e-5)
+    capsys.readouterr()
+
+
+def test_a_store_of_other_views_is_refused_and_resume_keeps_the_views(digits, tmp_path,
+                                                                       capsys):
+    import zarr
+
+    experiment, npz = digits
+    out = tmp_path / "views.zarr"
+    assert _predict(experiment, npz, out, "--split", "train", "--views", "identity,flip") == 0
+    capsys.readouterr()
+    before = open_store(out)[st.VIEWS_ARRAY]
+    for flags in (["--views", "identity,flip,up1"], []):
+        err = _error_line(capsys, _predict(experiment, npz, out, "--split", "train", *flags))
+        assert "views (--views): store has ['identity', 'flip']" in err and "--overwrite" in err
+    zarr.open_group(str(out), mode="r+")["completed"][2] = False
+    capsys.readouterr()
+    assert _predict(experiment, npz, out, "--split", "train", "--views", "flip") == 0
+    assert "(1 evaluated now, 3 before)" in capsys.readouterr().out
+    after = open_store(out)
+    assert after["completed"].all()
+    np.testing.assert_allclose(after[st.VIEWS_ARRAY], before, rtol=0, atol=1e-6)
+    # A store made without views is refused by a command with views.
+    plain = tmp_path / "plain.zarr"
+    assert _predict(experiment, npz, plain, "--split", "train", "--run_ids", "0") == 0
+    capsys.readouterr()
+    err = _error_line(capsys, _predict(experiment, npz, plain, "--split", "train", "--run_ids",
+                                       "0", "--views", "flip"))
+    assert "views (--views): store has []" in err
+
+
+def test_bad_views_are_one_line(digits, tmp_path, capsys):
+    experiment, npz = digits
+    out = tmp_path / "s.zarr"
+    for views, message in (("flip+flip", "argument --views: unknown view 'flip+flip'"),
+                           ("flip,flip", "views flip: the same transform named more than once")):
+        with pytest.raises(SystemExit) as exited:  # argparse: before anything is imported
+            _predict(experiment, npz, out, "--split", "train", "--views", views)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exited.value.code == 2 and message in err[-1], err
+    for flags, message in ((["--views", "right8"], "view right8: shifts by 0 rows and 8 "
+                            "columns; the images are 8x8"),
+                           (["--views", "flip", "--outputs", "correct"],
+                            "add logit_confidence to the outputs")):
+        err = _error_line(capsys, _predict(experiment, npz, out, "--split", "train", *flags))
+        assert message in err
+    assert not os.path.exists(out)
+
+
+def test_lira_averages_over_the_views(digits, tmp_path, capsys):
+    from heldout.privacy import lira_scores, load_lira
+
+    experiment, npz = digits
+    out = tmp_path / "views.zarr"
+    assert _predict(experiment, npz, out, "--split", "train", "--views", "flip,down1") == 0
+    s = open_store(out)
+    views, mask = s[st.VIEWS_ARRAY], s["mask"]
+    lira = tmp_path / "lira.npz"
+    assert cli_main(["lira", str(out), "--out", str(lira)]) == 0
+    assert "views identity,flip,down1" in capsys.readouterr().out
+    result = load_lira(lira)
+    assert result.views == ("identity", "flip", "down1")
+    expected = lira_scores(views, mask, dtype=np.float32)
+    one = [lira_scores(views[:, :, [v]], mask, dtype=np.float32) for v in range(3)]
+    for name in ("online", "offline", "global"):
+        np.testing.assert_array_equal(result.scores[name], expected.scores[name])
+        # these variants are the mean over views of the one-view scores
+        mean = np.mean([o.scores[name] for o in one], axis=0)
+        np.testing.assert_allclose(result.scores[name], mean, rtol=1e-5, atol=1e-5)
+    assert cli_main(["lira", str(out), "--out", str(lira), "--views", "identity"]) == 0
+    plain = lira_scores(s["logit_confidence"], mask, dtype=np.float32)
+    np.testing.assert_array_equal(load_lira(lira).scores["online"], plain.scores["online"])
+    capsys.readouterr()

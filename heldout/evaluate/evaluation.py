@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from heldout.data.fingerprint import check_dataset
 from heldout.data.protocol import Dataset
+from heldout.data.views import View
 from heldout.errors import HeldoutError
 from heldout.evaluate.backend import Backend, RestoredRun
 from heldout.evaluate.predictions import CrossCheck, Predictions, check_finite_logits, cross_check
@@ -44,12 +45,14 @@ def evaluate_split(
     batch_size: int = 200,
     progress: bool = True,
     source: str = "",
+    view: View | None = None,
 ) -> Predictions:
     """The logits of every example of `split`, in dataset (``index``) order.
 
     Each batch's logits are written at its ``index`` (its labels checked against the split's
     labels there); afterwards every example of the split must have been seen exactly once, and
-    every logit must be finite.
+    every logit must be finite. With a `view`, each batch's images are transformed by it
+    before the model sees them (the one place views are applied, for every backend).
 
     Args:
       model: gives float32 logits [b, C] for float32 images [b, H, W, C] (a restored
@@ -59,6 +62,8 @@ def evaluate_split(
       batch_size: examples per call.
       progress: show a tqdm progress bar.
       source: names the model (e.g. the run) in errors.
+      view: a `heldout.data.views.View` (e.g. the horizontal mirror); None: the images as
+        they are.
 
     Returns:
       `Predictions` with logits float32 [n, C], the split's labels and ``index`` = arange(n).
@@ -72,10 +77,12 @@ def evaluate_split(
     labels = np.asarray(dataset.split_labels(split), np.int64)
     logits = None
     seen = np.zeros(n, np.int64)
-    with tqdm(total=n, desc=f"evaluate {split}", unit="ex", disable=not progress) as bar:
+    desc = f"evaluate {split}" + ("" if view is None else f" ({view.name})")
+    with tqdm(total=n, desc=desc, unit="ex", disable=not progress) as bar:
         for batch in dataset.batches(split, batch_size):
             index = np.asarray(batch.index, np.int64)
-            out = np.asarray(model.logits(batch.image), np.float32)
+            images = batch.image if view is None else view.apply(batch.image)
+            out = np.asarray(model.logits(images), np.float32)
             if out.ndim != 2 or len(out) != len(index):
                 raise EvaluationError(f"{source or 'model'}: logits of shape {out.shape} for a "
                                       f"batch of {len(index)} images; expected [b, classes]")

@@ -31,6 +31,7 @@ from heldout.cluster import Dask, connect, run_tasks, worker_state
 from heldout.data import load_dataset
 from heldout.data.protocol import Dataset
 from heldout.data.spec import DatasetSpec
+from heldout.data.views import check_views, parse_views
 from heldout.errors import HeldoutError
 from heldout.evaluate import (
     BACKENDS,
@@ -73,6 +74,7 @@ class TaskSpec:
     num_train: int
     backend_options: tuple[tuple[str, Any], ...] = ()
     own_dataset: bool = True
+    views: tuple[str, ...] = ()
 
     def model_key(self) -> tuple:
         """What the cached model and dataset depend on (not the store)."""
@@ -200,14 +202,30 @@ def _evaluate_run(spec: TaskSpec, row: int, run: Run, cache: dict) -> RunResult:
         reevaluated = getattr(backend, "num_reevaluated", 0)
         predictions = evaluate_split(backend, state.dataset, spec.split, spec.batch_size,
                                      progress=False, source=f"run {run.name} ({run.path})")
-        reevaluated = getattr(backend, "num_reevaluated", 0) - reevaluated
+        reevaluated = getattr(backend, "num_reevaluated", 0) - reevaluated  # identity view's
         rows = st.run_outputs(predictions.logits, predictions.label, spec.outputs,
                               spec.logits_dtype)
+        if spec.views:
+            rows[st.VIEWS_ARRAY] = _view_confidences(spec, state.dataset, backend, run,
+                                                     rows["logit_confidence"])
     except HeldoutError as e:
         return RunResult(row, run.name, error=str(e))
     st.write_run(spec.store, row, rows, aux.subset_mask(), restored.epoch, restored.global_step)
     return RunResult(row, run.name, "", restored.epoch, restored.global_step,
                      predictions.accuracy, reevaluated)
+
+
+def _view_confidences(spec: TaskSpec, dataset: Dataset, backend: Backend, run: Run,
+                      identity: np.ndarray) -> np.ndarray:
+    """float32 [N, V]: ``logit_confidence`` of each view (`heldout.data.views`), the identity
+    view's column being `identity` (the run's plain evaluation)."""
+    columns = [identity]
+    for view in parse_views(spec.views)[1:]:
+        predictions = evaluate_split(backend, dataset, spec.split, spec.batch_size,
+                                     progress=False, source=f"run {run.name} ({run.path})",
+                                     view=view)
+        columns.append(st.logit_confidence(predictions.logits, predictions.label))
+    return np.stack(columns, axis=1).astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------
@@ -419,6 +437,7 @@ def predict(
     progress: bool = True,
     backend_options: dict[str, Any] | None = None,
     cache: dict | None = None,
+    views: Sequence[str] | str | None = None,
 ) -> PredictSummary:
     """Fills (or resumes) a predictions store with every selected run's outputs on a split.
 
@@ -447,6 +466,10 @@ def predict(
         (shifted or new images): only the training split is checked, for ``split="train"``.
       min_match_fraction: a run passes the cross-check with at least this fraction matching.
       cache: this process's model and dataset, kept across calls with ``workers=0``.
+      views: view names (`heldout.data.views`, e.g. ``identity,flip``): the store gains
+        ``logit_confidence_views`` float32 [R, N, V], the ``logit_confidence`` of each view,
+        ``identity`` first (added when not named); None: no views. Needs
+        ``logit_confidence`` in `outputs`.
 
     Returns:
       A `PredictSummary`: failed runs (a bad checkpoint, a non-finite weight or logit, ...)
@@ -472,6 +495,10 @@ def predict(
                            f"got {logits_dtype!r}")
     if backend not in BACKENDS:
         raise PredictError(f"unknown backend {backend!r}; expected one of {list(BACKENDS)}")
+    view_names = () if views is None else tuple(v.name for v in parse_views(views))
+    if view_names and "logit_confidence" not in outputs:
+        raise PredictError("views hold logit_confidence in each view: add logit_confidence to "
+                           f"the outputs ({','.join(outputs)})")
     if os.path.lexists(out) and not os.path.isdir(out):
         raise PredictError(f"--out {out}: is a file; give a directory path such as preds.zarr")
     if isinstance(path, Experiment):
@@ -484,6 +511,7 @@ def predict(
     runs, root = selection.runs(), selection.root
     data = load_dataset(dataset, (split,))
     labels = data.split_labels(split)
+    check_views(parse_views(view_names), data.image_shape)
     num_train = check_runs_fit(runs, data, split, backend, arch, cross_check)
     arch = arch or default_arch(data.name, data.image_shape)
     name, version = split_name(data.name)
@@ -494,11 +522,12 @@ def predict(
         num_classes=int(data.num_classes), num_examples=len(labels),
         num_train=num_train, outputs=outputs,
         logits_dtype=logits_dtype, runs=tuple(r.name for r in runs), backend=backend,
+        views=view_names,
     )
     spec = TaskSpec(out, dataset, split, backend, arch, int(data.num_classes),
                     tuple(int(d) for d in data.image_shape), outputs, logits_dtype,
                     batch_size, layout.num_train, tuple(sorted((backend_options or {}).items())),
-                    own_dataset=cross_check)
+                    own_dataset=cross_check, views=view_names)
     with contextlib.ExitStack() as stack:
         stack.enter_context(store_lock(out))  # before the cluster: a second command stops here
         preload = ["heldout.quiet"] if backend == "tensorflow" else []
