@@ -93,6 +93,18 @@ def test_another_evaluation_set_still_checks_the_model(digits, fmnist_dir, tmp_p
     assert not os.path.exists(tmp_path / "s.zarr")
 
 
+def test_runs_whose_files_cannot_be_read_are_named(digits, tmp_path, capsys):
+    import shutil
+
+    experiment, npz = digits
+    exp = tmp_path / "exp"
+    shutil.copytree(experiment / "0.5" / "1", exp / "0.5" / "1")
+    (exp / "0.5" / "1" / "aux_arrays.npz").write_bytes(b"not an npz")
+    err = _error_line(capsys, _predict(exp, npz, tmp_path / "s.zarr", "--split", "test"))
+    assert "none of the 1 runs has readable aux arrays and model files; e.g. run 0.5/1: " in err
+    assert "aux_arrays.npz" in err and not os.path.exists(tmp_path / "s.zarr")
+
+
 def _relabelled(dataset: ArrayDataset, num_classes: int) -> ArrayDataset:
     return ArrayDataset(dataset.name, num_classes, dict(dataset.images), dict(dataset.labels),
                         dataset.scale)

@@ -249,13 +249,15 @@ def check_runs_fit(runs: Sequence[Run], dataset: Dataset, split: str, backend: s
         or no run has readable files.
       ModelMismatchError: the run's model is not the one the dataset needs.
     """
+    unreadable = ""
     for run in runs:
         try:
             aux = check_run_dataset(run, dataset, split, own_dataset)
         except HeldoutError as e:
             try:
                 run.load_aux()
-            except HeldoutError:
+            except HeldoutError as bad:
+                unreadable = unreadable or f"run {run.name}: {bad}"
                 continue  # unreadable aux arrays: this run fails alone
             hint = ("; if it is another evaluation set on purpose (shifted or new images of "
                     "the runs' classes), pass --no_cross_check"
@@ -265,11 +267,12 @@ def check_runs_fit(runs: Sequence[Run], dataset: Dataset, split: str, backend: s
             check_run_model(backend, run, dataset, arch)
         except ModelMismatchError:
             raise
-        except HeldoutError:
+        except HeldoutError as bad:
+            unreadable = unreadable or f"run {run.name}: {bad}"
             continue  # an unreadable checkpoint or model file: this run fails alone
         return aux.num_train
-    raise PredictError(f"none of the {len(runs)} runs has readable aux arrays and model files "
-                       f"(e.g. {runs[0].path})")
+    raise PredictError(f"none of the {len(runs)} runs has readable aux arrays and model files; "
+                       f"e.g. {unreadable}")
 
 
 def store_lock_path(out: str | os.PathLike) -> str:
