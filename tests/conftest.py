@@ -83,6 +83,23 @@ def digits_experiment(tmp_path_factory) -> pathlib.Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory):
+    """(experiment, dataset.npz): 4 MLP runs of scikit-learn's digits at subset ratio 0.5 (1
+    epoch, a checkpoint each), trained by `heldout.train` (their aux arrays carry the dataset
+    fingerprint), and the dataset written as an ``.npz`` for ``--dataset_npz``."""
+    from heldout.data.digits import load_digits
+    from heldout.data.npz import save_npz_dataset
+    from heldout.train import TrainConfig, train_experiment
+
+    root = tmp_path_factory.mktemp("digits")
+    dataset = load_digits()
+    train_experiment(root / "experiment", dataset, 0.5, range(4),
+                     TrainConfig(arch="mlp", epochs=1, batch_size=64), progress=False)
+    save_npz_dataset(root / "dataset.npz", dataset)
+    return root / "experiment", root / "dataset.npz"
+
+
 # The files whose tests take longest, longest first (measured with --durations). Under
 # pytest-xdist each worker takes whole files in this order (`--no-loadscope-reorder` in
 # pyproject.toml), so the long files start at once and the short ones fill the end.

@@ -37,6 +37,15 @@ def _outputs(text: str) -> tuple[str, ...]:
     return names
 
 
+def _views(text: str) -> tuple[str, ...]:
+    from heldout.data.views import ViewError, parse_views
+
+    try:
+        return tuple(v.name for v in parse_views(text))
+    except ViewError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds `predict` to the `heldout` parser."""
     p = subparsers.add_parser(
@@ -61,6 +70,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="comma-separated, of correct,margin,logit_confidence,logits "
                    "(default correct,margin,logit_confidence)")
     p.add_argument("--logits_dtype", choices=["float16", "float32"], default="float16")
+    p.add_argument("--views", type=_views, default=None,
+                   help="comma-separated views whose logit_confidence the store also holds, "
+                   "as logit_confidence_views [R, N, V] for heldout lira, identity first: "
+                   "flip (horizontal mirror), down<k>/up<k>, right<k>/left<k> (content "
+                   "moved k pixels, zero fill), joined by + in that order, e.g. "
+                   "identity,flip,right2,flip+down1+left1")
     p.add_argument("--batch_size", type=positive_int, default=200)
     p.add_argument("--arch", default=None, help="small_inception | resnet50 | mlp "
                    "(default: the released architecture for the dataset)")
@@ -79,10 +94,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--retries", type=non_negative_int, default=1,
                    help="Dask retries of a task that crashed (default 1)")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace an existing store made for something else")
+                   help="replace an existing store made for something else (one without a "
+                   "completed run is replaced anyway)")
     p.add_argument("--no_cross_check", action="store_true",
-                   help="do not compare correct with the runs' aux arrays (a dataset other than "
-                   "the runs' own, e.g. transformed images of the same size)")
+                   help="another evaluation set than the runs' own (shifted or new images): "
+                   "its sizes and labels are not checked against the runs' aux arrays (but for "
+                   "--split train) and correct is not compared with them")
     p.add_argument("--min_match_fraction", type=fraction, default=1.0,
                    help="a run passes the cross-check when at least this fraction matches")
     p.set_defaults(handler=predict_command)
@@ -111,6 +128,7 @@ def predict_command(args: argparse.Namespace) -> int:
         overwrite=args.overwrite, retries=args.retries, cross_check=not args.no_cross_check,
         min_match_fraction=args.min_match_fraction,
         backend_options={"precision": args.precision} if args.backend == "torch" else None,
+        views=args.views,
     )
     for name, error in summary.failed:
         print(f"{name}: FAILED: {error}")

@@ -7,8 +7,12 @@ dict (`heldout.cluster.worker_state`), in this process in a dict the caller owns
 evaluates its run through `heldout.evaluate.evaluate_split` (the one evaluation path: every
 example once, finite logits; the restore checks every weight finite), writes only its own run's
 chunks of the store and sets ``completed`` last, so tasks never share a chunk and a killed task
-loses only its run; the same call again evaluates only the runs not completed. Nothing here
-prints: `predict` returns a `PredictSummary` carrying what was skipped, failed or mismatched.
+loses only its run; the same call again evaluates only the runs not completed. Before the store
+is made, the dataset is checked against the first run (`heldout.evaluate.check_run_dataset`,
+the check of `heldout verify`, and `heldout.evaluate.check_run_model`, its model read from its
+files), and the command holds the store's lock (`store_lock_path`, `heldout.lock`) while it
+fills it, so a second command on the same store is refused. Nothing here prints: `predict`
+returns a `PredictSummary` carrying what was skipped, failed or mismatched.
 """
 
 from __future__ import annotations
@@ -27,15 +31,20 @@ from heldout.cluster import Dask, connect, run_tasks, worker_state
 from heldout.data import load_dataset
 from heldout.data.protocol import Dataset
 from heldout.data.spec import DatasetSpec
+from heldout.data.views import check_views, parse_views
 from heldout.errors import HeldoutError
 from heldout.evaluate import (
     BACKENDS,
     Backend,
+    ModelMismatchError,
+    check_run_dataset,
+    check_run_model,
     evaluate_split,
     make_backend,
     model_requirement,
 )
 from heldout.experiment import Experiment, Run, RunIds, Skipped, run_from_path, select_runs
+from heldout.lock import try_lock, unlock
 from heldout.predict import store as st
 
 _WORKER_ATTR = "_heldout_predict_state"
@@ -43,8 +52,9 @@ _WORKER_ATTR = "_heldout_predict_state"
 
 class PredictError(HeldoutError, ValueError):
     """Inputs to `predict` that do not fit: a bad `out`, outputs or backend, runs without
-    readable aux arrays (no runs selected is a `heldout.experiment.NoRunsError`, an unreachable
-    scheduler a `heldout.cluster.ClusterError`)."""
+    readable aux arrays, a dataset that is not the runs', a store another command is filling
+    (no runs selected is a `heldout.experiment.NoRunsError`, an unreachable scheduler a
+    `heldout.cluster.ClusterError`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +73,8 @@ class TaskSpec:
     batch_size: int
     num_train: int
     backend_options: tuple[tuple[str, Any], ...] = ()
+    own_dataset: bool = True
+    views: tuple[str, ...] = ()
 
     def model_key(self) -> tuple:
         """What the cached model and dataset depend on (not the store)."""
@@ -182,14 +194,20 @@ def _evaluate_run(spec: TaskSpec, row: int, run: Run, cache: dict) -> RunResult:
     try:
         state = _state(spec, cache)
         backend = state.backend
-        aux = run.load_aux(num_train=spec.num_train)
+        aux = check_run_dataset(run, state.dataset, spec.split, spec.own_dataset)
+        if aux.num_train != spec.num_train:
+            raise PredictError(f"{aux.source}: covers {aux.num_train} training examples, the "
+                               f"store's runs {spec.num_train}")
         restored = backend.restore(run)
         reevaluated = getattr(backend, "num_reevaluated", 0)
         predictions = evaluate_split(backend, state.dataset, spec.split, spec.batch_size,
                                      progress=False, source=f"run {run.name} ({run.path})")
-        reevaluated = getattr(backend, "num_reevaluated", 0) - reevaluated
+        reevaluated = getattr(backend, "num_reevaluated", 0) - reevaluated  # identity view's
         rows = st.run_outputs(predictions.logits, predictions.label, spec.outputs,
                               spec.logits_dtype)
+        if spec.views:
+            rows[st.VIEWS_ARRAY] = _view_confidences(spec, state.dataset, backend, run,
+                                                     rows["logit_confidence"])
     except HeldoutError as e:
         return RunResult(row, run.name, error=str(e))
     st.write_run(spec.store, row, rows, aux.subset_mask(), restored.epoch, restored.global_step)
@@ -197,31 +215,116 @@ def _evaluate_run(spec: TaskSpec, row: int, run: Run, cache: dict) -> RunResult:
                      predictions.accuracy, reevaluated)
 
 
+def _view_confidences(spec: TaskSpec, dataset: Dataset, backend: Backend, run: Run,
+                      identity: np.ndarray) -> np.ndarray:
+    """float32 [N, V]: ``logit_confidence`` of each view (`heldout.data.views`), the identity
+    view's column being `identity` (the run's plain evaluation)."""
+    columns = [identity]
+    for view in parse_views(spec.views)[1:]:
+        predictions = evaluate_split(backend, dataset, spec.split, spec.batch_size,
+                                     progress=False, source=f"run {run.name} ({run.path})",
+                                     view=view)
+        columns.append(st.logit_confidence(predictions.logits, predictions.label))
+    return np.stack(columns, axis=1).astype(np.float32)
+
+
 # --------------------------------------------------------------------------------------------
 # Making the store.
 
 
-def _num_train(runs: Sequence[Run], split: str, n: int) -> int:
-    """n_train, the width of ``mask``: the split's size for ``train``, else the first readable
-    run's aux arrays."""
-    if split == "train":
-        return n
+def check_runs_fit(runs: Sequence[Run], dataset: Dataset, split: str, backend: str,
+                   arch: str | None = None, own_dataset: bool = True) -> int:
+    """Checks the dataset against the runs before anything is evaluated: the first run whose
+    files can be read goes through `heldout.evaluate.check_run_dataset` (its aux arrays'
+    sizes and dataset fingerprint, the check of `heldout verify`; with `own_dataset` False
+    only the training split, see there) and `heldout.evaluate.check_run_model` (its
+    architecture, number of classes and input, read from its checkpoint or exported file).
+    A run whose files cannot be read is passed over: it fails alone when evaluated.
+
+    Returns:
+      n_train, the runs' training-set size (the width of the store's ``mask``).
+
+    Raises:
+      PredictError: the dataset is not the runs' (naming the run, the file and what differs),
+        or no run has readable files.
+      ModelMismatchError: the run's model is not the one the dataset needs.
+    """
+    unreadable = ""
     for run in runs:
         try:
-            return run.load_aux().num_train
-        except HeldoutError:
-            continue
-    raise PredictError(f"none of the {len(runs)} runs has readable aux arrays "
-                       f"(e.g. {runs[0].aux_path})")
+            aux = check_run_dataset(run, dataset, split, own_dataset)
+        except HeldoutError as e:
+            try:
+                run.load_aux()
+            except HeldoutError as bad:
+                unreadable = unreadable or f"run {run.name}: {bad}"
+                continue  # unreadable aux arrays: this run fails alone
+            hint = ("; if it is another evaluation set on purpose (shifted or new images of "
+                    "the runs' classes), pass --no_cross_check"
+                    if own_dataset and split != "train" else "")
+            raise PredictError(f"run {run.name}: {e}{hint}") from e
+        try:
+            check_run_model(backend, run, dataset, arch)
+        except ModelMismatchError:
+            raise
+        except HeldoutError as bad:
+            unreadable = unreadable or f"run {run.name}: {bad}"
+            continue  # an unreadable checkpoint or model file: this run fails alone
+        return aux.num_train
+    raise PredictError(f"none of the {len(runs)} runs has readable aux arrays and model files; "
+                       f"e.g. {unreadable}")
+
+
+def store_lock_path(out: str | os.PathLike) -> str:
+    """The lock file a command filling the store `out` holds (`heldout.lock`), beside it:
+    ``<parent>/.<name>.lock``."""
+    out = os.path.abspath(os.fspath(out))
+    return os.path.join(os.path.dirname(out), f".{os.path.basename(out)}.lock")
+
+
+@contextlib.contextmanager
+def store_lock(out: str):
+    """Holds the store's lock (`store_lock_path`) for the duration; the kernel drops it when
+    the process dies, so a killed command never blocks the next.
+
+    Raises:
+      PredictError: another live process holds it.
+    """
+    path = store_lock_path(out)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = try_lock(path)
+    if fd is None:
+        holder = "another process"
+        with contextlib.suppress(OSError, ValueError), open(path) as f:
+            holder = f"pid {int(f.read().split()[0])}"
+        raise PredictError(f"{out}: another heldout predict is filling this store ({holder} "
+                           f"holds {path}); wait for it to finish or stop it, then run the "
+                           "command again")
+    try:
+        yield
+    finally:
+        unlock(path, fd)
+
+
+def _empty_store(out: str) -> bool:
+    """A predictions store without a completed run: replacing it loses nothing."""
+    try:
+        st.read_attrs(out)
+        return not st.completed(out).any()
+    except (HeldoutError, KeyError, OSError, ValueError):
+        return False
 
 
 def prepare_store(out: str, layout: st.StoreLayout, runs: Sequence[Run], labels: np.ndarray,
                   overwrite: bool) -> None:
     """Creates the store, or checks that an existing one is this call's (see `check_layout`).
+    An existing predictions store made for something else is replaced when `overwrite`, or
+    when none of its runs is completed (nothing is lost).
 
     Raises:
       PredictError: `out` is a file, or a directory that is not a store.
-      StoreError: an existing store made for something else (without `overwrite`).
+      StoreError: an existing store made for something else with a completed run (without
+        `overwrite`).
     """
     if os.path.lexists(out) and not os.path.isdir(out):
         raise PredictError(f"--out {out}: is a file; give a directory path such as preds.zarr")
@@ -231,8 +334,13 @@ def prepare_store(out: str, layout: st.StoreLayout, runs: Sequence[Run], labels:
         if overwrite or not st.is_store(out):
             shutil.rmtree(out)
         else:
-            st.check_layout(out, layout)
-            return
+            try:
+                st.check_layout(out, layout)
+                return
+            except st.StoreError:
+                if not _empty_store(out):
+                    raise
+            shutil.rmtree(out)
     st.create_store(
         out, layout,
         run_ids=np.array([r.run_id for r in runs], np.int64),
@@ -332,6 +440,7 @@ def predict(
     progress: bool = True,
     backend_options: dict[str, Any] | None = None,
     cache: dict | None = None,
+    views: Sequence[str] | str | None = None,
 ) -> PredictSummary:
     """Fills (or resumes) a predictions store with every selected run's outputs on a split.
 
@@ -351,11 +460,19 @@ def predict(
       scheduler: an existing Dask scheduler's address or scheduler file (`workers` ignored).
       backend, arch, backend_options: the evaluator (`make_backend`); `arch` defaults to the
         released architecture for the dataset.
-      overwrite: replace an existing store made for something else.
+      overwrite: replace an existing store made for something else (a store without a
+        completed run is replaced anyway).
       retries: Dask retries of a task that raised something other than a `HeldoutError`.
-      cross_check: compare ``correct`` with the runs' aux arrays when they cover the split.
+      cross_check: the dataset is the runs' own: it is checked against their aux arrays
+        before anything is evaluated (sizes and fingerprint, `check_runs_fit`), and
+        ``correct`` is compared with them afterwards. False for another evaluation set
+        (shifted or new images): only the training split is checked, for ``split="train"``.
       min_match_fraction: a run passes the cross-check with at least this fraction matching.
       cache: this process's model and dataset, kept across calls with ``workers=0``.
+      views: view names (`heldout.data.views`, e.g. ``identity,flip``): the store gains
+        ``logit_confidence_views`` float32 [R, N, V], the ``logit_confidence`` of each view,
+        ``identity`` first (added when not named); None: no views. Needs
+        ``logit_confidence`` in `outputs`.
 
     Returns:
       A `PredictSummary`: failed runs (a bad checkpoint, a non-finite weight or logit, ...)
@@ -363,8 +480,9 @@ def predict(
       too (nothing is printed).
 
     Raises:
-      PredictError, NoRunsError, StoreError, BackendError, DatasetError, ...: bad inputs,
-        before any run is evaluated.
+      PredictError, NoRunsError, StoreError, BackendError, DatasetError, ModelMismatchError,
+        ...: bad inputs (a dataset that is not the runs', another command filling the same
+        store), before any run is evaluated.
       ClusterError: an unreachable `scheduler`, or more `workers` than visible GPUs.
     """
     from heldout.data.fingerprint import fingerprint_from_labels, split_name
@@ -380,6 +498,10 @@ def predict(
                            f"got {logits_dtype!r}")
     if backend not in BACKENDS:
         raise PredictError(f"unknown backend {backend!r}; expected one of {list(BACKENDS)}")
+    view_names = () if views is None else tuple(v.name for v in parse_views(views))
+    if view_names and "logit_confidence" not in outputs:
+        raise PredictError("views hold logit_confidence in each view: add logit_confidence to "
+                           f"the outputs ({','.join(outputs)})")
     if os.path.lexists(out) and not os.path.isdir(out):
         raise PredictError(f"--out {out}: is a file; give a directory path such as preds.zarr")
     if isinstance(path, Experiment):
@@ -392,6 +514,8 @@ def predict(
     runs, root = selection.runs(), selection.root
     data = load_dataset(dataset, (split,))
     labels = data.split_labels(split)
+    check_views(parse_views(view_names), data.image_shape)
+    num_train = check_runs_fit(runs, data, split, backend, arch, cross_check)
     arch = arch or default_arch(data.name, data.image_shape)
     name, version = split_name(data.name)
     fingerprint = fingerprint_from_labels(data.name, {split: labels}).describe()
@@ -399,13 +523,16 @@ def predict(
         dataset=name, dataset_version=version, split=split,
         fingerprint=fingerprint, experiment=root, architecture=arch,
         num_classes=int(data.num_classes), num_examples=len(labels),
-        num_train=_num_train(runs, split, len(labels)), outputs=outputs,
+        num_train=num_train, outputs=outputs,
         logits_dtype=logits_dtype, runs=tuple(r.name for r in runs), backend=backend,
+        views=view_names,
     )
     spec = TaskSpec(out, dataset, split, backend, arch, int(data.num_classes),
                     tuple(int(d) for d in data.image_shape), outputs, logits_dtype,
-                    batch_size, layout.num_train, tuple(sorted((backend_options or {}).items())))
+                    batch_size, layout.num_train, tuple(sorted((backend_options or {}).items())),
+                    own_dataset=cross_check, views=view_names)
     with contextlib.ExitStack() as stack:
+        stack.enter_context(store_lock(out))  # before the cluster: a second command stops here
         preload = ["heldout.quiet"] if backend == "tensorflow" else []
         dask = (stack.enter_context(connect(scheduler, workers, preload))
                 if workers > 0 or scheduler is not None else None)

@@ -12,14 +12,18 @@ and rename):
   softmax of the logits (LiRA, Carlini et al. 2022), computed stably as
   ``z_y - logsumexp_{y' != y} z_y'``.
 - ``logits`` float16 or float32 [R, N, C]: only when asked.
+- ``logit_confidence_views`` float32 [R, N, V]: ``logit_confidence`` of each view of the images
+  (`heldout.data.views`: e.g. the horizontal mirror), only when views are asked; the group
+  attribute ``views`` names them in order, ``identity`` first (its column equals
+  ``logit_confidence``).
 - ``label`` int64 [N], ``index`` int64 [N]: the split's labels and positions, dataset order.
 - ``run_id`` int64 [R], ``subset_ratio`` float64 [R]: written when the store is created.
 - ``epoch``, ``global_step`` int64 [R]: of the restored checkpoint.
 - ``mask`` bool [R, n_train]: the run's training subset, from its aux arrays.
 - ``completed`` bool [R]: set only after all of a run's chunks are written.
 
-Dimension names (``run``, ``example``, ``class``, ``train_example``) make the group readable
-with ``xarray.open_zarr``. Group attributes: see `StoreLayout.attrs`.
+Dimension names (``run``, ``example``, ``class``, ``view``, ``train_example``) make the group
+readable with ``xarray.open_zarr``. Group attributes: see `StoreLayout.attrs`.
 """
 
 from __future__ import annotations
@@ -46,6 +50,10 @@ CONFIDENCE_DEFINITION = (
     "log p_y - log(sum_{y' != y} p_y') of a float64 softmax of the logits, computed as "
     "z_y - logsumexp_{y' != y} z_y' (LiRA's logit-scaled confidence), stored float32"
 )
+#: The array of ``logit_confidence`` in several views, float32 [R, N, V], and the group
+#: attribute naming its views in order (``identity`` first); read by `heldout.privacy`.
+VIEWS_ARRAY = "logit_confidence_views"
+VIEWS_ATTRIBUTE = "views"
 #: Attributes that must agree for a store to be resumed (name -> what it is, for messages).
 IDENTITY = {
     "dataset": "dataset",
@@ -58,11 +66,12 @@ IDENTITY = {
     "architecture": "architecture",
     "num_train": "training-set size (mask width)",
     "runs": "runs",
+    VIEWS_ATTRIBUTE: "views (--views)",
 }
+#: Values of `IDENTITY` attributes in stores written before the attribute existed.
+_ABSENT = {VIEWS_ATTRIBUTE: []}
 _PER_RUN = ("correct", "prediction", "margin", "logit_confidence", "logits", "epoch",
-            "global_step", "mask", "run_id", "subset_ratio",
-            # [R, N, V], the statistic in several views (read by heldout.privacy)
-            "logit_confidence_views")
+            "global_step", "mask", "run_id", "subset_ratio", VIEWS_ARRAY)
 
 
 class StoreError(HeldoutError, ValueError):
@@ -85,6 +94,8 @@ class StoreLayout:
       logits_dtype: ``float16`` or ``float32`` (used when ``logits`` is stored).
       runs: ``<ratio>/<run_id>`` of each run, in store order (R).
       backend: the backend that computed the outputs (not compared on resume).
+      views: the view names of `VIEWS_ARRAY` (`heldout.data.views`), ``identity`` first; ()
+        when the store has no views.
     """
 
     dataset: str
@@ -100,6 +111,7 @@ class StoreLayout:
     logits_dtype: str
     runs: tuple[str, ...]
     backend: str = "tensorflow"
+    views: tuple[str, ...] = ()
 
     def attrs(self) -> dict[str, Any]:
         """The group attributes: the fields, plus ``format``, ``margin_definition``,
@@ -107,6 +119,7 @@ class StoreLayout:
         attrs = dataclasses.asdict(self)
         attrs["outputs"] = list(self.outputs)
         attrs["runs"] = list(self.runs)
+        attrs[VIEWS_ATTRIBUTE] = list(self.views)
         attrs.update(
             format=STORE_FORMAT,
             margin_definition=MARGIN_DEFINITION,
@@ -169,6 +182,8 @@ def _array_specs(layout: StoreLayout) -> dict[str, tuple[tuple[int, ...], str, t
         "mask": ((r, layout.num_train), "bool", ("run", "train_example")),
         "completed": ((r,), "bool", ("run",)),
     }
+    if layout.views:
+        specs[VIEWS_ARRAY] = ((r, n, len(layout.views)), "float32", ("run", "example", "view"))
     return {k: v for k, v in specs.items() if k in layout.outputs or k not in OUTPUTS}
 
 
@@ -249,8 +264,8 @@ def check_layout(path: str | os.PathLike, layout: StoreLayout) -> None:
     found, wanted = read_attrs(path), layout.attrs()
     diffs = []
     for key, what in IDENTITY.items():
-        if found.get(key) != wanted[key]:
-            a, b = found.get(key), wanted[key]
+        a, b = found.get(key, _ABSENT.get(key)), wanted[key]
+        if a != b:
             if key == "runs":
                 a = f"{len(a or [])} runs {(a or [])[:4]}..."
                 b = f"{len(b)} runs {b[:4]}..."

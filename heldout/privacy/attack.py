@@ -18,7 +18,9 @@ from typing import Any
 import numpy as np
 
 from heldout.data.fingerprint import Fingerprint, fingerprint_from_labels, read_fingerprint
+from heldout.data.views import IDENTITY
 from heldout.npzio import NpzError, load_npz, require, save_npz_atomic
+from heldout.predict.store import VIEWS_ARRAY, VIEWS_ATTRIBUTE
 from heldout.privacy.lira import (
     DEFAULT_CHUNK_ELEMENTS,
     LOCATIONS,
@@ -32,11 +34,6 @@ from heldout.privacy.metrics import AttackMetrics, attack_metrics, exposure
 
 LIRA_FORMAT = "heldout.privacy.lira/1"
 STATISTIC = "logit_confidence"
-#: The store array of the statistic in several views, float32 [R, N, V]; its names, in order
-#: (``identity`` first), are the group attribute `VIEWS_ATTRIBUTE`.
-VIEWS_ARRAY = "logit_confidence_views"
-VIEWS_ATTRIBUTE = "views"
-IDENTITY = "identity"
 
 
 @dataclasses.dataclass(frozen=True)
