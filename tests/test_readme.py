@@ -122,7 +122,12 @@ def read_commands() -> list[Command]:
                         part = re.sub(rf"\$\{{?{name}\b\}}?", value, part)
                     for pattern, replacement, _ in COMMANDS:
                         part = re.sub(pattern, replacement, part)
-                    argv = tuple(shlex.split(part))
+                    try:
+                        argv = tuple(shlex.split(part))
+                    except ValueError as error:
+                        raise ValueError(
+                            f"{page}:{block.line + offset}: not a shell command ({error}): "
+                            f"{part!r}; fence output as ```text") from None
                     commands.append(Command(page, block.line + offset, argv, _outputs(argv)))
     return commands
 
