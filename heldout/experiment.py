@@ -1011,7 +1011,8 @@ def parse_run_ids(text: str, what: str = "run ids") -> RunIds:
 @dataclasses.dataclass(frozen=True)
 class ModelRequirement:
     """What a run must hold besides its aux arrays for the caller to use it: the files a
-    backend restores (`CHECKPOINT`; `heldout.evaluate.model_requirement` per backend).
+    backend restores (`CHECKPOINT`; `heldout.evaluate.model_requirement` per backend), or the
+    outputs it recorded (`RECORDED`).
 
     Attributes:
       what: names it in messages, e.g. ``a complete checkpoint``.
@@ -1029,6 +1030,9 @@ class ModelRequirement:
 
 #: A complete ``checkpoints/ckpt-<epoch>`` (what the TensorFlow backend restores).
 CHECKPOINT = ModelRequirement("a complete checkpoint", Run.has_checkpoint)
+#: Outputs recorded at the end of training (``outputs.npz``), from which `heldout predict
+#: --source recorded` fills a store without a model.
+RECORDED = ModelRequirement(f"recorded outputs ({OUTPUTS})", Run.has_outputs)
 
 
 class NoRunsError(LayoutError):

@@ -27,6 +27,18 @@ def reuse_runs(experiment: pathlib.Path, root: pathlib.Path, count: int,
     return sources
 
 
+def error_line(capsys, code: int) -> str:
+    """The one line `heldout predict` printed on stderr when it refused its inputs (exit
+    status `code`, which must be 2), before any run was evaluated."""
+    assert code == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("heldout predict: error: ")
+    assert "FAILED" not in captured.out  # refused before any run was evaluated
+    return err
+
+
 def assert_stores_equal(a, b, atol=1e-5):
     """Two opened stores hold the same runs and arrays (floats within `atol`)."""
     assert a.run_names == b.run_names

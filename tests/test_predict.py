@@ -324,7 +324,8 @@ def test_cli_backend_torch_on_an_exported_experiment(tmp_path, fmnist_exported, 
                      "--workers", "0", "--outputs", ",".join(ALL), "--logits_dtype",
                      "float32"]) == 0
     printed = capsys.readouterr().out.splitlines()
-    assert printed[-2:] == [f"{out}: 3 of 3 runs completed (3 evaluated now, 0 before)",
+    assert printed[-3:] == [f"{out}: 3 of 3 runs completed (3 now, 0 before)",
+                            "3 runs from exported models",
                             "checked 3 runs: 1500 out of 1500 predictions match"]
     torch_store, tf_store = open_store(out), open_store(stores["test"])
     assert torch_store.attrs["backend"] == "torch"
@@ -389,8 +390,9 @@ def test_runs_without_a_model_are_skipped_in_one_line(tmp_path, fmnist_experimen
     err = _error_line(capsys, ["predict", str(exp), "--dataset_npz", str(fmnist_dir /
                                "dataset.npz"), "--split", "test", "--out", str(tmp_path / "s"),
                                "--workers", "0", "--run_ids", "1"])
-    assert err.endswith("no runs with a complete checkpoint among the 1 selected; they have an "
-                        "exported model (model.safetensors or model.npz): use --backend torch")
+    assert err.endswith("no runs with recorded outputs (outputs.npz) or a complete checkpoint "
+                        "among the 1 selected; they have an exported model (model.safetensors "
+                        "or model.npz): use --backend torch")
     assert [r.name for r in select_runs(exp, requirement=model_requirement("torch")).runs()] == [
         "0.5/1"]
     from heldout.predict import PredictError  # selected runs are not selected again

@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 from predict_helpers import REPO
+from predict_helpers import error_line as _error_line
 
 from heldout.cli import main as cli_main
 from heldout.data import ArrayDataset
@@ -25,16 +26,6 @@ from heldout.predict import store as st
 def _predict(experiment, npz, out, *flags):
     return cli_main(["predict", str(experiment), "--dataset_npz", str(npz), "--out", str(out),
                      "--workers", "0", *flags])
-
-
-def _error_line(capsys, code: int) -> str:
-    assert code == 2
-    captured = capsys.readouterr()
-    err = captured.err.strip()
-    assert len(err.splitlines()) == 1, err
-    assert err.startswith("heldout predict: error: ")
-    assert "FAILED" not in captured.out  # refused before any run was evaluated
-    return err
 
 
 def _restores(monkeypatch) -> list:
@@ -57,17 +48,19 @@ def test_a_dataset_that_does_not_fit_the_runs_is_refused_before_the_store(
         digits, fmnist_dir, tmp_path, capsys, monkeypatch, split):
     # Before the fix: four restores, four "173 of the model's 173 variables are not in the
     # checkpoint ... is it another architecture?", and a store tied to the wrong dataset that
-    # refused the corrected command until --overwrite.
+    # refused the corrected command until --overwrite. (--source checkpoints: the runs'
+    # recorded outputs would need no restore; the check comes first either way.)
     experiment, npz = digits
     restores = _restores(monkeypatch)
     out = tmp_path / "s.zarr"
-    err = _error_line(capsys, _predict(experiment, fmnist_dir / "dataset.npz", out,
-                                       "--split", split))
-    assert "run 0.5/0" in err and "aux_arrays.npz" in err
-    assert "different datasets or orders" in err or "training examples" in err
-    assert "another architecture" not in err
-    assert restores == [] and not os.path.exists(out)
-    assert _predict(experiment, npz, out, "--split", split) == 0
+    for source in ("auto", "checkpoints"):
+        err = _error_line(capsys, _predict(experiment, fmnist_dir / "dataset.npz", out,
+                                           "--split", split, "--source", source))
+        assert "run 0.5/0" in err and "aux_arrays.npz" in err
+        assert "different datasets or orders" in err or "training examples" in err
+        assert "another architecture" not in err
+        assert restores == [] and not os.path.exists(out)
+    assert _predict(experiment, npz, out, "--split", split, "--source", "checkpoints") == 0
     assert len(restores) == 4 and open_store(out)["completed"].all()
 
 
@@ -100,9 +93,12 @@ def test_runs_whose_files_cannot_be_read_are_named(digits, tmp_path, capsys):
     exp = tmp_path / "exp"
     shutil.copytree(experiment / "0.5" / "1", exp / "0.5" / "1")
     (exp / "0.5" / "1" / "aux_arrays.npz").write_bytes(b"not an npz")
-    err = _error_line(capsys, _predict(exp, npz, tmp_path / "s.zarr", "--split", "test"))
-    assert "none of the 1 runs has readable aux arrays and model files; e.g. run 0.5/1: " in err
-    assert "aux_arrays.npz" in err and not os.path.exists(tmp_path / "s.zarr")
+    for source, files in (("checkpoints", "aux arrays and model files"),
+                          ("recorded", "aux arrays")):
+        err = _error_line(capsys, _predict(exp, npz, tmp_path / "s.zarr", "--split", "test",
+                                           "--source", source))
+        assert f"none of the 1 runs has readable {files}; e.g. run 0.5/1: " in err
+        assert "aux_arrays.npz" in err and not os.path.exists(tmp_path / "s.zarr")
 
 
 def _relabelled(dataset: ArrayDataset, num_classes: int) -> ArrayDataset:
@@ -180,13 +176,14 @@ def test_a_second_predict_on_the_same_store_is_refused(digits, tmp_path, capsys,
     restores = _restores(monkeypatch)
     holder = _hold_lock(store_lock_path(out))
     try:
-        err = _error_line(capsys, _predict(experiment, npz, out, "--split", "test"))
+        err = _error_line(capsys, _predict(experiment, npz, out, "--split", "test", "--source",
+                                           "checkpoints"))
         assert f"pid {holder.pid}" in err and "another heldout predict" in err
         assert restores == [] and not os.path.exists(out)
     finally:
         holder.send_signal(signal.SIGKILL)  # a killed holder leaves nothing held
         holder.wait()
-    assert _predict(experiment, npz, out, "--split", "test") == 0
+    assert _predict(experiment, npz, out, "--split", "test", "--source", "checkpoints") == 0
     assert len(restores) == 4 and not os.path.exists(store_lock_path(out))
     # Another store beside it is not blocked.
     holder = _hold_lock(store_lock_path(out))
@@ -355,7 +352,7 @@ def test_a_store_of_other_views_is_refused_and_resume_keeps_the_views(digits, tm
     zarr.open_group(str(out), mode="r+")["completed"][2] = False
     capsys.readouterr()
     assert _predict(experiment, npz, out, "--split", "train", "--views", "flip") == 0
-    assert "(1 evaluated now, 3 before)" in capsys.readouterr().out
+    assert "(1 now, 3 before)" in capsys.readouterr().out
     after = open_store(out)
     assert after["completed"].all()
     np.testing.assert_allclose(after[st.VIEWS_ARRAY], before, rtol=0, atol=1e-6)

@@ -293,8 +293,18 @@ def _check_export(workspace: Workspace, namespace: dict) -> None:
 
 
 def _check_outputs(workspace: Workspace, namespace: dict) -> None:
+    """A run without a checkpoint has its outputs, and the store of the quick start's runs
+    covers every one of them (4 here, 1 with a checkpoint), read from their recorded outputs
+    (issue 19)."""
+    from heldout.experiment import open_experiment
+
     assert not namespace["run"].has_checkpoint()
     assert len(namespace["outputs"].margin_test) == 500
+    runs = open_experiment(os.path.join(workspace.digits, "experiment")).runs()
+    store = namespace["store"]
+    assert store.run_names == [r.name for r in runs] and len(runs) == 4
+    assert store.attrs["source"] == "recorded" and store["recorded"].all()
+    assert [r.has_checkpoint() for r in runs] == [True, False, False, False]
 
 
 CHECKS = {

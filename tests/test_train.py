@@ -194,7 +194,8 @@ def test_recorded_outputs_are_what_the_checkpoint_gives(tmp_path, small, path):
     for split in ("train", "test"):
         store = tmp_path / f"{split}.zarr"
         assert main(["predict", str(tmp_path / "exp"), "--dataset_npz", str(tmp_path / "small.npz"),
-                     "--split", split, "--out", str(store), "--workers", "0"]) == 0
+                     "--split", split, "--out", str(store), "--workers", "0",
+                     "--source", "checkpoints"]) == 0  # restored, not read from outputs.npz
         s = open_store(store)
         assert s.run_names == ["0.5/0", "0.5/2"]
         labels = small.split_labels(split)

@@ -11,8 +11,11 @@ loses only its run; the same call again evaluates only the runs not completed. B
 is made, the dataset is checked against the first run (`heldout.evaluate.check_run_dataset`,
 the check of `heldout verify`, and `heldout.evaluate.check_run_model`, its model read from its
 files), and the command holds the store's lock (`store_lock_path`, `heldout.lock`) while it
-fills it, so a second command on the same store is refused. Nothing here prints: `predict`
-returns a `PredictSummary` carrying what was skipped, failed or mismatched.
+fills it, so a second command on the same store is refused. A run whose row is read from the
+outputs it recorded at the end of training (`heldout.predict.recorded`) needs no model: those
+rows are written by a loop in this process (reading files, no TensorFlow), and a call whose
+every run is recorded starts no cluster. Nothing here prints: `predict` returns a
+`PredictSummary` carrying what was skipped, failed or mismatched.
 """
 
 from __future__ import annotations
@@ -41,11 +44,26 @@ from heldout.evaluate import (
     check_run_model,
     evaluate_split,
     make_backend,
-    model_requirement,
 )
-from heldout.experiment import Experiment, Run, RunIds, Skipped, run_from_path, select_runs
+from heldout.experiment import (
+    OUTPUTS,
+    Experiment,
+    Run,
+    RunIds,
+    Skipped,
+    run_from_path,
+    select_runs,
+)
 from heldout.lock import try_lock, unlock
 from heldout.predict import store as st
+from heldout.predict.recorded import (
+    plan_source,
+    reads_recorded,
+    recorded_rows,
+    source_requirement,
+    store_source,
+)
+from heldout.quiet import import_tensorflow
 
 _WORKER_ATTR = "_heldout_predict_state"
 
@@ -54,7 +72,8 @@ class PredictError(HeldoutError, ValueError):
     """Inputs to `predict` that do not fit: a bad `out`, outputs or backend, runs without
     readable aux arrays, a dataset that is not the runs', a store another command is filling
     (no runs selected is a `heldout.experiment.NoRunsError`, an unreachable scheduler a
-    `heldout.cluster.ClusterError`)."""
+    `heldout.cluster.ClusterError`, a source recorded outputs cannot serve a
+    `heldout.predict.recorded.RecordedSourceError`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +122,8 @@ class PredictSummary:
     Attributes:
       store: the store path.
       num_runs: R, runs in the store.
-      evaluated: runs evaluated by this call; `resumed`: runs already completed before it.
+      evaluated: runs completed by this call (evaluated, or read from their recorded outputs);
+        `resumed`: runs already completed before it.
       failed: (run name, message) of the runs that failed (left not completed).
       checked_runs, matched, total: the cross-check of ``correct`` against the aux arrays
         (0, 0, 0 when not done); `mismatched_runs`: runs below the minimum match fraction.
@@ -114,7 +134,13 @@ class PredictSummary:
         many a reduced-precision backend (``torch`` with ``precision`` tf32 or bf16) evaluated
         again in float32 because their top-2 margin was below its bound.
       skipped: entries of the experiment that are not complete runs, and runs without a model
-        for the backend (`heldout.experiment.select_runs`), left out of the store.
+        for the backend or recorded outputs, as the source needs
+        (`heldout.experiment.select_runs`), left out of the store.
+      source: the store's ``source`` attribute (`heldout.predict.store.SOURCES`).
+      recorded_runs: of the store's R runs, those whose rows are read from recorded outputs
+        (the others are evaluated from their models).
+      source_note: why ``auto`` evaluated models although some runs recorded their outputs
+        ('' otherwise).
     """
 
     store: str
@@ -131,6 +157,9 @@ class PredictSummary:
     reevaluated: int = 0
     predictions: int = 0
     skipped: tuple[Skipped, ...] = ()
+    source: str = st.SOURCE_CHECKPOINTS
+    recorded_runs: int = 0
+    source_note: str = ""
 
     @property
     def ok(self) -> bool:
@@ -161,6 +190,8 @@ def _state(spec: TaskSpec, cache: dict) -> WorkerState:
     if state is None or state.key != spec.model_key():
         state = WorkerState(spec.model_key(), load_dataset(spec.dataset, (spec.split,)))
     if state.backend is None:
+        if spec.backend == "tensorflow":
+            import_tensorflow()  # without its start-up lines (a worker's preload did the same)
         state = dataclasses.replace(state, backend=make_backend(
             spec.backend, spec.arch, spec.num_classes, spec.input_shape,
             **dict(spec.backend_options)))
@@ -215,6 +246,23 @@ def _evaluate_run(spec: TaskSpec, row: int, run: Run, cache: dict) -> RunResult:
                      predictions.accuracy, reevaluated)
 
 
+def read_recorded_run(spec: TaskSpec, row: int, run: Run, dataset: Dataset) -> RunResult:
+    """Writes one run's rows of the store from the outputs it recorded at the end of training
+    (`heldout.predict.recorded.recorded_rows`), without a model.
+
+    Returns:
+      A `RunResult`; a bad run (bad aux arrays or outputs.npz, a dataset that is not its own:
+      any `HeldoutError`) gives a result with `error` set and writes nothing.
+    """
+    try:
+        rows, aux, recorded = recorded_rows(run, dataset, spec.split, spec.outputs, spec.views)
+    except HeldoutError as e:
+        return RunResult(row, run.name, error=str(e))
+    st.write_run(spec.store, row, rows, aux.subset_mask(), recorded.epoch, recorded.global_step)
+    return RunResult(row, run.name, "", recorded.epoch, recorded.global_step,
+                     float(np.mean(rows["correct"])) if len(rows["correct"]) else float("nan"))
+
+
 def _view_confidences(spec: TaskSpec, dataset: Dataset, backend: Backend, run: Run,
                       identity: np.ndarray) -> np.ndarray:
     """float32 [N, V]: ``logit_confidence`` of each view (`heldout.data.views`), the identity
@@ -233,13 +281,18 @@ def _view_confidences(spec: TaskSpec, dataset: Dataset, backend: Backend, run: R
 
 
 def check_runs_fit(runs: Sequence[Run], dataset: Dataset, split: str, backend: str,
-                   arch: str | None = None, own_dataset: bool = True) -> int:
+                   arch: str | None = None, own_dataset: bool = True,
+                   recorded: Sequence[bool] | None = None) -> int:
     """Checks the dataset against the runs before anything is evaluated: the first run whose
     files can be read goes through `heldout.evaluate.check_run_dataset` (its aux arrays'
     sizes and dataset fingerprint, the check of `heldout verify`; with `own_dataset` False
-    only the training split, see there) and `heldout.evaluate.check_run_model` (its
-    architecture, number of classes and input, read from its checkpoint or exported file).
-    A run whose files cannot be read is passed over: it fails alone when evaluated.
+    only the training split, see there), and the first run evaluated from its model through
+    `heldout.evaluate.check_run_model` (its architecture, number of classes and input, read
+    from its checkpoint or exported file; runs read from their recorded outputs have no model
+    to check). A run whose files cannot be read is passed over: it fails alone when evaluated.
+
+    Args:
+      recorded: per run, True when its row is read from its recorded outputs (default: none).
 
     Returns:
       n_train, the runs' training-set size (the width of the store's ``mask``).
@@ -249,8 +302,12 @@ def check_runs_fit(runs: Sequence[Run], dataset: Dataset, split: str, backend: s
         or no run has readable files.
       ModelMismatchError: the run's model is not the one the dataset needs.
     """
+    recorded = [False] * len(runs) if recorded is None else list(recorded)
+    num_train, model_checked = None, all(recorded)
     unreadable = ""
-    for run in runs:
+    for run, read in zip(runs, recorded, strict=True):
+        if num_train is not None and read:
+            continue  # the dataset is checked; only a model is left to check
         try:
             aux = check_run_dataset(run, dataset, split, own_dataset)
         except HeldoutError as e:
@@ -263,16 +320,22 @@ def check_runs_fit(runs: Sequence[Run], dataset: Dataset, split: str, backend: s
                     "the runs' classes), pass --no_cross_check"
                     if own_dataset and split != "train" else "")
             raise PredictError(f"run {run.name}: {e}{hint}") from e
-        try:
-            check_run_model(backend, run, dataset, arch)
-        except ModelMismatchError:
-            raise
-        except HeldoutError as bad:
-            unreadable = unreadable or f"run {run.name}: {bad}"
-            continue  # an unreadable checkpoint or model file: this run fails alone
-        return aux.num_train
-    raise PredictError(f"none of the {len(runs)} runs has readable aux arrays and model files; "
-                       f"e.g. {unreadable}")
+        num_train = aux.num_train if num_train is None else num_train
+        if not read:
+            try:
+                check_run_model(backend, run, dataset, arch)
+                model_checked = True
+            except ModelMismatchError:
+                raise
+            except HeldoutError as bad:
+                unreadable = unreadable or f"run {run.name}: {bad}"
+                continue  # an unreadable checkpoint or model file: this run fails alone
+        if model_checked:
+            return num_train
+    if num_train is not None and any(recorded):
+        return num_train  # the runs evaluated from models fail alone
+    files = "aux arrays" if all(recorded) else "aux arrays and model files"
+    raise PredictError(f"none of the {len(runs)} runs has readable {files}; e.g. {unreadable}")
 
 
 def store_lock_path(out: str | os.PathLike) -> str:
@@ -354,12 +417,17 @@ def prepare_store(out: str, layout: st.StoreLayout, runs: Sequence[Run], labels:
 
 
 def _run_tasks(spec: TaskSpec, todo: list[tuple[int, Run]], dask: Dask | None,
-               retries: int, progress: bool, cache: dict | None):
-    """Yields a `RunResult` per run, as they finish: in this process (`dask` None) or on the
-    cluster (`heldout.cluster.run_tasks`)."""
-    bar = tqdm(total=len(todo), desc="predict", unit="run", disable=not progress,
-               dynamic_ncols=True)
+               retries: int, progress: bool, cache: dict | None,
+               recorded: list[tuple[int, Run]], data: Dataset):
+    """Yields a `RunResult` per run, as they finish: the `recorded` runs read in this process
+    first, then the `todo` runs evaluated in this process (`dask` None) or on the cluster
+    (`heldout.cluster.run_tasks`)."""
+    bar = tqdm(total=len(recorded) + len(todo), desc="predict", unit="run",
+               disable=not progress, dynamic_ncols=True)
     with bar:
+        for row, run in recorded:
+            yield read_recorded_run(spec, row, run, data)
+            bar.update()
         if dask is None:
             cache = {} if cache is None else cache
             for row, run in todo:
@@ -441,6 +509,7 @@ def predict(
     backend_options: dict[str, Any] | None = None,
     cache: dict | None = None,
     views: Sequence[str] | str | None = None,
+    source: str = "auto",
 ) -> PredictSummary:
     """Fills (or resumes) a predictions store with every selected run's outputs on a split.
 
@@ -450,14 +519,17 @@ def predict(
       dataset: where the dataset comes from (also on each worker).
       split: the split to evaluate, e.g. ``train`` or ``test``.
       out: the store directory (``STORE.zarr``).
-      ratios, run_ids: select runs (`heldout.experiment.select_runs`; default all with a
-        model for `backend`: a complete checkpoint, or an exported model for ``torch``).
+      ratios, run_ids: select runs (`heldout.experiment.select_runs`; default all with what
+        `source` needs: a model for `backend` (a complete checkpoint, or an exported model
+        for ``torch``), recorded outputs, or either).
       outputs: of `heldout.predict.store.OUTPUTS`; ``correct`` (and ``prediction``) always.
       logits_dtype: ``float16`` or ``float32``, with ``logits`` in `outputs`.
       workers: 0 evaluates in this process (no Dask); N >= 1 starts a local cluster of N
         single-threaded worker processes, pinned one per visible GPU when there are GPUs
-        (`heldout.cluster.local_cluster`).
-      scheduler: an existing Dask scheduler's address or scheduler file (`workers` ignored).
+        (`heldout.cluster.local_cluster`). Runs read from their recorded outputs are read in
+        this process either way, and a call whose every run is read starts no cluster.
+      scheduler: an existing Dask scheduler's address or scheduler file (`workers` ignored;
+        not connected to when every run is read from its recorded outputs).
       backend, arch, backend_options: the evaluator (`make_backend`); `arch` defaults to the
         released architecture for the dataset.
       overwrite: replace an existing store made for something else (a store without a
@@ -473,6 +545,12 @@ def predict(
         ``logit_confidence_views`` float32 [R, N, V], the ``logit_confidence`` of each view,
         ``identity`` first (added when not named); None: no views. Needs
         ``logit_confidence`` in `outputs`.
+      source: where the rows come from (`heldout.predict.recorded`): ``checkpoints`` (every
+        run's model evaluated), ``recorded`` (every run's outputs recorded at the end of
+        training read, without a model: the runs' own dataset, ``train`` or ``test``, no
+        ``logits``, no views but ``identity``, the ``tensorflow`` backend), or ``auto`` (the
+        recorded outputs of the runs that have them where they can serve, the models of the
+        others). The store records it (attribute ``source``, array ``recorded``).
 
     Returns:
       A `PredictSummary`: failed runs (a bad checkpoint, a non-finite weight or logit, ...)
@@ -481,8 +559,9 @@ def predict(
 
     Raises:
       PredictError, NoRunsError, StoreError, BackendError, DatasetError, ModelMismatchError,
-        ...: bad inputs (a dataset that is not the runs', another command filling the same
-        store), before any run is evaluated.
+        RecordedSourceError, ...: bad inputs (a dataset that is not the runs', another
+        command filling the same store, ``source="recorded"`` where recorded outputs cannot
+        serve), before any run is evaluated.
       ClusterError: an unreachable `scheduler`, or more `workers` than visible GPUs.
     """
     from heldout.data.fingerprint import fingerprint_from_labels, split_name
@@ -504,18 +583,22 @@ def predict(
                            f"the outputs ({','.join(outputs)})")
     if os.path.lexists(out) and not os.path.isdir(out):
         raise PredictError(f"--out {out}: is a file; give a directory path such as preds.zarr")
+    plan, note = plan_source(source, split, outputs, view_names, cross_check, backend)
     if isinstance(path, Experiment):
         if ratios is not None or run_ids is not None:
             raise PredictError("ratios and run_ids select runs of a path; given the runs "
                                "select_runs selected, pass neither")
         selection = path
     else:
-        selection = select_runs(path, ratios, run_ids, model_requirement(backend))
+        selection = select_runs(path, ratios, run_ids, source_requirement(plan, backend))
     runs, root = selection.runs(), selection.root
+    recorded = [reads_recorded(plan, run) for run in runs]
+    if note and not _any_recorded(runs, selection.skipped):
+        note = ""  # nothing was recorded: nothing to explain
     data = load_dataset(dataset, (split,))
     labels = data.split_labels(split)
     check_views(parse_views(view_names), data.image_shape)
-    num_train = check_runs_fit(runs, data, split, backend, arch, cross_check)
+    num_train = check_runs_fit(runs, data, split, backend, arch, cross_check, recorded)
     arch = arch or default_arch(data.name, data.image_shape)
     name, version = split_name(data.name)
     fingerprint = fingerprint_from_labels(data.name, {split: labels}).describe()
@@ -525,7 +608,7 @@ def predict(
         num_classes=int(data.num_classes), num_examples=len(labels),
         num_train=num_train, outputs=outputs,
         logits_dtype=logits_dtype, runs=tuple(r.name for r in runs), backend=backend,
-        views=view_names,
+        views=view_names, source=store_source(recorded),
     )
     spec = TaskSpec(out, dataset, split, backend, arch, int(data.num_classes),
                     tuple(int(d) for d in data.image_shape), outputs, logits_dtype,
@@ -534,22 +617,33 @@ def predict(
     with contextlib.ExitStack() as stack:
         stack.enter_context(store_lock(out))  # before the cluster: a second command stops here
         preload = ["heldout.quiet"] if backend == "tensorflow" else []
+        models = not all(recorded)  # runs to evaluate: recorded outputs are read here
         dask = (stack.enter_context(connect(scheduler, workers, preload))
-                if workers > 0 or scheduler is not None else None)
+                if models and (workers > 0 or scheduler is not None) else None)
         prepare_store(out, layout, runs, labels, overwrite)
         summary = _fill(spec, runs, data, dask, retries, progress, cache,
-                        min_match_fraction if cross_check else None)
-    return dataclasses.replace(summary, skipped=selection.skipped)
+                        min_match_fraction if cross_check else None, recorded)
+    return dataclasses.replace(summary, skipped=selection.skipped, source=layout.source,
+                               recorded_runs=sum(recorded), source_note=note)
+
+
+def _any_recorded(runs: Sequence[Run], skipped: Sequence[Skipped]) -> bool:
+    """Whether any selected run, or any run left out, recorded its outputs."""
+    return any(r.has_outputs() for r in runs) or any(
+        os.path.isfile(os.path.join(s.path, OUTPUTS)) for s in skipped)
 
 
 def _fill(spec: TaskSpec, runs: Sequence[Run], data, dask: Dask | None, retries: int,
-          progress: bool, cache: dict | None, min_match_fraction: float | None
-          ) -> PredictSummary:
-    """Evaluates the runs of the store `spec.store` not completed, then cross-checks (unless
-    `min_match_fraction` is None)."""
+          progress: bool, cache: dict | None, min_match_fraction: float | None,
+          recorded: Sequence[bool]) -> PredictSummary:
+    """Fills the rows of the store `spec.store`'s runs not completed (read from their recorded
+    outputs where `recorded`, else evaluated), then cross-checks (unless `min_match_fraction`
+    is None)."""
     out = spec.store
     done = st.completed(out)
-    todo = [(row, run) for row, run in enumerate(runs) if not done[row]]
+    missing = [(row, run) for row, run in enumerate(runs) if not done[row]]
+    read = [(row, run) for row, run in missing if recorded[row]]
+    todo = [(row, run) for row, run in missing if not recorded[row]]
     if dask is None and todo:
         cache = {} if cache is None else cache
         state = cache.get(_STATE)
@@ -557,14 +651,14 @@ def _fill(spec: TaskSpec, runs: Sequence[Run], data, dask: Dask | None, retries:
             cache[_STATE] = WorkerState(spec.model_key(), data)
     failed = []
     reevaluated = 0
-    for result in _run_tasks(spec, todo, dask, retries, progress, cache):
+    for result in _run_tasks(spec, todo, dask, retries, progress, cache, read, data):
         if result.error:
             failed.append((result.row, result.name, result.error))
         reevaluated += result.reevaluated
+    evaluated = len(todo) - sum(not recorded[row] for row, _, _ in failed)
     failed = [(name, error) for _, name, error in sorted(failed)]  # store order: ratio, run id
-    evaluated = len(todo) - len(failed)
-    summary = PredictSummary(out, len(runs), evaluated, len(runs) - len(todo), tuple(failed),
-                             reevaluated=reevaluated,
+    summary = PredictSummary(out, len(runs), len(missing) - len(failed),
+                             len(runs) - len(missing), tuple(failed), reevaluated=reevaluated,
                              predictions=evaluated * int(data.num_examples(spec.split)))
     if min_match_fraction is not None:
         summary = cross_check_store(summary, runs, spec.split, min_match_fraction)

@@ -18,8 +18,10 @@ and rename):
   ``logit_confidence``).
 - ``label`` int64 [N], ``index`` int64 [N]: the split's labels and positions, dataset order.
 - ``run_id`` int64 [R], ``subset_ratio`` float64 [R]: written when the store is created.
-- ``epoch``, ``global_step`` int64 [R]: of the restored checkpoint.
+- ``epoch``, ``global_step`` int64 [R]: of the restored checkpoint (of the recorded outputs).
 - ``mask`` bool [R, n_train]: the run's training subset, from its aux arrays.
+- ``recorded`` bool [R]: the run's row was read from the outputs it recorded at the end of
+  training (``outputs.npz``, `heldout.experiment.RecordedOutputs`), not evaluated from its model.
 - ``completed`` bool [R]: set only after all of a run's chunks are written.
 
 Dimension names (``run``, ``example``, ``class``, ``view``, ``train_example``) make the group
@@ -54,6 +56,13 @@ CONFIDENCE_DEFINITION = (
 #: attribute naming its views in order (``identity`` first); read by `heldout.privacy`.
 VIEWS_ARRAY = "logit_confidence_views"
 VIEWS_ATTRIBUTE = "views"
+#: The group attribute ``source``: where the rows came from. Every run's model evaluated (its
+#: checkpoint, or with the torch backend its exported model), every run's recorded outputs
+#: (``outputs.npz``) read, or some of each (the per-run array ``recorded`` says which).
+SOURCE_CHECKPOINTS = "checkpoints"
+SOURCE_RECORDED = "recorded"
+SOURCE_MIXED = "recorded+checkpoints"
+SOURCES = (SOURCE_CHECKPOINTS, SOURCE_RECORDED, SOURCE_MIXED)
 #: Attributes that must agree for a store to be resumed (name -> what it is, for messages).
 IDENTITY = {
     "dataset": "dataset",
@@ -67,11 +76,12 @@ IDENTITY = {
     "num_train": "training-set size (mask width)",
     "runs": "runs",
     VIEWS_ATTRIBUTE: "views (--views)",
+    "source": "source (--source)",
 }
 #: Values of `IDENTITY` attributes in stores written before the attribute existed.
-_ABSENT = {VIEWS_ATTRIBUTE: []}
+_ABSENT = {VIEWS_ATTRIBUTE: [], "source": SOURCE_CHECKPOINTS}
 _PER_RUN = ("correct", "prediction", "margin", "logit_confidence", "logits", "epoch",
-            "global_step", "mask", "run_id", "subset_ratio", VIEWS_ARRAY)
+            "global_step", "mask", "run_id", "subset_ratio", VIEWS_ARRAY, "recorded")
 
 
 class StoreError(HeldoutError, ValueError):
@@ -96,6 +106,9 @@ class StoreLayout:
       backend: the backend that computed the outputs (not compared on resume).
       views: the view names of `VIEWS_ARRAY` (`heldout.data.views`), ``identity`` first; ()
         when the store has no views.
+      source: where the rows come from, one of `SOURCES`: ``checkpoints`` (every run's
+        model evaluated), ``recorded`` (every run's recorded outputs read) or
+        ``recorded+checkpoints``.
     """
 
     dataset: str
@@ -112,6 +125,7 @@ class StoreLayout:
     runs: tuple[str, ...]
     backend: str = "tensorflow"
     views: tuple[str, ...] = ()
+    source: str = SOURCE_CHECKPOINTS
 
     def attrs(self) -> dict[str, Any]:
         """The group attributes: the fields, plus ``format``, ``margin_definition``,
@@ -180,6 +194,7 @@ def _array_specs(layout: StoreLayout) -> dict[str, tuple[tuple[int, ...], str, t
         "epoch": ((r,), "int64", ("run",)),
         "global_step": ((r,), "int64", ("run",)),
         "mask": ((r, layout.num_train), "bool", ("run", "train_example")),
+        "recorded": ((r,), "bool", ("run",)),
         "completed": ((r,), "bool", ("run",)),
     }
     if layout.views:
@@ -285,7 +300,9 @@ def write_run(
     epoch: int,
     global_step: int,
 ) -> None:
-    """Writes run `r`'s rows (its own chunks only), then sets ``completed[r]`` last."""
+    """Writes run `r`'s rows (its own chunks only: `rows` maps array names to its row, e.g.
+    ``correct``, ``margin``, ``recorded``; names the store lacks are passed over), then sets
+    ``completed[r]`` last."""
     import zarr
 
     group = zarr.open_group(os.fspath(path), mode="r+")
