@@ -14,6 +14,11 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["heldout", "heldout.*"]),
+    # Editable installs (pip install -e .) then put the clone itself on sys.path, instead of
+    # setuptools' import hook, which comes after the path-based finders: git names the clone
+    # `heldout`, and a script run from the clone's parent would import that directory as an
+    # empty namespace package (tests/test_packaging.py).
+    package_dir={"": "."},
     install_requires=[
         "dm-sonnet>=2.0.2",
         "tensorflow-datasets>=4.9",

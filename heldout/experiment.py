@@ -17,6 +17,12 @@ order; everything here goes through the ``index_*`` arrays.
 caller uses: by subset ratio and run id (`parse_run_ids`, ranges kept as ranges), with the files
 the caller's backend restores (`ModelRequirement`), returning what it skipped instead of
 printing or warning.
+
+Runs written by `heldout.train` have two more files (released runs have neither):
+``run.json`` (seed, configuration, accuracies and the input preprocessing: `load_run_info`,
+`Run.input_preprocessing`) and ``outputs.npz``, the run's prediction, margin and logit
+confidence on every train and test example at the end of training (`RecordedOutputs`,
+`Run.load_outputs`), so a run without a checkpoint still has its per-example outputs.
 """
 
 from __future__ import annotations
@@ -24,13 +30,17 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import functools
+import json
 import os
 import re
+from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from heldout.data.fingerprint import Fingerprint, read_fingerprint
+from heldout.data.preprocessing import InputPreprocessing
 from heldout.errors import HeldoutError, InputError, NotFoundError
 from heldout.npzio import NpzError, load_npz, require, save_npz_atomic
 
@@ -147,7 +157,27 @@ def _as_bool(source: str, key: str, value: np.ndarray) -> np.ndarray:
     )
 
 
-def _check_permutation(source: str, what: str, index: np.ndarray, n: int) -> None:
+def _positions(index: np.ndarray, n: int) -> np.ndarray | None:
+    """bool [n]: True at the positions `index` holds; None when one lies outside 0..n-1."""
+    if len(index) and (index.min() < 0 or index.max() >= n):
+        return None
+    seen = np.zeros(n, dtype=bool)
+    seen[index] = True
+    return seen
+
+
+def _check_permutation(source: str, what: str, parts: list[np.ndarray], n: int) -> None:
+    """Checks that the index arrays `parts` together hold each of 0..n-1 once."""
+    if sum(len(p) for p in parts) == n:  # n entries at n distinct positions: a permutation
+        seen = np.zeros(n, dtype=bool)
+        for p in parts:
+            if len(p) and (p.min() < 0 or p.max() >= n):
+                break
+            seen[p] = True
+        else:
+            if seen.all():
+                return
+    index = np.concatenate(parts)
     counts = np.bincount(index[(index >= 0) & (index < n)], minlength=n) if n else np.zeros(0)
     out_of_range = int(np.sum((index < 0) | (index >= n)))
     if out_of_range or len(index) != n or (counts != 1).any():
@@ -198,15 +228,13 @@ def aux_arrays_from_dict(
         raise AuxArraysError(
             f"{source}: covers {n_test} test examples but the dataset has {num_test}"
         )
-    _check_permutation(
-        source,
-        "index_train + index_removed",
-        np.concatenate([fields["index_train"], fields["index_removed"]]),
-        n_train,
-    )
-    _check_permutation(source, "index_test", fields["index_test"], n_test)
-    if len(subsample) != len(fields["index_train"]) or not np.array_equal(
-        np.sort(subsample), np.sort(fields["index_train"])
+    _check_permutation(source, "index_train + index_removed",
+                       [fields["index_train"], fields["index_removed"]], n_train)
+    _check_permutation(source, "index_test", [fields["index_test"]], n_test)
+    # The same set: as many entries, at the same positions (so no repeats), in O(n).
+    subsample_positions = _positions(subsample, n_train)
+    if len(subsample) != len(fields["index_train"]) or subsample_positions is None or not (
+        np.array_equal(subsample_positions, _positions(fields["index_train"], n_train))
     ):
         raise AuxArraysError(
             f"{source}: subsample_idx ({len(subsample)} entries) is not the same set as "
@@ -230,6 +258,88 @@ def load_aux_arrays(
       AuxArraysError: missing keys or inconsistent arrays (see `aux_arrays_from_dict`).
     """
     return aux_arrays_from_dict(load_npz(path), os.fspath(path), num_train, num_test)
+
+
+#: Threads reading aux arrays by default (`iter_aux_arrays`): one per core, at most 4. They
+#: overlap the reads from the disk; from the page cache, a file's checks hold the GIL about a
+#: third of the time, so more threads add GIL hand-offs rather than speed.
+DEFAULT_READ_WORKERS = min(4, os.cpu_count() or 1)
+
+
+def iter_aux_arrays(
+    runs: Iterable[Run],
+    workers: int | None = None,
+    num_train: int | None = None,
+    num_test: int | None = None,
+    same_sizes: bool = True,
+    progress: Callable[[Iterable], Iterable] | None = None,
+    errors: str = "raise",
+) -> Iterator[tuple[Run, AuxArrays | HeldoutError]]:
+    """Reads and validates the runs' `aux_arrays.npz` on a thread pool, in the runs' order.
+
+    The one loop that reads runs' aux arrays (estimates, the report, `heldout inspect`): each
+    file goes through `load_aux_arrays` on one of `workers` threads, at most ``2 * workers``
+    files ahead of the consumer. Threads overlap where the GIL is released: the file reads and
+    CRC-32 checks of `heldout.npzio.load_npz` and numpy's loops in the checks
+    (`benchmarks/estimate.py` measures runs/s, serial against threaded).
+
+    Args:
+      runs: the runs (e.g. ``experiment.runs()``); yielded in this order.
+      workers: reading threads (default `DEFAULT_READ_WORKERS`); 0 or 1 reads each file in
+        the calling thread when its turn comes.
+      num_train, num_test: expected dataset sizes, checked for every run when given.
+      same_sizes: without `num_train`/`num_test`, every run is checked against the sizes of
+        the first run read (read before the others are started).
+      progress: wraps the runs as they are yielded (e.g. tqdm), so a progress bar counts runs
+        handed to the consumer.
+      errors: ``"raise"``: a bad file raises its error when its turn comes, after the runs
+        before it were yielded; ``"yield"``: its error (a `HeldoutError` naming the file) is
+        yielded in place of its `AuxArrays` and the runs after it are read.
+
+    Yields:
+      ``(run, aux)``: the run and its `AuxArrays` (or, with ``errors="yield"``, its error).
+
+    Raises:
+      NpzError / AuxArraysError / FingerprintError: with ``errors="raise"``, as
+        `load_aux_arrays`, naming the file.
+    """
+    if errors not in ("raise", "yield"):
+        raise ValueError(f"errors must be 'raise' or 'yield', got {errors!r}")
+    runs = list(runs)
+    workers = DEFAULT_READ_WORKERS if workers is None else max(int(workers), 1)
+    sizes = (num_train, num_test)
+    need_sizes = same_sizes and sizes == (None, None)
+
+    def load(run: Run, sizes: tuple[int | None, int | None]) -> AuxArrays | HeldoutError:
+        try:
+            return run.load_aux(*sizes)
+        except HeldoutError as e:
+            if errors == "raise":
+                raise
+            return e
+
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="aux-arrays") if workers > 1 else None
+    queue: deque = deque()  # (run, future), in order
+    upcoming = iter(runs)
+    try:
+        for run in progress(runs) if progress else runs:
+            if pool is None or need_sizes:
+                aux = load(next(upcoming), sizes)
+            else:
+                while len(queue) < 2 * workers:
+                    following = next(upcoming, None)
+                    if following is None:
+                        break
+                    queue.append((following, pool.submit(load, following, sizes)))
+                queued, future = queue.popleft()
+                assert queued is run, "progress must yield the runs it is given, in order"
+                aux = future.result()
+            if need_sizes and isinstance(aux, AuxArrays):
+                sizes, need_sizes = (aux.num_train, aux.num_test), False
+            yield run, aux
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def make_aux_arrays(
@@ -271,6 +381,159 @@ def make_aux_arrays(
 def write_aux_arrays(path: str | os.PathLike, aux: AuxArrays) -> None:
     """Writes `aux` in the release format, atomically (temporary file + rename)."""
     save_npz_atomic(path, aux.to_dict())
+
+
+# --------------------------------------------------------------------------------------------
+# What `heldout.train` writes beside the aux arrays (released runs have neither): `run.json`
+# and the outputs recorded at the end of training (`outputs.npz`).
+
+RUN_JSON = "run.json"
+OUTPUTS = "outputs.npz"
+OUTPUTS_FORMAT = "heldout.experiment.RecordedOutputs/1"
+#: The recorded outputs, each on both splits (keys ``<output>_<split>``), with the dtype kind a
+#: file may hold and the dtype they are read as.
+RECORDED_OUTPUTS = {"prediction": ("iu", np.int32), "margin": ("f", np.float32),
+                    "logit_confidence": ("f", np.float32)}
+OUTPUT_SPLITS = ("train", "test")
+
+
+class OutputsError(NpzError):
+    """An ``outputs.npz`` that is missing a key, of another format, or inconsistent."""
+
+
+def load_run_info(run: Run | str | os.PathLike) -> dict:
+    """The ``run.json`` of a run (a `Run` or its directory) written by `heldout.train` (seed,
+    configuration, accuracies, ``input_preprocessing``: how its images became model input).
+
+    Raises:
+      FileNotFoundError: the run has no run.json (e.g. a released run).
+      LayoutError: a run.json that is not a JSON object (naming the file).
+    """
+    path = os.path.join(run.path if isinstance(run, Run) else os.fspath(run), RUN_JSON)
+    with open(path, encoding="utf-8") as f:
+        try:
+            info = json.load(f)
+        except ValueError as e:
+            raise LayoutError(f"{path}: unreadable run.json ({e})") from e
+    if not isinstance(info, dict):
+        raise LayoutError(f"{path}: expected a JSON object, found {type(info).__name__}")
+    return info
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordedOutputs:
+    """A run's outputs at the end of training on every example of the splits it was trained and
+    tested on, in dataset order (``outputs.npz``, written by `heldout.train` beside the aux
+    arrays, so a run without a checkpoint still fills a predictions store).
+
+    The definitions are the predictions store's (`heldout.predict.store`): ``prediction`` is the
+    argmax of the logits, ``margin`` the logit of the label minus the largest other logit,
+    ``logit_confidence`` ``log p_y - log(sum_{y' != y} p_y')`` of a float64 softmax; computed
+    by `heldout.predict.store.run_outputs` from the logits of the evaluation the aux arrays'
+    correctness comes from (``is_training=False``).
+
+    Attributes:
+      prediction_train, margin_train, logit_confidence_train: int32 / float32 / float32
+        [n_train], every training example (in the run's subset and held out).
+      prediction_test, margin_test, logit_confidence_test: the same, [n_test].
+      epoch, global_step: the training counters they were recorded at (those of the run's
+        final checkpoint, when it has one).
+      source: the file they came from ('' when built in memory).
+    """
+
+    prediction_train: np.ndarray
+    margin_train: np.ndarray
+    logit_confidence_train: np.ndarray
+    prediction_test: np.ndarray
+    margin_test: np.ndarray
+    logit_confidence_test: np.ndarray
+    epoch: int
+    global_step: int
+    source: str = ""
+
+    @property
+    def num_train(self) -> int:
+        return len(self.prediction_train)
+
+    @property
+    def num_test(self) -> int:
+        return len(self.prediction_test)
+
+    def output(self, name: str, split: str) -> np.ndarray:
+        """One output (``prediction``, ``margin``, ``logit_confidence``) of one split
+        (``train``, ``test``), in dataset order.
+
+        Raises:
+          InputError: another output or split.
+        """
+        if name not in RECORDED_OUTPUTS or split not in OUTPUT_SPLITS:
+            raise InputError(f"recorded outputs are {list(RECORDED_OUTPUTS)} on splits "
+                             f"{list(OUTPUT_SPLITS)}; asked {name!r} on {split!r}")
+        return getattr(self, f"{name}_{split}")
+
+    def to_dict(self) -> dict[str, np.ndarray]:
+        """The file's arrays: ``<output>_<split>``, ``format``, ``epoch``, ``global_step``."""
+        arrays = {f"{name}_{split}": self.output(name, split)
+                  for name in RECORDED_OUTPUTS for split in OUTPUT_SPLITS}
+        arrays.update(format=np.array(OUTPUTS_FORMAT), epoch=np.int64(self.epoch),
+                      global_step=np.int64(self.global_step))
+        return arrays
+
+
+def recorded_outputs_from_dict(
+    arrays: dict[str, np.ndarray],
+    source: str = "",
+    num_train: int | None = None,
+    num_test: int | None = None,
+) -> RecordedOutputs:
+    """Validates the arrays of an ``outputs.npz`` and returns them as `RecordedOutputs`.
+
+    Checks: ``format`` is `OUTPUTS_FORMAT`; every ``<output>_<split>`` present, 1-D, of its
+    dtype kind (`RECORDED_OUTPUTS`) and of one length per split (`num_train` / `num_test` when
+    given, e.g. the run's aux arrays' sizes); predictions >= 0; margins and confidences finite;
+    ``epoch`` and ``global_step`` integer scalars.
+
+    Raises:
+      OutputsError: naming the file (`source`), the key, what was expected and what was found.
+    """
+    source = source or "recorded outputs"
+    sizes = {k: v for k, v in (("n_train", num_train), ("n_test", num_test)) if v is not None}
+    get = functools.partial(require, arrays, source=source, sizes=sizes,
+                            what="an outputs.npz", error=OutputsError)
+    found = str(get("format", "U", ()))
+    if found != OUTPUTS_FORMAT:
+        raise OutputsError(f"{source}: key 'format': expected {OUTPUTS_FORMAT!r}, found "
+                           f"{found!r}")
+    fields: dict[str, np.ndarray] = {}
+    for name, (kind, dtype) in RECORDED_OUTPUTS.items():
+        for split in OUTPUT_SPLITS:
+            key = f"{name}_{split}"
+            value = get(key, kind, (f"n_{split}",)).astype(dtype, copy=False)
+            bad = value < 0 if name == "prediction" else ~np.isfinite(value)
+            if bad.any():
+                what = "negative" if name == "prediction" else "non-finite"
+                raise OutputsError(f"{source}: key {key!r}: {int(bad.sum())} {what} values "
+                                   f"(first at position {int(np.flatnonzero(bad)[0])})")
+            fields[key] = value
+    counters = {name: int(get(name, "iu", ())) for name in ("epoch", "global_step")}
+    return RecordedOutputs(**fields, **counters, source=source)
+
+
+def load_outputs(
+    path: str | os.PathLike, num_train: int | None = None, num_test: int | None = None
+) -> RecordedOutputs:
+    """Reads and validates an ``outputs.npz`` (eagerly, ``allow_pickle=False``).
+
+    Raises:
+      NpzError: unreadable, truncated or pickled content.
+      OutputsError: see `recorded_outputs_from_dict`.
+    """
+    return recorded_outputs_from_dict(load_npz(path), os.fspath(path), num_train, num_test)
+
+
+def write_outputs(path: str | os.PathLike, outputs: RecordedOutputs) -> None:
+    """Writes `outputs` as ``outputs.npz``, atomically (temporary file + rename)."""
+    save_npz_atomic(path, outputs.to_dict())
 
 
 # --------------------------------------------------------------------------------------------
@@ -360,6 +623,48 @@ class Run:
     def load_aux(self, num_train: int | None = None, num_test: int | None = None) -> AuxArrays:
         """Reads and validates this run's `aux_arrays.npz` (see `load_aux_arrays`)."""
         return load_aux_arrays(self.aux_path, num_train, num_test)
+
+    @property
+    def outputs_path(self) -> str:
+        return os.path.join(self.path, OUTPUTS)
+
+    def has_outputs(self) -> bool:
+        """True when the run recorded its outputs at the end of training (``outputs.npz``:
+        runs trained by `heldout.train`; released runs have none)."""
+        return os.path.isfile(self.outputs_path)
+
+    def load_outputs(
+        self, num_train: int | None = None, num_test: int | None = None
+    ) -> RecordedOutputs:
+        """Reads and validates this run's ``outputs.npz`` (see `load_outputs`).
+
+        Raises:
+          NpzError: no such file (a released run, or one trained before outputs were
+            recorded), or an unreadable one. OutputsError: malformed or of other sizes.
+        """
+        return load_outputs(self.outputs_path, num_train, num_test)
+
+    def load_info(self) -> dict:
+        """This run's ``run.json`` (see `load_run_info`; FileNotFoundError without one)."""
+        return load_run_info(self.path)
+
+    def input_preprocessing(self) -> InputPreprocessing | None:
+        """How the run's images became model input, from its run.json; None when it has no
+        run.json (a released run: see `heldout.data.preprocessing.RELEASED`) or one written
+        before this was recorded.
+
+        Raises:
+          LayoutError: an unreadable run.json. PreprocessingError: a malformed record.
+        """
+        try:
+            info = self.load_info()
+        except FileNotFoundError:
+            return None
+        if info.get("input_preprocessing") is None:
+            return None
+        return InputPreprocessing.from_dict(info["input_preprocessing"],
+                                            f"{os.path.join(self.path, RUN_JSON)}: "
+                                            "input_preprocessing")
 
 
 def run_from_path(path: str | os.PathLike) -> Run:
@@ -716,7 +1021,8 @@ def parse_run_ids(text: str, what: str = "run ids") -> RunIds:
 @dataclasses.dataclass(frozen=True)
 class ModelRequirement:
     """What a run must hold besides its aux arrays for the caller to use it: the files a
-    backend restores (`CHECKPOINT`; `heldout.evaluate.model_requirement` per backend).
+    backend restores (`CHECKPOINT`; `heldout.evaluate.model_requirement` per backend), or the
+    outputs it recorded (`RECORDED`).
 
     Attributes:
       what: names it in messages, e.g. ``a complete checkpoint``.
@@ -734,6 +1040,9 @@ class ModelRequirement:
 
 #: A complete ``checkpoints/ckpt-<epoch>`` (what the TensorFlow backend restores).
 CHECKPOINT = ModelRequirement("a complete checkpoint", Run.has_checkpoint)
+#: Outputs recorded at the end of training (``outputs.npz``), from which `heldout predict
+#: --source recorded` fills a store without a model.
+RECORDED = ModelRequirement(f"recorded outputs ({OUTPUTS})", Run.has_outputs)
 
 
 class NoRunsError(LayoutError):

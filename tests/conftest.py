@@ -65,13 +65,49 @@ def fmnist_exported(fmnist_experiment, tmp_path_factory) -> pathlib.Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def digits_experiment(tmp_path_factory) -> pathlib.Path:
+    """Two runs of the quick start's MLP on scikit-learn's digits (pixels uint8 / 16), trained
+    by `heldout.train` on the stacked path with checkpoints, in ``experiment/``, beside the
+    data as trained on in ``dataset.npz`` (the MNIST example's layout). About 5 s."""
+    from heldout.data.digits import load_digits
+    from heldout.data.npz import save_npz_dataset
+    from heldout.train import TrainConfig, train_experiment
+
+    out = tmp_path_factory.mktemp("digits")
+    dataset = load_digits()
+    save_npz_dataset(out / "dataset.npz", dataset)
+    config = TrainConfig(arch="mlp", epochs=3, path="stacked", models_per_step=2,
+                         checkpoint_every=1)
+    train_experiment(out / "experiment", dataset, 0.7, [0, 1], config, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory):
+    """(experiment, dataset.npz): 4 MLP runs of scikit-learn's digits at subset ratio 0.5 (1
+    epoch, a checkpoint each), trained by `heldout.train` (their aux arrays carry the dataset
+    fingerprint), and the dataset written as an ``.npz`` for ``--dataset_npz``."""
+    from heldout.data.digits import load_digits
+    from heldout.data.npz import save_npz_dataset
+    from heldout.train import TrainConfig, train_experiment
+
+    root = tmp_path_factory.mktemp("digits")
+    dataset = load_digits()
+    train_experiment(root / "experiment", dataset, 0.5, range(4),
+                     TrainConfig(arch="mlp", epochs=1, batch_size=64), progress=False)
+    save_npz_dataset(root / "dataset.npz", dataset)
+    return root / "experiment", root / "dataset.npz"
+
+
 # The files whose tests take longest, longest first (measured with --durations). Under
 # pytest-xdist each worker takes whole files in this order (`--no-loadscope-reorder` in
 # pyproject.toml), so the long files start at once and the short ones fill the end.
 LONGEST_FIRST = [
-    "test_pytorch.py", "test_predict_dask.py", "test_mnist_example.py", "test_predict.py",
-    "test_train_dask.py", "test_train.py", "test_evaluate.py", "test_report.py",
-    "test_export.py", "test_imagenet.py", "test_first_hour.py", "test_stacked.py",
+    "test_readme.py", "test_pytorch.py", "test_predict_dask.py", "test_mnist_example.py",
+    "test_predict.py", "test_train_dask.py", "test_train.py", "test_evaluate.py",
+    "test_report.py", "test_export.py", "test_imagenet.py", "test_first_hour.py",
+    "test_stacked.py",
 ]
 
 

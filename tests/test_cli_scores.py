@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import warnings
 
 import numpy as np
@@ -98,8 +99,19 @@ def test_estimate_full_on_fmnist(fmnist, tmp_path, capsys):
     )
     assert status == 0, err
     assert "2 runs at subset ratio 0.5" in out and "reading runs" in err  # progress bar
+    # torch is installed (a test extra), so --backend auto forms exact int32 counts with it.
+    assert "influence float32 [500, 2000] by torch-int8-cpu" in out
+    assert "influence by torch-int8-cpu" in err  # the progress bar names it too
     arrays = load_npz(tmp_path / "est.npz")
-    assert sorted(arrays) == sorted(ESTIMATE_KEYS + ["influence"])
+    assert sorted(arrays) == sorted(ESTIMATE_KEYS + ["influence", "cooccurrence_backend"])
+    assert str(arrays["cooccurrence_backend"]) == "torch-int8-cpu"
+    status, out, err = run_cli(capsys, "estimate", experiment, "--ratio", "0.5", "--out",
+                               tmp_path / "numpy.npz", "--backend", "numpy")
+    assert status == 0 and "by numpy-float32" in out, err
+    numpy = load_npz(tmp_path / "numpy.npz")
+    assert str(numpy["cooccurrence_backend"]) == "numpy-float32"
+    assert numpy["influence"].tobytes() == arrays["influence"].tobytes()  # bit for bit
+    os.remove(tmp_path / "numpy.npz")
     masks, correct, test_correct = matrices(experiment, "0.5")
     mem, infl = direct(masks, correct, test_correct)
     np.testing.assert_allclose(arrays["memorization"], mem, rtol=0, atol=1e-12)
@@ -124,7 +136,8 @@ def test_estimate_topk_and_none_on_fmnist(fmnist, tmp_path, capsys):
     )  # fmt: skip
     assert status == 0, err
     arrays = load_npz(tmp_path / "topk.npz")
-    assert sorted(arrays) == sorted(ESTIMATE_KEYS + ["topk_index", "topk_influence"])
+    assert sorted(arrays) == sorted(
+        ESTIMATE_KEYS + ["topk_index", "topk_influence", "cooccurrence_backend"])
     assert arrays["topk_index"].shape == (500, 7) and arrays["topk_index"].dtype == np.int64
     # The top-k values are the k largest of each row of the full matrix.
     want = -np.sort(-np.nan_to_num(full.influence, nan=-np.inf), axis=1)[:, :7]
@@ -320,6 +333,23 @@ def test_commands_on_synthetic_experiment(synthetic, tmp_path, capsys):
     assert len(want_pairs) > 5
     assert set(zip(pairs.tr_idx.tolist(), pairs.tt_idx.tolist(), strict=True)) == want_pairs
     assert sorted(os.listdir(out_dir)) == ["cs.npz", "est.npz", "pairs.npz"]
+
+
+def test_cuda_asked_for_and_absent_is_one_line_before_any_run_is_read(
+        synthetic, tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # also on a GPU machine
+    root = synthetic[0]
+    for extra, message in ((["--device", "cuda"], r"device 'cuda': PyTorch \S+ sees no CUDA "
+                                                  r"device \([^)]*\); use device 'cpu'\n"),
+                           (["--device", "cuda", "--backend", "numpy"],
+                            "device 'cuda' needs the torch backend")):
+        status, out, err = run_cli(capsys, "estimate", root, "--ratio", "0.3", "--out",
+                                   tmp_path / "out" / "est.npz", *extra)
+        assert status == 2 and re.search(message, err) and err.count("\n") == 1, err
+        assert err.startswith("heldout estimate: error: ") and "reading runs" not in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_user_errors_exit_2_with_a_message(synthetic, tmp_path, capsys):

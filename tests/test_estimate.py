@@ -312,6 +312,7 @@ def test_estimate_file_round_trip(tmp_path):
             np.testing.assert_array_equal(back.to_dict()[key], value, err_msg=key)
         assert sorted(back.to_dict()) == sorted(result.to_dict())
     assert sorted(load_npz(tmp_path / "topk.npz")) == [
+        "cooccurrence_backend",
         "count_in",
         "count_out",
         "memorization",
@@ -645,3 +646,120 @@ def test_cscores_refuses_a_missing_ratio():
     with pytest.raises(est.EstimateError, match=r"accumulator\(s\) \[1\] \(of 2\) have no subset"):
         est.cscores([with_ratio, without])
     assert est.cscores([with_ratio]).ratios.tolist() == [0.5]
+
+
+# --------------------------------------------------------------------------------------------
+# Product backends: exact int32 counts from int8 tiles (torch) and float32 numpy, same bits.
+
+
+def _influence_outputs(acc, backend, working_bytes):
+    """Everything built from co-occurrence counts, as raw bytes."""
+    labels = np.arange(acc.num_train) % 3, np.arange(acc.num_test) % 3
+    index, values = est.top_k_influence(acc, 7, working_bytes, backend=backend)
+    pairs = est.high_influence_pairs(acc, *labels, 0.05, -1.0, working_bytes, backend=backend)
+    return {
+        "influence": est.influence(acc, working_bytes=working_bytes, backend=backend).tobytes(),
+        "topk": index.tobytes() + values.tobytes(),
+        "stderr": est.influence_stderr(acc, backend=backend).tobytes(),
+        "pairs": b"".join(v.tobytes() for v in pairs.to_dict().values()),
+    }
+
+
+@pytest.mark.parametrize("working_bytes", [TINY, 2**16, est.DEFAULT_WORKING_BYTES])
+@pytest.mark.parametrize("shape", [(3, 150, 37), (23, 301, 45), (61, 1030, 130), (9, 70, 5)])
+def test_torch_and_numpy_products_give_identical_bits(shape, working_bytes):
+    # Runs not a multiple of 8, fewer than 17 test examples, tiles of 8 x 64 up to one tile.
+    masks, correct, test_correct = random_runs(sum(shape), *shape)
+    masks[:, 0], masks[:, 1] = True, False  # undefined (NaN) columns too
+    acc = est.accumulate(masks, correct, test_correct)
+    numpy = _influence_outputs(acc, "numpy", working_bytes)
+    torch = _influence_outputs(acc, "torch", working_bytes)
+    for key in numpy:
+        assert torch[key] == numpy[key], key
+    want = direct_influence(masks, test_correct)
+    got = np.frombuffer(torch["influence"], np.float32).reshape(want.shape)
+    np.testing.assert_allclose(got, want, rtol=0, atol=F32)
+
+
+def test_backends_identical_on_the_reference_fixtures(fmnist_experiment):
+    for acc in est.accumulate_experiment(fmnist_experiment):  # ratios 0.25 (1 run), 0.5 (2)
+        numpy = est.estimate(acc, "full", backend="numpy")
+        torch = est.estimate(acc, "full", backend="torch")
+        assert torch.influence.tobytes() == numpy.influence.tobytes()
+        assert (numpy.cooccurrence_backend, torch.cooccurrence_backend) == (
+            "numpy-float32", "torch-int8-cpu")
+        for backend in ("numpy", "torch"):
+            index, values = est.top_k_influence(acc, 5, backend=backend)
+            assert index.tobytes() + values.tobytes() == (
+                est.top_k_influence(acc, 5, backend="numpy")[0].tobytes()
+                + est.top_k_influence(acc, 5, backend="numpy")[1].tobytes())
+    assert np.isfinite(numpy.influence).any()  # ratio 0.5 defines some influence
+
+
+def test_cooccurrence_counts_are_exact_on_every_path():
+    from heldout.estimate.products import _torch_counts
+
+    rng = np.random.default_rng(3)
+    for runs, rows, cols in [(1, 1, 1), (5, 3, 7), (13, 16, 9), (8, 17, 8), (300, 40, 77)]:
+        t, m = rng.random((runs, rows)) < 0.5, rng.random((runs, cols)) < 0.5
+        want = t.T.astype(np.int64) @ m.astype(np.int64)
+        for backend, dtype in (("numpy", np.float32), ("torch", np.int32)):
+            got = est.cooccurrence(t, m, backend)
+            assert got.dtype == dtype
+            np.testing.assert_array_equal(got, want)
+        # CUDA's path on the CPU: padded to > 16 rows and multiples of 8, then cropped.
+        out = np.full((rows, cols), -1, np.int32)
+        _torch_counts(t.astype(np.int8), m.astype(np.int8), out, "cpu", pad=True)
+        np.testing.assert_array_equal(out, want)
+    assert not est.cooccurrence(np.ones((0, 3)), np.ones((0, 4)), "torch").any()
+    with pytest.raises(est.EstimateError, match=r"\[R, rows\] and \[R, cols\] tiles"):
+        est.cooccurrence(np.ones((3, 2)), np.ones((4, 2)), "numpy")
+    with pytest.raises(est.EstimateError, match="out must be a int32 array of shape"):
+        est.cooccurrence(np.ones((3, 2)), np.ones((3, 2)), "torch", out=np.empty((2, 2)))
+
+
+def test_product_backend_choice_and_errors(monkeypatch):
+    import torch
+
+    from heldout.estimate import products as co
+
+    assert est.product_backend() == est.ProductBackend("torch", "cpu")  # torch: a test extra
+    assert est.product_backend("numpy").describe() == "numpy-float32"
+    assert est.product_backend("torch").describe() == "torch-int8-cpu"
+    for args, match in ((("gpu",), "backend must be one of"), (("auto", "tpu"), "device must"),
+                        (("numpy", "cuda"), "device 'cuda' needs the torch backend")):
+        with pytest.raises(est.EstimateError, match=match):
+            est.product_backend(*args)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(est.EstimateError, match=r"device 'cuda': PyTorch .* sees no CUDA device"):
+        est.product_backend("auto", "cuda")
+    monkeypatch.setattr(co, "_import_torch", lambda: None)  # as without PyTorch
+    assert est.product_backend("auto") == est.ProductBackend("numpy")
+    for args, match in ((("torch",), "backend 'torch' needs PyTorch"),
+                        (("auto", "cuda"), "device 'cuda' needs PyTorch")):
+        with pytest.raises(est.EstimateError, match=match):
+            est.product_backend(*args)
+
+
+def test_estimate_records_its_backend(tmp_path):
+    acc = est.accumulate(*random_runs(13, 6, 40, 9))
+    for backend in ("numpy", "torch"):
+        est.save_estimate(tmp_path / f"{backend}.npz", est.estimate(acc, backend=backend))
+        back = est.load_estimate(tmp_path / f"{backend}.npz")
+        assert back.cooccurrence_backend == est.product_backend(backend).describe()
+    assert est.estimate(acc, "none").cooccurrence_backend is None
+    arrays = load_npz(tmp_path / "numpy.npz")
+    del arrays["cooccurrence_backend"]  # a file written before the key existed
+    save_npz_atomic(tmp_path / "old.npz", arrays)
+    assert est.load_estimate(tmp_path / "old.npz").cooccurrence_backend is None
+
+
+def test_rows_finished_on_threads_give_the_same_bits(monkeypatch):
+    from heldout.estimate import pairwise
+
+    acc = est.accumulate(*random_runs(17, 19, 700, 333))
+    outputs = {}
+    for threads in (1, 3):  # 333 rows: parts of 111 rows on three threads
+        monkeypatch.setattr(pairwise, "_ROW_THREADS", threads)
+        outputs[threads] = _influence_outputs(acc, "torch", est.DEFAULT_WORKING_BYTES)
+    assert outputs[1] == outputs[3]

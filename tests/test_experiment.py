@@ -1,6 +1,7 @@
 """Tests of heldout.experiment and heldout.npzio: layout, aux arrays, bad input."""
 
 import os
+import re
 import shutil
 import warnings
 
@@ -91,14 +92,31 @@ def test_index_not_a_permutation(tmp_path):
     match = "must be a permutation of 0..19.*1 repeated and 1 missing"
     with pytest.raises(ex.AuxArraysError, match=match):
         ex.load_aux_arrays(tmp_path / "a.npz")
+    for k, bad in enumerate((20, -1)):
+        arrays["index_removed"][0] = bad
+        _write_raw(tmp_path / f"{k}.npz", arrays)
+        match = "index_train \\+ index_removed must be a permutation .*with 1 out of range"
+        with pytest.raises(ex.AuxArraysError, match=match):
+            ex.load_aux_arrays(tmp_path / f"{k}.npz")
 
 
 def test_subsample_idx_must_match_index_train(tmp_path):
+    train = _aux().to_dict()["index_train"]
+    for name, subsample in (("other", _aux().to_dict()["index_removed"]),
+                            ("repeat", np.r_[train[1:], train[1]]),  # as long, one missing
+                            ("range", np.r_[train[1:], 20]),
+                            ("negative", np.r_[train[1:], -1]),
+                            ("short", train[1:])):
+        arrays = _aux().to_dict()
+        arrays["subsample_idx"] = subsample
+        _write_raw(tmp_path / f"{name}.npz", arrays)
+        with pytest.raises(ex.AuxArraysError, match="subsample_idx .* is not the same set"):
+            ex.load_aux_arrays(tmp_path / f"{name}.npz")
     arrays = _aux().to_dict()
-    arrays["subsample_idx"] = arrays["index_removed"]
-    _write_raw(tmp_path / "a.npz", arrays)
-    with pytest.raises(ex.AuxArraysError, match="subsample_idx .* is not the same set"):
-        ex.load_aux_arrays(tmp_path / "a.npz")
+    arrays["subsample_idx"] = train[::-1]  # any order
+    _write_raw(tmp_path / "reversed.npz", arrays)
+    np.testing.assert_array_equal(ex.load_aux_arrays(tmp_path / "reversed.npz").subset_mask(),
+                                  _aux().subset_mask())
 
 
 def test_length_mismatch_and_dtype(tmp_path):
@@ -149,6 +167,64 @@ def test_object_array_refused_without_unpickling(tmp_path):
         save_npz_atomic(tmp_path / "out.npz", {"x": payload})
 
 
+def _outputs(n_train=20, n_test=8):
+    rng = np.random.default_rng(5)
+    arrays = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        arrays[f"prediction_{split}"] = rng.integers(0, 4, n).astype(np.int32)
+        arrays[f"margin_{split}"] = rng.normal(size=n).astype(np.float32)
+        arrays[f"logit_confidence_{split}"] = rng.normal(size=n).astype(np.float32)
+    return ex.RecordedOutputs(**arrays, epoch=3, global_step=12)
+
+
+def test_recorded_outputs_round_trip_and_are_checked(tmp_path):
+    """outputs.npz beside the aux arrays (issue 19): the format of heldout.train's recorded
+    outputs, every key checked like the aux arrays', never unpickled."""
+    run_dir = tmp_path / "exp/0.7/3"
+    run_dir.mkdir(parents=True)
+    run = ex.Run(str(run_dir), "0.7", 3)
+    assert not run.has_outputs()
+    with pytest.raises(NpzError, match="outputs.npz: no such file"):
+        run.load_outputs()
+    ex.write_outputs(run.outputs_path, _outputs())
+    assert run.has_outputs() and sorted(load_npz(run.outputs_path)) == sorted(
+        [f"{o}_{s}" for o in ("prediction", "margin", "logit_confidence")
+         for s in ("train", "test")] + ["format", "epoch", "global_step"])
+    back = run.load_outputs(num_train=20, num_test=8)
+    assert (back.epoch, back.global_step, back.num_train, back.num_test) == (3, 12, 20, 8)
+    for key, value in _outputs().to_dict().items():
+        np.testing.assert_array_equal(back.to_dict()[key], value)
+    assert back.output("margin", "test").dtype == np.float32
+    assert back.output("prediction", "train").dtype == np.int32
+    with pytest.raises(ex.OutputsError, match=r"key 'prediction_train': expected int array "
+                       r"\[n_train=2000\], found int32 \[20\]$"):
+        run.load_outputs(num_train=2000)
+    for change, match in (
+        (lambda a: a.pop("margin_test"), "missing key 'margin_test' .*in an outputs.npz"),
+        (lambda a: a.update(format=np.array("other/1")), "key 'format': expected "
+         "'heldout.experiment.RecordedOutputs/1', found 'other/1'"),
+        (lambda a: a.update(margin_train=a["margin_train"].astype(np.int64)),
+         r"key 'margin_train': expected float array \[n_train=20\], found int64 \[20\]"),
+        (lambda a: a.update(logit_confidence_test=np.full(7, 0.5, np.float32)),
+         r"key 'logit_confidence_test': expected float array \[n_test=8\], found float32 \[7\]"),
+        (lambda a: a["margin_test"].__setitem__(2, np.nan), "key 'margin_test': 1 non-finite "
+         "values \\(first at position 2\\)"),
+        (lambda a: a["prediction_test"].__setitem__(0, -1), "'prediction_test': 1 negative"),
+    ):
+        arrays = _outputs().to_dict()
+        change(arrays)
+        _write_raw(run.outputs_path, arrays)
+        with pytest.raises(ex.OutputsError, match=match):
+            run.load_outputs()
+    marker = tmp_path / "unpickled"
+    arrays = _outputs().to_dict()
+    arrays["margin_test"] = np.array([_Marker(str(marker))], dtype=object)
+    _write_raw(run.outputs_path, arrays)
+    with pytest.raises(NpzError, match="object array.*refused"):
+        run.load_outputs()
+    assert not marker.exists()
+
+
 class _Marker:
     def __init__(self, path):
         self.path = path
@@ -169,10 +245,15 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path, monkeypatch):
     path = tmp_path / "out.npz"
     save_npz_atomic(path, {"a": np.arange(3)})
 
-    def boom(*args, **kwargs):
+    from heldout import npzio
+
+    write = npzio._write_stored_member
+
+    def boom(archive, key, array):
+        write(archive, key, array[:1])  # a part written, then the disk fills up
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(np, "savez", boom)
+    monkeypatch.setattr(npzio, "_write_stored_member", boom)
     with pytest.raises(RuntimeError):
         save_npz_atomic(path, {"a": np.arange(5)})
     np.testing.assert_array_equal(load_npz(path)["a"], np.arange(3))
@@ -271,3 +352,60 @@ def test_one_grammar_for_ratio_names():
     for bad in ("nan", "0", "x"):
         with pytest.raises(ValueError, match="in \\(0, 1\\]"):
             parse_ratio(bad)
+
+
+def _runs(root, count, n_train=20):
+    for run_id in range(count):
+        ex.write_aux_arrays(root / "0.5" / str(run_id) / ex.AUX_ARRAYS,
+                            _aux(n_train=n_train, seed=run_id))
+    return ex.open_experiment(root).runs()
+
+
+def test_iter_aux_arrays_on_threads_reads_the_runs_in_order(tmp_path):
+    runs = _runs(tmp_path, 9)
+    taken = []
+
+    def progress(items):
+        for item in items:
+            taken.append(item)
+            yield item
+
+    serial = list(ex.iter_aux_arrays(runs, workers=1))
+    threaded = list(ex.iter_aux_arrays(runs, workers=3, progress=progress))
+    assert [run for run, _ in threaded] == [run for run, _ in serial] == runs == taken
+    for (_, a), (_, b) in zip(serial, threaded, strict=True):
+        assert a.source == b.source
+        for key, value in a.to_dict().items():
+            np.testing.assert_array_equal(b.to_dict()[key], value)
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_iter_aux_arrays_bad_file_names_itself_in_its_turn(tmp_path, workers):
+    runs = _runs(tmp_path, 8)
+    with open(runs[4].aux_path, "r+b") as f:
+        f.truncate(200)
+    read = []
+    with pytest.raises(NpzError, match=f"^{runs[4].aux_path}: truncated or corrupt"):
+        for run, _ in ex.iter_aux_arrays(runs, workers=workers):
+            read.append(run)
+    assert read == runs[:4]
+    results = [aux for _, aux in ex.iter_aux_arrays(runs, workers=workers, errors="yield")]
+    assert isinstance(results[4], NpzError) and str(results[4]).startswith(runs[4].aux_path)
+    assert all(isinstance(aux, ex.AuxArrays) for k, aux in enumerate(results) if k != 4)
+    # Without given sizes every run is checked against the first run's.
+    ex.write_aux_arrays(runs[4].aux_path, _aux(n_train=30, seed=4))
+    match = f"^{runs[4].aux_path}: covers 30 training examples .* but the dataset has 20$"
+    with pytest.raises(ex.AuxArraysError, match=match):
+        list(ex.iter_aux_arrays(runs, workers=workers))
+    assert len(list(ex.iter_aux_arrays(runs, workers=workers, same_sizes=False))) == 8
+
+
+def test_inspect_names_a_bad_run_and_reads_the_others(tmp_path, capsys):
+    from heldout.cli import main
+
+    runs = _runs(tmp_path, 5)
+    (tmp_path / "0.5" / "2" / ex.AUX_ARRAYS).write_bytes(b"PK\x03\x04 not a zip")
+    assert main(["inspect", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert f"bad run {runs[2].path}: {runs[2].aux_path}: truncated or corrupt .npz" in err
+    assert re.search(r"^ +0\.5 +4 +0 +50\.0%", out, re.M), out

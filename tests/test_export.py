@@ -151,3 +151,78 @@ def test_saved_model_in_a_fresh_process(tmp_path, fmnist_experiment, fmnist_data
     logits = np.load(tmp_path / "logits.npy")
     assert logits.shape == (200, 10)
     np.testing.assert_allclose(logits, expected, rtol=0, atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------
+# The input preprocessing in the metadata: the run's own (issue 19).
+
+
+def _metadata(path):
+    from heldout.export.tensorfile import read_tensor_file
+
+    return read_tensor_file(path).metadata
+
+
+def test_metadata_states_the_scaling_the_run_was_trained_with(tmp_path, digits_experiment):
+    """The quick start's digits runs were trained on uint8 / 16: the metadata says so, and a
+    PyTorch model fed as the metadata says gives every test prediction TensorFlow gave."""
+    import torch
+
+    out = tmp_path / "out"
+    assert main([str(digits_experiment / "experiment/0.7/0"), "--format", "safetensors",
+                 "--out", str(out)]) == 0
+    meta = _metadata(out / "0.7/0/model.safetensors")
+    assert meta.input_scaling == "uint8 / 16" and meta.input_preprocessing.scale == 16.0
+    assert meta.input_preprocessing_source == "run.json" and meta.input_shape == (8, 8, 1)
+    from heldout.pytorch import load_model, preprocess
+
+    model = load_model(out / "0.7/0")
+    assert model.metadata == meta
+    data = np.load(digits_experiment / "dataset.npz")
+    with torch.no_grad():
+        logits = model(preprocess(data["test__image"], model.metadata)).numpy()
+    aux = open_experiment(digits_experiment / "experiment").runs()[0].load_aux()
+    np.testing.assert_array_equal(np.argmax(logits, 1) == data["test__label"],
+                                  aux.test_correctness())
+
+
+def test_released_runs_get_the_release_scaling(exported):
+    meta = _metadata(exported / "0.5/7/model.safetensors")
+    assert meta.input_scaling == "uint8 / 255"
+    assert "release" in meta.input_preprocessing_source and "run.json" in (
+        meta.input_preprocessing_source)
+
+
+def test_unknown_scaling_is_not_guessed(tmp_path, digits_experiment, fmnist_dir, capsys):
+    """An MLP run without run.json (no MLP runs were released) is exported as 'unknown', with
+    the way to record it; a dataset flag records it; a dataset that contradicts a run's own
+    run.json is refused."""
+    exp = tmp_path / "exp"
+    shutil.copytree(digits_experiment / "experiment/0.7/0", exp / "0.7/0")
+    (exp / "0.7/0/run.json").unlink()
+    assert main([str(exp), "--format", "npz", "--out", str(tmp_path / "a")]) == 0
+    meta = _metadata(tmp_path / "a/0.7/0/model.npz")
+    assert meta.input_scaling == "unknown" and meta.input_preprocessing is None
+    assert "--dataset_npz" in meta.input_preprocessing_source
+    assert main([str(exp), "--format", "npz", "--out", str(tmp_path / "b"),
+                 "--dataset_npz", str(digits_experiment / "dataset.npz")]) == 0
+    meta = _metadata(tmp_path / "b/0.7/0/model.npz")
+    assert meta.input_scaling == "uint8 / 16" and "dataset.npz" in (
+        meta.input_preprocessing_source)
+    capsys.readouterr()
+    assert main([str(digits_experiment / "experiment/0.7/1"), "--format", "npz", "--out",
+                 str(tmp_path / "c"), "--dataset_npz", str(fmnist_dir / "dataset.npz")]) == 1
+    text = capsys.readouterr().out
+    assert "0.7/1: FAILED: run 0.7/1 was trained on input uint8 / 16 (its run.json)" in text
+    assert "gives uint8 / 255" in text and not (tmp_path / "c/0.7/1").exists()
+
+
+def test_format_1_metadata_reads_as_unknown(tmp_path):
+    """Files of format version 1 said uint8 / 255 for every run: not trusted."""
+    from heldout.export.tensorfile import Metadata
+
+    values = {"architecture": "mlp", "num_classes": "10", "input_shape": "[8, 8, 1]",
+              "input_scaling": "uint8 / 255", "format_version": "1"}
+    meta = Metadata.from_strings("old.safetensors", values)
+    assert meta.input_preprocessing is None and meta.input_scaling == "unknown"
+    assert "export the run again" in meta.input_preprocessing_source

@@ -1,4 +1,5 @@
-"""Which modules may import TensorFlow: the numpy-only layers never do (issue 11).
+"""Which modules may import TensorFlow (issue 11) or PyTorch (issue 22): the numpy-only layers
+never do.
 
 Each module is imported in a fresh interpreter (TensorFlow, once imported, stays in
 ``sys.modules``), so a module that pulls TensorFlow in through any chain of imports fails here.
@@ -40,19 +41,31 @@ NO_TENSORFLOW = [
     "heldout.cli.attribution",
 ]
 
+# The estimators import PyTorch only when a torch product backend is used (torch._int_mm for
+# the co-occurrence counts), never at import time; nor does the CLI (and all it imports).
+NO_TORCH = ["heldout.estimate", "heldout.experiment", "heldout.cli"]
+
 CHECK = """
 import importlib, sys
-module = importlib.import_module(sys.argv[1])
-if sys.argv[1] == "heldout.cli":
-    module.build_parser()  # imports every command's module
-found = sorted(m for m in sys.modules if m == "tensorflow" or m.startswith("tensorflow."))
-sys.exit(f"{sys.argv[1]} imported {found[:3]}" if found else 0)
+module, package = sys.argv[1:]
+imported = importlib.import_module(module)
+if module == "heldout.cli":
+    imported.build_parser()  # imports every command's module
+found = sorted(m for m in sys.modules if m == package or m.startswith(package + "."))
+sys.exit(f"{module} imported {found[:3]}" if found else 0)
 """
 
 
 @pytest.mark.parametrize("module", NO_TENSORFLOW)
 def test_module_imports_no_tensorflow(module):
-    done = subprocess.run([sys.executable, "-c", CHECK, module], capture_output=True,
+    done = subprocess.run([sys.executable, "-c", CHECK, module, "tensorflow"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("module", NO_TORCH)
+def test_module_imports_no_torch(module):
+    done = subprocess.run([sys.executable, "-c", CHECK, module, "torch"], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
 

@@ -374,6 +374,33 @@ def test_load_lira_refuses_another_file(planted_store, tmp_path, capsys):
         load_lira(out)
 
 
+def test_store_columns_in_another_order_give_the_same_attack(tmp_path):
+    """A store's column c is example index[c] of the split while its mask is in dataset
+    order: membership follows the index. The file records the train split's fingerprint."""
+    from predict_helpers import write_outputs_store
+
+    from heldout.data.fingerprint import fingerprint_from_labels
+    from heldout.privacy import load_lira_inputs, run_lira, save_lira
+
+    stat, mask = planted(r=8, n=60, delta=2.0, sigma=1.0, seed=3)
+    names = [f"0.5/{r}" for r in range(8)]
+    labels = np.arange(60) % 3
+    order = np.random.default_rng(4).permutation(60)
+    results = [run_lira(load_lira_inputs(write_outputs_store(
+        tmp_path / f"{k}.zarr", names, mask, labels, stat > 0, index=index,
+        logit_confidence=stat))) for k, index in enumerate((None, order))]
+    dataset_order, permuted = results
+    np.testing.assert_array_equal(permuted.member, mask[:, order])
+    for name, scores in dataset_order.scores.items():
+        np.testing.assert_array_equal(permuted.scores[name], scores[:, order])
+        assert permuted.metrics[name].auc == dataset_order.metrics[name].auc > 0.6
+    np.testing.assert_array_equal(permuted.exposure, dataset_order.exposure[order])
+    expected = fingerprint_from_labels("synthetic", {"train": labels})
+    assert permuted.fingerprint == dataset_order.fingerprint == expected
+    save_lira(tmp_path / "lira.npz", permuted)
+    assert load_lira(tmp_path / "lira.npz").fingerprint == expected
+
+
 def test_cli_views_and_targets(planted_store, tmp_path, capsys):
     path, stat, mask = planted_store
     out = tmp_path / "flip.npz"

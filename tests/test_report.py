@@ -1,6 +1,7 @@
 """`heldout report` / `heldout plot` on an experiment trained here (digits, MLP, 2 ratios),
-checked in headless Chromium; and the bad inputs: one run per ratio, an estimate of other runs,
-a dataset of another size, a predictions store of another split."""
+checked in headless Chromium, with the membership-inference section of a `heldout lira` file
+and the LDS section of a `heldout lds --baselines` file; and the bad inputs: one run per ratio,
+an estimate of other runs, a dataset of another size, a predictions store of another split."""
 
 import html
 import os
@@ -9,6 +10,7 @@ import shutil
 
 import numpy as np
 import pytest
+from predict_helpers import write_outputs_store
 
 from heldout import estimate as est
 from heldout.cli import main as heldout_main
@@ -23,7 +25,8 @@ pytestmark = pytest.mark.slow
 
 RATIOS = (0.5, 0.8)
 RUNS_PER_RATIO = 20
-SECTIONS = ("experiment", "memorization", "influence", "cscores", "label-problems")
+SECTIONS = ("experiment", "memorization", "influence", "cscores", "label-problems",
+            "membership", "lds")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -31,7 +34,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """An experiment of 2 x 20 MLP runs on the digits, its dataset.npz, an estimate file at
-    ratio 0.8 and a predictions store of the train split, shared by the tests."""
+    ratio 0.8, a predictions store of the train split and its `heldout lira` file, and the
+    `heldout lds --baselines` file of a test-split store, shared by the tests."""
     from heldout.train import TrainConfig, train_experiment
 
     root = tmp_path_factory.mktemp("report")
@@ -45,33 +49,34 @@ def trained(tmp_path_factory):
     assert heldout_main(["estimate", str(root / "exp"), "--ratio", "0.8", "--influence", "topk",
                          "--top_k", "40", "--out", str(root / "est.npz")]) == 0
     _write_store(root / "pred.zarr", root / "exp", dataset.split_labels("train"))
+    assert heldout_main(["lira", str(root / "pred.zarr"), "--out", str(root / "lira.npz")]) == 0
+    runs = open_experiment(root / "exp").runs()
+    masks = np.stack([r.load_aux().subset_mask() for r in runs])
+    test_correct = np.stack([r.load_aux().test_correctness() for r in runs])
+    rng = np.random.default_rng(3)
+    margin = (masks @ rng.normal(0, 0.2, (masks.shape[1], test_correct.shape[1]))
+              + np.where(test_correct, 2.0, -2.0) + rng.normal(0, 1, test_correct.shape))
+    write_outputs_store(root / "test.zarr", [r.name for r in runs], masks,
+                        dataset.split_labels("test"), test_correct, split="test", margin=margin)
+    assert heldout_main(["lds", "--baselines", "--store", str(root / "test.zarr"), "--output",
+                         "margin", "--fractions", "0.5,1", "--out", str(root / "lds.npz")]) == 0
     return root
 
 
 def _write_store(path, experiment_dir, labels, split="train"):
-    """A predictions store as the predictions command writes it (zarr v3 group): the runs'
-    subsets and correctness from their aux arrays; a wrong prediction is label + 1 (mod 10), so
-    the majority held-out prediction is known. Runs are written in reverse column order."""
-    import zarr
-
+    """A predictions store written by the store's own writer: the runs' subsets and
+    correctness from their aux arrays; a wrong prediction is label + 1 (mod 10), so the
+    majority held-out prediction is known; the logit confidence is higher where the run
+    trained on the example (LiRA has something to find). Columns in reverse order."""
     runs = open_experiment(experiment_dir).runs()
     auxes = [r.load_aux() for r in runs]
-    n = len(labels)
-    index = np.arange(n)[::-1].copy()
     correct = np.stack([a.train_correctness() for a in auxes])
-    prediction = np.where(correct, labels, (labels + 1) % 10)
-    group = zarr.open_group(str(path), mode="w", zarr_format=3)
-    group.attrs["split"] = split
-    for key, value in (
-        ("correct", correct[:, index]), ("prediction", prediction[:, index].astype(np.int32)),
-        ("label", labels[index].astype(np.int64)), ("index", index.astype(np.int64)),
-        ("mask", np.stack([a.subset_mask() for a in auxes])),
-        ("completed", np.ones(len(runs), bool)),
-        ("run_id", np.array([r.run_id for r in runs], np.int64)),
-        ("subset_ratio", np.array([r.subset_ratio for r in runs], np.float64)),
-    ):
-        group.create_array(key, data=value)
-    return correct, np.stack([a.subset_mask() for a in auxes]), prediction
+    masks = np.stack([a.subset_mask() for a in auxes])
+    rng = np.random.default_rng(2)
+    confidence = np.where(correct, 2.0, -2.0) + masks + rng.normal(0, 1, correct.shape)
+    write_outputs_store(path, [r.name for r in runs], masks, labels, correct,
+                        index=np.arange(len(labels))[::-1], split=split,
+                        logit_confidence=confidence)
 
 
 def _report(args, capsys):
@@ -86,9 +91,12 @@ def test_report_in_chromium(trained, tmp_path, capsys):
     out = tmp_path / "report.html"
     status, printed, err = _report(
         [trained / "exp", "--dataset_npz", trained / "dataset.npz", "--out", out,
-         "--estimates", trained / "est.npz", "--predictions", trained / "pred.zarr"], capsys)
+         "--estimates", trained / "est.npz", "--predictions", trained / "pred.zarr",
+         "--lira", trained / "lira.npz", "--lds_baselines", trained / "lds.npz"], capsys)
     assert status == 0, err
     assert f"{out}: " in printed and "memorization and influence at ratio 0.8" in printed
+    assert f"membership inference from {trained / 'lira.npz'}" in printed
+    assert f"LDS baselines from {trained / 'lds.npz'}" in printed
     text = out.read_text()
     assert len(text.encode()) < 2_000_000
     assert not re.search(r"(src|href)=['\"]?(https?:|//)", text)  # Nothing from the network.
@@ -116,7 +124,19 @@ def test_report_in_chromium(trained, tmp_path, capsys):
             "[...document.querySelectorAll('#influence .card[data-influence]')].map(c => "
             "[{...c.dataset}, c.classList.contains('ns'), c.querySelector('figcaption')"
             ".innerText, getComputedStyle(c.querySelector('img')).opacity])")
+        lira_rows, lds_rows = (page.evaluate(
+            f"[...document.querySelectorAll('#{table} tr[{key}]')].map(r => "
+            "[{...r.dataset}, [...r.cells].map(c => c.innerText)])")
+            for table, key in (("lira-table", "data-variant"), ("lds-table", "data-method")))
+        exposed = page.evaluate(
+            "[...document.querySelectorAll('#exposure-gallery .card')].map(c => "
+            "[{...c.dataset}, c.querySelector('figcaption').innerText])")
+        figures = page.evaluate(
+            "[...document.querySelectorAll('#membership img.figure, #lds img.figure')].map("
+            "i => [i.alt, i.naturalWidth, i.getBoundingClientRect().width])")
         page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        for section in ("membership", "lds"):  # looked at when the sections change
+            page.locator(f"section#{section}").screenshot(path=str(tmp_path / f"{section}.png"))
         browser.close()
     assert errors == []
     assert len(images) > 60 and all(done and width > 0 for done, width in images)
@@ -164,6 +184,45 @@ def test_report_in_chromium(trained, tmp_path, capsys):
         assert line.endswith("n.s.") == (not significant)
         assert line.startswith(f"infl {value:.2f} ± {se:.2f}" if round(se, 2) > 0 else
                                f"infl {value:.2f} = ")
+
+    # Membership inference: the table and the most exposed examples are the lira file's.
+    from heldout.privacy import load_lira
+
+    lira = load_lira(trained / "lira.npz")
+    assert [row[0]["variant"] for row in lira_rows] == list(lira.variants)
+    for data, cells in lira_rows:
+        m = lira.metrics[data["variant"]]
+        assert float(data["auc"]) == m.auc and float(data["balancedAccuracy"]) == (
+            m.balanced_accuracy)
+        assert cells[1:] == [f"{m.auc:.4f}", f"{m.balanced_accuracy:.4f}"] + [
+            "n/a" if np.isnan(x) else f"{x:.4f}" for x in m.tpr_at_fpr]
+    assert lira.metrics["online"].auc > 0.6  # the planted confidence gap is found
+    exposure = np.full(len(lira.index), np.nan)
+    exposure[lira.index] = lira.exposure
+    assert len(exposed) == 32
+    assert [int(d["index"]) for d, _ in exposed] == list(np.argsort(-exposure)[:32])
+    mem = arrays["memorization"]
+    for data, caption in exposed:
+        i = int(data["index"])
+        assert float(data["exposure"]) == exposure[i]
+        assert float(data["memorization"]) == mem[i] or np.isnan(mem[i])
+        assert f"exposure {exposure[i]:.2f}" in caption
+    # The LDS table is the baselines file's.
+    from heldout.attribution import load_baselines
+
+    table = load_baselines(trained / "lds.npz").table
+    assert len(lds_rows) == len(table.methods) * len(table.fractions)
+    for data, cells in lds_rows:
+        k = table.methods.index(data["method"])
+        f = int(np.flatnonzero(table.fractions == float(data["fraction"]))[0])
+        assert float(data["lds"]) == table.mean[k, f]
+        assert cells[1:5] == ["/".join(map(str, table.num_fit_runs[f])),
+                              f"{table.mean[k, f]:.4f}",
+                              f"{table.low[k, f]:.4f} to {table.high[k, f]:.4f}",
+                              str(table.num_nan[k, f])]
+    assert [alt for alt, _, _ in figures] == ["ROC of the LiRA variants, log-log",
+                                              "LDS against the number of runs fitted on"]
+    assert all(natural > 300 and shown > 300 for _, natural, shown in figures)
 
 
 def test_predictions_majority_and_checks(trained, tmp_path):

@@ -301,3 +301,319 @@ def _minimal_report():
     examples = labels_only_examples("x", {"train": np.zeros(4), "test": np.zeros(2)}, "none")
     return ReportData("exp", (), (), None, examples, None, "", "", None, "", 0.15, 0.25, None,
                       "", None, "")
+
+
+# --------------------------------------------------------------------------------------------
+# Membership inference (issue 20) and attribution scored by LDS (issue 21): the sections'
+# numbers are the files', and files of other runs or data are refused in one line.
+
+
+class _Rows(html.parser.HTMLParser):
+    """The rows of the LiRA and LDS tables (their data-* attributes and cell texts) and the
+    exposure gallery's cards (their data-* attributes), in page order."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows, self.cards, self._row = [], [], None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "tr" and ("data-variant" in attrs or "data-method" in attrs):
+            self._row = {"attrs": attrs, "cells": []}
+        elif tag == "td" and self._row is not None:
+            self._row["cells"].append("")
+        elif tag == "figure" and "data-exposure" in attrs:
+            self.cards.append(attrs)
+
+    def handle_endtag(self, tag):
+        if tag == "tr" and self._row is not None:
+            self.rows.append(self._row)
+            self._row = None
+
+    def handle_data(self, data):
+        if self._row is not None and self._row["cells"]:
+            self._row["cells"][-1] += data
+
+
+def _section_of(page, anchor):
+    return re.search(f'<section id="{anchor}">(.*?)</section>', page, re.S).group(1)
+
+
+def _run_masks(root):
+    from heldout.experiment import open_experiment
+
+    runs = open_experiment(root).runs()
+    return [r.name for r in runs], np.stack([r.load_aux().subset_mask() for r in runs])
+
+
+@pytest.fixture(scope="module")
+def attacked(tmp_path_factory):
+    """The certainty experiment (40 runs at 0.7, 160 training and 40 test examples); a train
+    store whose logit confidence is higher, by a different amount per example, where a run
+    trained on the example (its columns in reverse order); the `heldout lira` file of that
+    store; a test store whose margin is M w + noise; the `heldout lds --baselines` file of
+    it; and the report of the experiment with both files."""
+    from predict_helpers import write_outputs_store
+
+    from heldout.cli import main as cli_main
+    from heldout.data.npz import save_npz_dataset
+    from heldout.privacy import load_lira_inputs, run_lira, save_lira
+
+    root = tmp_path_factory.mktemp("attacked")
+    rng = np.random.default_rng(11)
+    dataset, _ = _certainty_experiment(root / "exp", rng)
+    save_npz_dataset(root / "dataset.npz", dataset)
+    names, masks = _run_masks(root / "exp")
+    runs, n = masks.shape
+    labels = dataset.split_labels("train")
+    shift = rng.uniform(0, 3, n)
+    confidence = rng.normal(0, 1, n) + shift * masks + rng.normal(0, 1, (runs, n))
+    write_outputs_store(root / "train.zarr", names, masks, labels, confidence > 0,
+                        index=np.arange(n)[::-1], logit_confidence=confidence)
+    save_lira(root / "lira.npz", run_lira(load_lira_inputs(root / "train.zarr")))
+    test_labels = dataset.split_labels("test")
+    margin = masks @ rng.normal(0, 1, (n, len(test_labels))) + rng.normal(0, 1, (runs, 40))
+    write_outputs_store(root / "test.zarr", names, masks, test_labels, margin > 0, split="test",
+                        margin=margin)
+    assert cli_main(["lds", "--baselines", "--store", str(root / "test.zarr"), "--output",
+                     "margin", "--fractions", "0.5,1", "--out", str(root / "lds.npz")]) == 0
+    data = compute_report(root / "exp", examples_from_dataset(dataset),
+                          lira_path=str(root / "lira.npz"),
+                          lds_baselines_path=str(root / "lds.npz"))
+    return {"root": root, "dataset": dataset, "data": data, "page": render_page(data)}
+
+
+def test_membership_section_gives_the_lira_files_numbers(attacked):
+    from scipy.stats import spearmanr
+
+    from heldout.privacy import load_lira
+    from heldout.report.numbers import fmt
+
+    lira = load_lira(attacked["root"] / "lira.npz")
+    page, data = attacked["page"], attacked["data"]
+    parsed = _Rows()
+    parsed.feed(page)
+    variants = [r for r in parsed.rows if "data-variant" in r["attrs"]]
+    assert [r["attrs"]["data-variant"] for r in variants] == list(lira.variants)
+    resolved = set()
+    for row in variants:
+        m = lira.metrics[row["attrs"]["data-variant"]]
+        assert float(row["attrs"]["data-auc"]) == m.auc
+        assert float(row["attrs"]["data-balanced-accuracy"]) == m.balanced_accuracy
+        np.testing.assert_array_equal(
+            [float(x) for x in row["attrs"]["data-tpr"].split(",")], m.tpr_at_fpr)
+        rates = ["n/a" if np.isnan(x) else f"{x:.4f}" for x in m.tpr_at_fpr]
+        assert row["cells"] == [row["attrs"]["data-variant"], fmt(m.auc),
+                                fmt(m.balanced_accuracy), *rates]
+        resolved |= {r == "n/a" for r in rates}
+    assert resolved == {True, False}  # 1e-3 resolvable with ~1,900 non-member pairs, 1e-4 not
+    assert f"{m.num_members:,} member and {m.num_nonmembers:,} non-member" in page
+    assert "n/a where x is below 1 / " in page
+    assert _section_of(page, "membership").count('<img class="figure"') == 1
+
+    # The gallery: the most exposed training examples, the file's exposure by dataset index.
+    exposure = np.full(len(lira.index), np.nan)
+    exposure[lira.index] = lira.exposure
+    shown = [int(c["data-index"]) for c in parsed.cards]
+    assert len(shown) == data.gallery_size
+    np.testing.assert_array_equal(shown, np.argsort(-exposure, kind="stable")[:len(shown)])
+    mem = data.estimate.memorization
+    for card in parsed.cards:
+        i = int(card["data-index"])
+        assert float(card["data-exposure"]) == exposure[i]
+        assert float(card["data-memorization"]) == mem[i]
+        assert float(card["data-cscore"]) == data.cscores.scores[i]
+    # Spearman's rho of exposure with memorization, as scipy computes it.
+    both = ~np.isnan(mem) & ~np.isnan(exposure)
+    rho = spearmanr(exposure[both], mem[both]).statistic
+    assert data.membership.with_memorization.rho == pytest.approx(rho, abs=1e-12)
+    assert (f"Exposure with memorization (the estimate above: ratio 0.7, 40 runs): Spearman's "
+            f"ρ = {rho:.3f} (p" in html.unescape(page))
+    assert "40 runs at subset ratio 0.7 as shadow models" in page
+    assert f"over {int(both.sum())} training examples" in page
+
+
+def test_membership_computed_from_the_store_is_the_lira_file(attacked):
+    """Without --lira the attack is computed from --predictions, as `heldout lira` does it
+    (the store's columns are in reverse order: membership follows its index)."""
+    from heldout.privacy import load_lira
+
+    root = attacked["root"]
+    data = compute_report(root / "exp", examples_from_dataset(attacked["dataset"]),
+                          predictions_path=str(root / "train.zarr"))
+    m, lira = data.membership, load_lira(root / "lira.npz")
+    assert m.computed.startswith("as heldout lira does by default") and m.source.endswith(
+        "train.zarr")
+    for name, metrics in lira.metrics.items():
+        assert m.metrics[name].auc == metrics.auc > 0.6
+        np.testing.assert_array_equal(m.metrics[name].tpr_at_fpr, metrics.tpr_at_fpr)
+    np.testing.assert_array_equal(m.exposure[lira.index], lira.exposure)
+    from heldout.report.page import _membership_section, _Thumbs
+
+    assert "LiRA computed from the store <code>" in _membership_section(data, _Thumbs(data))
+
+    # A store LiRA cannot attack leaves the section with a note saying why.
+    from predict_helpers import write_outputs_store
+
+    names, masks = _run_masks(root / "exp")
+    labels = attacked["dataset"].split_labels("train")
+    write_outputs_store(root / "correct-only.zarr", names, masks, labels, masks)
+    data = compute_report(root / "exp", examples_from_dataset(attacked["dataset"]),
+                          predictions_path=str(root / "correct-only.zarr"))
+    assert data.membership is None and data.predictions is not None
+    assert data.membership_note.startswith(f"not computed from {root / 'correct-only.zarr'}: ")
+    assert "has no logit_confidence (made with --outputs correct)" in data.membership_note
+
+
+def _refused(capsys, root, *flags):
+    from heldout.cli import main as cli_main
+
+    status = cli_main(["report", str(root / "exp"), "--dataset_npz", str(root / "dataset.npz"),
+                       "--out", str(root / "never.html"), *map(str, flags)])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "error" in line]  # not the progress bar
+    assert status == 2 and len(lines) == 1, err
+    assert not (root / "never.html").exists()
+    return lines[0]
+
+
+def test_lira_file_of_other_runs_or_data_is_refused_in_one_line(attacked, tmp_path, capsys):
+    import dataclasses
+
+    from heldout.data.fingerprint import fingerprint_from_labels
+    from heldout.privacy import load_lira, save_lira
+
+    lira = load_lira(attacked["root"] / "lira.npz")
+    member = lira.member.copy()
+    member[0, :5] = ~member[0, :5]
+    index = lira.index.copy()
+    index[0] = index[1]
+    labels = attacked["dataset"].split_labels("train")
+    other = fingerprint_from_labels("synthetic", {"train": labels[::-1]})
+    cases = {
+        "runs": (dict(runs=(*lira.runs, "0.7/99")),
+                 "key 'runs' names 1 of its 41 runs that .* does not have \\(0.7/99\\): a LiRA "
+                 "of other runs"),
+        "member": (dict(member=member),
+                   f"key 'member' of target run {lira.target_run[0]} differs from that run's "
+                   "subset in its aux arrays at 5 of 160 examples"),
+        "index": (dict(index=index), "key 'index' covers 160 examples, not a permutation"),
+        "fingerprint": (dict(fingerprint=other), "computed on different datasets or orders"),
+    }
+    for name, (change, message) in cases.items():
+        path = tmp_path / f"{name}.npz"
+        save_lira(path, dataclasses.replace(lira, **change))
+        line = _refused(capsys, attacked["root"], "--lira", path)
+        assert line.startswith(f"heldout report: error: {path}") and re.search(message, line), (
+            name, line)
+
+
+def test_lds_section_gives_the_baselines_files_numbers(attacked):
+    from heldout.attribution import load_baselines
+    from heldout.report.figures import lds_baselines, method_name
+    from heldout.report.numbers import fmt
+
+    table = load_baselines(attacked["root"] / "lds.npz").table
+    page = attacked["page"]
+    parsed = _Rows()
+    parsed.feed(page)
+    rows = [r for r in parsed.rows if "data-method" in r["attrs"]]
+    assert len(rows) == len(table.methods) * len(table.fractions) == 6
+    for row in rows:
+        a = row["attrs"]
+        k, f = table.methods.index(a["data-method"]), list(table.fractions).index(
+            float(a["data-fraction"]))
+        assert (float(a["data-lds"]), float(a["data-low"]), float(a["data-high"])) == (
+            table.mean[k, f], table.low[k, f], table.high[k, f])
+        assert row["cells"][:5] == [
+            method_name(a["data-method"], "margin"), "/".join(map(str, table.num_fit_runs[f])),
+            fmt(table.mean[k, f]), f"{fmt(table.low[k, f])} to {fmt(table.high[k, f])}",
+            str(table.num_nan[k, f])]
+    assert table.low[1:, -1].min() > 0  # the margin's own estimators predict it
+    assert _section_of(page, "lds").count('<img class="figure"') == 1
+    # The figure: one series per estimator, the mean LDS at each run count, 95% intervals.
+    ax = lds_baselines(attacked["data"]).axes[0]
+    series = [line for line in ax.lines if line.get_marker() == "o"]
+    assert len(series) == 3
+    for k, line in enumerate(series):
+        np.testing.assert_array_equal(line.get_ydata(), table.mean[k])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["10", "20"]
+
+
+def test_lds_table_of_other_runs_or_another_file_is_refused(attacked, tmp_path, capsys):
+    from heldout.npzio import load_npz
+
+    arrays = load_npz(attacked["root"] / "lds.npz")
+    arrays["runs"] = np.array([r.replace("0.7/", "0.5/") for r in arrays["runs"].tolist()])
+    np.savez(tmp_path / "other.npz", **arrays)
+    line = _refused(capsys, attacked["root"], "--lds_baselines", tmp_path / "other.npz")
+    assert "other.npz: key 'runs' names 40 of its 40 runs that" in line
+    assert line.endswith("(0.5/0, 0.5/1, 0.5/2, ...): an LDS table of other runs")
+    np.savez(tmp_path / "plain.npz", lds=np.zeros(40, np.float32), p_value=np.zeros(40))
+    line = _refused(capsys, attacked["root"], "--lds_baselines", tmp_path / "plain.npz")
+    assert "plain.npz: missing key 'methods' (expected str array [K] in a `heldout lds " in line
+
+
+def test_estimate_of_the_influence_on_a_margin_is_refused(attacked, tmp_path, capsys):
+    """An estimate with --target margin holds an influence in the margin's units with Welch
+    standard errors: the report (binomial errors, thresholds of correctness) refuses it."""
+    import dataclasses
+
+    acc = est.accumulate_experiment(attacked["root"] / "exp")[0]
+    estimate = dataclasses.replace(est.estimate(acc, "topk", 5), target="margin")
+    est.save_estimate(tmp_path / "margin.npz", estimate)
+    line = _refused(capsys, attacked["root"], "--estimates", tmp_path / "margin.npz")
+    assert "margin.npz: key 'target' is 'margin': its influence is on the store's margin" in line
+    assert "give an estimate written with --target correct (the default)" in line
+
+
+def test_store_subsets_are_checked_when_an_estimate_is_given(attacked, tmp_path):
+    """With --estimates the runs' masks were not kept, so a store of other subsets passed."""
+    import shutil
+
+    import zarr
+
+    from heldout.report import PredictionsError
+
+    root = attacked["root"]
+    shutil.copytree(root / "train.zarr", tmp_path / "flipped.zarr")
+    group = zarr.open_group(str(tmp_path / "flipped.zarr"), mode="r+")
+    group["mask"][3] = ~group["mask"][3]
+    acc = est.accumulate_experiment(root / "exp")[0]
+    est.save_estimate(tmp_path / "est.npz", est.estimate(acc, "none"))
+    with pytest.raises(PredictionsError, match="array 'mask' of run 0.7/3 differs"):
+        compute_report(root / "exp", examples_from_dataset(attacked["dataset"]),
+                       str(tmp_path / "est.npz"), predictions_path=str(tmp_path / "flipped.zarr"),
+                       lira_path=str(root / "lira.npz"))
+
+
+def test_plot_writes_the_roc_and_the_lds_figure(attacked, tmp_path, capsys):
+    from heldout.cli import main as cli_main
+
+    root = attacked["root"]
+    base = ["plot", str(root / "exp"), "--dataset_npz", str(root / "dataset.npz"),
+            "--figures", "lira_roc,lds_baselines"]
+    assert cli_main([*base, "--out_dir", str(tmp_path / "none")]) == 0
+    assert ("wrote 0 files (); left out: lira_roc (needs --lira), lds_baselines (needs "
+            "--lds_baselines)") in capsys.readouterr().out
+    assert cli_main([*base, "--out_dir", str(tmp_path / "both"), "--lira", str(root / "lira.npz"),
+                     "--lds_baselines", str(root / "lds.npz")]) == 0
+    assert "wrote 4 files" in capsys.readouterr().out
+    for name in ("lira_roc", "lds_baselines"):
+        assert (tmp_path / "both" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (tmp_path / "both" / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_lira_roc_is_log_log_with_the_diagonal(attacked):
+    from heldout.report.figures import lira_roc
+
+    m = attacked["data"].membership
+    ax = lira_roc(attacked["data"]).axes[0]
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+    assert ax.get_xlim()[0] == pytest.approx(0.5 / m.num_nonmembers)
+    assert ax.get_ylim()[0] == pytest.approx(0.5 / m.num_members)
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == [f"{v} (AUC {x.auc:.3f})" for v, x in m.metrics.items()] + [
+        "guessing (TPR = FPR)"]
+    diagonal = ax.lines[-1]
+    np.testing.assert_array_equal(diagonal.get_xdata(), diagonal.get_ydata())

@@ -158,6 +158,61 @@ def _umask():
     return mask
 
 
+def test_runs_record_their_input_preprocessing(tmp_path, small):
+    """run.json says how the images became model input (issue 19: what export writes), and a
+    ratio directory refuses runs of the same images scaled otherwise."""
+    import dataclasses
+
+    from heldout.data.preprocessing import InputPreprocessing
+
+    T.train_experiment(tmp_path, small, 0.5, [0], CONFIG, progress=False)
+    (run,) = open_experiment(tmp_path).runs()
+    assert T.load_run_info(run)["input_preprocessing"] == {
+        "scale": 255.0, "mean": None, "std": None, "resize": None, "crop_padding": 0}
+    assert run.input_preprocessing() == InputPreprocessing(255.0)
+    sixteen = dataclasses.replace(small, scale=16.0)
+    with pytest.raises(T.TrainError, match=r"other data.*input_preprocessing \{'scale': 255.0"):
+        T.train_experiment(tmp_path, sixteen, 0.5, [1], CONFIG, progress=False)
+
+
+@pytest.mark.parametrize("path", ["per_step", "stacked"])
+def test_recorded_outputs_are_what_the_checkpoint_gives(tmp_path, small, path):
+    """Every run records its prediction, margin and logit confidence on both splits
+    (outputs.npz, issue 19); on the runs that also have a checkpoint they equal what
+    `heldout predict` stores from restoring it, bit for bit; on every run the predictions
+    agree with the aux arrays' correctness."""
+    from heldout.data.npz import save_npz_dataset
+    from heldout.predict import open_store
+
+    config = T.TrainConfig(**{**CONFIG.__dict__, "path": path, "models_per_step": 3,
+                              "checkpoint_every": 2})
+    T.train_experiment(tmp_path / "exp", small, 0.5, [0, 1, 2], config, progress=False)
+    runs = open_experiment(tmp_path / "exp", strict=True).runs()
+    assert [r.has_checkpoint() for r in runs] == [True, False, True]
+    assert [T.load_run_info(r)["path"] for r in runs] == [path] * 3
+    save_npz_dataset(tmp_path / "small.npz", small)
+    for split in ("train", "test"):
+        store = tmp_path / f"{split}.zarr"
+        assert main(["predict", str(tmp_path / "exp"), "--dataset_npz", str(tmp_path / "small.npz"),
+                     "--split", split, "--out", str(store), "--workers", "0",
+                     "--source", "checkpoints"]) == 0  # restored, not read from outputs.npz
+        s = open_store(store)
+        assert s.run_names == ["0.5/0", "0.5/2"]
+        labels = small.split_labels(split)
+        for run in runs:
+            aux = run.load_aux()
+            outputs = run.load_outputs(aux.num_train, aux.num_test)
+            assert (outputs.epoch, outputs.global_step) == (3, 12)
+            np.testing.assert_array_equal(outputs.output("prediction", split) == labels,
+                                          aux.correctness(split))
+            if run.name in s.run_names:
+                row = s.run_names.index(run.name)
+                for name in ("prediction", "margin", "logit_confidence"):
+                    np.testing.assert_array_equal(outputs.output(name, split), s[name][row],
+                                                  err_msg=f"{run.name} {name} {split}")
+                assert (s["epoch"][row], s["global_step"][row]) == (3, 12)
+
+
 @pytest.mark.slow
 def test_stacked_path_equals_per_step_path(tmp_path, small):
     """K runs at once (K = 2, with a group of 1 left over) give the runs of separate training:
@@ -245,7 +300,7 @@ def test_a_temporary_run_still_being_written_is_not_taken_for_stale(tmp_path):
     temporary directory alone: removed under it, it was made again by the atomic writes of the
     aux arrays and run.json and renamed into place without its checkpoint, and the new task,
     finding the run complete, threw its own whole run away."""
-    from heldout.experiment import make_aux_arrays
+    from heldout.experiment import RecordedOutputs, make_aux_arrays
     from heldout.lock import unlock
 
     ratio_dir = str(tmp_path / "0.5")
@@ -257,10 +312,12 @@ def test_a_temporary_run_still_being_written_is_not_taken_for_stale(tmp_path):
     rerun = T.rundir.start_run(ratio_dir, 7)  # the same run, sent again
     assert os.path.isdir(os.path.join(orphan.path, "checkpoints")) and rerun.path != orphan.path
     aux = make_aux_arrays(np.arange(5), np.ones(10, bool), np.ones(4, bool), None)
+    outputs = RecordedOutputs(*[np.zeros(n, dtype) for n in (10, 4)
+                                for dtype in (np.int32, np.float32, np.float32)], 1, 1)
     final = os.path.join(ratio_dir, "7")
-    assert T.rundir.finish_run(orphan, final, aux, {"run_id": 7})
+    assert T.rundir.finish_run(orphan, final, aux, {"run_id": 7}, outputs)
     assert os.listdir(os.path.join(final, "checkpoints")) == ["ckpt-1.index"]
-    assert not T.rundir.finish_run(rerun, final, aux, {"run_id": 7})  # completed meanwhile
+    assert not T.rundir.finish_run(rerun, final, aux, {"run_id": 7}, outputs)  # completed
     assert sorted(os.listdir(ratio_dir)) == ["7"]
     # A temporary directory whose writer died (its lock released) is stale and removed.
     dead = T.rundir.start_run(ratio_dir, 8)
@@ -276,7 +333,7 @@ def test_interrupted_run_leaves_nothing_that_counts(tmp_path, small, monkeypatch
         raise KeyboardInterrupt  # As a Ctrl-C during evaluation.
 
     # train_experiment calls it from the module that trains the groups of runs.
-    monkeypatch.setattr(T.groups, "evaluate_correctness", fail)
+    monkeypatch.setattr(T.groups, "evaluate_logits", fail)
     config = T.TrainConfig(**{**CONFIG.__dict__, "path": "per_step"})
     with pytest.raises(KeyboardInterrupt):
         T.train_experiment(tmp_path, small, 0.5, [0], config, progress=False)

@@ -18,7 +18,8 @@ scikit-learn for the lasso only, imported when used):
 - `cross_fit_baselines`: the library's estimators scored by LDS on held-out runs.
 
 Scores, weights and influences share units and sign: the change of the output when the
-training example is included. Files: `heldout.attribution.files`.
+training example is included. Files: `heldout.attribution.files` (`load_baselines` reads the
+table of `heldout lds --baselines` back).
 """
 
 from heldout.attribution.arrays import DEFAULT_WORKING_BYTES as DEFAULT_WORKING_BYTES
@@ -27,8 +28,10 @@ from heldout.attribution.baselines import METHODS as METHODS
 from heldout.attribution.baselines import BaselineTable, cross_fit_baselines
 from heldout.attribution.datamodels import Datamodels, fit_datamodels, validation_split
 from heldout.attribution.files import (
+    BaselinesFile,
     DatamodelsFile,
     Scores,
+    load_baselines,
     load_datamodels,
     load_scores,
     save_datamodels,
@@ -42,8 +45,9 @@ from heldout.attribution.lds import LDSResult, LDSSummary, lds, summarize
 from heldout.attribution.spearman import average_ranks, spearman
 
 __all__ = [
-    "AttributionError", "BaselineTable", "Datamodels", "DatamodelsFile", "LDSResult",
-    "LDSSummary", "OutputInfluence", "Scores", "average_ranks", "cross_fit_baselines",
-    "fit_datamodels", "lds", "load_datamodels", "load_scores", "output_influence",
-    "output_influence_top_k", "save_datamodels", "spearman", "summarize", "validation_split",
+    "AttributionError", "BaselineTable", "BaselinesFile", "Datamodels", "DatamodelsFile",
+    "LDSResult", "LDSSummary", "OutputInfluence", "Scores", "average_ranks",
+    "cross_fit_baselines", "fit_datamodels", "lds", "load_baselines", "load_datamodels",
+    "load_scores", "output_influence", "output_influence_top_k", "save_datamodels", "spearman",
+    "summarize", "validation_split",
 ]

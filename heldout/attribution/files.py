@@ -9,6 +9,12 @@
 - Scores for the LDS (`load_scores`): a ``.npy`` or single-array ``.npz`` [n_train, n_test]
   (TRAK's and dattri's layout) or its transpose, a `heldout estimate` file (its ``influence``
   [n_test, n_train]) or a datamodels file (its ``weights``), told apart by their keys.
+- The cross-fitted table of `heldout lds --baselines` (`load_baselines`), ``.npz``: the arrays
+  of `heldout.attribution.BaselineTable.to_dict` (``methods`` str [K], ``fractions`` float64
+  [F], ``num_fit_runs`` int64 [F, 2], ``num_score_runs`` int64 [2], ``lds`` float32
+  [K, F, n_test], ``mean``, ``low``, ``high``, ``seconds`` float64 [K, F], ``num_nan`` int64
+  [K, F]) with ``output`` (str), ``runs`` str [R] (``<ratio>/<run_id>``), ``seed`` and
+  ``val_fraction``.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import os
 import numpy as np
 
 from heldout.attribution.arrays import AttributionError
+from heldout.attribution.baselines import BaselineTable
 from heldout.attribution.datamodels import Datamodels
 from heldout.data.fingerprint import Fingerprint, check_fingerprints, read_fingerprint
 from heldout.npzio import NpzError, load_npz, require, save_npz_atomic
@@ -85,6 +92,56 @@ def load_datamodels(path: str | os.PathLike, arrays: dict | None = None) -> Data
     runs = tuple(str(r) for r in get("runs", "U", (None,)))
     return DatamodelsFile(dm, str(get("output", "U", ())), num_test, runs,
                           read_fingerprint(arrays, path))
+
+
+@dataclasses.dataclass(frozen=True)
+class BaselinesFile:
+    """A `heldout lds --baselines` file read back (`load_baselines`).
+
+    Attributes:
+      table: the `BaselineTable` (LDS per estimator and fraction of the fitting half).
+      output: the store output the LDS was computed on (``margin`` or ``logit_confidence``).
+      runs: ``<ratio>/<run_id>`` of the R runs split into the two halves.
+      seed: the random split; val_fraction: the ridge penalty's held-out share.
+    """
+
+    table: BaselineTable
+    output: str
+    runs: tuple[str, ...]
+    seed: int
+    val_fraction: float
+
+
+def load_baselines(path: str | os.PathLike) -> BaselinesFile:
+    """Reads and checks a file of `heldout lds --baselines` (keys: the module docstring).
+
+    Raises:
+      NpzError: unreadable, a missing key (e.g. the file of a plain `heldout lds`, which has
+        no ``methods``), or a key of the wrong dtype or shape, naming the file and the key;
+        fractions outside (0, 1] or run counts below 1.
+    """
+    path = os.fspath(path)
+    arrays = load_npz(path)
+    sizes: dict[str, int] = {}
+    get = functools.partial(require, arrays, source=path, sizes=sizes,
+                            what="a `heldout lds --baselines` file")
+    methods = tuple(str(m) for m in get("methods", "U", ("K",)))
+    fractions = get("fractions", "f", ("F",)).astype(np.float64)
+    fit_runs = get("num_fit_runs", "iu", ("F", 2)).astype(np.int64)
+    score_runs = get("num_score_runs", "iu", (2,)).astype(np.int64)
+    values = get("lds", "f", ("K", "F", "n_test")).astype(np.float32)
+    stats = {k: get(k, "f", ("K", "F")).astype(np.float64)
+             for k in ("mean", "low", "high", "seconds")}
+    num_nan = get("num_nan", "iu", ("K", "F")).astype(np.int64)
+    if ((fractions <= 0) | (fractions > 1)).any() or (fit_runs < 1).any() or (score_runs < 1).any():
+        raise NpzError(f"{path}: keys 'fractions' / 'num_fit_runs' / 'num_score_runs': expected "
+                       f"fractions in (0, 1] and run counts >= 1, found {fractions.tolist()}, "
+                       f"{fit_runs.tolist()}, {score_runs.tolist()}")
+    table = BaselineTable(methods, fractions, fit_runs, score_runs, values, stats["mean"],
+                          stats["low"], stats["high"], num_nan, stats["seconds"])
+    return BaselinesFile(table, str(get("output", "U", ())),
+                         tuple(str(r) for r in get("runs", "U", ("R",))),
+                         int(get("seed", "iu", ())), float(get("val_fraction", "f", ())))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -163,10 +163,13 @@ def ratios_flag(text: str | None) -> list[float] | None:
 
 
 def select_runs_for_command(path: str, ratios=None, run_ids=None, backend: str | None = None,
-                            *, allow_run_dir: bool = True, verbose: bool = False):
+                            *, allow_run_dir: bool = True, verbose: bool = False,
+                            requirement=None, alternatives=()):
     """`heldout.experiment.select_runs` for a command: the runs (of `backend`'s model, when
-    given), the skipped entries reported on stderr by `skipped_summary`, and no selected run a
-    one-line error (naming the other backend when only it could evaluate them).
+    given, or holding `requirement`), the skipped entries reported on stderr by
+    `skipped_summary`, and no selected run a one-line error (naming the other backend when
+    only it could evaluate them, and each of `alternatives`, (`ModelRequirement`, advice)
+    pairs, that the runs hold).
 
     Returns:
       The selection, a `heldout.experiment.Experiment`.
@@ -180,14 +183,15 @@ def select_runs_for_command(path: str, ratios=None, run_ids=None, backend: str |
     from heldout.evaluate.factory import model_requirement
     from heldout.experiment import NoRunsError, select_runs
 
-    requirement = None if backend is None else model_requirement(backend)
+    if requirement is None and backend is not None:
+        requirement = model_requirement(backend)
     try:
         selection = select_runs(path, ratios, run_ids, requirement, allow_run_dir=allow_run_dir)
     except NoRunsError as e:
-        others = [b for b in BACKENDS if b != backend and e.lacking and any(
-            model_requirement(b).present(r) for r in e.lacking)] if backend else []
-        hint = "".join(f"; they have {model_requirement(b).what}: use --backend {b}"
-                       for b in others)
+        others = [(model_requirement(b), f"use --backend {b}") for b in BACKENDS
+                  if backend and b != backend] + list(alternatives)
+        hint = "".join(f"; they have {other.what}: {advice}" for other, advice in others
+                       if any(other.present(r) for r in e.lacking))
         raise CommandError(f"{e}{hint}") from None
     for line in skipped_summary(selection, verbose):
         print(line, file=sys.stderr)

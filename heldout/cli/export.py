@@ -9,6 +9,8 @@ from tqdm import tqdm
 
 from heldout.cli.common import (
     CommandError,
+    add_dataset_flags,
+    dataset_spec,
     positive_int,
     ratios_flag,
     run_ids_flag,
@@ -28,7 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "release layout, OUT/<ratio>/<run_id>/model.safetensors, model.npz or saved_model/, "
         "with a copy of the run's aux_arrays.npz, so OUT is itself an experiment. Runs "
         "already exported are skipped; runs that fail are reported and the others go on "
-        "(exit status 1 at the end).",
+        "(exit status 1 at the end). The metadata states the input preprocessing each run "
+        "was trained with: from its run.json (runs of `heldout train`), else from the "
+        "dataset given here, else the release's for released runs (CIFAR uint8 / 255, "
+        "ImageNet's preprocessing), else 'unknown'.",
     )
     p.add_argument("path", help="a run directory <experiment>/<ratio>/<run_id>, or an experiment")
     p.add_argument("--format", required=True, choices=list(FORMAT_FILES))
@@ -41,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="default: inferred from the checkpoint")
     p.add_argument("--input_shape", default=None,
                    help="H,W,C of one image (default: the architecture's, e.g. 32,32,3)")
+    add_dataset_flags(p, required=False)
     p.set_defaults(handler=export_command)
 
 
@@ -56,6 +62,17 @@ def _input_shape(text: str | None) -> tuple[int, ...] | None:
     return shape
 
 
+def _dataset_preprocessing(args: argparse.Namespace):
+    """The input preprocessing of the dataset flags (optional) and the dataset's source, for
+    runs that did not record theirs; (None, '') without them."""
+    spec = dataset_spec(args)
+    if spec is None:
+        return None, ""
+    from heldout.data import load_dataset
+
+    return load_dataset(spec, ("test",)).input_preprocessing(), spec.source
+
+
 def export_command(args: argparse.Namespace) -> int:
     input_shape = _input_shape(args.input_shape)
     # Every run selected, with or without a checkpoint: one without is reported as failed.
@@ -69,8 +86,10 @@ def export_command(args: argparse.Namespace) -> int:
 
     check_out_dir(args.out, selection.root)
 
+    dataset, dataset_name = _dataset_preprocessing(args)
     counts = {"exported": 0, "skipped": 0, "failed": 0}
-    outcomes = export_runs(runs, args.out, args.format, args.arch, args.num_classes, input_shape)
+    outcomes = export_runs(runs, args.out, args.format, args.arch, args.num_classes, input_shape,
+                           dataset, dataset_name)
     # Ctrl-C: the runs whose export is complete (exported now or before) are counted.
     with counting_interrupts(len(runs), lambda: counts["exported"] + counts["skipped"]):
         for outcome in tqdm(outcomes, total=len(runs), desc="export", unit="run",

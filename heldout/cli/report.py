@@ -2,13 +2,15 @@
 
 Both read the runs' aux arrays once, check the given score files against them and compute what
 is not given (`heldout.report`): memorization and top-k influence at the largest subset ratio
-with enough runs, C-scores over all ratios.
+with enough runs, C-scores over all ratios, and LiRA from a train-split predictions store.
 
 Examples::
 
     heldout report exp --dataset_npz dataset.npz --out report.html
     heldout report cifar10-inception --dataset cifar10:3.0.2 --estimates est.npz \\
         --cscores cscores.npz --out report.html
+    heldout report exp --dataset_npz dataset.npz --lira lira.npz \\
+        --lds_baselines baselines.npz --out report.html
     heldout plot exp --dataset_npz dataset.npz --out_dir figures
 """
 
@@ -45,6 +47,12 @@ def _add_input_flags(p: argparse.ArgumentParser) -> None:
                    help="smallest influence of a high-influence pair")
     p.add_argument("--mem_threshold", type=float, default=est.MEMORIZATION_THRESHOLD,
                    help="smallest memorization of a high-influence pair's training example")
+    p.add_argument("--lira", metavar="LIRA.npz",
+                   help="`heldout lira` file of these runs, for the membership-inference "
+                   "section (report: default computed from --predictions when given)")
+    p.add_argument("--lds_baselines", metavar="FILE.npz",
+                   help="`heldout lds --baselines` file of these runs, for the section scoring "
+                   "attribution (LDS against runs fitted on)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,13 +61,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "report",
         help="one self-contained HTML page of an experiment's scores",
         description="Writes one HTML file (images and figures inline, no network, no script): "
-        "the experiment and its learning curve, memorization, influence, C-scores and likely "
-        "label problems (with --predictions), each with galleries of examples.",
+        "the experiment and its learning curve, memorization, influence, C-scores, likely "
+        "label problems (with --predictions), membership inference (LiRA, with --lira or "
+        "computed from --predictions) and attribution scored by LDS (with --lds_baselines), "
+        "each with galleries of examples.",
     )
     _add_input_flags(p)
     p.add_argument("--out", required=True, help="the .html file (written atomically)")
     p.add_argument("--predictions", help="predictions store (zarr) of the train split, for "
-                   "the likely label problems")
+                   "the likely label problems and, without --lira, the LiRA attack (as "
+                   "`heldout lira STORE` with its defaults)")
     p.add_argument("--gallery_size", type=positive_int, default=report.DEFAULT_GALLERY_SIZE,
                    help=f"examples per gallery (default {report.DEFAULT_GALLERY_SIZE})")
     p.set_defaults(handler=report_command)
@@ -94,6 +105,9 @@ def _compute(args: argparse.Namespace) -> report.ReportData:
         experiment, _examples(args), args.estimates, args.cscores, args.predictions,
         args.gallery_size, args.top_k, args.infl_threshold, args.mem_threshold,
         progress=functools.partial(tqdm, desc="reading runs", unit="run", dynamic_ncols=True),
+        lira_path=args.lira, lds_baselines_path=args.lds_baselines,
+        lira_progress=functools.partial(tqdm, desc="lira (2 passes)", unit="chunk",
+                                        dynamic_ncols=True, leave=False),
     )
 
 
@@ -103,9 +117,18 @@ def report_command(args: argparse.Namespace) -> int:
     runs = ", ".join(f"{s.ratio}: {s.num_runs}" for s in data.ratios)
     mem = ("memorization undefined" if data.estimate is None else
            f"memorization and influence at ratio {data.estimate.subset_ratio:g}")
+    if data.membership is not None:
+        how = "computed from" if data.membership.computed else "from"
+        lira = f"membership inference {how} {data.membership.source}"
+    elif args.lira is None and args.predictions is None:
+        lira = "no --lira: membership inference omitted"
+    else:
+        lira = "membership inference not computed (the page says why)"
+    lds = (f"LDS baselines from {args.lds_baselines}" if data.baselines else
+           "no --lds_baselines: LDS section omitted")
     print(f"{args.out}: {size / 1e6:.2f} MB; runs per ratio {runs}; {mem}; "
           + ("likely label problems from " + args.predictions if data.predictions else
-             "no --predictions: likely label problems omitted"))
+             "no --predictions: likely label problems omitted") + f"; {lira}; {lds}")
     return 0
 
 
@@ -118,6 +141,9 @@ def plot_command(args: argparse.Namespace) -> int:
     data = _compute(args)
     written, undefined = report.write_figures(args.out_dir, data, names)
     files = ", ".join(map(os.path.basename, written))
+    needs = {"lira_roc": "--lira", "lds_baselines": "--lds_baselines"}
+    left = [f"{n} (needs {needs[n]})" if n in needs and getattr(args, needs[n][2:]) is None
+            else f"{n} (undefined)" for n in undefined]
     print(f"{args.out_dir}: wrote {len(written)} files ({files})"
-          + (f"; left out (undefined): {', '.join(undefined)}" if undefined else ""))
+          + (f"; left out: {', '.join(left)}" if left else ""))
     return 0

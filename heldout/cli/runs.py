@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import warnings
@@ -21,7 +22,7 @@ from heldout.cli.common import (
     select_runs_for_command,
 )
 from heldout.errors import HeldoutError
-from heldout.experiment import is_run_dir
+from heldout.experiment import is_run_dir, iter_aux_arrays
 from heldout.quiet import import_tensorflow
 
 #: `inspect`'s columns: (header, width).
@@ -91,11 +92,11 @@ def inspect_command(args: argparse.Namespace) -> int:
     for ratio in experiment.ratios:
         rows = []
         with_ckpt = 0
-        for run in tqdm(experiment.runs(ratio), desc=f"ratio {ratio}", leave=False):
-            try:
-                aux = run.load_aux()
-            except ValueError as e:  # NpzError, AuxArraysError, FingerprintError
-                print(f"bad run {run.path}: {e}", file=sys.stderr)
+        bar = functools.partial(tqdm, desc=f"ratio {ratio}", leave=False)
+        for run, aux in iter_aux_arrays(experiment.runs(ratio), same_sizes=False, progress=bar,
+                                        errors="yield"):
+            if isinstance(aux, Exception):  # NpzError, AuxArraysError, FingerprintError
+                print(f"bad run {run.path}: {aux}", file=sys.stderr)
                 failures += 1
                 continue
             with_ckpt += run.has_checkpoint()

@@ -9,7 +9,8 @@ the labels of a dataset given with ``--dataset...`` are checked against it.
 Examples::
 
     heldout estimate cifar10-inception --ratio 0.7 --out est.npz
-    heldout estimate imagenet-resnet50 --ratio 0.7 --influence topk --top_k 20 --out est.npz
+    heldout estimate imagenet-resnet50 --ratio 0.7 --influence topk --top_k 20 --out est.npz \
+        --device cuda
     heldout estimate exp --ratio 0.5 --predictions test.zarr --target margin --out est.npz
     heldout cscores cifar10-inception --dataset cifar10:3.0.2 --out cscores.npz
     heldout pairs est.npz --dataset cifar10:3.0.2 --out pairs.npz
@@ -48,8 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "influence of the runs at one subset ratio (Feldman & Zhang 2020). Writes an .npz "
         "with memorization, memorization_stderr, count_in, count_out, num_runs, subset_ratio "
         "and influence (float32 [n_test, n_train]) or topk_index/topk_influence ([n_test, k]), "
-        "plus the runs' dataset fingerprint (fingerprint__* keys) when they have one. "
-        "NaN marks values whose count is zero. With --predictions and --target margin or "
+        "plus the runs' dataset fingerprint (fingerprint__* keys) when they have one and the "
+        "product backend of the influence (cooccurrence_backend). NaN marks values whose count "
+        "is zero. With --predictions and --target margin or "
         "logit_confidence, the influence is on that output of the store (mean with - mean "
         "without, its units), with Welch standard errors (influence_stderr or "
         "topk_influence_stderr); the file's target key says which.",
@@ -78,6 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "with --predictions, the store's margin or logit_confidence (mean with - mean without, "
         "in the output's units, with Welch standard errors: influence_stderr)",
     )
+    _add_backend_flags(p)
     add_verbose_flag(p)
     _add_predictions_flags(p)
     p.set_defaults(handler=estimate_command)
@@ -149,6 +152,25 @@ def _physical_memory() -> int | None:
         return None
 
 
+def _add_backend_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=est.BACKENDS, default="auto",
+                   help="how the influence's co-occurrence counts are formed: torch (exact "
+                   "int32 counts from int8 products, torch._int_mm), numpy (float32 GEMM), or "
+                   "auto: torch when PyTorch is installed, else numpy. The values are the same "
+                   "bit for bit")
+    p.add_argument("--device", choices=est.DEVICES, default="cpu",
+                   help="where the torch backend's products run (cuda: needs PyTorch with a "
+                   "CUDA device)")
+
+
+def _product_backend(args: argparse.Namespace) -> est.ProductBackend | None:
+    """The `--backend`/`--device` choice, resolved before any run is read (None without
+    influence)."""
+    if args.influence == "none":
+        return None
+    return est.product_backend(args.backend, args.device)  # EstimateError: one line
+
+
 def estimate_command(args: argparse.Namespace) -> int:
     if args.top_k is not None and args.influence != "topk":
         raise CommandError("--top_k applies only with --influence topk")
@@ -162,6 +184,7 @@ def estimate_command(args: argparse.Namespace) -> int:
         if args.save_accumulator:
             raise CommandError("--save_accumulator holds correctness counts; it applies with "
                                "--target correct only")
+    backend = _product_backend(args)
     experiment = select_runs_for_command(args.experiment_dir, allow_run_dir=False,
                                          verbose=args.verbose)
     if args.ratio is None:
@@ -174,11 +197,11 @@ def estimate_command(args: argparse.Namespace) -> int:
         ratio = experiment.ratio_name(args.ratio)
     runs = experiment.runs(ratio)
     acc = _accumulate(args, runs, ratio)
-    return _write_estimate(args, acc, ratio, top_k)
+    return _write_estimate(args, acc, ratio, top_k, backend)
 
 
 def _write_estimate(args: argparse.Namespace, acc: est.RatioAccumulator, ratio: str,
-                    top_k: int) -> int:
+                    top_k: int, backend: est.ProductBackend | None) -> int:
     """Saves the accumulator (`--save_accumulator`), then the estimate file (`--out`)."""
     if getattr(args, "save_accumulator", None):
         acc.save(args.save_accumulator)
@@ -195,11 +218,14 @@ def _write_estimate(args: argparse.Namespace, acc: est.RatioAccumulator, ratio: 
                 f"{needed / 1e9:.1f} GB, more than this machine's memory "
                 f"({available / 1e9:.1f} GB); use --influence topk"
             )
+    products = f" by {backend.describe()}" if backend is not None else ""
     if target == "correct":
         result = est.estimate(acc, args.influence, top_k,
-                              progress=progress_bar("influence", "tile"))
+                              progress=progress_bar(f"influence{products}", "tile"),
+                              backend=backend or "numpy")
     else:
         result = _output_estimate(args.predictions, acc, ratio, target, args.influence, top_k)
+        products = ""
     est.save_estimate(args.out, result)
     fingerprint = (
         f"; dataset {acc.fingerprint.describe()}" if acc.fingerprint else "; no dataset fingerprint"
@@ -207,8 +233,8 @@ def _write_estimate(args: argparse.Namespace, acc: est.RatioAccumulator, ratio: 
     defined = int(np.sum(~np.isnan(result.memorization)))
     of = "" if target == "correct" else f" on {target} (with Welch standard errors)"
     kind = {
-        "full": f"influence{of} float32 [{acc.num_test}, {acc.num_train}]",
-        "topk": f"top-{top_k} influence{of} per test example",
+        "full": f"influence{of} float32 [{acc.num_test}, {acc.num_train}]{products}",
+        "topk": f"top-{top_k} influence{of} per test example{products}",
         "none": "no influence",
     }[args.influence]
     print(
@@ -359,6 +385,7 @@ def _register_merge(subparsers: argparse._SubParsersAction) -> None:
                    f"(default {DEFAULT_TOP_K})")
     p.add_argument("--save_accumulator", default=None, metavar="MERGED.npz",
                    help="write the merged accumulator")
+    _add_backend_flags(p)
     p.set_defaults(handler=merge_command)
 
 
@@ -368,8 +395,9 @@ def merge_command(args: argparse.Namespace) -> int:
     if args.top_k is not None and args.influence != "topk":
         raise CommandError("--top_k applies only with --influence topk")
     top_k = DEFAULT_TOP_K if args.top_k is None else args.top_k
+    backend = _product_backend(args) if args.out is not None else None
     acc = est.merge_accumulators(est.load_accumulator(path) for path in args.shards)
     if args.influence != "none" and not acc.keep_runs:
         raise CommandError("the shards hold counts only (written with --influence none); "
                            "use --influence none")
-    return _write_estimate(args, acc, f"{acc.subset_ratio:g}", top_k)
+    return _write_estimate(args, acc, f"{acc.subset_ratio:g}", top_k, backend)

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
+from heldout.data.preprocessing import InputPreprocessing
 from heldout.errors import HeldoutError, NotFoundError
 
 
@@ -128,6 +129,13 @@ class ArrayDataset:
 
     def num_examples(self, split: str) -> int:
         return len(self._labels(split))
+
+    def input_preprocessing(self) -> InputPreprocessing:
+        """How the images become model input: uint8 / `scale` (scale None when the images
+        are float, used as they are), for run.json and exported models' metadata."""
+        images = self.images.get("train", next(iter(self.images.values()), None))
+        floats = images is not None and np.issubdtype(np.asarray(images).dtype, np.floating)
+        return InputPreprocessing(scale=None if floats else float(self.scale))
 
     def split_labels(self, split: str) -> np.ndarray:
         """int64 [n]: labels of a split in dataset order."""

@@ -225,15 +225,20 @@ def check_fingerprints(
     return reference[1] if reference else None
 
 
-def check_dataset(fingerprint: Fingerprint | None, dataset: Dataset, source: str = "") -> None:
-    """Checks a stored fingerprint against a loaded dataset (the splits both have).
+def check_dataset(
+    fingerprint: Fingerprint | None, dataset: Dataset, source: str = "",
+    splits: Sequence[str] | None = None,
+) -> None:
+    """Checks a stored fingerprint against a loaded dataset (the splits both have, or only
+    those of `splits` among them).
 
     Raises:
       FingerprintError: naming `source` and what differs. A missing fingerprint passes.
     """
     if fingerprint is None:
         return
-    splits = [s for s in fingerprint.splits if s in set(dataset.splits)]
+    splits = [s for s in fingerprint.splits if s in set(dataset.splits)
+              and (splits is None or s in splits)]
     check_fingerprints([(source or "output", fingerprint),
                         (f"dataset {dataset.name}", fingerprint_dataset(dataset, splits))])
 

@@ -14,6 +14,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from heldout.data.arrays import Batch
+from heldout.data.preprocessing import InputPreprocessing
 
 
 @runtime_checkable
@@ -49,4 +50,9 @@ class Dataset(Protocol):
     def batches(self, split: str, batch_size: int) -> Iterator[Batch]:
         """Yields `Batch(image float32 [b, H, W, C], label int64 [b], index int64 [b])`, the
         whole split in ``index`` order, without shuffling."""
+        ...
+
+    def input_preprocessing(self) -> InputPreprocessing:
+        """How the stored uint8 images become the float32 batches (`heldout.data.preprocessing`):
+        recorded in each trained run's run.json and in exported models' metadata."""
         ...

@@ -18,16 +18,21 @@ Everything is computed from a `RatioAccumulator`: counts and sums per example, p
 influence) the runs' subset masks and test correctness packed to bits, R * (n_train + n_test) / 8
 bytes (15 MB for 2,000 CIFAR-10 runs). Their test-by-train co-occurrence sums ``T^T M`` are the
 sufficient statistic of the influence: the "without" term is ``(total - with)``, so the whole
-influence matrix costs one float32 matrix product with inner dimension R (exact for integer
-counts below 2**24), formed tile by tile with a bounded working set. The co-occurrence matrix
-itself is never stored (it would be 256 GB for ImageNet); accumulators over disjoint runs merge
-by adding their counts and stacking their bits, and save to / load from `.npz`.
+influence matrix costs one matrix product with inner dimension R, formed tile by tile with a
+bounded working set: exact int32 counts from int8 tiles through ``torch._int_mm`` when PyTorch
+is installed (on the CPU, or on CUDA with ``device="cuda"``), else a float32 numpy GEMM (exact
+below 2**24 runs); both give the same values bit for bit (`cooccurrence`, `product_backend`).
+PyTorch is imported only when a torch backend is used, never by ``import heldout.estimate``.
+The co-occurrence matrix itself is never stored (it would be 256 GB for ImageNet); accumulators
+over disjoint runs merge by adding their counts and stacking their bits, and save to / load
+from `.npz`.
 
 Modules, dependencies flowing one way: `accumulator` (`RatioAccumulator`, its `.npz` format,
-reading runs) <- `scores` (memorization, C-scores) <- `pairwise` (the influence matrix, top-k
-lists, high-influence pairs) <- `summary` (`RatioEstimate`, the `heldout estimate` file). Every
-public name is re-exported here, so ``from heldout import estimate; estimate.memorization(acc)``
-is the usual way in (``estimate.influence`` is the function).
+reading runs) <- `scores` (memorization, C-scores) and `products` (`cooccurrence`, the counts
+``T^T M``; `product_backend`) <- `pairwise` (the influence matrix, top-k lists, high-influence
+pairs) <- `summary` (`RatioEstimate`, the `heldout estimate` file). Every public name is re-exported
+here, so ``from heldout import estimate; estimate.memorization(acc)`` is the usual way in
+(``estimate.influence`` is the function).
 
 Accumulators, C-scores and estimate files carry the dataset fingerprint of their runs
 (`heldout.data.fingerprint`: name, version, split sizes, label-order hashes) when the runs had
@@ -91,6 +96,17 @@ from heldout.estimate.pairwise import (
     select_high_influence_pairs,
     top_k_influence,
 )
+from heldout.estimate.products import (
+    BACKENDS as BACKENDS,
+)
+from heldout.estimate.products import (
+    DEVICES as DEVICES,
+)
+from heldout.estimate.products import (
+    ProductBackend,
+    cooccurrence,
+    product_backend,
+)
 from heldout.estimate.scores import (
     CScores,
     Memorization,
@@ -112,20 +128,23 @@ from heldout.estimate.summary import (
     save_estimate,
 )
 
-# The public names: functions and result types. Constants (ACCUMULATOR_FORMAT,
-# DEFAULT_WORKING_BYTES, INFLUENCE_KINDS, TARGETS), the `Progress` type and `FingerprintError` (from
+# The public names: functions and result types. Constants (ACCUMULATOR_FORMAT, BACKENDS,
+# DEVICES, DEFAULT_WORKING_BYTES, INFLUENCE_KINDS, TARGETS), the `Progress` type and
+# `FingerprintError` (from
 # heldout.data.fingerprint) stay importable from here but are not part of ``import *``.
 __all__ = [
     "CScores",
     "EstimateError",
     "HighInfluencePairs",
     "Memorization",
+    "ProductBackend",
     "RatioAccumulator",
     "RatioCScore",
     "RatioEstimate",
     "accumulate",
     "accumulate_experiment",
     "accumulate_runs",
+    "cooccurrence",
     "cscores",
     "describe_pairs",
     "estimate",
@@ -141,6 +160,7 @@ __all__ = [
     "memorization",
     "merge_accumulators",
     "pairs_from_top_k",
+    "product_backend",
     "ratio_cscore",
     "save_estimate",
     "select_high_influence_pairs",

@@ -27,7 +27,7 @@ from heldout.data.fingerprint import (
     read_fingerprint,
 )
 from heldout.errors import HeldoutError
-from heldout.experiment import AuxArrays, Experiment, Run, open_experiment
+from heldout.experiment import AuxArrays, Experiment, Run, iter_aux_arrays, open_experiment
 from heldout.npzio import NpzError, load_npz, require, save_npz_atomic
 
 ACCUMULATOR_FORMAT = "heldout.estimate.RatioAccumulator/1"
@@ -70,14 +70,19 @@ def run_content_name(mask: np.ndarray, train_correct: np.ndarray, test_correct: 
 
 
 def _unpack(
-    bits: np.ndarray, start: int, stop: int, buffer: np.ndarray | None = None
+    bits: np.ndarray,
+    start: int,
+    stop: int,
+    buffer: np.ndarray | None = None,
+    dtype: np.dtype | type = np.float32,
 ) -> np.ndarray:
-    """float32 [R, stop - start]: columns start..stop of bit-packed rows (in `buffer` if given)."""
+    """0/1 [R, stop - start] of `dtype` (of `buffer` when given, written into it): columns
+    start..stop of bit-packed rows."""
     b0, b1 = start // 8, (stop + 7) // 8
     unpacked = np.unpackbits(bits[:, b0:b1], axis=1, bitorder="little")
     values = unpacked[:, start - 8 * b0 : stop - 8 * b0]
     if buffer is None:
-        return values.astype(np.float32)
+        return values.astype(dtype)
     out = buffer[: values.size].reshape(values.shape)
     np.copyto(out, values, casting="unsafe")
     return out
@@ -531,14 +536,17 @@ def accumulate_runs(
     keep_runs: bool = True,
     subset_ratio: float | None = None,
     progress: Progress | None = None,
+    workers: int | None = None,
 ) -> RatioAccumulator:
-    """Reads the aux arrays of runs (of one ratio) into an accumulator, one run at a time.
+    """Reads the aux arrays of runs (of one ratio) into an accumulator, in the runs' order.
 
     Args:
       runs: the runs, e.g. ``open_experiment(root).runs(0.7)``; checkpoints are not needed.
       keep_runs: keep the runs' bits (needed for influence).
       subset_ratio: defaults to the runs' ratio.
       progress: optional wrapper reporting progress over the runs (e.g. tqdm).
+      workers: threads reading the files (`heldout.experiment.iter_aux_arrays`; default one
+        per core, at most 4; 1 reads them one after the other).
 
     Raises:
       EstimateError: no runs, runs of several ratios, or dataset sizes that differ.
@@ -553,13 +561,10 @@ def accumulate_runs(
     if len(ratios) > 1:
         raise EstimateError(f"runs of several subset ratios {ratios}; accumulate one at a time")
     acc: RatioAccumulator | None = None
-    for run in progress(runs) if progress else runs:
+    for run, aux in iter_aux_arrays(runs, workers, progress=progress):
         if acc is None:
-            aux = run.load_aux()
             ratio = run.subset_ratio if subset_ratio is None else subset_ratio
             acc = RatioAccumulator(aux.num_train, aux.num_test, keep_runs, ratio)
-        else:
-            aux = run.load_aux(acc.num_train, acc.num_test)
         acc.add_aux(aux, run.name)
     assert acc is not None
     return acc
@@ -570,6 +575,7 @@ def accumulate_experiment(
     ratios: Sequence[str | float] | None = None,
     keep_runs: bool = True,
     progress: Progress | None = None,
+    workers: int | None = None,
 ) -> list[RatioAccumulator]:
     """One accumulator per subset ratio of an experiment (all its ratios by default).
 
@@ -578,6 +584,7 @@ def accumulate_experiment(
       ratios: the ratios to read (names like ``"0.7"`` or values), sorted by value.
       keep_runs: keep the runs' bits (needed for influence).
       progress: optional wrapper reporting progress over all runs.
+      workers: threads reading the files (see `accumulate_runs`).
 
     Raises:
       EstimateError: no runs, or runs that disagree on the dataset sizes.
@@ -593,11 +600,8 @@ def accumulate_experiment(
     if not runs:
         raise EstimateError(f"{experiment.root}: no complete runs (aux_arrays.npz) found")
     accs: dict[str, RatioAccumulator] = {}
-    sizes: tuple[int, int] | None = None
     reference: tuple[str, Fingerprint] | None = None  # across ratios
-    for run in progress(runs) if progress else runs:
-        aux = run.load_aux(*sizes) if sizes else run.load_aux()
-        sizes = (aux.num_train, aux.num_test)
+    for run, aux in iter_aux_arrays(runs, workers, progress=progress):
         if aux.fingerprint is not None:
             source = _run_label(aux, run.name)
             if reference is None:
@@ -605,6 +609,7 @@ def accumulate_experiment(
             else:
                 check_fingerprints([reference, (source, aux.fingerprint)])
         if run.ratio not in accs:
-            accs[run.ratio] = RatioAccumulator(*sizes, keep_runs, run.subset_ratio)
+            accs[run.ratio] = RatioAccumulator(aux.num_train, aux.num_test, keep_runs,
+                                               run.subset_ratio)
         accs[run.ratio].add_aux(aux, run.name)
     return [accs[name] for name in names if name in accs]

@@ -1,30 +1,47 @@
-"""Influence of training on test examples, tile by tile (pure numpy).
+"""Influence of training on test examples, tile by tile.
 
 The full matrix (`influence`), its standard error, top-k lists per test example and
 high-influence pairs (Feldman & Zhang 2020), all formed from an accumulator's bits with one
-float32 GEMM per tile and a bounded working set (`DEFAULT_WORKING_BYTES`). See
-`heldout.estimate`.
+co-occurrence product per tile (`heldout.estimate.products`: exact int32 counts from int8
+tiles through PyTorch, or float32 numpy) and a bounded working set (`DEFAULT_WORKING_BYTES`).
+The float32 arithmetic after the counts is the same for every backend, so the results are
+identical bit for bit. See `heldout.estimate`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from heldout.estimate import noise
 from heldout.estimate.accumulator import EstimateError, Progress, RatioAccumulator, _unpack
+from heldout.estimate.products import ProductBackend, cooccurrence, product_backend
 from heldout.estimate.scores import memorization
 
 DEFAULT_WORKING_BYTES = 512 * 2**20
 
+#: Threads turning a tile's counts into influence (and top-k lists), each on its own rows:
+#: numpy releases the GIL in its loops, and the product's threads are idle meanwhile.
+_ROW_THREADS = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                   else os.cpu_count() or 1)
+
+RowsUpdate = Callable[[np.ndarray, int, int, int], None]
+"""``update(rows, r, c0, s)``: work on the finished influence ``rows`` (a part of a tile, its
+first row r of the matrix, its first column c0; s its first row in the tile)."""
+
 
 @dataclasses.dataclass(frozen=True)
 class _Tiler:
-    """Forms influence tiles ``[rows, cols]`` from the bits with one GEMM per tile."""
+    """Forms influence tiles ``[rows, cols]`` from the bits with one co-occurrence product per
+    tile (`cooccurrence`, with `backend`), then finishes parts of their rows on threads."""
 
     acc: RatioAccumulator
+    backend: ProductBackend
     inv_in: np.ndarray  # float32 [n_train]: 1 / count_in (NaN where undefined)
     inv_out: np.ndarray  # float32 [n_train]: 1 / count_out (NaN where undefined)
     test_total: np.ndarray  # float32 [n_test]
@@ -32,30 +49,39 @@ class _Tiler:
     cols: int
 
     @staticmethod
-    def make(acc: RatioAccumulator, working_bytes: int, full: bool) -> _Tiler:
+    def make(acc: RatioAccumulator, working_bytes: int, full: bool,
+             backend: str | ProductBackend = "auto") -> _Tiler:
         acc._require_runs("influence")
         if acc.num_runs == 0:
             raise EstimateError("influence needs at least one run")
+        backend = product_backend(backend)
         cin, cout = acc.count_in, acc.count_out
         defined = (cin > 0) & (cout > 0)
         with np.errstate(divide="ignore"):
             inv_in = np.where(defined, 1.0 / cin, np.nan).astype(np.float32)
             inv_out = np.where(defined, 1.0 / cout, np.nan).astype(np.float32)
-        runs, n_test = acc.num_runs, acc.num_test
+        runs, n_test, n_train = acc.num_runs, acc.num_test, acc.num_train
         budget = max(int(working_bytes), 0)
+        size = backend.operand_dtype.itemsize * runs  # bytes of one unpacked column
         if full:
-            # Output tiles are views of the result: the working set is the float32 runs.
-            rows = n_test if 4 * runs * n_test <= budget // 2 else budget // 2 // (4 * runs)
+            # Output tiles are views of the result: the working set is the unpacked runs. The
+            # int8 products are as fast in blocks of 2,048 rows, which the progress bar counts.
+            rows = n_test if size * n_test <= budget // 2 else budget // 2 // size
+            rows = min(rows, 2048) if backend.name == "torch" else rows
             rows = n_test if rows >= n_test else max(8, rows // 8 * 8)
-            cols = budget // 2 // (4 * runs)
+            cols = budget // 2 // size
         else:
-            # A tile plus about three tile-sized temporaries, and the float32 runs.
+            # A tile plus about three tile-sized temporaries, and the unpacked runs.
             rows = min(1024, budget // 2**19)
             rows = n_test if rows >= n_test else max(8, rows // 8 * 8)
-            cols = min(budget // 2 // (4 * runs), budget // 2 // (16 * max(rows, 1)))
-        cols = acc.num_train if cols >= acc.num_train else max(64, cols // 64 * 64)
+            cols = min(budget // 2 // size, budget // 2 // (16 * max(rows, 1)))
+        cols = n_train if cols >= n_train else max(64, cols // 64 * 64)
+        if full and backend.count_dtype != np.float32 and cols < n_train:
+            # int32 counts of a tile that is not contiguous in the result go to a buffer.
+            rows = min(rows, max(8, budget // 4 // (4 * cols) // 8 * 8))
         rows, cols = max(rows, 1), max(cols, 1)
-        return _Tiler(acc, inv_in, inv_out, acc.test_correct_total.astype(np.float32), rows, cols)
+        return _Tiler(acc, backend, inv_in, inv_out, acc.test_correct_total.astype(np.float32),
+                      rows, cols)
 
     def col_blocks(self) -> list[tuple[int, int]]:
         n = self.acc.num_train
@@ -66,21 +92,34 @@ class _Tiler:
         return [(r, min(r + self.rows, n)) for r in range(0, n, self.rows)]
 
     def tiles(
-        self, progress: Progress | None = None, out: np.ndarray | None = None
+        self,
+        progress: Progress | None = None,
+        out: np.ndarray | None = None,
+        update: RowsUpdate | None = None,
     ) -> Iterator[tuple[int, int, int, int, np.ndarray]]:
         """Yields ``(r0, r1, c0, c1, tile)``, tile float32 [r1 - r0, c1 - c0] of influence.
 
-        The tile is a view of `out` when given, else a buffer reused for the next tile.
+        The tile is a view of `out` when given, else a buffer reused for the next tile. Counts
+        are formed in the tile's own memory (int32 counts where the tile is contiguous) and
+        turned into influence in place, parts of the rows on `_ROW_THREADS` threads, each part
+        then given to `update` on its thread (rows are independent, so the result does not
+        depend on the split).
         """
-        acc = self.acc
+        threads = _ROW_THREADS
+        with ThreadPoolExecutor(threads) if threads > 1 else contextlib.nullcontext() as pool:
+            yield from self._tiles(progress, out, update, pool, threads)
+
+    def _tiles(self, progress, out, update, pool, threads):
+        acc, dtype = self.acc, self.backend.operand_dtype
         rows = self.row_blocks()
         blocks = [(c, r) for c in self.col_blocks() for r in rows]
         buffer = np.empty(self.rows * self.cols, np.float32) if out is None else None
-        m_buffer = np.empty(acc.num_runs * min(self.cols, acc.num_train), np.float32)
+        count_buffer = None
+        m_buffer = np.empty(acc.num_runs * min(self.cols, acc.num_train), dtype)
         if len(rows) == 1:
-            t_all, t_buffer = _unpack(acc.test_bits, 0, acc.num_test), None
+            t_all, t_buffer = _unpack(acc.test_bits, 0, acc.num_test, dtype=dtype), None
         else:
-            t_all, t_buffer = None, np.empty(acc.num_runs * self.rows, np.float32)
+            t_all, t_buffer = None, np.empty(acc.num_runs * self.rows, dtype)
         m_block, m_key = None, None
         for (c0, c1), (r0, r1) in progress(blocks) if progress else blocks:
             if m_key != (c0, c1):
@@ -90,26 +129,59 @@ class _Tiler:
                 tile = buffer[: (r1 - r0) * (c1 - c0)].reshape(r1 - r0, c1 - c0)
             else:
                 tile = out[r0:r1, c0:c1]
-            np.matmul(t_block.T, m_block, out=tile)
-            self.finish(tile, r0, c0, c1)
+            if self.backend.count_dtype == np.float32:
+                counts = tile
+            elif tile.flags.c_contiguous:
+                counts = tile.view(self.backend.count_dtype)
+            else:
+                if count_buffer is None:
+                    count_buffer = np.empty(self.rows * self.cols, self.backend.count_dtype)
+                counts = count_buffer[: tile.size].reshape(tile.shape)
+            cooccurrence(t_block, m_block, self.backend, out=counts)
+
+            def part(s0: int, s1: int, counts=counts, tile=tile, r0=r0, c0=c0, c1=c1) -> None:
+                self.finish(counts[s0:s1], tile[s0:s1], r0 + s0, c0, c1)
+                if update is not None:
+                    update(tile[s0:s1], r0 + s0, c0, s0)
+
+            # Parts of at least 64 rows (or the whole tile), one per thread.
+            bounds = np.linspace(0, r1 - r0, min(threads, max(1, (r1 - r0) // 64)) + 1)
+            bounds = bounds.astype(int).tolist()
+            if pool is None or len(bounds) == 2:
+                part(0, r1 - r0)
+            else:
+                parts = zip(bounds[:-1], bounds[1:], strict=True)
+                for future in [pool.submit(part, a, b) for a, b in parts]:
+                    future.result()
             yield r0, r1, c0, c1, tile
 
-    def finish(self, cooc: np.ndarray, r0: int, c0: int, c1: int) -> None:
-        """Turns co-occurrence sums ``T^T M`` into influence in place, in cache-sized chunks.
+    def finish(self, counts: np.ndarray, tile: np.ndarray, r0: int, c0: int, c1: int) -> None:
+        """Turns co-occurrence counts ``T^T M`` into influence in `tile`, in cache-sized chunks.
 
         ``influence = cooc / count_in - (total - cooc) / count_out``: the "without" sums come
         from the totals; each term is in [0, 1], so the float32 error stays within a few ulp.
+        `counts` is float32 counts in `tile` itself (done in place) or int32 counts, which may
+        share the tile's memory: each chunk is converted to float32 (exactly, counts < 2**24)
+        before the tile's chunk is written, and the float32 operations are the same either way.
         """
         inv_in, inv_out = self.inv_in[c0:c1], self.inv_out[c0:c1]
         step = max(1, 2**18 // max(c1 - c0, 1))
         tmp = np.empty((step, c1 - c0), np.float32)
-        for s in range(0, cooc.shape[0], step):
-            chunk = cooc[s : s + step]
-            t = tmp[: chunk.shape[0]]
-            np.subtract(self.test_total[r0 + s : r0 + s + chunk.shape[0], None], chunk, out=t)
+        in_place = counts.dtype == np.float32  # the numpy backend's counts are the tile
+        converted = None if in_place else np.empty((step, c1 - c0), np.float32)
+        for s in range(0, tile.shape[0], step):
+            chunk = tile[s : s + step]
+            n = chunk.shape[0]
+            if converted is None:
+                c = chunk
+            else:
+                c = converted[:n]
+                np.copyto(c, counts[s : s + n], casting="unsafe")
+            t = tmp[:n]
+            np.subtract(self.test_total[r0 + s : r0 + s + n, None], c, out=t)
             np.multiply(t, inv_out, out=t)
-            np.multiply(chunk, inv_in, out=chunk)
-            np.subtract(chunk, t, out=chunk)
+            np.multiply(c, inv_in, out=c)
+            np.subtract(c, t, out=chunk)
 
 
 def influence(
@@ -117,26 +189,33 @@ def influence(
     out: np.ndarray | None = None,
     working_bytes: int = DEFAULT_WORKING_BYTES,
     progress: Progress | None = None,
+    backend: str | ProductBackend = "auto",
+    device: str = "cpu",
 ) -> np.ndarray:
     """The full influence matrix (Feldman & Zhang 2020, subsampled influence estimator).
 
-    Computed as one float32 GEMM ``T^T M`` over the kept runs, tile by tile straight into the
-    result, then ``cooc / count_in - (total - cooc) / count_out`` in place.
+    Computed from the co-occurrence counts ``T^T M`` over the kept runs (`cooccurrence`), tile
+    by tile straight into the result, then ``cooc / count_in - (total - cooc) / count_out`` in
+    place.
 
     Args:
       acc: an accumulator with `keep_runs`.
       out: optional float32 C-contiguous [n_test, n_train] array to write into.
       working_bytes: bound on the memory used besides the result.
       progress: optional wrapper reporting progress over the tiles.
+      backend, device: how the co-occurrence counts are formed (`product_backend`:
+        ``"auto"``, ``"torch"`` or ``"numpy"``; ``"cpu"`` or ``"cuda"``); every choice gives
+        the same result, bit for bit.
 
     Returns:
       influence: float32 [n_test, n_train]; column i is NaN where ``count_in[i]`` or
       ``count_out[i]`` is 0.
 
     Raises:
-      EstimateError: the accumulator keeps no runs, or `out` has the wrong shape/dtype.
+      EstimateError: the accumulator keeps no runs, `out` has the wrong shape/dtype, or the
+        backend cannot be used (see `product_backend`).
     """
-    tiler = _Tiler.make(acc, working_bytes, full=True)
+    tiler = _Tiler.make(acc, working_bytes, full=True, backend=product_backend(backend, device))
     shape = (acc.num_test, acc.num_train)
     if out is None:
         out = np.empty(shape, np.float32)
@@ -150,15 +229,19 @@ def influence(
     return out
 
 
-def influence_stderr(acc: RatioAccumulator) -> np.ndarray:
+def influence_stderr(acc: RatioAccumulator, backend: str | ProductBackend = "auto",
+                     device: str = "cpu") -> np.ndarray:
     """float32 [n_test, n_train]: binomial standard error of `influence`.
 
     ``sqrt(q_in (1 - q_in) / count_in + q_out (1 - q_out) / count_out)`` with the observed test
     accuracies with / without training example i; NaN where undefined. Materialises the full
-    matrix (meant for small experiments and tests).
+    matrix (meant for small experiments and tests). `backend`, `device`: as `influence`.
     """
     acc._require_runs("influence_stderr")
-    cooc = _unpack(acc.test_bits, 0, acc.num_test).T @ _unpack(acc.mask_bits, 0, acc.num_train)
+    backend = product_backend(backend, device)
+    dtype = backend.operand_dtype
+    cooc = cooccurrence(_unpack(acc.test_bits, 0, acc.num_test, dtype=dtype),
+                        _unpack(acc.mask_bits, 0, acc.num_train, dtype=dtype), backend)
     cin, cout = acc.count_in[None, :], acc.count_out[None, :]
     with np.errstate(divide="ignore", invalid="ignore"):
         q_in = cooc / cin
@@ -246,18 +329,23 @@ def top_k_influence(
     k: int,
     working_bytes: int = DEFAULT_WORKING_BYTES,
     progress: Progress | None = None,
+    backend: str | ProductBackend = "auto",
+    device: str = "cpu",
 ) -> tuple[np.ndarray, np.ndarray]:
     """The k training examples of largest influence on each test example, without the matrix.
 
-    Tiles of the influence matrix are formed (one GEMM each, bounded working set) and merged
-    into running top-k lists, so the memory is O(n_test * k) plus the working set: the
-    ImageNet matrix (50,000 x 1,281,167) is never materialised.
+    Tiles of the influence matrix are formed (one co-occurrence product each, bounded working
+    set) and merged into running top-k lists, so the memory is O(n_test * k) plus the working
+    set: the ImageNet matrix (50,000 x 1,281,167) is never materialised.
 
     Args:
       acc: an accumulator with `keep_runs`.
       k: entries per test example (1 <= k).
       working_bytes: bound on the working set.
       progress: optional wrapper reporting progress over the tiles.
+      backend, device: how the co-occurrence counts are formed (`product_backend`:
+        ``"auto"``, ``"torch"`` or ``"numpy"``; ``"cpu"`` or ``"cuda"``); every choice gives
+        the same result, bit for bit.
 
     Returns:
       (index, influence): int64 [n_test, k] training-example positions and float32
@@ -266,20 +354,26 @@ def top_k_influence(
       padded with index -1 and NaN.
 
     Raises:
-      EstimateError: k < 1, or the accumulator keeps no runs.
+      EstimateError: k < 1, the accumulator keeps no runs, or the backend cannot be used.
     """
     if k < 1:
         raise EstimateError(f"k must be >= 1, got {k}")
     k = int(k)
-    tiler = _Tiler.make(acc, working_bytes, full=False)
+    tiler = _Tiler.make(acc, working_bytes, full=False, backend=product_backend(backend, device))
     vals = np.full((acc.num_test, k), -np.inf, np.float32)
     idx = np.full((acc.num_test, k), -1, np.int64)
     undefined = np.flatnonzero(np.isnan(tiler.inv_in))
     scratch = np.empty(tiler.rows * tiler.cols, np.float32)
-    for r0, r1, c0, c1, tile in tiler.tiles(progress):
-        cols = undefined[(undefined >= c0) & (undefined < c1)] - c0
-        tile[:, cols] = -np.inf
-        _topk_update(vals[r0:r1], idx[r0:r1], tile, c0, k, scratch)
+
+    def update(rows: np.ndarray, r: int, c0: int, s: int) -> None:
+        cols = undefined[(undefined >= c0) & (undefined < c0 + rows.shape[1])] - c0
+        rows[:, cols] = -np.inf
+        n = rows.shape[0]
+        part_scratch = scratch[s * rows.shape[1] : (s + n) * rows.shape[1]]
+        _topk_update(vals[r : r + n], idx[r : r + n], rows, c0, k, part_scratch)
+
+    for _ in tiler.tiles(progress, update=update):
+        pass
     missing = np.isneginf(vals)
     vals[missing] = np.nan
     idx[missing] = -1
@@ -393,12 +487,15 @@ def high_influence_pairs(
     mem_threshold: float = noise.MEMORIZATION_THRESHOLD,
     working_bytes: int = DEFAULT_WORKING_BYTES,
     progress: Progress | None = None,
+    backend: str | ProductBackend = "auto",
+    device: str = "cpu",
 ) -> HighInfluencePairs:
     """High-influence pairs straight from an accumulator, tile by tile (no full matrix).
 
-    Same selection as `select_high_influence_pairs`, with the memorization of `acc`.
+    Same selection as `select_high_influence_pairs`, with the memorization of `acc`;
+    `backend`, `device` as `influence`.
     """
-    tiler = _Tiler.make(acc, working_bytes, full=False)
+    tiler = _Tiler.make(acc, working_bytes, full=False, backend=product_backend(backend, device))
     mem, ytr, yte = _pairs_inputs(
         memorization(acc).memorization, train_labels, test_labels, (acc.num_test, acc.num_train)
     )

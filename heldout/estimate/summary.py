@@ -3,7 +3,9 @@
 `estimate` computes memorization and (full, top-k or no) influence of an accumulator;
 `save_estimate` / `load_estimate` write and read them, checking every key. The estimate carries
 the runs' dataset fingerprint (``fingerprint__*`` keys, `heldout.data.fingerprint`) when they
-had one, so `heldout pairs` can check the labels it is given. See `heldout.estimate`.
+had one, so `heldout pairs` can check the labels it is given, and, when it holds influence, the
+product backend that formed its co-occurrence counts (``cooccurrence_backend``). See
+`heldout.estimate`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from heldout.estimate.accumulator import (
     check_fingerprint_sizes,
 )
 from heldout.estimate.pairwise import DEFAULT_WORKING_BYTES, influence, top_k_influence
+from heldout.estimate.products import ProductBackend, product_backend
 from heldout.estimate.scores import memorization
 from heldout.npzio import NpzError, load_npz, require, save_npz_atomic
 
@@ -53,6 +56,10 @@ class RatioEstimate:
       influence_stderr: float32 [n_test, n_train] or None; topk_influence_stderr: float32
         [n_test, k] or None: Welch standard errors of a ``margin`` / ``logit_confidence``
         influence.
+      cooccurrence_backend: how the influence's co-occurrence counts were formed
+        (`ProductBackend.describe`: ``torch-int8-cpu``, ``torch-int8-cuda`` or
+        ``numpy-float32``; the values are the same bit for bit); None without influence, or
+        from a file written before it was recorded.
     """
 
     memorization: np.ndarray
@@ -69,6 +76,7 @@ class RatioEstimate:
     target: str = "correct"
     influence_stderr: np.ndarray | None = None
     topk_influence_stderr: np.ndarray | None = None
+    cooccurrence_backend: str | None = None
 
     def to_dict(self) -> dict[str, np.ndarray]:
         """The `.npz` arrays (see `save_estimate`)."""
@@ -83,9 +91,9 @@ class RatioEstimate:
         if self.target != "correct":  # a correctness estimate keeps the format it always had
             arrays["target"] = np.asarray(self.target)
         for key in ("influence", "topk_index", "topk_influence", "influence_stderr",
-                    "topk_influence_stderr"):
+                    "topk_influence_stderr", "cooccurrence_backend"):
             if getattr(self, key) is not None:
-                arrays[key] = getattr(self, key)
+                arrays[key] = np.asarray(getattr(self, key))
         if self.fingerprint is not None:
             arrays.update(self.fingerprint.to_arrays())
         if self.test_correct_total is not None:
@@ -99,6 +107,8 @@ def estimate(
     top_k: int = 10,
     working_bytes: int = DEFAULT_WORKING_BYTES,
     progress: Progress | None = None,
+    backend: str | ProductBackend = "auto",
+    device: str = "cpu",
 ) -> RatioEstimate:
     """Memorization and (full, top-k or no) influence of one ratio's accumulator.
 
@@ -106,19 +116,25 @@ def estimate(
       acc: the accumulator (with `keep_runs` unless `influence_kind` is ``"none"``).
       influence_kind: ``"full"``, ``"topk"`` or ``"none"``.
       top_k: k for ``"topk"``.
-      working_bytes, progress: see `influence`.
+      working_bytes, progress, backend, device: see `influence`; the backend used is recorded
+        in `RatioEstimate.cooccurrence_backend`.
 
     Raises:
-      EstimateError: unknown kind, or influence asked of a counts-only accumulator.
+      EstimateError: unknown kind, influence asked of a counts-only accumulator, or a backend
+        that cannot be used (see `product_backend`).
     """
     if influence_kind not in INFLUENCE_KINDS:
         raise EstimateError(f"influence must be one of {INFLUENCE_KINDS}, got {influence_kind!r}")
     mem = memorization(acc)
-    extra: dict[str, np.ndarray] = {}
+    extra: dict = {}
+    if influence_kind != "none":
+        backend = product_backend(backend, device)
+        extra["cooccurrence_backend"] = backend.describe()
     if influence_kind == "full":
-        extra["influence"] = influence(acc, working_bytes=working_bytes, progress=progress)
+        extra["influence"] = influence(acc, working_bytes=working_bytes, progress=progress,
+                                       backend=backend)
     elif influence_kind == "topk":
-        index, values = top_k_influence(acc, top_k, working_bytes, progress)
+        index, values = top_k_influence(acc, top_k, working_bytes, progress, backend)
         extra.update(topk_index=index, topk_influence=values)
     return RatioEstimate(
         mem.memorization,
@@ -136,9 +152,12 @@ def estimate(
 def save_estimate(path: str | os.PathLike, est: RatioEstimate) -> None:
     """Writes a `RatioEstimate` to `.npz` atomically.
 
-    Keys: its attributes (an absent influence or standard error is not written; ``target``, a
-    str scalar, only when not ``correct``) and, with a fingerprint, the ``fingerprint__*`` keys
-    of `heldout.data.fingerprint.Fingerprint.to_arrays`.
+    Keys: its attributes (an absent influence, standard error or ``cooccurrence_backend`` is
+    not written; ``cooccurrence_backend`` is a str scalar, and ``target`` one written only when
+    not ``correct``) and, with a fingerprint, the ``fingerprint__*`` keys of
+    `heldout.data.fingerprint.Fingerprint.to_arrays`. The arrays are written as they are,
+    straight from their memory (`heldout.npzio.save_npz_atomic`), so the file costs no second
+    copy of the influence.
     """
     save_npz_atomic(path, est.to_dict())
 
@@ -181,6 +200,8 @@ def load_estimate(path: str | os.PathLike) -> RatioEstimate:
     target = str(get("target", "U", ())) if "target" in arrays else "correct"
     if target not in TARGETS:
         raise NpzError(f"{path}: key 'target': expected one of {list(TARGETS)}, found {target!r}")
+    if "cooccurrence_backend" in arrays:
+        extra["cooccurrence_backend"] = str(get("cooccurrence_backend", "U", ()))
     fingerprint = read_fingerprint(arrays, path)
     test_total = None
     if "test_correct_total" in arrays:

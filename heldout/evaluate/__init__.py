@@ -6,11 +6,13 @@ predictions against the runs' aux arrays.
 - `heldout.evaluate.backend` (numpy): the `Backend` protocol (restore a run, logits of images)
   and `RestoredRun`.
 - `heldout.evaluate.factory`: `make_backend` / `make_backend_for` (a backend's module imported
-  when it is made) and `model_requirement` (which runs a backend can restore, for
-  `heldout.experiment.select_runs`).
+  when it is made), `model_requirement` (which runs a backend can restore, for
+  `heldout.experiment.select_runs`) and `check_run_model` (a run's model against a dataset,
+  read from its files).
 - `heldout.evaluate.evaluation` (numpy): `evaluate_split`, the one loop from a model to
   predictions (fills logits by ``index``, checks every example seen once and every logit
-  finite), and `verify_run` built on it.
+  finite), `check_run_dataset` (the one check of a dataset against a run's aux arrays) and
+  `verify_run` built on them.
 - `heldout.evaluate.tensorflow` (TensorFlow): the Sonnet model and its traced function
   (`Evaluator`, `make_evaluator`, `make_evaluator_for`) and `TensorFlowBackend`.
   `heldout.pytorch.backend.TorchBackend` is the PyTorch backend.
@@ -24,14 +26,26 @@ from __future__ import annotations
 import importlib
 
 from heldout.errors import NonFiniteLogitsError, NonFiniteWeightsError
-from heldout.evaluate.backend import BACKENDS, Backend, BackendError, RestoredRun
+from heldout.evaluate.backend import (
+    BACKENDS,
+    Backend,
+    BackendError,
+    ModelMismatchError,
+    RestoredRun,
+)
 from heldout.evaluate.evaluation import (
     EvaluationError,
     RunVerification,
+    check_run_dataset,
     evaluate_split,
     verify_run,
 )
-from heldout.evaluate.factory import make_backend, make_backend_for, model_requirement
+from heldout.evaluate.factory import (
+    check_run_model,
+    make_backend,
+    make_backend_for,
+    model_requirement,
+)
 from heldout.evaluate.predictions import (
     CrossCheck,
     Predictions,
@@ -50,7 +64,8 @@ def __getattr__(name: str):
 
 __all__ = [
     "BACKENDS", "Backend", "BackendError", "CrossCheck", "EvaluationError",
-    "NonFiniteLogitsError", "NonFiniteWeightsError", "Predictions", "RestoredRun",
-    "RunVerification", "check_finite_logits", "cross_check", "evaluate_split", "make_backend",
-    "make_backend_for", "model_requirement", "verify_run", *_TENSORFLOW,
+    "ModelMismatchError", "NonFiniteLogitsError", "NonFiniteWeightsError", "Predictions",
+    "RestoredRun", "RunVerification", "check_finite_logits", "check_run_dataset",
+    "check_run_model", "cross_check", "evaluate_split", "make_backend", "make_backend_for",
+    "model_requirement", "verify_run", *_TENSORFLOW,
 ]

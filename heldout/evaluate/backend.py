@@ -30,6 +30,11 @@ class BackendError(HeldoutError, ValueError):
     """An unknown backend, a backend that is not installed, or logits asked before a restore."""
 
 
+class ModelMismatchError(HeldoutError, ValueError):
+    """A run's model (its checkpoint, or its exported file) is not the one a dataset needs:
+    another architecture, number of classes or input size."""
+
+
 @dataclasses.dataclass(frozen=True)
 class RestoredRun:
     """What a backend restored.

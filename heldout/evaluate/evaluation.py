@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from heldout.data.fingerprint import check_dataset
 from heldout.data.protocol import Dataset
+from heldout.data.views import View
 from heldout.errors import HeldoutError
 from heldout.evaluate.backend import Backend, RestoredRun
 from heldout.evaluate.predictions import CrossCheck, Predictions, check_finite_logits, cross_check
@@ -44,12 +45,14 @@ def evaluate_split(
     batch_size: int = 200,
     progress: bool = True,
     source: str = "",
+    view: View | None = None,
 ) -> Predictions:
     """The logits of every example of `split`, in dataset (``index``) order.
 
     Each batch's logits are written at its ``index`` (its labels checked against the split's
     labels there); afterwards every example of the split must have been seen exactly once, and
-    every logit must be finite.
+    every logit must be finite. With a `view`, each batch's images are transformed by it
+    before the model sees them (the one place views are applied, for every backend).
 
     Args:
       model: gives float32 logits [b, C] for float32 images [b, H, W, C] (a restored
@@ -59,6 +62,8 @@ def evaluate_split(
       batch_size: examples per call.
       progress: show a tqdm progress bar.
       source: names the model (e.g. the run) in errors.
+      view: a `heldout.data.views.View` (e.g. the horizontal mirror); None: the images as
+        they are.
 
     Returns:
       `Predictions` with logits float32 [n, C], the split's labels and ``index`` = arange(n).
@@ -72,10 +77,12 @@ def evaluate_split(
     labels = np.asarray(dataset.split_labels(split), np.int64)
     logits = None
     seen = np.zeros(n, np.int64)
-    with tqdm(total=n, desc=f"evaluate {split}", unit="ex", disable=not progress) as bar:
+    desc = f"evaluate {split}" + ("" if view is None else f" ({view.name})")
+    with tqdm(total=n, desc=desc, unit="ex", disable=not progress) as bar:
         for batch in dataset.batches(split, batch_size):
             index = np.asarray(batch.index, np.int64)
-            out = np.asarray(model.logits(batch.image), np.float32)
+            images = batch.image if view is None else view.apply(batch.image)
+            out = np.asarray(model.logits(images), np.float32)
             if out.ndim != 2 or len(out) != len(index):
                 raise EvaluationError(f"{source or 'model'}: logits of shape {out.shape} for a "
                                       f"batch of {len(index)} images; expected [b, classes]")
@@ -101,6 +108,40 @@ def evaluate_split(
     return Predictions(logits, labels, index)
 
 
+def check_run_dataset(run: Run, dataset: Dataset, split: str, own: bool = True) -> AuxArrays:
+    """The one check that a dataset is a run's own, made before any model is restored
+    (`verify_run`, `heldout verify`; `heldout predict` before its store is made, and for each
+    run): the run's aux arrays are read, their size of `split` (``train``: the whole training
+    set, train + removed; ``test``) must be the dataset's, and when the run carries a dataset
+    fingerprint (runs of `heldout.train`), the dataset's name, version and label order of
+    every split both have must be its.
+
+    Args:
+      run: the run.
+      dataset: the dataset about to be evaluated.
+      split: the split about to be evaluated.
+      own: False for another evaluation set than the runs' own (`heldout predict
+        --no_cross_check`: shifted or new test images): then only what the run's subset
+        indexes is checked, the training split (its size and labels) when `split` is
+        ``train``; for other splits the aux arrays are only read.
+
+    Returns:
+      The run's `AuxArrays`.
+
+    Raises:
+      NpzError / AuxArraysError: unreadable aux arrays, or another size than the dataset's.
+      FingerprintError: the run was trained and evaluated on another dataset or order.
+    """
+    checked = own or split == "train"
+    n = dataset.num_examples(split)
+    sizes = {} if not checked else {"num_train": n} if split == "train" else (
+        {"num_test": n} if split == "test" else {})
+    aux = run.load_aux(**sizes)
+    if checked:
+        check_dataset(aux.fingerprint, dataset, aux.source, None if own else ("train",))
+    return aux
+
+
 @dataclasses.dataclass(frozen=True)
 class RunVerification:
     """The outcome of re-evaluating one run on one split."""
@@ -123,9 +164,9 @@ def verify_run(
     """Restores a run into `backend`, evaluates a split (`evaluate_split`) and cross-checks
     the result with the run's aux arrays.
 
-    The aux arrays are read first and checked against the dataset's size (and, for runs written
-    by `heldout.train`, its fingerprint: name, version and label order), so a run of another
-    dataset fails before any evaluation.
+    The aux arrays are read first and checked against the dataset (`check_run_dataset`: its
+    size and, for runs written by `heldout.train`, its fingerprint: name, version and label
+    order), so a run of another dataset fails before any evaluation.
 
     Args:
       backend: a `Backend` (`make_backend_for(dataset)`, or ``"torch"`` for exported runs).
@@ -141,10 +182,7 @@ def verify_run(
       NonFiniteWeightsError: a restored weight is NaN or infinite.
       NonFiniteLogitsError: the restored model gives NaN or infinite logits (naming the run).
     """
-    n = dataset.num_examples(split)
-    sizes = {"num_train": n} if split == "train" else {"num_test": n}
-    aux = run.load_aux(**sizes)
-    check_dataset(aux.fingerprint, dataset, aux.source)
+    aux = check_run_dataset(run, dataset, split)
     restored = backend.restore(run)
     predictions = evaluate_split(backend, dataset, split, batch_size, progress,
                                  source=f"run {run.name} ({run.path})")

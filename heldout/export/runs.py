@@ -2,10 +2,16 @@
 
 For each run ``<experiment>/<ratio>/<run_id>`` it writes ``<out>/<ratio>/<run_id>/`` holding
 ``model.safetensors``, ``model.npz`` or ``saved_model/`` (see `heldout.export.tensorfile`) and a
-copy of the run's ``aux_arrays.npz``, so the export tree is itself an experiment that
-`heldout.experiment.open_experiment` reads. Every file is written atomically (the aux arrays
-last, so a run appears in the tree only once its model is there); a SavedModel is built in a
-temporary directory and renamed into place. Runs already exported are skipped.
+copy of the run's ``aux_arrays.npz`` (and of its ``outputs.npz`` when it recorded one), so the
+export tree is itself an experiment that `heldout.experiment.open_experiment` reads. Every file
+is written atomically (the aux arrays last, so a run appears in the tree only once its model is
+there); a SavedModel is built in a temporary directory and renamed into place. Runs already
+exported are skipped.
+
+The metadata states the input preprocessing the run was trained and evaluated with
+(`run_preprocessing`): from its ``run.json`` (runs of `heldout.train`), else from a dataset
+given to the export, else, for a run without run.json (a released run), the release's for its
+architecture; otherwise it says ``unknown`` and how to record it, never a guess.
 """
 
 from __future__ import annotations
@@ -27,13 +33,13 @@ from heldout.checkpoint import (
     model_variable_keys,
     restore,
 )
+from heldout.data.preprocessing import RELEASED, InputPreprocessing
 from heldout.errors import HeldoutError
-from heldout.experiment import AUX_ARRAYS, Run
+from heldout.experiment import AUX_ARRAYS, OUTPUTS, RUN_JSON, Run
 from heldout.export.tensorfile import (
     FORMAT_FILES,
     Metadata,
     infer_spec,
-    input_scaling,
     is_exported_variable,
     write_tensor_file,
 )
@@ -166,6 +172,45 @@ def check_out_dir(out_dir: str, experiment_root: str) -> None:
         )
 
 
+def run_preprocessing(
+    run: Run, arch: str, dataset: InputPreprocessing | None = None, dataset_name: str = ""
+) -> tuple[InputPreprocessing | None, str]:
+    """How `run`'s images became its model's input, and where that is known from.
+
+    In order: the run's ``run.json`` (written by `heldout.train`; a `dataset` given as well
+    must agree with it); the `dataset` given (named `dataset_name`); for a run without run.json
+    (a released run), the release's for its architecture
+    (`heldout.data.preprocessing.RELEASED`: SmallInception CIFAR uint8 / 255, ResNet-50 the
+    ImageNet preprocessing). Otherwise unknown: never guessed.
+
+    Returns:
+      (the preprocessing or None, its source: ``run.json``, the dataset, the release's
+      convention, or why it is unknown and how to give it).
+
+    Raises:
+      ExportError: `dataset` differs from the run's recorded preprocessing.
+      LayoutError, PreprocessingError: an unreadable run.json or record.
+    """
+    recorded = run.input_preprocessing()
+    if recorded is not None:
+        if dataset is not None and dataset != recorded:
+            raise ExportError(
+                f"run {run.name} was trained on input {recorded.describe()} (its {RUN_JSON}), "
+                f"but the dataset {dataset_name} gives {dataset.describe()}: not the data it "
+                "was trained on; leave the dataset out (the run's own record is used)")
+        return recorded, RUN_JSON
+    if dataset is not None:
+        return dataset, f"the dataset {dataset_name}, given to heldout export"
+    has_info = os.path.isfile(os.path.join(run.path, RUN_JSON))
+    if not has_info and arch in RELEASED:
+        return RELEASED[arch], (f"the release's convention for {arch} runs (the run has no "
+                                f"{RUN_JSON}, as released runs)")
+    why = (f"its {RUN_JSON} predates recorded input preprocessing" if has_info else
+           f"it has no {RUN_JSON} and no {arch} runs were released")
+    return None, (f"unknown: {why}; export it again with the dataset it was trained on "
+                  "(--dataset_npz, --idx_dir, --dataset or --tfrecord_dir) to record it")
+
+
 def export_run(
     run: Run,
     out_dir: str | os.PathLike,
@@ -174,6 +219,8 @@ def export_run(
     num_classes: int | None = None,
     input_shape: Sequence[int] | None = None,
     models: _Models | None = None,
+    dataset: InputPreprocessing | None = None,
+    dataset_name: str = "",
 ) -> ExportOutcome:
     """Exports one run to ``<out_dir>/<ratio>/<run_id>/`` (see the module docstring).
 
@@ -182,6 +229,9 @@ def export_run(
       out_dir: root of the export tree.
       fmt: ``safetensors``, ``npz`` or ``savedmodel``.
       arch, num_classes, input_shape: the model; inferred from the checkpoint when None.
+      dataset, dataset_name: the input preprocessing of a dataset given to the export
+        (`heldout.data.Dataset.input_preprocessing`) and its name, for runs that did not
+        record theirs (see `run_preprocessing`).
 
     Returns:
       ``skipped`` when the model and the aux arrays are already there, else ``exported``.
@@ -189,7 +239,7 @@ def export_run(
     Raises:
       CheckpointError: no complete checkpoint, or one that does not fit the model (the verified
         restore of `heldout.checkpoint`). TensorFileError: architecture not inferable.
-      ExportError: unknown format.
+      ExportError: unknown format; a `dataset` that differs from the run's own record.
     """
     if fmt not in FORMAT_FILES:
         raise ExportError(f"unknown export format {fmt!r}; expected one of {list(FORMAT_FILES)}")
@@ -201,6 +251,7 @@ def export_run(
     if not os.path.exists(target):
         files, _ = find_final_checkpoint(run.path)
         spec = checkpoint_spec(files.prefix, arch, num_classes, input_shape)
+        preprocessing, source = run_preprocessing(run, spec.arch, dataset, dataset_name)
         model = (models or _Models()).get(spec)
         restored = restore(model, run.path)
         if fmt == "savedmodel":
@@ -208,12 +259,15 @@ def export_run(
         else:
             metadata = Metadata(
                 architecture=spec.arch, num_classes=spec.num_classes,
-                input_shape=spec.input_shape, input_scaling=input_scaling(spec.arch),
+                input_shape=spec.input_shape, input_preprocessing=preprocessing,
+                input_preprocessing_source=source,
                 bn_epsilon=_bn_epsilon(spec.arch), epoch=restored.epoch,
                 global_step=restored.global_step, subset_ratio=run.ratio, run_id=run.run_id,
                 source_checkpoint=restored.path, heldout_version=__version__,
             )
             write_tensor_file(target, model_tensors(model), metadata)
+    if run.has_outputs():
+        _copy_atomic(run.outputs_path, os.path.join(target_dir, OUTPUTS))
     _copy_atomic(run.aux_path, aux_copy)
     return ExportOutcome(run, "exported", target)
 
@@ -225,13 +279,17 @@ def export_runs(
     arch: str | None = None,
     num_classes: int | None = None,
     input_shape: Sequence[int] | None = None,
+    dataset: InputPreprocessing | None = None,
+    dataset_name: str = "",
 ) -> Iterable[ExportOutcome]:
     """Exports runs one after another with one model per architecture, yielding each outcome;
-    a run that fails (no checkpoint, a checkpoint that does not fit) yields ``failed`` and the
-    others go on."""
+    a run that fails (no checkpoint, a checkpoint that does not fit, a `dataset` other than
+    its recorded one) yields ``failed`` and the others go on. `dataset`, `dataset_name`: see
+    `export_run`."""
     models = _Models()
     for run in runs:
         try:
-            yield export_run(run, out_dir, fmt, arch, num_classes, input_shape, models)
+            yield export_run(run, out_dir, fmt, arch, num_classes, input_shape, models,
+                             dataset, dataset_name)
         except HeldoutError as e:
             yield ExportOutcome(run, "failed", "", str(e))

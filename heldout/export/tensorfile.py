@@ -23,6 +23,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from heldout.atomic import atomic_write
+from heldout.data.preprocessing import InputPreprocessing, PreprocessingError
 from heldout.errors import HeldoutError
 from heldout.npzio import load_npz
 
@@ -32,11 +33,11 @@ SAVED_MODEL = "saved_model"
 #: Export format name -> what it writes in a run directory.
 FORMAT_FILES = {"safetensors": SAFETENSORS, "npz": NPZ, "savedmodel": SAVED_MODEL}
 METADATA_KEY = "__metadata__"
-#: Version of this file layout; bumped on any incompatible change.
-FORMAT_VERSION = "1"
-#: Per-channel normalisation of the ImageNet runs' evaluation inputs (heldout.data.imagenet).
-IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
-IMAGENET_STDDEV_RGB = (0.229, 0.224, 0.225)
+#: Version of this file layout; bumped on any incompatible change. 2: the metadata records the
+#: run's ``input_preprocessing`` (version 1 stated ``uint8 / 255`` for every run alike).
+FORMAT_VERSION = "2"
+#: ``input_scaling`` of a model whose input preprocessing is not known (see `Metadata`).
+UNKNOWN_SCALING = "unknown"
 
 
 class TensorFileError(HeldoutError, ValueError):
@@ -48,14 +49,6 @@ def is_exported_variable(name: str) -> bool:
     return not (name.endswith("/_counter") or name.endswith("/_hidden"))
 
 
-def input_scaling(arch: str) -> str:
-    """How images are scaled before the model, as written in the metadata."""
-    if arch == "resnet50":
-        return (f"uint8 / 255, then (x - mean) / std per channel, mean {list(IMAGENET_MEAN_RGB)}, "
-                f"std {list(IMAGENET_STDDEV_RGB)} (ImageNet evaluation preprocessing)")
-    return "uint8 / 255"
-
-
 @dataclasses.dataclass(frozen=True)
 class Metadata:
     """What a tensor file says about its model.
@@ -64,7 +57,12 @@ class Metadata:
       architecture: ``small_inception``, ``resnet50`` or ``mlp``.
       num_classes: size of the output layer.
       input_shape: [height, width, channels] of one image (the model takes NHWC in TensorFlow).
-      input_scaling: e.g. ``uint8 / 255``.
+      input_preprocessing: how uint8 images become the model's input, as the run was trained
+        and evaluated (`heldout.data.preprocessing.InputPreprocessing`: e.g. uint8 / 16 for
+        the digits); None when not known (then ``input_scaling`` reads ``unknown``).
+      input_preprocessing_source: where `input_preprocessing` comes from (``run.json``, the
+        release's convention for the architecture, a dataset given to `heldout export`), or,
+        when it is unknown, why and how to give it.
       bn_epsilon: the batch-norm epsilon (1e-5 for every released model; 0 for the MLP).
       epoch, global_step: the checkpoint's counters (-1 when it had none).
       subset_ratio, run_id: the run's subset-ratio directory name and id ('' / -1 if unknown).
@@ -75,7 +73,8 @@ class Metadata:
     architecture: str
     num_classes: int
     input_shape: tuple[int, ...]
-    input_scaling: str = "uint8 / 255"
+    input_preprocessing: InputPreprocessing | None = None
+    input_preprocessing_source: str = ""
     bn_epsilon: float = 1e-5
     epoch: int = -1
     global_step: int = -1
@@ -84,10 +83,26 @@ class Metadata:
     source_checkpoint: str = ""
     heldout_version: str = ""
 
+    @property
+    def input_scaling(self) -> str:
+        """`input_preprocessing` in one line (e.g. ``uint8 / 255``), or ``unknown``."""
+        pre = self.input_preprocessing
+        return UNKNOWN_SCALING if pre is None else pre.describe()
+
     def to_strings(self) -> dict[str, str]:
-        """The safetensors ``__metadata__`` (every value a string)."""
-        out = {k: (json.dumps(list(v)) if isinstance(v, tuple) else str(v))
-               for k, v in dataclasses.asdict(self).items()}
+        """The safetensors ``__metadata__`` (every value a string): the fields, with
+        ``input_preprocessing`` as JSON (``null`` when unknown), plus ``input_scaling``,
+        ``input_layout``, ``tensor_layout`` and ``format_version``."""
+        out = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name == "input_preprocessing":
+                out[field.name] = json.dumps(None if value is None else value.to_dict())
+            elif isinstance(value, tuple):
+                out[field.name] = json.dumps(list(value))
+            else:
+                out[field.name] = str(value)
+        out["input_scaling"] = self.input_scaling
         out["input_layout"] = "NHWC"
         out["tensor_layout"] = "tensorflow (conv HWIO, linear w [in, out])"
         out["format_version"] = FORMAT_VERSION
@@ -95,13 +110,15 @@ class Metadata:
 
     @classmethod
     def from_strings(cls, path: str, values: Mapping[str, str]) -> Metadata:
-        """Parses `to_strings` output.
+        """Parses `to_strings` output. A file of format version 1 (earlier exports) stated
+        ``uint8 / 255`` for every run whatever it was trained on: its input preprocessing is
+        read as unknown, with a source saying to export the run again.
 
         Raises:
           TensorFileError: a field is missing or malformed (naming it).
         """
         kinds = {f.name: f.type for f in dataclasses.fields(cls)}
-        parsed = {}
+        parsed: dict = {}
         for name in ("architecture", "num_classes", "input_shape"):
             if name not in values:
                 raise TensorFileError(f"{path}: metadata has no {name!r}; found {sorted(values)}")
@@ -112,14 +129,23 @@ class Metadata:
             try:
                 if name == "input_shape":
                     parsed[name] = tuple(int(d) for d in json.loads(text))
+                elif name == "input_preprocessing":
+                    record = json.loads(text)
+                    parsed[name] = (None if record is None else InputPreprocessing.from_dict(
+                        record, f"{path}: metadata 'input_preprocessing'"))
                 elif kind in ("int", int):
                     parsed[name] = int(text)
                 elif kind in ("float", float):
                     parsed[name] = float(text)
                 else:
                     parsed[name] = str(text)
-            except (ValueError, TypeError) as e:
+            except (ValueError, TypeError, PreprocessingError) as e:
                 raise TensorFileError(f"{path}: metadata {name!r} is {text!r} ({e})") from e
+        if "input_preprocessing" not in values:
+            parsed["input_preprocessing_source"] = (
+                f"not recorded (file format {values.get('format_version', '1')}: its "
+                f"input_scaling {values.get('input_scaling', '')!r} was written for every run "
+                "alike); export the run again with this version of heldout")
         return cls(**parsed)
 
 

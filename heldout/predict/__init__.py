@@ -2,7 +2,8 @@
 
 `predict` fills a store (in this process or on Dask workers, resumable; runs selected by
 `heldout.experiment.select_runs` and evaluated through `heldout.evaluate`, the one evaluation
-path, with either backend); `open_store` reads it (numpy or dask arrays); `read_outputs` reads
+path, with either backend, or read from the outputs they recorded at the end of training,
+`heldout.predict.recorded`); `open_store` reads it (numpy or dask arrays); `read_outputs` reads
 one output and the masks (for `heldout.attribution`); `to_datamodels` writes the datamodels
 layout. The store's arrays and attributes are listed in `heldout.predict.store` and README.md
 ("Predictions store"). Nothing here imports TensorFlow until a run is evaluated.
@@ -24,6 +25,7 @@ from heldout.predict.engine import (
     evaluate_run,
     predict,
 )
+from heldout.predict.recorded import SOURCES, RecordedSourceError
 from heldout.predict.store import (
     DEFAULT_OUTPUTS,
     OUTPUTS,
@@ -36,8 +38,9 @@ from heldout.predict.store import (
 )
 
 __all__ = [
-    "DEFAULT_OUTPUTS", "OUTPUTS", "ClusterError", "PredictError", "PredictSummary",
-    "PredictionStore", "RunResult", "StoreError", "StoreLayout", "StoreOutputs", "TaskSpec",
-    "WorkerState", "accumulate_store", "default_workers", "evaluate_run", "logit_confidence",
-    "margin", "open_store", "predict", "read_outputs", "to_datamodels",
+    "DEFAULT_OUTPUTS", "OUTPUTS", "SOURCES", "ClusterError", "PredictError", "PredictSummary",
+    "PredictionStore", "RecordedSourceError", "RunResult", "StoreError", "StoreLayout",
+    "StoreOutputs", "TaskSpec", "WorkerState", "accumulate_store", "default_workers",
+    "evaluate_run", "logit_confidence", "margin", "open_store", "predict", "read_outputs",
+    "to_datamodels",
 ]

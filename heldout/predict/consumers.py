@@ -4,7 +4,8 @@ layout.
 - `accumulate_store`: a `heldout.estimate.RatioAccumulator` whose "test" side is the store's
   evaluation set (any dataset: a shifted test set, a new one), membership from the store's
   ``mask``; so `heldout.estimate.influence` gives the influence of each training example on each
-  example of that set.
+  example of that set. It carries the dataset fingerprint of the runs and the store, which
+  must agree.
 - `to_datamodels`: ``masks.npy`` bool [M, n_train], ``margins.npy`` float16 [M, n],
   ``_completed.npy`` bool [M] (the layout of MadryLab's datamodels: one ``.npy`` per key, a
   row per model, ``_completed`` set last).
@@ -21,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from heldout.atomic import atomic_path
-from heldout.experiment import Run
+from heldout.experiment import Run, iter_aux_arrays
 from heldout.predict.store import PredictionStore, StoreError, open_store
 
 
@@ -44,37 +45,93 @@ def accumulate_store(
 
     Returns:
       `heldout.estimate.RatioAccumulator` with num_test = N, the store's examples:
-      ``test_correct`` = the store's ``correct``, masks = the store's ``mask``.
+      ``test_correct`` = the store's ``correct``, masks = the store's ``mask``. Its
+      fingerprint (`store_fingerprint`) describes the axes of the estimate: for a store of
+      the ``test`` split the runs' fingerprint (train and test splits; the store's own when
+      the runs have none), for a store of another split only the training split's.
 
     Raises:
       StoreError: no completed run at the ratio, several ratios and none chosen, a store run
-        missing from `runs`, or a mask that differs from the run's aux arrays.
+        missing from `runs` (required unless the store is of the ``train`` split), or a mask
+        that differs from the run's aux arrays.
+      FingerprintError: the runs' fingerprints differ, or the store's examples are not those
+        the runs' fingerprint names for its split (another dataset, order or evaluation set).
     """
     from heldout.estimate import RatioAccumulator
 
     s = store if isinstance(store, PredictionStore) else open_store(store)
+    split = s.attrs["split"]
     sel, ratio = _ratio_rows(s.path, s["subset_ratio"], ratio, one_ratio=True)
     names = [s.run_names[i] for i in sel]
     masks = np.asarray(s["mask"])[sel]
     evaluated = np.asarray(s["correct"])[sel]
-    if s.attrs["split"] == "train":
-        train_correct = evaluated
-    else:
+    train_correct = evaluated if split == "train" else np.zeros_like(masks)
+    fingerprints = []
+    if runs is not None or split != "train":
         by_name = {run.name: run for run in runs or ()}
         missing = [n for n in names if n not in by_name]
         if missing:
             raise StoreError(f"{s.path}: runs {missing[:3]} of the store are not in the "
-                             "experiment given (needed for their training-set correctness)")
-        train_correct = np.zeros_like(masks)
-        for k, name in enumerate(names):
-            aux = by_name[name].load_aux(num_train=masks.shape[1])
+                             "experiment given (needed for their training-set correctness "
+                             "and dataset fingerprint)")
+        reads = iter_aux_arrays([by_name[n] for n in names], num_train=masks.shape[1])
+        for k, (run, aux) in enumerate(reads):
             if not np.array_equal(aux.subset_mask(), masks[k]):
-                raise StoreError(f"{s.path}: the mask of run {name} differs from its subset in "
-                                 f"{aux.source}; is the store of another experiment?")
-            train_correct[k] = aux.train_correctness()
-    acc = RatioAccumulator(masks.shape[1], evaluated.shape[1], keep_runs, float(ratio))
+                raise StoreError(f"{s.path}: the mask of run {run.name} differs from its subset "
+                                 f"in {aux.source}; is the store of another experiment?")
+            if split != "train":
+                train_correct[k] = aux.train_correctness()
+            fingerprints.append((aux.source, aux.fingerprint))
+    fingerprint = store_fingerprint(s, fingerprints)
+    acc = RatioAccumulator(masks.shape[1], evaluated.shape[1], keep_runs, float(ratio),
+                           fingerprint, f"{s.path} and its runs" if fingerprint else "")
     acc.add_runs(masks, train_correct, evaluated, names)
     return acc
+
+
+def store_fingerprint(store: PredictionStore, runs: Sequence[tuple[str, object]] = ()):
+    """The dataset fingerprint of an estimate from a store: the runs' and the store's, which
+    must agree.
+
+    Args:
+      store: an opened store (its ``label`` and ``dataset`` attributes give the fingerprint
+        of its split).
+      runs: (source, fingerprint or None) of the store's runs (their aux arrays).
+
+    Returns:
+      A `heldout.data.fingerprint.Fingerprint` for the estimate's axes (training set, and
+      the store's examples as ``test``): the runs' (the store's when they have none),
+      restricted to the ``train`` split when the store is not of the runs' ``test`` split (a
+      store of the train split, or of another evaluation set of another size, which
+      `heldout predict --no_cross_check` made on purpose); None when nothing remains.
+
+    Raises:
+      FingerprintError: two runs' fingerprints differ, or the store's split has the size of
+        the runs' but other labels (another order, or another set of the same size: refused,
+        since nothing tells them apart; one line naming both).
+    """
+    from heldout.data.fingerprint import Fingerprint, check_fingerprints, fingerprint_from_labels
+
+    split = store.attrs["split"]
+    own = fingerprint_from_labels(store.attrs["dataset"],
+                                  {split: np.asarray(store["label"], np.int64)},
+                                  store.attrs.get("dataset_version", ""))
+    found = check_fingerprints(list(runs))  # the runs among themselves
+    keep = ("train", "test") if split == "test" else ("train",)
+    if found is not None and split in found.splits and found.split(split)[0] != len(
+            store["label"]):  # another evaluation set (predict --no_cross_check): its
+        keep = ("train",)     # examples are not the runs' split; the training set is kept
+    elif found is not None:
+        source = next(source for source, fp in runs if fp is not None)
+        check_fingerprints([(f"{store.path} (its {split} split)", own), (source, found)])
+    fingerprint = found or own
+    splits = [k for k, name in enumerate(fingerprint.splits) if name in keep]
+    if not splits:
+        return None
+    return Fingerprint(fingerprint.name, fingerprint.version,
+                       tuple(fingerprint.splits[k] for k in splits),
+                       tuple(fingerprint.sizes[k] for k in splits),
+                       tuple(fingerprint.label_hashes[k] for k in splits))
 
 
 def _ratio_rows(path: str, subset_ratio: np.ndarray, ratio: str | float | None, one_ratio: bool

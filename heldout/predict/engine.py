@@ -7,8 +7,15 @@ dict (`heldout.cluster.worker_state`), in this process in a dict the caller owns
 evaluates its run through `heldout.evaluate.evaluate_split` (the one evaluation path: every
 example once, finite logits; the restore checks every weight finite), writes only its own run's
 chunks of the store and sets ``completed`` last, so tasks never share a chunk and a killed task
-loses only its run; the same call again evaluates only the runs not completed. Nothing here
-prints: `predict` returns a `PredictSummary` carrying what was skipped, failed or mismatched.
+loses only its run; the same call again evaluates only the runs not completed. Before the store
+is made, the dataset is checked against the first run (`heldout.evaluate.check_run_dataset`,
+the check of `heldout verify`, and `heldout.evaluate.check_run_model`, its model read from its
+files), and the command holds the store's lock (`store_lock_path`, `heldout.lock`) while it
+fills it, so a second command on the same store is refused. A run whose row is read from the
+outputs it recorded at the end of training (`heldout.predict.recorded`) needs no model: those
+rows are written by a loop in this process (reading files, no TensorFlow), and a call whose
+every run is recorded starts no cluster. Nothing here prints: `predict` returns a
+`PredictSummary` carrying what was skipped, failed or mismatched.
 """
 
 from __future__ import annotations
@@ -27,24 +34,46 @@ from heldout.cluster import Dask, connect, run_tasks, worker_state
 from heldout.data import load_dataset
 from heldout.data.protocol import Dataset
 from heldout.data.spec import DatasetSpec
+from heldout.data.views import check_views, parse_views
 from heldout.errors import HeldoutError, counting_interrupts
 from heldout.evaluate import (
     BACKENDS,
     Backend,
+    ModelMismatchError,
+    check_run_dataset,
+    check_run_model,
     evaluate_split,
     make_backend,
-    model_requirement,
 )
-from heldout.experiment import Experiment, Run, RunIds, Skipped, run_from_path, select_runs
+from heldout.experiment import (
+    OUTPUTS,
+    Experiment,
+    Run,
+    RunIds,
+    Skipped,
+    run_from_path,
+    select_runs,
+)
+from heldout.lock import try_lock, unlock
 from heldout.predict import store as st
+from heldout.predict.recorded import (
+    plan_source,
+    reads_recorded,
+    recorded_rows,
+    source_requirement,
+    store_source,
+)
+from heldout.quiet import import_tensorflow
 
 _WORKER_ATTR = "_heldout_predict_state"
 
 
 class PredictError(HeldoutError, ValueError):
     """Inputs to `predict` that do not fit: a bad `out`, outputs or backend, runs without
-    readable aux arrays (no runs selected is a `heldout.experiment.NoRunsError`, an unreachable
-    scheduler a `heldout.cluster.ClusterError`)."""
+    readable aux arrays, a dataset that is not the runs', a store another command is filling
+    (no runs selected is a `heldout.experiment.NoRunsError`, an unreachable scheduler a
+    `heldout.cluster.ClusterError`, a source recorded outputs cannot serve a
+    `heldout.predict.recorded.RecordedSourceError`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +92,8 @@ class TaskSpec:
     batch_size: int
     num_train: int
     backend_options: tuple[tuple[str, Any], ...] = ()
+    own_dataset: bool = True
+    views: tuple[str, ...] = ()
 
     def model_key(self) -> tuple:
         """What the cached model and dataset depend on (not the store)."""
@@ -91,7 +122,8 @@ class PredictSummary:
     Attributes:
       store: the store path.
       num_runs: R, runs in the store.
-      evaluated: runs evaluated by this call; `resumed`: runs already completed before it.
+      evaluated: runs completed by this call (evaluated, or read from their recorded outputs);
+        `resumed`: runs already completed before it.
       failed: (run name, message) of the runs that failed (left not completed).
       checked_runs, matched, total: the cross-check of ``correct`` against the aux arrays
         (0, 0, 0 when not done); `mismatched_runs`: runs below the minimum match fraction.
@@ -102,7 +134,13 @@ class PredictSummary:
         many a reduced-precision backend (``torch`` with ``precision`` tf32 or bf16) evaluated
         again in float32 because their top-2 margin was below its bound.
       skipped: entries of the experiment that are not complete runs, and runs without a model
-        for the backend (`heldout.experiment.select_runs`), left out of the store.
+        for the backend or recorded outputs, as the source needs
+        (`heldout.experiment.select_runs`), left out of the store.
+      source: the store's ``source`` attribute (`heldout.predict.store.SOURCES`).
+      recorded_runs: of the store's R runs, those whose rows are read from recorded outputs
+        (the others are evaluated from their models).
+      source_note: why ``auto`` evaluated models although some runs recorded their outputs
+        ('' otherwise).
     """
 
     store: str
@@ -119,6 +157,9 @@ class PredictSummary:
     reevaluated: int = 0
     predictions: int = 0
     skipped: tuple[Skipped, ...] = ()
+    source: str = st.SOURCE_CHECKPOINTS
+    recorded_runs: int = 0
+    source_note: str = ""
 
     @property
     def ok(self) -> bool:
@@ -149,6 +190,8 @@ def _state(spec: TaskSpec, cache: dict) -> WorkerState:
     if state is None or state.key != spec.model_key():
         state = WorkerState(spec.model_key(), load_dataset(spec.dataset, (spec.split,)))
     if state.backend is None:
+        if spec.backend == "tensorflow":
+            import_tensorflow()  # without its start-up lines (a worker's preload did the same)
         state = dataclasses.replace(state, backend=make_backend(
             spec.backend, spec.arch, spec.num_classes, spec.input_shape,
             **dict(spec.backend_options)))
@@ -182,14 +225,20 @@ def _evaluate_run(spec: TaskSpec, row: int, run: Run, cache: dict) -> RunResult:
     try:
         state = _state(spec, cache)
         backend = state.backend
-        aux = run.load_aux(num_train=spec.num_train)
+        aux = check_run_dataset(run, state.dataset, spec.split, spec.own_dataset)
+        if aux.num_train != spec.num_train:
+            raise PredictError(f"{aux.source}: covers {aux.num_train} training examples, the "
+                               f"store's runs {spec.num_train}")
         restored = backend.restore(run)
         reevaluated = getattr(backend, "num_reevaluated", 0)
         predictions = evaluate_split(backend, state.dataset, spec.split, spec.batch_size,
                                      progress=False, source=f"run {run.name} ({run.path})")
-        reevaluated = getattr(backend, "num_reevaluated", 0) - reevaluated
+        reevaluated = getattr(backend, "num_reevaluated", 0) - reevaluated  # identity view's
         rows = st.run_outputs(predictions.logits, predictions.label, spec.outputs,
                               spec.logits_dtype)
+        if spec.views:
+            rows[st.VIEWS_ARRAY] = _view_confidences(spec, state.dataset, backend, run,
+                                                     rows["logit_confidence"])
     except HeldoutError as e:
         return RunResult(row, run.name, error=str(e))
     st.write_run(spec.store, row, rows, aux.subset_mask(), restored.epoch, restored.global_step)
@@ -197,31 +246,148 @@ def _evaluate_run(spec: TaskSpec, row: int, run: Run, cache: dict) -> RunResult:
                      predictions.accuracy, reevaluated)
 
 
+def read_recorded_run(spec: TaskSpec, row: int, run: Run, dataset: Dataset) -> RunResult:
+    """Writes one run's rows of the store from the outputs it recorded at the end of training
+    (`heldout.predict.recorded.recorded_rows`), without a model.
+
+    Returns:
+      A `RunResult`; a bad run (bad aux arrays or outputs.npz, a dataset that is not its own:
+      any `HeldoutError`) gives a result with `error` set and writes nothing.
+    """
+    try:
+        rows, aux, recorded = recorded_rows(run, dataset, spec.split, spec.outputs, spec.views)
+    except HeldoutError as e:
+        return RunResult(row, run.name, error=str(e))
+    st.write_run(spec.store, row, rows, aux.subset_mask(), recorded.epoch, recorded.global_step)
+    return RunResult(row, run.name, "", recorded.epoch, recorded.global_step,
+                     float(np.mean(rows["correct"])) if len(rows["correct"]) else float("nan"))
+
+
+def _view_confidences(spec: TaskSpec, dataset: Dataset, backend: Backend, run: Run,
+                      identity: np.ndarray) -> np.ndarray:
+    """float32 [N, V]: ``logit_confidence`` of each view (`heldout.data.views`), the identity
+    view's column being `identity` (the run's plain evaluation)."""
+    columns = [identity]
+    for view in parse_views(spec.views)[1:]:
+        predictions = evaluate_split(backend, dataset, spec.split, spec.batch_size,
+                                     progress=False, source=f"run {run.name} ({run.path})",
+                                     view=view)
+        columns.append(st.logit_confidence(predictions.logits, predictions.label))
+    return np.stack(columns, axis=1).astype(np.float32)
+
+
 # --------------------------------------------------------------------------------------------
 # Making the store.
 
 
-def _num_train(runs: Sequence[Run], split: str, n: int) -> int:
-    """n_train, the width of ``mask``: the split's size for ``train``, else the first readable
-    run's aux arrays."""
-    if split == "train":
-        return n
-    for run in runs:
+def check_runs_fit(runs: Sequence[Run], dataset: Dataset, split: str, backend: str,
+                   arch: str | None = None, own_dataset: bool = True,
+                   recorded: Sequence[bool] | None = None) -> int:
+    """Checks the dataset against the runs before anything is evaluated: the first run whose
+    files can be read goes through `heldout.evaluate.check_run_dataset` (its aux arrays'
+    sizes and dataset fingerprint, the check of `heldout verify`; with `own_dataset` False
+    only the training split, see there), and the first run evaluated from its model through
+    `heldout.evaluate.check_run_model` (its architecture, number of classes and input, read
+    from its checkpoint or exported file; runs read from their recorded outputs have no model
+    to check). A run whose files cannot be read is passed over: it fails alone when evaluated.
+
+    Args:
+      recorded: per run, True when its row is read from its recorded outputs (default: none).
+
+    Returns:
+      n_train, the runs' training-set size (the width of the store's ``mask``).
+
+    Raises:
+      PredictError: the dataset is not the runs' (naming the run, the file and what differs),
+        or no run has readable files.
+      ModelMismatchError: the run's model is not the one the dataset needs.
+    """
+    recorded = [False] * len(runs) if recorded is None else list(recorded)
+    num_train, model_checked = None, all(recorded)
+    unreadable = ""
+    for run, read in zip(runs, recorded, strict=True):
+        if num_train is not None and read:
+            continue  # the dataset is checked; only a model is left to check
         try:
-            return run.load_aux().num_train
-        except HeldoutError:
-            continue
-    raise PredictError(f"none of the {len(runs)} runs has readable aux arrays "
-                       f"(e.g. {runs[0].aux_path})")
+            aux = check_run_dataset(run, dataset, split, own_dataset)
+        except HeldoutError as e:
+            try:
+                run.load_aux()
+            except HeldoutError as bad:
+                unreadable = unreadable or f"run {run.name}: {bad}"
+                continue  # unreadable aux arrays: this run fails alone
+            hint = ("; if it is another evaluation set on purpose (shifted or new images of "
+                    "the runs' classes), pass --no_cross_check"
+                    if own_dataset and split != "train" else "")
+            raise PredictError(f"run {run.name}: {e}{hint}") from e
+        num_train = aux.num_train if num_train is None else num_train
+        if not read:
+            try:
+                check_run_model(backend, run, dataset, arch)
+                model_checked = True
+            except ModelMismatchError:
+                raise
+            except HeldoutError as bad:
+                unreadable = unreadable or f"run {run.name}: {bad}"
+                continue  # an unreadable checkpoint or model file: this run fails alone
+        if model_checked:
+            return num_train
+    if num_train is not None and any(recorded):
+        return num_train  # the runs evaluated from models fail alone
+    files = "aux arrays" if all(recorded) else "aux arrays and model files"
+    raise PredictError(f"none of the {len(runs)} runs has readable {files}; e.g. {unreadable}")
+
+
+def store_lock_path(out: str | os.PathLike) -> str:
+    """The lock file a command filling the store `out` holds (`heldout.lock`), beside it:
+    ``<parent>/.<name>.lock``."""
+    out = os.path.abspath(os.fspath(out))
+    return os.path.join(os.path.dirname(out), f".{os.path.basename(out)}.lock")
+
+
+@contextlib.contextmanager
+def store_lock(out: str):
+    """Holds the store's lock (`store_lock_path`) for the duration; the kernel drops it when
+    the process dies, so a killed command never blocks the next.
+
+    Raises:
+      PredictError: another live process holds it.
+    """
+    path = store_lock_path(out)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = try_lock(path)
+    if fd is None:
+        holder = "another process"
+        with contextlib.suppress(OSError, ValueError), open(path) as f:
+            holder = f"pid {int(f.read().split()[0])}"
+        raise PredictError(f"{out}: another heldout predict is filling this store ({holder} "
+                           f"holds {path}); wait for it to finish or stop it, then run the "
+                           "command again")
+    try:
+        yield
+    finally:
+        unlock(path, fd)
+
+
+def _empty_store(out: str) -> bool:
+    """A predictions store without a completed run: replacing it loses nothing."""
+    try:
+        st.read_attrs(out)
+        return not st.completed(out).any()
+    except (HeldoutError, KeyError, OSError, ValueError):
+        return False
 
 
 def prepare_store(out: str, layout: st.StoreLayout, runs: Sequence[Run], labels: np.ndarray,
                   overwrite: bool) -> None:
     """Creates the store, or checks that an existing one is this call's (see `check_layout`).
+    An existing predictions store made for something else is replaced when `overwrite`, or
+    when none of its runs is completed (nothing is lost).
 
     Raises:
       PredictError: `out` is a file, or a directory that is not a store.
-      StoreError: an existing store made for something else (without `overwrite`).
+      StoreError: an existing store made for something else with a completed run (without
+        `overwrite`).
     """
     if os.path.lexists(out) and not os.path.isdir(out):
         raise PredictError(f"--out {out}: is a file; give a directory path such as preds.zarr")
@@ -231,8 +397,13 @@ def prepare_store(out: str, layout: st.StoreLayout, runs: Sequence[Run], labels:
         if overwrite or not st.is_store(out):
             shutil.rmtree(out)
         else:
-            st.check_layout(out, layout)
-            return
+            try:
+                st.check_layout(out, layout)
+                return
+            except st.StoreError:
+                if not _empty_store(out):
+                    raise
+            shutil.rmtree(out)
     st.create_store(
         out, layout,
         run_ids=np.array([r.run_id for r in runs], np.int64),
@@ -246,12 +417,17 @@ def prepare_store(out: str, layout: st.StoreLayout, runs: Sequence[Run], labels:
 
 
 def _run_tasks(spec: TaskSpec, todo: list[tuple[int, Run]], dask: Dask | None,
-               retries: int, progress: bool, cache: dict | None):
-    """Yields a `RunResult` per run, as they finish: in this process (`dask` None) or on the
-    cluster (`heldout.cluster.run_tasks`)."""
-    bar = tqdm(total=len(todo), desc="predict", unit="run", disable=not progress,
-               dynamic_ncols=True)
+               retries: int, progress: bool, cache: dict | None,
+               recorded: list[tuple[int, Run]], data: Dataset):
+    """Yields a `RunResult` per run, as they finish: the `recorded` runs read in this process
+    first, then the `todo` runs evaluated in this process (`dask` None) or on the cluster
+    (`heldout.cluster.run_tasks`)."""
+    bar = tqdm(total=len(recorded) + len(todo), desc="predict", unit="run",
+               disable=not progress, dynamic_ncols=True)
     with bar:
+        for row, run in recorded:
+            yield read_recorded_run(spec, row, run, data)
+            bar.update()
         if dask is None:
             cache = {} if cache is None else cache
             for row, run in todo:
@@ -332,6 +508,8 @@ def predict(
     progress: bool = True,
     backend_options: dict[str, Any] | None = None,
     cache: dict | None = None,
+    views: Sequence[str] | str | None = None,
+    source: str = "auto",
 ) -> PredictSummary:
     """Fills (or resumes) a predictions store with every selected run's outputs on a split.
 
@@ -341,21 +519,38 @@ def predict(
       dataset: where the dataset comes from (also on each worker).
       split: the split to evaluate, e.g. ``train`` or ``test``.
       out: the store directory (``STORE.zarr``).
-      ratios, run_ids: select runs (`heldout.experiment.select_runs`; default all with a
-        model for `backend`: a complete checkpoint, or an exported model for ``torch``).
+      ratios, run_ids: select runs (`heldout.experiment.select_runs`; default all with what
+        `source` needs: a model for `backend` (a complete checkpoint, or an exported model
+        for ``torch``), recorded outputs, or either).
       outputs: of `heldout.predict.store.OUTPUTS`; ``correct`` (and ``prediction``) always.
       logits_dtype: ``float16`` or ``float32``, with ``logits`` in `outputs`.
       workers: 0 evaluates in this process (no Dask); N >= 1 starts a local cluster of N
         single-threaded worker processes, pinned one per visible GPU when there are GPUs
-        (`heldout.cluster.local_cluster`).
-      scheduler: an existing Dask scheduler's address or scheduler file (`workers` ignored).
+        (`heldout.cluster.local_cluster`). Runs read from their recorded outputs are read in
+        this process either way, and a call whose every run is read starts no cluster.
+      scheduler: an existing Dask scheduler's address or scheduler file (`workers` ignored;
+        not connected to when every run is read from its recorded outputs).
       backend, arch, backend_options: the evaluator (`make_backend`); `arch` defaults to the
         released architecture for the dataset.
-      overwrite: replace an existing store made for something else.
+      overwrite: replace an existing store made for something else (a store without a
+        completed run is replaced anyway).
       retries: Dask retries of a task that raised something other than a `HeldoutError`.
-      cross_check: compare ``correct`` with the runs' aux arrays when they cover the split.
+      cross_check: the dataset is the runs' own: it is checked against their aux arrays
+        before anything is evaluated (sizes and fingerprint, `check_runs_fit`), and
+        ``correct`` is compared with them afterwards. False for another evaluation set
+        (shifted or new images): only the training split is checked, for ``split="train"``.
       min_match_fraction: a run passes the cross-check with at least this fraction matching.
       cache: this process's model and dataset, kept across calls with ``workers=0``.
+      views: view names (`heldout.data.views`, e.g. ``identity,flip``): the store gains
+        ``logit_confidence_views`` float32 [R, N, V], the ``logit_confidence`` of each view,
+        ``identity`` first (added when not named); None: no views. Needs
+        ``logit_confidence`` in `outputs`.
+      source: where the rows come from (`heldout.predict.recorded`): ``checkpoints`` (every
+        run's model evaluated), ``recorded`` (every run's outputs recorded at the end of
+        training read, without a model: the runs' own dataset, ``train`` or ``test``, no
+        ``logits``, no views but ``identity``, the ``tensorflow`` backend), or ``auto`` (the
+        recorded outputs of the runs that have them where they can serve, the models of the
+        others). The store records it (attribute ``source``, array ``recorded``).
 
     Returns:
       A `PredictSummary`: failed runs (a bad checkpoint, a non-finite weight or logit, ...)
@@ -363,8 +558,10 @@ def predict(
       too (nothing is printed).
 
     Raises:
-      PredictError, NoRunsError, StoreError, BackendError, DatasetError, ...: bad inputs,
-        before any run is evaluated.
+      PredictError, NoRunsError, StoreError, BackendError, DatasetError, ModelMismatchError,
+        RecordedSourceError, ...: bad inputs (a dataset that is not the runs', another
+        command filling the same store, ``source="recorded"`` where recorded outputs cannot
+        serve), before any run is evaluated.
       ClusterError: an unreachable `scheduler`, or more `workers` than visible GPUs.
       Interrupted: Ctrl-C once the store was made or opened, with the store's completed runs
         counted after the cluster is shut down (a bare KeyboardInterrupt before).
@@ -382,18 +579,28 @@ def predict(
                            f"got {logits_dtype!r}")
     if backend not in BACKENDS:
         raise PredictError(f"unknown backend {backend!r}; expected one of {list(BACKENDS)}")
+    view_names = () if views is None else tuple(v.name for v in parse_views(views))
+    if view_names and "logit_confidence" not in outputs:
+        raise PredictError("views hold logit_confidence in each view: add logit_confidence to "
+                           f"the outputs ({','.join(outputs)})")
     if os.path.lexists(out) and not os.path.isdir(out):
         raise PredictError(f"--out {out}: is a file; give a directory path such as preds.zarr")
+    plan, note = plan_source(source, split, outputs, view_names, cross_check, backend)
     if isinstance(path, Experiment):
         if ratios is not None or run_ids is not None:
             raise PredictError("ratios and run_ids select runs of a path; given the runs "
                                "select_runs selected, pass neither")
         selection = path
     else:
-        selection = select_runs(path, ratios, run_ids, model_requirement(backend))
+        selection = select_runs(path, ratios, run_ids, source_requirement(plan, backend))
     runs, root = selection.runs(), selection.root
+    recorded = [reads_recorded(plan, run) for run in runs]
+    if note and not _any_recorded(runs, selection.skipped):
+        note = ""  # nothing was recorded: nothing to explain
     data = load_dataset(dataset, (split,))
     labels = data.split_labels(split)
+    check_views(parse_views(view_names), data.image_shape)
+    num_train = check_runs_fit(runs, data, split, backend, arch, cross_check, recorded)
     arch = arch or default_arch(data.name, data.image_shape)
     name, version = split_name(data.name)
     fingerprint = fingerprint_from_labels(data.name, {split: labels}).describe()
@@ -401,12 +608,14 @@ def predict(
         dataset=name, dataset_version=version, split=split,
         fingerprint=fingerprint, experiment=root, architecture=arch,
         num_classes=int(data.num_classes), num_examples=len(labels),
-        num_train=_num_train(runs, split, len(labels)), outputs=outputs,
+        num_train=num_train, outputs=outputs,
         logits_dtype=logits_dtype, runs=tuple(r.name for r in runs), backend=backend,
+        views=view_names, source=store_source(recorded),
     )
     spec = TaskSpec(out, dataset, split, backend, arch, int(data.num_classes),
                     tuple(int(d) for d in data.image_shape), outputs, logits_dtype,
-                    batch_size, layout.num_train, tuple(sorted((backend_options or {}).items())))
+                    batch_size, layout.num_train, tuple(sorted((backend_options or {}).items())),
+                    own_dataset=cross_check, views=view_names)
     prepared = False
 
     def completed() -> int | None:  # on Ctrl-C: the store's completed runs, once it is ours
@@ -415,24 +624,36 @@ def predict(
     with contextlib.ExitStack() as stack:
         # Ctrl-C: counted when this exits, last, after the cluster's shutdown.
         stack.enter_context(counting_interrupts(len(runs), completed))
+        stack.enter_context(store_lock(out))  # before the cluster: a second command stops here
         preload = ["heldout.quiet"] if backend == "tensorflow" else []
+        models = not all(recorded)  # runs to evaluate: recorded outputs are read here
         dask = (stack.enter_context(connect(scheduler, workers, preload))
-                if workers > 0 or scheduler is not None else None)
+                if models and (workers > 0 or scheduler is not None) else None)
         prepare_store(out, layout, runs, labels, overwrite)
         prepared = True
         summary = _fill(spec, runs, data, dask, retries, progress, cache,
-                        min_match_fraction if cross_check else None)
-    return dataclasses.replace(summary, skipped=selection.skipped)
+                        min_match_fraction if cross_check else None, recorded)
+    return dataclasses.replace(summary, skipped=selection.skipped, source=layout.source,
+                               recorded_runs=sum(recorded), source_note=note)
+
+
+def _any_recorded(runs: Sequence[Run], skipped: Sequence[Skipped]) -> bool:
+    """Whether any selected run, or any run left out, recorded its outputs."""
+    return any(r.has_outputs() for r in runs) or any(
+        os.path.isfile(os.path.join(s.path, OUTPUTS)) for s in skipped)
 
 
 def _fill(spec: TaskSpec, runs: Sequence[Run], data, dask: Dask | None, retries: int,
-          progress: bool, cache: dict | None, min_match_fraction: float | None
-          ) -> PredictSummary:
-    """Evaluates the runs of the store `spec.store` not completed, then cross-checks (unless
-    `min_match_fraction` is None)."""
+          progress: bool, cache: dict | None, min_match_fraction: float | None,
+          recorded: Sequence[bool]) -> PredictSummary:
+    """Fills the rows of the store `spec.store`'s runs not completed (read from their recorded
+    outputs where `recorded`, else evaluated), then cross-checks (unless `min_match_fraction`
+    is None)."""
     out = spec.store
     done = st.completed(out)
-    todo = [(row, run) for row, run in enumerate(runs) if not done[row]]
+    missing = [(row, run) for row, run in enumerate(runs) if not done[row]]
+    read = [(row, run) for row, run in missing if recorded[row]]
+    todo = [(row, run) for row, run in missing if not recorded[row]]
     if dask is None and todo:
         cache = {} if cache is None else cache
         state = cache.get(_STATE)
@@ -440,14 +661,14 @@ def _fill(spec: TaskSpec, runs: Sequence[Run], data, dask: Dask | None, retries:
             cache[_STATE] = WorkerState(spec.model_key(), data)
     failed = []
     reevaluated = 0
-    for result in _run_tasks(spec, todo, dask, retries, progress, cache):
+    for result in _run_tasks(spec, todo, dask, retries, progress, cache, read, data):
         if result.error:
             failed.append((result.row, result.name, result.error))
         reevaluated += result.reevaluated
+    evaluated = len(todo) - sum(not recorded[row] for row, _, _ in failed)
     failed = [(name, error) for _, name, error in sorted(failed)]  # store order: ratio, run id
-    evaluated = len(todo) - len(failed)
-    summary = PredictSummary(out, len(runs), evaluated, len(runs) - len(todo), tuple(failed),
-                             reevaluated=reevaluated,
+    summary = PredictSummary(out, len(runs), len(missing) - len(failed),
+                             len(runs) - len(missing), tuple(failed), reevaluated=reevaluated,
                              predictions=evaluated * int(data.num_examples(spec.split)))
     if min_match_fraction is not None:
         summary = cross_check_store(summary, runs, spec.split, min_match_fraction)

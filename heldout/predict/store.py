@@ -12,14 +12,20 @@ and rename):
   softmax of the logits (LiRA, Carlini et al. 2022), computed stably as
   ``z_y - logsumexp_{y' != y} z_y'``.
 - ``logits`` float16 or float32 [R, N, C]: only when asked.
+- ``logit_confidence_views`` float32 [R, N, V]: ``logit_confidence`` of each view of the images
+  (`heldout.data.views`: e.g. the horizontal mirror), only when views are asked; the group
+  attribute ``views`` names them in order, ``identity`` first (its column equals
+  ``logit_confidence``).
 - ``label`` int64 [N], ``index`` int64 [N]: the split's labels and positions, dataset order.
 - ``run_id`` int64 [R], ``subset_ratio`` float64 [R]: written when the store is created.
-- ``epoch``, ``global_step`` int64 [R]: of the restored checkpoint.
+- ``epoch``, ``global_step`` int64 [R]: of the restored checkpoint (of the recorded outputs).
 - ``mask`` bool [R, n_train]: the run's training subset, from its aux arrays.
+- ``recorded`` bool [R]: the run's row was read from the outputs it recorded at the end of
+  training (``outputs.npz``, `heldout.experiment.RecordedOutputs`), not evaluated from its model.
 - ``completed`` bool [R]: set only after all of a run's chunks are written.
 
-Dimension names (``run``, ``example``, ``class``, ``train_example``) make the group readable
-with ``xarray.open_zarr``. Group attributes: see `StoreLayout.attrs`.
+Dimension names (``run``, ``example``, ``class``, ``view``, ``train_example``) make the group
+readable with ``xarray.open_zarr``. Group attributes: see `StoreLayout.attrs`.
 """
 
 from __future__ import annotations
@@ -46,6 +52,17 @@ CONFIDENCE_DEFINITION = (
     "log p_y - log(sum_{y' != y} p_y') of a float64 softmax of the logits, computed as "
     "z_y - logsumexp_{y' != y} z_y' (LiRA's logit-scaled confidence), stored float32"
 )
+#: The array of ``logit_confidence`` in several views, float32 [R, N, V], and the group
+#: attribute naming its views in order (``identity`` first); read by `heldout.privacy`.
+VIEWS_ARRAY = "logit_confidence_views"
+VIEWS_ATTRIBUTE = "views"
+#: The group attribute ``source``: where the rows came from. Every run's model evaluated (its
+#: checkpoint, or with the torch backend its exported model), every run's recorded outputs
+#: (``outputs.npz``) read, or some of each (the per-run array ``recorded`` says which).
+SOURCE_CHECKPOINTS = "checkpoints"
+SOURCE_RECORDED = "recorded"
+SOURCE_MIXED = "recorded+checkpoints"
+SOURCES = (SOURCE_CHECKPOINTS, SOURCE_RECORDED, SOURCE_MIXED)
 #: Attributes that must agree for a store to be resumed (name -> what it is, for messages).
 IDENTITY = {
     "dataset": "dataset",
@@ -58,11 +75,13 @@ IDENTITY = {
     "architecture": "architecture",
     "num_train": "training-set size (mask width)",
     "runs": "runs",
+    VIEWS_ATTRIBUTE: "views (--views)",
+    "source": "source (--source)",
 }
+#: Values of `IDENTITY` attributes in stores written before the attribute existed.
+_ABSENT = {VIEWS_ATTRIBUTE: [], "source": SOURCE_CHECKPOINTS}
 _PER_RUN = ("correct", "prediction", "margin", "logit_confidence", "logits", "epoch",
-            "global_step", "mask", "run_id", "subset_ratio",
-            # [R, N, V], the statistic in several views (read by heldout.privacy)
-            "logit_confidence_views")
+            "global_step", "mask", "run_id", "subset_ratio", VIEWS_ARRAY, "recorded")
 
 
 class StoreError(HeldoutError, ValueError):
@@ -85,6 +104,11 @@ class StoreLayout:
       logits_dtype: ``float16`` or ``float32`` (used when ``logits`` is stored).
       runs: ``<ratio>/<run_id>`` of each run, in store order (R).
       backend: the backend that computed the outputs (not compared on resume).
+      views: the view names of `VIEWS_ARRAY` (`heldout.data.views`), ``identity`` first; ()
+        when the store has no views.
+      source: where the rows come from, one of `SOURCES`: ``checkpoints`` (every run's
+        model evaluated), ``recorded`` (every run's recorded outputs read) or
+        ``recorded+checkpoints``.
     """
 
     dataset: str
@@ -100,6 +124,8 @@ class StoreLayout:
     logits_dtype: str
     runs: tuple[str, ...]
     backend: str = "tensorflow"
+    views: tuple[str, ...] = ()
+    source: str = SOURCE_CHECKPOINTS
 
     def attrs(self) -> dict[str, Any]:
         """The group attributes: the fields, plus ``format``, ``margin_definition``,
@@ -107,6 +133,7 @@ class StoreLayout:
         attrs = dataclasses.asdict(self)
         attrs["outputs"] = list(self.outputs)
         attrs["runs"] = list(self.runs)
+        attrs[VIEWS_ATTRIBUTE] = list(self.views)
         attrs.update(
             format=STORE_FORMAT,
             margin_definition=MARGIN_DEFINITION,
@@ -167,8 +194,11 @@ def _array_specs(layout: StoreLayout) -> dict[str, tuple[tuple[int, ...], str, t
         "epoch": ((r,), "int64", ("run",)),
         "global_step": ((r,), "int64", ("run",)),
         "mask": ((r, layout.num_train), "bool", ("run", "train_example")),
+        "recorded": ((r,), "bool", ("run",)),
         "completed": ((r,), "bool", ("run",)),
     }
+    if layout.views:
+        specs[VIEWS_ARRAY] = ((r, n, len(layout.views)), "float32", ("run", "example", "view"))
     return {k: v for k, v in specs.items() if k in layout.outputs or k not in OUTPUTS}
 
 
@@ -249,8 +279,8 @@ def check_layout(path: str | os.PathLike, layout: StoreLayout) -> None:
     found, wanted = read_attrs(path), layout.attrs()
     diffs = []
     for key, what in IDENTITY.items():
-        if found.get(key) != wanted[key]:
-            a, b = found.get(key), wanted[key]
+        a, b = found.get(key, _ABSENT.get(key)), wanted[key]
+        if a != b:
             if key == "runs":
                 a = f"{len(a or [])} runs {(a or [])[:4]}..."
                 b = f"{len(b)} runs {b[:4]}..."
@@ -270,7 +300,9 @@ def write_run(
     epoch: int,
     global_step: int,
 ) -> None:
-    """Writes run `r`'s rows (its own chunks only), then sets ``completed[r]`` last."""
+    """Writes run `r`'s rows (its own chunks only: `rows` maps array names to its row, e.g.
+    ``correct``, ``margin``, ``recorded``; names the store lacks are passed over), then sets
+    ``completed[r]`` last."""
     import zarr
 
     group = zarr.open_group(os.fspath(path), mode="r+")

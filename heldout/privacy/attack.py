@@ -17,7 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from heldout.data.fingerprint import Fingerprint, fingerprint_from_labels, read_fingerprint
+from heldout.data.views import IDENTITY
 from heldout.npzio import NpzError, load_npz, require, save_npz_atomic
+from heldout.predict.store import VIEWS_ARRAY, VIEWS_ATTRIBUTE
 from heldout.privacy.lira import (
     DEFAULT_CHUNK_ELEMENTS,
     LOCATIONS,
@@ -31,11 +34,6 @@ from heldout.privacy.metrics import AttackMetrics, attack_metrics, exposure
 
 LIRA_FORMAT = "heldout.privacy.lira/1"
 STATISTIC = "logit_confidence"
-#: The store array of the statistic in several views, float32 [R, N, V]; its names, in order
-#: (``identity`` first), are the group attribute `VIEWS_ATTRIBUTE`.
-VIEWS_ARRAY = "logit_confidence_views"
-VIEWS_ATTRIBUTE = "views"
-IDENTITY = "identity"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,13 +43,17 @@ class LiraInputs:
     Attributes:
       store: the store's path.
       statistic: float32 [R, N, V], the logit confidence of each selected run, example, view.
-      mask: bool [R, N], each run's training subset.
+      mask: bool [R, N], each run's training subset, in the columns' order (``mask[r, c]``:
+        run r trained on example ``index[c]``).
       run_names: ``<ratio>/<run_id>`` of the R runs, in store order.
       run_id: int64 [R]; subset_ratio: float64 [R].
       views: the V view names.
       index: int64 [N], the examples' positions in the dataset.
       ratio_choice: how the subset ratios were chosen (for messages).
       attrs: the store's group attributes.
+      fingerprint: the train split's dataset fingerprint (its name, version, size and label
+        hash in dataset order, from the store's ``label`` and ``index``), or None where
+        ``index`` is not a permutation of the split.
     """
 
     store: str
@@ -64,6 +66,7 @@ class LiraInputs:
     index: np.ndarray
     ratio_choice: str
     attrs: dict[str, Any]
+    fingerprint: Fingerprint | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +80,7 @@ class LiraResult:
       mean_score_in, mean_score_out, exposure: float32 [N], from the online scores.
       runs: ``<ratio>/<id>`` of every run used (targets and shadows) [R].
       views, location, index, store: as in `LiraInputs` / `lira_scores`.
+      fingerprint: the store's train split fingerprint, or None (a file written without it).
     """
 
     scores: dict[str, np.ndarray]
@@ -92,6 +96,7 @@ class LiraResult:
     location: str
     index: np.ndarray
     store: str
+    fingerprint: Fingerprint | None = None
 
     @property
     def variants(self) -> tuple[str, ...]:
@@ -189,10 +194,19 @@ def load_lira_inputs(
     if mask.shape != statistic.shape[:2]:
         raise StoreError(f"{path}: mask {list(mask.shape)} and {STATISTIC} "
                          f"{list(statistic.shape[:2])} differ in size")
+    index = np.asarray(s["index"], np.int64)
+    fingerprint = None
+    if np.array_equal(np.sort(index), np.arange(len(index))):
+        # Column c is example index[c] of the split; the mask is in dataset order.
+        mask = mask[:, index]
+        labels = np.empty(len(index), np.int64)
+        labels[index] = np.asarray(s["label"], np.int64)
+        fingerprint = fingerprint_from_labels(attrs.get("dataset", ""), {"train": labels},
+                                              attrs.get("dataset_version", ""))
     return LiraInputs(path, statistic.astype(np.float32, copy=False), mask.astype(bool),
                       run_names, np.asarray(s["run_id"][sel], np.int64),
                       np.asarray(s["subset_ratio"][sel], np.float64), tuple(wanted),
-                      np.asarray(s["index"], np.int64), note, dict(attrs))
+                      index, note, dict(attrs), fingerprint)
 
 
 def select_targets(inputs: LiraInputs, target_ids: Collection[int] | None = None) -> np.ndarray:
@@ -252,7 +266,8 @@ def run_lira(
         result.scores, result.member, tuple(inputs.run_names[i] for i in rows),
         inputs.run_id[rows], metrics, exposed.mean_in.astype(np.float32),
         exposed.mean_out.astype(np.float32), exposed.exposure.astype(np.float32),
-        inputs.run_names, inputs.views, location, inputs.index, inputs.store)
+        inputs.run_names, inputs.views, location, inputs.index, inputs.store,
+        inputs.fingerprint)
 
 
 def save_lira(path: str | os.PathLike, result: LiraResult) -> None:
@@ -266,7 +281,8 @@ def save_lira(path: str | os.PathLike, result: LiraResult) -> None:
     ``member`` bool [T, N]; ``target_run`` str [T]; ``target_run_id`` int64 [T];
     ``mean_score_in``, ``mean_score_out``, ``exposure`` float32 [N]; ``num_members``,
     ``num_nonmembers`` int64; ``runs`` str [R]; ``views`` str [V]; ``location``, ``store``
-    str; ``index`` int64 [N].
+    str; ``index`` int64 [N]; with a fingerprint, the train split's ``fingerprint__*`` keys
+    (`heldout.data.fingerprint`).
     """
     arrays: dict[str, Any] = {
         "format": np.array(LIRA_FORMAT),
@@ -294,6 +310,8 @@ def save_lira(path: str | os.PathLike, result: LiraResult) -> None:
         })
         arrays.update(fpr_levels=m.fpr_levels, num_members=np.int64(m.num_members),
                       num_nonmembers=np.int64(m.num_nonmembers))
+    if result.fingerprint is not None:
+        arrays.update(result.fingerprint.to_arrays())
     save_npz_atomic(path, arrays)
 
 
@@ -303,6 +321,7 @@ def load_lira(path: str | os.PathLike) -> LiraResult:
     Raises:
       NpzError: unreadable, another format, a missing key, or a key of the wrong dtype or
         shape (the message names the file and the key).
+      FingerprintError: incomplete or malformed ``fingerprint__*`` keys.
     """
     path = os.fspath(path)
     arrays = load_npz(path)
@@ -336,5 +355,6 @@ def load_lira(path: str | os.PathLike) -> LiraResult:
         get("mean_score_in", "f", ("N",)), get("mean_score_out", "f", ("N",)),
         get("exposure", "f", ("N",)), tuple(str(r) for r in get("runs", "U", ("R",))),
         tuple(str(v) for v in get("views", "U", ("V",))), location,
-        get("index", "iu", ("N",)).astype(np.int64), str(get("store", "U", ())))
+        get("index", "iu", ("N",)).astype(np.int64), str(get("store", "U", ())),
+        read_fingerprint(arrays, path))
 

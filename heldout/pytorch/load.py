@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 
@@ -122,28 +123,25 @@ def resolve_spec(
     input_shape: Sequence[int] | None = None,
 ) -> Metadata:
     """The file's metadata, with given values winning and missing ones inferred from the tensor
-    names (`infer_spec`).
+    names (`infer_spec`; a file without metadata has an unknown input preprocessing).
 
     Raises:
       TensorFileError: no metadata, no architecture given and none inferable.
     """
     meta = tensor_file.metadata
     if meta is not None:
-        return Metadata(
-            architecture=arch or meta.architecture,
+        return dataclasses.replace(
+            meta, architecture=arch or meta.architecture,
             num_classes=int(num_classes or meta.num_classes),
-            input_shape=tuple(input_shape or meta.input_shape),
-            **{k: getattr(meta, k) for k in ("input_scaling", "bn_epsilon", "epoch",
-                                             "global_step", "subset_ratio", "run_id",
-                                             "source_checkpoint", "heldout_version")},
-        )
+            input_shape=tuple(input_shape or meta.input_shape))
     shapes = {k: tuple(v.shape) for k, v in tensor_file.tensors.items()}
     if arch is None or num_classes is None or input_shape is None:
         inferred = infer_spec(shapes, tensor_file.path)
     else:
         inferred = (arch, num_classes, input_shape)
     return Metadata(arch or inferred[0], int(num_classes or inferred[1]),
-                    tuple(input_shape or inferred[2]))
+                    tuple(input_shape or inferred[2]),
+                    input_preprocessing_source="unknown: the file has no metadata")
 
 
 def load_model(
@@ -152,11 +150,12 @@ def load_model(
     num_classes: int | None = None,
     input_shape: Sequence[int] | None = None,
 ) -> nn.Module:
-    """The PyTorch model of an exported run, in eval mode, on the CPU.
+    """The PyTorch model of an exported run, in eval mode, on the CPU, with its metadata.
 
-    The model takes NCHW float32 images [b, C, H, W] scaled as the metadata's
-    ``input_scaling`` says (``uint8 / 255`` for SmallInception) and returns float32 logits
-    [b, num_classes]. From NHWC numpy images: ``model(torch.from_numpy(x).permute(0, 3, 1, 2))``.
+    The model takes NCHW float32 images [b, C, H, W] preprocessed as its run was trained
+    (``model.metadata.input_preprocessing``: e.g. uint8 / 255 for the CIFAR runs, uint8 / 16
+    for the digits) and returns float32 logits [b, num_classes]. From uint8 NHWC images:
+    ``model(heldout.pytorch.preprocess(images, model.metadata))``.
 
     Args:
       path: a ``model.safetensors`` or ``model.npz`` written by `heldout export`, or the run
@@ -176,4 +175,5 @@ def load_model(
     shapes = {k: tuple(v.shape) for k, v in tensor_file.tensors.items()}
     model = build_torch_model(spec.architecture, spec.num_classes, spec.input_shape, shapes)
     load_tensors(model, tensor_file.tensors, path)
+    model.metadata = spec  # a plain attribute: not a parameter, buffer or submodule
     return model.eval()

@@ -2,8 +2,10 @@
 and as figures.
 
 Modules, dependencies flowing one way: `predictions` (held-out predicted labels from a
-predictions store) <- `inputs` (`ReportData`: reads the runs once, checks the given files
-against them, computes what is not given with `heldout.estimate`) <- `figures` (matplotlib Agg)
+predictions store) and `lira` (a `heldout lira` file, or the attack computed from that store,
+checked against the runs: `heldout.privacy`) <- `inputs` (`ReportData`: reads the runs once,
+checks the given files against them, computes what is not given with `heldout.estimate`; reads
+the table of `heldout lds --baselines` with `heldout.attribution`) <- `figures` (matplotlib Agg)
 and `thumbnails` (Pillow) <- `page` (the HTML); `numbers` (how a number and a binomial estimate
 are printed: "undefined", no negative zero, counts where a standard error would print as 0)
 serves the page, the MNIST example's figure and its summaries. Pure numpy, matplotlib and
@@ -37,6 +39,7 @@ from heldout.report.inputs import (
     labels_only_examples,
     top_k_of_matrix,
 )
+from heldout.report.lira import Correlation, Membership, MembershipError
 from heldout.report.page import render_page
 from heldout.report.predictions import HeldOutPredictions, PredictionsError, read_predictions
 
@@ -95,8 +98,9 @@ def write_figures(out_dir: str | os.PathLike, data: ReportData,
 
 
 __all__ = [
-    "DEFAULT_GALLERY_SIZE", "DEFAULT_TOP_K", "FIGURES", "CScoreSummary", "Examples",
-    "HeldOutPredictions", "PredictionsError", "RatioSummary", "ReportData", "ReportError",
+    "DEFAULT_GALLERY_SIZE", "DEFAULT_TOP_K", "FIGURES", "CScoreSummary", "Correlation",
+    "Examples", "HeldOutPredictions", "Membership", "MembershipError", "PredictionsError",
+    "RatioSummary", "ReportData", "ReportError",
     "choose_ratio", "compute_report", "examples_from_dataset", "labels_only_examples",
     "read_predictions", "render_page", "report_experiment", "top_k_of_matrix", "write_figures",
     "write_report",

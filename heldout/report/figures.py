@@ -1,8 +1,9 @@
 """The report's figures, drawn with matplotlib's Agg renderer (no display, no pyplot state).
 
 Each figure function takes a `ReportData` and returns a `matplotlib.figure.Figure`, or None
-when what it would show is undefined (the page says why). `FIGURES` lists them by name for
-`heldout plot`, which writes each alone as PNG and PDF (`save_figure`, atomically).
+when what it would show is undefined or its input was not given (the page says why).
+`FIGURES` lists them by name for `heldout plot`, which writes each alone as PNG and PDF
+(`save_figure`, atomically).
 """
 
 from __future__ import annotations
@@ -146,12 +147,91 @@ def memorization_vs_cscore(data: ReportData) -> Figure | None:
     return fig
 
 
+def lira_roc(data: ReportData) -> Figure | None:
+    """The ROC of each LiRA variant over all (target run, example) pairs on log-log axes, as
+    Carlini et al. 2022 read it, with the diagonal of a guess (TPR = FPR); each axis starts at
+    half its smallest resolvable rate (1 / the pairs of its class); points at rate 0 are off
+    the axes."""
+    m = data.membership
+    if m is None:
+        return None
+    fig = Figure(figsize=(5.2, 4.4))
+    ax = fig.add_subplot()
+    x_low, y_low = 0.5 / m.num_nonmembers, 0.5 / m.num_members
+    for name, metrics in m.metrics.items():
+        shown = (metrics.roc_fpr > 0) & (metrics.roc_tpr > 0)
+        ax.plot(metrics.roc_fpr[shown], metrics.roc_tpr[shown], lw=1.3,
+                label=f"{name} (AUC {metrics.auc:.3f})")
+    low = min(x_low, y_low)
+    ax.plot([low, 1], [low, 1], "--", color="0.5", lw=1, label="guessing (TPR = FPR)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(x_low, 1)
+    ax.set_ylim(y_low, 1)
+    ax.set_xlabel(f"false-positive rate ({m.num_nonmembers:,} non-member pairs)")
+    ax.set_ylabel(f"true-positive rate ({m.num_members:,} member pairs)")
+    ax.set_title(f"LiRA: {len(m.target_runs)} target runs, each attacked with the other "
+                 f"{len(m.runs) - 1} runs as shadows", fontsize=8)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3, which="both", lw=0.5)
+    fig.tight_layout()
+    return fig
+
+
+METHOD_NAMES = {
+    "influence_correct": "heldout influence on correctness",
+    "influence_output": "heldout influence on the {output}",
+    "datamodels_ridge": "ridge datamodels of the {output}",
+}
+"""How the page and the figure name the estimators of `heldout lds --baselines`."""
+
+
+def method_name(method: str, output: str) -> str:
+    """A `heldout lds --baselines` estimator's name in words (the key itself when unknown)."""
+    return METHOD_NAMES.get(method, method).format(output=output.replace("_", " "))
+
+
+def lds_baselines(data: ReportData) -> Figure | None:
+    """The cross-fitted LDS of each estimator against the number of runs it was fitted on
+    (mean over the two folds, log scale): the mean over test examples with its 95% interval
+    (Student's t over test examples); the estimators are drawn a little apart on x."""
+    b = data.baselines
+    if b is None:
+        return None
+    table = b.table
+    runs = table.num_fit_runs.mean(axis=1)
+    fig = Figure(figsize=(6, 3.8))
+    ax = fig.add_subplot()
+    spread = np.linspace(-1, 1, len(table.methods)) * 0.01 if len(table.methods) > 1 else [0]
+    for k, method in enumerate(table.methods):
+        mean = table.mean[k]
+        errors = np.abs(np.stack([mean - table.low[k], table.high[k] - mean]))
+        ax.errorbar(runs * 10 ** spread[k], mean, yerr=errors, marker="o", capsize=3,
+                    label=method_name(method, b.output))
+    ax.axhline(0, color="0.5", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xticks(runs, ["/".join(str(n) for n in sorted(set(pair)))
+                         for pair in table.num_fit_runs.tolist()])
+    ax.minorticks_off()
+    ax.set_xlabel("runs fitted on (each of the two folds)")
+    ax.set_ylabel(f"LDS against the {b.output.replace('_', ' ')}")
+    halves = " and ".join(str(n) for n in table.num_score_runs)
+    ax.set_title(f"scored on the other half ({halves} runs); mean over "
+                 f"{table.lds.shape[-1]} test examples, 95% intervals", fontsize=8)
+    ax.legend(fontsize=7, loc="best")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
 FIGURES: dict[str, Callable[[ReportData], Figure | None]] = {
     "learning_curve": learning_curve,
     "memorization_hist": memorization_histogram,
     "memorization_by_class": memorization_by_class,
     "cscore_hist_by_class": cscore_histograms,
     "memorization_vs_cscore": memorization_vs_cscore,
+    "lira_roc": lira_roc,
+    "lds_baselines": lds_baselines,
 }
 
 

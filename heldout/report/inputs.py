@@ -8,13 +8,17 @@ is given, or computes from the accumulators what it is not given:
   enough runs (memorization defined for at least half the training examples; otherwise the
   ratio where it is defined for the most), with `heldout.estimate.estimate`;
 - the high-influence pairs (`heldout.estimate.high_influence_pairs`, exact, tile by tile);
-- the C-scores over all the experiment's ratios (`heldout.estimate.cscores`).
+- the C-scores over all the experiment's ratios (`heldout.estimate.cscores`);
+- with a train-split predictions store and no `heldout lira` file, the LiRA attack on the
+  store (`heldout.report.lira.compute_membership`).
 
 Every file is checked against the experiment before it is used: an estimate file must be of
-one of its ratios with the same runs (``num_runs`` and every ``count_in`` equal to the runs'),
-sizes and dataset fingerprints must agree, and the dataset's labels must match the runs'
-fingerprint; otherwise `ReportError` (or `FingerprintError`) names the file and what differs.
-Pure numpy: no TensorFlow.
+one of its ratios with the same runs (``num_runs`` and every ``count_in`` equal to the runs')
+and of the influence on correctness (its ``target``), sizes and dataset fingerprints must
+agree, the dataset's labels must match the runs' fingerprint, a LiRA file must be of the
+experiment's runs and subsets (`heldout.report.lira.check_lira`) and a `heldout lds
+--baselines` file of its runs; otherwise `ReportError` (or `FingerprintError`) names the file
+and what differs. Pure numpy: no TensorFlow.
 """
 
 from __future__ import annotations
@@ -26,11 +30,21 @@ import numpy as np
 
 from heldout import estimate as est
 from heldout import published
+from heldout.attribution import BaselinesFile, load_baselines
 from heldout.data.arrays import ArrayDataset
 from heldout.data.fingerprint import Fingerprint, check_fingerprints, fingerprint_from_labels
 from heldout.data.protocol import Dataset
 from heldout.errors import HeldoutError
-from heldout.experiment import Experiment, Skipped, open_experiment
+from heldout.experiment import Experiment, Skipped, iter_aux_arrays, open_experiment
+from heldout.predict.store import StoreError
+from heldout.privacy import LiraError
+from heldout.report.lira import (
+    Membership,
+    check_runs,
+    compute_membership,
+    correlation,
+    read_membership,
+)
 from heldout.report.predictions import HeldOutPredictions, read_predictions
 
 DEFAULT_GALLERY_SIZE = 32
@@ -145,6 +159,10 @@ class ReportData:
       pairs_stderr: float64 [p], that of each pair's influence, or None.
       pairs_expected_noise: the number of pairs expected to pass the rule by chance alone at
         the estimate's run count (`heldout.estimate.expected_noise_pairs`), or None.
+      membership: the LiRA attack (`heldout.report.lira.Membership`), or None;
+        membership_note: why not ('' when shown).
+      baselines: the table of `heldout lds --baselines` (`heldout.attribution.BaselinesFile`),
+        or None; baselines_source: its file; baselines_note: why not.
     """
 
     experiment_root: str
@@ -168,6 +186,11 @@ class ReportData:
     influence_stderr: np.ndarray | None = None
     pairs_stderr: np.ndarray | None = None
     pairs_expected_noise: float | None = None
+    membership: Membership | None = None
+    membership_note: str = ""
+    baselines: BaselinesFile | None = None
+    baselines_source: str = ""
+    baselines_note: str = ""
 
     @property
     def num_train(self) -> int:
@@ -217,12 +240,10 @@ def _read_runs(experiment: Experiment, keep_runs: bool, progress):
         raise ReportError(f"{experiment.root}: no complete runs (aux_arrays.npz) found")
     accs: dict[str, est.RatioAccumulator] = {}
     accuracy: dict[str, dict[str, list[float]]] = {}
-    sizes: tuple[int, int] | None = None
-    for run in progress(runs) if progress else runs:
-        aux = run.load_aux(*sizes) if sizes else run.load_aux()
-        sizes = (aux.num_train, aux.num_test)
+    for run, aux in iter_aux_arrays(runs, progress=progress):
         if run.ratio not in accs:
-            accs[run.ratio] = est.RatioAccumulator(*sizes, keep_runs, run.subset_ratio)
+            accs[run.ratio] = est.RatioAccumulator(aux.num_train, aux.num_test, keep_runs,
+                                                   run.subset_ratio)
             accuracy[run.ratio] = {s: [] for s in ("train", "removed", "test")}
         accs[run.ratio].add_aux(aux, run.name)
         for split, values in accuracy[run.ratio].items():
@@ -303,6 +324,12 @@ def top_k_of_matrix(influence: np.ndarray, k: int,
 def _load_estimate_file(path: str, accs: list[est.RatioAccumulator], experiment: Experiment,
                         fingerprint: Fingerprint | None) -> est.RatioEstimate:
     loaded = est.load_estimate(path)
+    if loaded.target != "correct":
+        raise ReportError(
+            f"{path}: key 'target' is {loaded.target!r}: its influence is on the store's "
+            f"{loaded.target} (in its units, Welch standard errors), but the report's influence, "
+            "standard errors and high-influence pairs are of correctness: give an estimate "
+            "written with --target correct (the default), or leave --estimates out")
     n_train, n_test = accs[0].num_train, accs[0].num_test
     if len(loaded.memorization) != n_train:
         raise ReportError(f"{path}: covers {len(loaded.memorization)} training examples, the "
@@ -358,6 +385,50 @@ def _load_cscores_file(path: str, accs: list[est.RatioAccumulator], examples: Ex
                          loaded.extra.get("count_out_by_ratio"))
 
 
+def _run_masks(accs: list[est.RatioAccumulator]):
+    """(run name -> (accumulator, row), run name -> its subset bool [n_train]); the subsets
+    need accumulators that kept the runs' masks (`keep_runs`)."""
+    rows = {name: (acc, r) for acc in accs for r, name in enumerate(acc.run_names)}
+
+    def run_mask(name: str) -> np.ndarray:
+        acc, r = rows[name]
+        return np.unpackbits(acc.mask_bits[r], bitorder="little")[:acc.num_train].astype(bool)
+
+    return rows, run_mask
+
+
+def _membership(lira_path: str | None, predictions_path: str | None, root: str,
+                accs: list[est.RatioAccumulator], examples: Examples,
+                progress) -> tuple[Membership | None, str]:
+    """The LiRA attack from its file, or computed from a train-split store; or why not."""
+    if lira_path is None and predictions_path is None:
+        return None, ("omitted: give --lira lira.npz (written by `heldout lira`), or "
+                      "--predictions STORE.zarr (the train split's predictions store, with "
+                      "logit_confidence) to compute the attack")
+    rows, run_mask = _run_masks(accs)
+    fingerprint = fingerprint_from_labels(examples.name, {"train": examples.labels["train"]})
+    if lira_path is not None:
+        return read_membership(lira_path, root, rows, run_mask, fingerprint), ""
+    try:
+        return compute_membership(predictions_path, root, rows, run_mask, fingerprint,
+                                  progress), ""
+    except (LiraError, StoreError) as e:
+        return None, (f"not computed from {predictions_path}: {e}; `heldout lira` writes the "
+                      "file given with --lira")
+
+
+def _load_baselines(path: str | None, root: str,
+                    summaries: tuple[RatioSummary, ...]) -> tuple[BaselinesFile | None, str]:
+    """A `heldout lds --baselines` file of the experiment's runs, or why there is none."""
+    if path is None:
+        return None, ("omitted: give --lds_baselines FILE, the table written by `heldout lds "
+                      "--baselines --store TEST.zarr --out FILE`")
+    loaded = load_baselines(path)
+    names = {name for s in summaries for name in s.run_names}
+    check_runs(path, loaded.runs, names, root, "an LDS table", ReportError)
+    return loaded, ""
+
+
 def compute_report(
     experiment_dir: str | os.PathLike | Experiment,
     examples: Examples,
@@ -369,6 +440,10 @@ def compute_report(
     infl_threshold: float = est.INFLUENCE_THRESHOLD,
     mem_threshold: float = est.MEMORIZATION_THRESHOLD,
     progress: est.Progress | None = None,
+    *,
+    lira_path: str | None = None,
+    lds_baselines_path: str | None = None,
+    lira_progress: est.Progress | None = None,
 ) -> ReportData:
     """Reads the experiment and the files, computes what is not given (module docstring).
 
@@ -384,18 +459,32 @@ def compute_report(
       top_k: influence entries kept per test example when computed.
       infl_threshold, mem_threshold: of the high-influence pairs (the paper's 0.15 and 0.25).
       progress: optional wrapper reporting progress over the runs (e.g. tqdm).
+      lira_path: a `heldout lira` file (``lira.npz``) for the membership-inference section;
+        without it, the attack is computed from `predictions_path` when given (a store that
+        LiRA cannot attack, e.g. without ``logit_confidence``, leaves the section with a note).
+      lds_baselines_path: a `heldout lds --baselines` file for the attribution section.
+      lira_progress: optional wrapper reporting the attack's progress when it is computed.
 
     Raises:
-      ReportError: dataset sizes that differ from the runs', or a file of other runs.
+      ReportError: dataset sizes that differ from the runs', a file of other runs, or an
+        estimate of an influence on another output than correctness.
+      MembershipError: a LiRA file of other runs or subsets, or of another size.
       FingerprintError: files or labels of another dataset or order.
-      NpzError, LayoutError, PublishedFormatError: unreadable or malformed inputs.
+      NpzError, LayoutError, PublishedFormatError, PredictionsError: unreadable or malformed
+        inputs.
     """
     experiment = (experiment_dir if isinstance(experiment_dir, Experiment) else
                   open_experiment(experiment_dir))
     root = experiment.root
-    accs, summaries, fingerprint = _read_runs(experiment, estimates_path is None, progress)
+    # The runs' masks are kept to compute influence, and to check a store or a LiRA file.
+    keep_runs = estimates_path is None or predictions_path is not None or lira_path is not None
+    accs, summaries, fingerprint = _read_runs(experiment, keep_runs, progress)
     _check_examples(examples, accs[0], root, fingerprint)
     labels = examples.labels
+    # The files of the new sections are checked before the long work.
+    baselines, baselines_note = _load_baselines(lds_baselines_path, root, summaries)
+    membership, membership_note = _membership(lira_path, predictions_path, root, accs,
+                                              examples, lira_progress)
 
     estimate, note, source = None, "", ""
     if estimates_path is not None:
@@ -465,10 +554,18 @@ def compute_report(
     uncertainty = {}
     if estimate is not None:
         estimate, uncertainty = _uncertainty(estimate, accs, pairs, labels, thresholds)
+    if membership is not None:
+        membership = dataclasses.replace(
+            membership,
+            with_memorization=(None if estimate is None else
+                               correlation(membership.exposure, estimate.memorization)),
+            with_cscore=correlation(membership.exposure, cscores.scores))
     return ReportData(
         root, summaries, experiment.skipped, fingerprint, examples, estimate, source, note,
         pairs, pairs_note, infl_threshold, mem_threshold, cscores, cscores_note, predictions,
-        predictions_note, gallery_size, **uncertainty,
+        predictions_note, gallery_size, **uncertainty, membership=membership,
+        membership_note=membership_note, baselines=baselines,
+        baselines_source=lds_baselines_path or "", baselines_note=baselines_note,
     )
 
 

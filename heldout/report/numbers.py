@@ -74,3 +74,17 @@ def fmt_binomial(value: float, stderr: float | None, successes: Sequence[float] 
     else:
         counts = f"({' + '.join(terms)})/{len(terms)}"
     return f"{text} = {counts}"
+
+
+def fmt_rate(value: float, digits: int = 4) -> str:
+    """A rate that may not be resolvable (a TPR at an FPR below 1 / the non-member pairs):
+    "n/a" for NaN, as `heldout lira` prints it."""
+    return "n/a" if math.isnan(float(value)) else f"{float(value):.{digits}f}"
+
+
+def fmt_p(value: float) -> str:
+    """A p-value: ``p = 0.031``, ``p < 1e-4`` below that, "p undefined" for NaN."""
+    value = float(value)
+    if math.isnan(value):
+        return "p undefined"
+    return "p < 1e-4" if value < 1e-4 else f"p = {value:.2g}"

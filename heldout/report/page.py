@@ -2,15 +2,20 @@
 
 Everything is inline: the figures and the thumbnails are PNG ``data:`` URIs, the style is one
 ``<style>`` block, and there is no script, so the page reads offline and can be attached to an
-e-mail. Five sections, each opening with a one-sentence explanation and definition of its
-score: ``#experiment``, ``#memorization``, ``#influence``, ``#cscores``, ``#label-problems``.
+e-mail. Seven sections, each opening with a one-sentence explanation and definition of its
+score: ``#experiment``, ``#memorization``, ``#influence``, ``#cscores``, ``#label-problems``,
+``#membership`` (LiRA: its table, log-log ROC and most exposed examples) and ``#lds`` (the
+cross-fitted LDS of `heldout lds --baselines`); a section whose input was not given says what
+to pass.
 Galleries show at most ``gallery_size`` examples. Undefined values (NaN; a zero count) are
 written "undefined", never 0; binomial estimates with their standard error, or their counts
 where it would print as 0 (`heldout.report.numbers`); influences not significantly above the
 pairs' threshold (`heldout.estimate.is_significant`) are faded and marked "n.s.". Each gallery
 card carries its numbers at full precision in ``data-*`` attributes (``data-index``,
 ``data-label``, ``data-memorization``, ``data-influence``, ``data-influence-stderr``,
-``data-significant``, ...), so a reader (or a test) can check them against the score files.
+``data-significant``, ``data-exposure``, ...), and so does each row of the LiRA and LDS tables
+(``data-auc``, ``data-tpr``, ``data-lds``, ...), so a reader (or a test) can check them against
+the score files.
 """
 
 from __future__ import annotations
@@ -20,9 +25,9 @@ import html
 import numpy as np
 
 from heldout import estimate as est
-from heldout.report.figures import FIGURES, figure_png
+from heldout.report.figures import FIGURES, figure_png, method_name
 from heldout.report.inputs import ReportData
-from heldout.report.numbers import fmt, fmt_binomial
+from heldout.report.numbers import fmt, fmt_binomial, fmt_p, fmt_rate
 from heldout.report.thumbnails import THUMBNAIL_PIXELS, data_uri, thumbnail_png
 
 INFLUENCERS_SHOWN = 3
@@ -66,6 +71,24 @@ SECTIONS = {
         "mislabeled or ambiguous; they are ranked by score(i) = mem(i) − C(i) and shown with "
         "the label most held-out runs predicted.",
     ),
+    "membership": (
+        "6. Membership inference",
+        "A membership-inference attack tells from a model's output whether an example was in "
+        "its training subset; LiRA (Carlini et al. 2022) attacks each target run with the other "
+        "runs as shadow models, score(i) = log N(φ; μ_in, σ_in) − log N(φ; μ_out, σ_out) "
+        "(online), φ the target's logit confidence on example i and the Gaussians fitted to the "
+        "shadows that trained on i and to those that held it out; an example's exposure is its "
+        "mean score over the target runs that trained on it minus that over those that held it "
+        "out.",
+    ),
+    "lds": (
+        "7. Attribution scored against the runs",
+        "The linear datamodeling score (Park et al. 2023) measures how well attribution scores "
+        "τ predict models retrained on subsets: for test example j, LDS_j = Spearman's rank "
+        "correlation over runs r of Σ_{i in S_r} τ_ij (the scores of run r's training subset "
+        "S_r) with the run's output on j; here the library's own estimators, fitted on a "
+        "fraction of half the runs and scored on the other half (cross-fitting).",
+    ),
 }
 """anchor -> (title, the one-sentence explanation and definition of its score)."""
 
@@ -93,6 +116,9 @@ table.pairs img.px { image-rendering: pixelated; }
 .row { display: flex; gap: 6px; align-items: flex-start; margin-bottom: 8px; }
 .row .card:first-child { border: 2px solid #5470c6; }
 img.figure { max-width: 100%; display: block; margin: .5em 0; }
+p.small { font-size: 12px; color: #555; }
+#lira-table td:first-child, #lds-table td:first-child, #lira-table th:first-child,
+#lds-table th:first-child { text-align: left; }
 nav a { margin-right: 1em; }
 """
 
@@ -401,6 +427,115 @@ def _label_problems_section(data: ReportData, thumbs: _Thumbs) -> str:
     return _section("label-problems", body)
 
 
+VARIANTS_EXPLAINED = (
+    "online: the likelihood ratio above; offline: log Φ((φ − μ_out) / σ_out), the paper's "
+    "one-sided test (Eq. 4), without the shadows that trained on the example; _fixed: one σ "
+    "per target run and side, pooled over examples; global: φ itself against one threshold "
+    "(the baseline). AUC and balanced accuracy over all pairs; TPR at FPR x: the TPR of the last "
+    "ROC point with FPR below x"
+)
+
+
+def _correlation(what: str, c) -> str:
+    if c is None:
+        return f"with {what}: undefined (no {what})"
+    if c.num_examples < 3:
+        return f"with {what}: undefined ({c.num_examples} examples where both are defined)"
+    return (f"with {what}: Spearman's ρ = {fmt(c.rho, 3)} ({fmt_p(c.p_value)}) over "
+            f"{c.num_examples} training examples")
+
+
+def _membership_section(data: ReportData, thumbs: _Thumbs) -> str:
+    m = data.membership
+    if m is None:
+        return _section("membership", [_note("Section " + data.membership_note)])
+    origin = (f"computed from the store <code>{_esc(m.source)}</code> ({_esc(m.computed)})"
+              if m.computed else f"from <code>{_esc(m.source)}</code>")
+    ratios = sorted({name.split("/")[0] for name in m.runs}, key=float)
+    body = [
+        f"<p>LiRA {origin}: {len(m.target_runs)} target runs, each attacked with the other "
+        f"{len(m.runs) - 1} of the {len(m.runs)} runs at subset ratio "
+        f"{_esc(', '.join(ratios))} as shadow models "
+        f"(location {_esc(m.location)}, views {_esc(', '.join(m.views))}); "
+        f"{m.num_members:,} member and {m.num_nonmembers:,} non-member (target run, training "
+        "example) pairs.</p>",
+    ]
+    levels = next(iter(m.metrics.values())).fpr_levels
+    head = "".join(f"<th>TPR at FPR {x:.0e}</th>".replace("e-0", "e-") for x in levels)
+    rows = []
+    for name, metrics in m.metrics.items():
+        tpr = ",".join(_attr(float(x)) for x in metrics.tpr_at_fpr)
+        cells = "".join(f"<td>{fmt_rate(x)}</td>" for x in metrics.tpr_at_fpr)
+        rows.append(f'<tr data-variant="{_esc(name)}" data-auc="{_attr(metrics.auc)}" '
+                    f'data-balanced-accuracy="{_attr(metrics.balanced_accuracy)}" '
+                    f'data-tpr="{tpr}"><td>{_esc(name)}</td><td>{fmt(metrics.auc)}</td>'
+                    f"<td>{fmt(metrics.balanced_accuracy)}</td>{cells}</tr>")
+    body.append(f'<table id="lira-table"><tr><th>variant</th><th>AUC</th><th>balanced accuracy'
+                f"</th>{head}</tr>{''.join(rows)}</table>")
+    body.append(f'<p class="small">{_esc(VARIANTS_EXPLAINED)}; n/a where x is below 1 / '
+                f"{m.num_nonmembers:,} non-member pairs, a rate these pairs cannot resolve.</p>")
+    body.append(_figure(data, "lira_roc", "ROC of the LiRA variants, log-log"))
+    shown = _top(m.exposure, data.gallery_size)
+    e = data.estimate
+    mem = ("memorization" if e is None else
+           f"memorization (the estimate above: ratio {e.subset_ratio:g}, {e.num_runs} runs)")
+    stated = "; ".join((_correlation(mem, m.with_memorization),
+                        _correlation("the C-score", m.with_cscore)))
+    body.append(f'<p id="exposure-correlation">Exposure {_esc(stated)}.</p>')
+    body.append(f"<h3>The {len(shown)} most exposed training examples</h3>")
+    body.append(_images_note(data))
+    cards = []
+    for i in shown:
+        memorization = e.memorization[i] if e is not None else np.nan
+        lines = [f"exposure {fmt(m.exposure[i], 2)}",
+                 f"score in {fmt(m.mean_score_in[i], 1)} · out {fmt(m.mean_score_out[i], 1)}",
+                 f"mem {_memorization(data, i) if e is not None else 'undefined'}",
+                 f"C-score {_cscore(data, i)}"]
+        cards.append(thumbs.card("train", i, lines, {
+            "exposure": m.exposure[i], "mean-score-in": m.mean_score_in[i],
+            "mean-score-out": m.mean_score_out[i], "memorization": memorization,
+            "cscore": data.cscores.scores[i]}))
+    body.append(f'<div class="gallery" id="exposure-gallery">{"".join(cards)}</div>')
+    return _section("membership", body)
+
+
+def _lds_section(data: ReportData) -> str:
+    b = data.baselines
+    if b is None:
+        return _section("lds", [_note("Section " + data.baselines_note)])
+    t = b.table
+    fractions = ", ".join(f"{f:.0%}" for f in t.fractions)
+    body = [
+        f"<p>From <code>{_esc(data.baselines_source)}</code> (<code>heldout lds "
+        f"--baselines</code>): the LDS against the {_esc(b.output.replace('_', ' '))} of "
+        f"{len(b.runs)} runs of this experiment on {t.lds.shape[-1]} test examples. The runs "
+        f"were split at random (seed {b.seed}) into halves of "
+        f"{' and '.join(str(n) for n in t.num_score_runs)}; each estimator was fitted on the "
+        f"first {fractions} of one half and scored on the whole other half, then the halves "
+        "swapped; a test example's LDS is the mean of its two folds (the ridge penalty chosen "
+        f"on a held-out {b.val_fraction:.0%} of the fitting runs). The interval is 95% over "
+        "test examples (Student's t); a test example whose output or prediction is the same "
+        "in every scored run has no LDS in that fold.</p>",
+    ]
+    body.append(_figure(data, "lds_baselines", "LDS against the number of runs fitted on"))
+    rows = []
+    for k, method in enumerate(t.methods):
+        for f in range(len(t.fractions)):
+            runs = "/".join(str(n) for n in t.num_fit_runs[f])
+            rows.append(
+                f'<tr data-method="{_esc(method)}" data-fraction="{_attr(t.fractions[f])}" '
+                f'data-lds="{_attr(t.mean[k, f])}" data-low="{_attr(t.low[k, f])}" '
+                f'data-high="{_attr(t.high[k, f])}" data-num-nan="{int(t.num_nan[k, f])}">'
+                f"<td>{_esc(method_name(method, b.output))}</td><td>{runs}</td>"
+                f"<td>{fmt(t.mean[k, f])}</td>"
+                f"<td>{fmt(t.low[k, f])} to {fmt(t.high[k, f])}</td>"
+                f"<td>{int(t.num_nan[k, f])}</td><td>{t.seconds[k, f]:.2f} s</td></tr>")
+    body.append('<table id="lds-table"><tr><th>estimator</th><th>runs fitted on (fold 1/2)</th>'
+                "<th>LDS (mean)</th><th>95% interval</th><th>test examples without an LDS</th>"
+                f"<th>fitting time</th></tr>{''.join(rows)}</table>")
+    return _section("lds", body)
+
+
 def render_page(data: ReportData) -> str:
     """The report page (see the module docstring) as an HTML string."""
     thumbs = _Thumbs(data)
@@ -410,6 +545,8 @@ def render_page(data: ReportData) -> str:
         _influence_section(data, thumbs),
         _cscore_section(data, thumbs),
         _label_problems_section(data, thumbs),
+        _membership_section(data, thumbs),
+        _lds_section(data),
     ]
     nav = " ".join(f'<a href="#{a}">{_esc(t.split(". ", 1)[1])}</a>'
                    for a, (t, _) in SECTIONS.items())

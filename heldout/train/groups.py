@@ -25,7 +25,15 @@ from tqdm import tqdm
 
 from heldout.data.arrays import ArrayDataset
 from heldout.data.fingerprint import Fingerprint, fingerprint_dataset
-from heldout.experiment import CHECKPOINT_DIR, Run, make_aux_arrays
+from heldout.experiment import (
+    CHECKPOINT_DIR,
+    OUTPUT_SPLITS,
+    AuxArrays,
+    RecordedOutputs,
+    Run,
+    make_aux_arrays,
+)
+from heldout.predict.store import run_outputs
 from heldout.train import stacked
 from heldout.train.config import TrainConfig
 from heldout.train.plan import DivergedError, RunPlan
@@ -33,7 +41,7 @@ from heldout.train.rundir import TempRun, discard_run, finish_run, run_info, sta
 from heldout.train.trainer import (
     ModelTrainer,
     _images,
-    evaluate_correctness,
+    evaluate_logits,
     initial_model,
     make_model_trainer,
     train_model_run,
@@ -170,6 +178,30 @@ def train_group(state: ProcessState, ratio: str, ratio_dir: str, group: Sequence
     return train(state, ratio, ratio_dir, group, config, progress)
 
 
+def record_run(
+    state: ProcessState, plan: RunPlan, logits: Sequence[np.ndarray], epoch: int,
+    global_step: int,
+) -> tuple[AuxArrays, RecordedOutputs]:
+    """A trained run's aux arrays and recorded outputs, both from its logits on the train and
+    test splits (float32 [n, C] each, dataset order), so correctness and outputs agree.
+
+    The outputs are computed as the predictions store computes them
+    (`heldout.predict.store.run_outputs`: one definition of ``margin`` and
+    ``logit_confidence``), so a store filled from them equals one filled by restoring the
+    run's checkpoint.
+    """
+    rows = {split: run_outputs(split_logits, state.dataset.split_labels(split),
+                               ("margin", "logit_confidence"), "float32")
+            for split, split_logits in zip(OUTPUT_SPLITS, logits, strict=True)}
+    aux = make_aux_arrays(plan.subsample_idx, rows["train"]["correct"], rows["test"]["correct"],
+                          state.fingerprint)
+    outputs = RecordedOutputs(
+        **{f"{name}_{split}": rows[split][name] for split in OUTPUT_SPLITS
+           for name in ("prediction", "margin", "logit_confidence")},
+        epoch=int(epoch), global_step=int(global_step))
+    return aux, outputs
+
+
 def _train_per_step_run(state: ProcessState, ratio, ratio_dir, group, config, progress):
     (plan,) = group
     trainer, dataset = state.trainer, state.dataset
@@ -177,9 +209,9 @@ def _train_per_step_run(state: ProcessState, ratio, ratio_dir, group, config, pr
     tmp = start_run(ratio_dir, plan.run_id)
     try:
         train_model_run(trainer, dataset, plan, progress)
-        train_correct, test_correct = evaluate_correctness(
-            trainer.evaluator, dataset, config.eval_batch_size)
-        aux = make_aux_arrays(plan.subsample_idx, train_correct, test_correct, state.fingerprint)
+        logits = evaluate_logits(trainer.evaluator, dataset, config.eval_batch_size)
+        aux, outputs = record_run(state, plan, logits, int(trainer.epoch.numpy()),
+                                  int(trainer.global_step.numpy()))
         if config.wants_checkpoint(plan.run_id):
             _write_checkpoint(trainer, tmp.path, plan.epochs)
         info = run_info(plan, ratio, config, dataset, aux, time.perf_counter() - t0,
@@ -189,7 +221,7 @@ def _train_per_step_run(state: ProcessState, ratio, ratio_dir, group, config, pr
         discard_run(tmp)
         raise
     try:
-        finished = finish_run(tmp, final, aux, info)
+        finished = finish_run(tmp, final, aux, info, outputs)
     except BaseException:
         discard_run(tmp)
         raise
@@ -219,28 +251,26 @@ def _train_stacked_group(state: ProcessState, ratio, ratio_dir, group, config, p
             config.momentum, steps_per_call=group[0].steps_per_epoch, progress=progress)
         _check_finite_weights(result.params, group)
         if all(config.wants_checkpoint(p.run_id) for p in group):
-            train_correct = test_correct = [None] * len(group)  # Evaluated below.
-        else:
-            train_correct = stacked.correctness_stacked(result.params, inputs.x_train,
-                                                        inputs.y_train)
-            test_correct = stacked.correctness_stacked(result.params, inputs.x_test,
-                                                       inputs.y_test)
+            train_logits = test_logits = [None] * len(group)  # Evaluated below.
+        else:  # float32 [K, n, C]
+            train_logits = stacked.predict_stacked(result.params, inputs.x_train)
+            test_logits = stacked.predict_stacked(result.params, inputs.x_test)
         seconds = (time.perf_counter() - t0) / len(group)
         for i, (plan, tmp) in enumerate(zip(group, tmps, strict=True)):
-            correct = (train_correct[i], test_correct[i])
+            logits = (train_logits[i], test_logits[i])
             if config.wants_checkpoint(plan.run_id):
                 stacked.assign_to_model(trainer.model, result.params, i)
                 stacked.assign_momentum(trainer.model, trainer.optimizer, result.velocity, i)
                 trainer.epoch.assign(plan.epochs)
                 trainer.global_step.assign(result.steps)
-                # Evaluated as `heldout verify` will, so that every prediction matches.
-                correct = evaluate_correctness(trainer.evaluator, dataset,
-                                               config.eval_batch_size)
+                # Evaluated as `heldout verify` and `heldout predict` will, so that every
+                # prediction matches and the recorded outputs equal the checkpoint's.
+                logits = evaluate_logits(trainer.evaluator, dataset, config.eval_batch_size)
                 _write_checkpoint(trainer, tmp.path, plan.epochs)
-            aux = make_aux_arrays(plan.subsample_idx, *correct, state.fingerprint)
+            aux, outputs = record_run(state, plan, logits, plan.epochs, result.steps)
             info = run_info(plan, ratio, config, dataset, aux, seconds, "stacked", k)
             final = os.path.join(ratio_dir, str(plan.run_id))
-            finished = finish_run(tmp, final, aux, info)
+            finished = finish_run(tmp, final, aux, info, outputs)
             tmps[i] = None  # renamed into place, or removed; its lock released
             if finished:
                 trained.append(Run(final, ratio, plan.run_id))

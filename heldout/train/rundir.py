@@ -1,9 +1,10 @@
 """Run directories: how a trained run gets into the release layout, whole or not at all.
 
 A run is written in a hidden temporary directory ``<ratio>/.<run_id>.tmp-X`` (`start_run`) and
-renamed to ``<ratio>/<run_id>`` once its checkpoint, ``aux_arrays.npz`` and ``run.json`` are in
-it (`finish_run`), so `heldout.experiment.open_experiment` never counts a half-written run. Locks
-(`heldout.lock`, released by the kernel when their process dies):
+renamed to ``<ratio>/<run_id>`` once its checkpoint (when it has one), ``outputs.npz`` (its
+recorded outputs: `heldout.experiment.RecordedOutputs`), ``aux_arrays.npz`` and ``run.json``
+are in it (`finish_run`), so `heldout.experiment.open_experiment` never counts a half-written
+run. Locks (`heldout.lock`, released by the kernel when their process dies):
 
 - ``<ratio>/.<run_id>.lock`` (`run_locks`): held by the process that decides to train the run
   (on Dask, the process that sends the task) for as long as it does; a run locked by another
@@ -12,9 +13,9 @@ it (`finish_run`), so `heldout.experiment.open_experiment` never counts a half-w
   the directory is renamed into place or removed; a temporary directory whose owner lock is free
   is stale and is removed by the next `start_run` of the run.
 
-``run.json`` records the run's seed, configuration and accuracies (`run_info`); a ratio
-directory's runs must share the data, architecture and training settings
-(`check_existing_runs`).
+``run.json`` records the run's seed, configuration, input preprocessing and accuracies
+(`run_info`); a ratio directory's runs must share the data, its preprocessing, the
+architecture and the training settings (`check_existing_runs`).
 """
 
 from __future__ import annotations
@@ -34,12 +35,22 @@ from heldout import __version__
 from heldout.atomic import fsync_directory, write_text_atomic
 from heldout.data.arrays import ArrayDataset
 from heldout.data.fingerprint import label_hash
-from heldout.experiment import AUX_ARRAYS, AuxArrays, Run, write_aux_arrays
+from heldout.experiment import (
+    AUX_ARRAYS,
+    OUTPUTS,
+    RUN_JSON,
+    AuxArrays,
+    RecordedOutputs,
+    load_run_info,
+    write_aux_arrays,
+    write_outputs,
+)
 from heldout.lock import try_lock, unlock
 from heldout.train.config import TrainConfig
 from heldout.train.plan import RunPlan, TrainError
 
-RUN_JSON = "run.json"
+__all__ = ["RUN_JSON", "TempRun", "check_existing_runs", "discard_run", "finish_run",
+           "load_run_info", "run_info", "run_locks", "run_status", "start_run"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,13 +136,16 @@ def discard_run(tmp: TempRun) -> None:
     unlock(tmp.owner, tmp.fd)
 
 
-def finish_run(tmp: TempRun, final: str, aux: AuxArrays, info: dict) -> bool:
-    """Writes the aux arrays and run.json into `tmp` (atomically) and renames it to `final`;
-    releases `tmp`'s owner lock after the rename, or after removing `tmp` (it does not when it
-    raises: the caller then `discard_run`s it).
+def finish_run(tmp: TempRun, final: str, aux: AuxArrays, info: dict,
+               outputs: RecordedOutputs) -> bool:
+    """Writes the recorded outputs (``outputs.npz``), the aux arrays and run.json into `tmp`
+    (each atomically) and renames it to `final`, so a run appears with all of them or not at
+    all; releases `tmp`'s owner lock after the rename, or after removing `tmp` (it does not
+    when it raises: the caller then `discard_run`s it).
 
     Returns False (and removes `tmp`) when another process completed the run meanwhile.
     """
+    write_outputs(os.path.join(tmp.path, OUTPUTS), outputs)
     write_aux_arrays(os.path.join(tmp.path, AUX_ARRAYS), aux)
     write_text_atomic(os.path.join(tmp.path, RUN_JSON), json.dumps(info, indent=1))
     try:
@@ -184,17 +198,19 @@ def run_status(ratio_dir: str, run_id: int) -> str:
 
 # The run.json fields of the data and model, reported apart from the training settings (epochs,
 # batch size, learning rate, momentum, experiment seed) when a ratio directory's runs differ.
-_DATA_FIELDS = ("arch", "num_train", "num_test", "train_label_hash")
+_DATA_FIELDS = ("arch", "num_train", "num_test", "train_label_hash", "input_preprocessing")
 
 
 def _settings(dataset: ArrayDataset, config: TrainConfig) -> dict:
-    """What runs of one ratio directory must share (stored in each run.json): the data and
-    architecture (`_DATA_FIELDS`) and the training settings."""
+    """What runs of one ratio directory must share (stored in each run.json): the data, how
+    its images become model input (`heldout.data.preprocessing`) and the architecture
+    (`_DATA_FIELDS`), and the training settings."""
     return {
         "arch": config.arch,
         "num_train": dataset.num_examples("train"),
         "num_test": dataset.num_examples("test"),
         "train_label_hash": label_hash(dataset.split_labels("train")),
+        "input_preprocessing": dataset.input_preprocessing().to_dict(),
         "epochs": config.epochs,
         "batch_size": config.batch_size,
         "learning_rate": config.learning_rate,
@@ -207,9 +223,11 @@ def run_info(
     plan: RunPlan, ratio: str, config: TrainConfig, dataset: ArrayDataset, aux: AuxArrays,
     seconds: float, path: str, models_per_step: int,
 ) -> dict:
-    """The ``run.json`` of a trained run: its id, ratio, seeds, dataset, settings, training
-    path (``per_step`` or ``stacked``, K), accuracies (``train``, ``removed``, ``test``), wall
-    time in seconds, and the versions of heldout and TensorFlow."""
+    """The ``run.json`` of a trained run: its id, ratio, seeds, dataset, how the dataset's
+    images became model input (``input_preprocessing``: `heldout.data.preprocessing`, what
+    `heldout export` writes into the model's metadata), settings, training path (``per_step``
+    or ``stacked``, K), accuracies (``train``, ``removed``, ``test``), wall time in seconds, and
+    the versions of heldout and TensorFlow."""
     return {
         "run_id": plan.run_id,
         "subset_ratio": float(ratio),
@@ -264,15 +282,3 @@ def check_existing_runs(ratio_dir: str, dataset: ArrayDataset, config: TrainConf
                 "with the run's settings, or use another experiment directory"
             )
         return  # One run tells: all runs of a directory are checked the same way when added.
-
-
-def load_run_info(run: Run | str | os.PathLike) -> dict:
-    """The ``run.json`` of a run written by `heldout.train.train_experiment` (seed,
-    configuration, accuracies).
-
-    Raises:
-      FileNotFoundError: the run has no run.json (e.g. a released run).
-    """
-    path = os.path.join(run.path if isinstance(run, Run) else os.fspath(run), RUN_JSON)
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)

@@ -2,7 +2,8 @@
 
 `make_model_trainer` builds a model, its momentum-SGD optimizer and one traced step function;
 `train_model_run` trains it for one run from the run's initial weights (`initial_model`), and
-`evaluate_correctness` gives the correctness of every example as `heldout verify` computes it.
+`evaluate_logits` gives the logits of every example as `heldout verify` and `heldout predict`
+compute them (`evaluate_correctness`: their correctness).
 """
 
 from __future__ import annotations
@@ -149,15 +150,29 @@ def train_model_run(
             trainer.epoch.assign(epoch + 1)
 
 
-def evaluate_correctness(
+def evaluate_logits(
     evaluator: Evaluator, dataset: ArrayDataset, batch_size: int = 200
 ) -> tuple[np.ndarray, np.ndarray]:
-    """bool [n_train], bool [n_test]: correctness of every example in dataset order
-    (``is_training=False``, the evaluation `heldout verify` repeats)."""
+    """float32 [n_train, C], float32 [n_test, C]: the logits of every example in dataset order
+    (``is_training=False``, the evaluation `heldout verify` and `heldout predict` repeat).
+
+    Raises:
+      NonFiniteLogitsError: a logit is NaN or infinite.
+    """
     out = []
     for split in ("train", "test"):
         predictions = evaluator.predict(dataset, split, batch_size, progress=False)
-        correct = np.zeros(dataset.num_examples(split), bool)
-        correct[predictions.index] = predictions.correctness
-        out.append(correct)
+        logits = np.empty_like(predictions.logits)
+        logits[predictions.index] = predictions.logits
+        out.append(logits)
     return out[0], out[1]
+
+
+def evaluate_correctness(
+    evaluator: Evaluator, dataset: ArrayDataset, batch_size: int = 200
+) -> tuple[np.ndarray, np.ndarray]:
+    """bool [n_train], bool [n_test]: correctness of every example in dataset order (argmax of
+    `evaluate_logits` equals the label)."""
+    train, test = evaluate_logits(evaluator, dataset, batch_size)
+    return (np.argmax(train, axis=1) == dataset.split_labels("train"),
+            np.argmax(test, axis=1) == dataset.split_labels("test"))

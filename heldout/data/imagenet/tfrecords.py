@@ -36,6 +36,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from heldout.data.arrays import Batch, DatasetSplitError
+from heldout.data.preprocessing import IMAGENET_MEAN_RGB, IMAGENET_STDDEV_RGB, InputPreprocessing
 from heldout.errors import HeldoutError
 from heldout.npzio import load_npz, require
 
@@ -44,8 +45,8 @@ SHARD_PREFIX = {"train": "train", "test": "validation"}
 #: Labels and shard metadata written by `heldout build-imagenet` next to the shards.
 LABELS_FILE = "labels.npz"
 IMAGENET_NUM_CLASSES = 1000
-MEAN_RGB = (0.485, 0.456, 0.406)
-STDDEV_RGB = (0.229, 0.224, 0.225)
+MEAN_RGB = IMAGENET_MEAN_RGB
+STDDEV_RGB = IMAGENET_STDDEV_RGB
 
 
 class TFRecordDatasetError(HeldoutError, ValueError):
@@ -99,6 +100,12 @@ class EvalPreprocessing:
     dct_method: str = ""
     fused_crop: bool = False
 
+    def input_preprocessing(self) -> InputPreprocessing:
+        """The crop, resize, scaling and normalisation as `heldout.data.preprocessing` records
+        them (the JPEG decoding options are not part of it: they act before the uint8 image)."""
+        return InputPreprocessing(255.0, tuple(self.mean), tuple(self.std),
+                                  resize=self.image_size, crop_padding=self.crop_padding)
+
 
 DEFAULT_PREPROCESSING = EvalPreprocessing()
 
@@ -109,11 +116,10 @@ def center_crop_window(height: int, width: int, pre: EvalPreprocessing = DEFAULT
     ``side = int(image_size / (image_size + crop_padding) * min(height, width))``, offsets
     ``((height - side) + 1) // 2`` and ``((width - side) + 1) // 2``.
     """
-    if isinstance(height, tf.Tensor):
-        shorter = tf.cast(tf.minimum(height, width), tf.float32)
-        side = tf.cast(pre.image_size / (pre.image_size + pre.crop_padding) * shorter, tf.int32)
-    else:
-        side = int(pre.image_size / (pre.image_size + pre.crop_padding) * min(height, width))
+    if not isinstance(height, tf.Tensor):  # the one formula for Python numbers
+        return pre.input_preprocessing().crop_window(height, width)
+    shorter = tf.cast(tf.minimum(height, width), tf.float32)
+    side = tf.cast(pre.image_size / (pre.image_size + pre.crop_padding) * shorter, tf.int32)
     return ((height - side) + 1) // 2, ((width - side) + 1) // 2, side
 
 
@@ -218,6 +224,10 @@ class TFRecordImageDataset:
 
     def num_examples(self, split: str) -> int:
         return len(self.split_labels(split))
+
+    def input_preprocessing(self) -> InputPreprocessing:
+        """The evaluation preprocessing as `heldout.data.preprocessing` records it."""
+        return self.preprocessing.input_preprocessing()
 
     def split_labels(self, split: str) -> np.ndarray:
         """int64 [n]: 0-based labels of a split in `index` order."""
