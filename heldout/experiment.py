@@ -800,10 +800,20 @@ def _refuse_run_or_ratio_dir(root: str) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class Skipped:
-    """An entry of an experiment directory that is not a complete run, and why."""
+    """What `open_experiment` or `select_runs` left out, and why: an entry of an experiment
+    directory that is not a complete run (a stray file, a temporary or incomplete run
+    directory), or a run that lacks what the caller needs (`lacking`, e.g. a run without a
+    checkpoint: a run all the same, whose aux arrays every estimator uses).
+
+    Attributes:
+      path: the entry.
+      reason: why, e.g. ``no aux_arrays.npz`` or ``no complete checkpoint``.
+      lacking: for a run, the `ModelRequirement` it lacks; None for an entry that is not a run.
+    """
 
     path: str
     reason: str
+    lacking: ModelRequirement | None = None
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -900,7 +910,7 @@ def open_experiment(
             if not run.has_aux_arrays():
                 skipped.append(Skipped(path, f"no {AUX_ARRAYS}"))
             elif require_checkpoint and not run.has_checkpoint():
-                skipped.append(Skipped(path, "no complete checkpoint"))
+                skipped.append(Skipped(path, CHECKPOINT.missing, CHECKPOINT))
             else:
                 runs.setdefault(ratio, []).append(run)
     if skipped and strict:
@@ -1108,7 +1118,7 @@ def select_runs(
         if len(lacking) == len(runs):
             raise NoRunsError(f"{path}: no runs with {requirement.what} among the {len(runs)} "
                               "selected", lacking)
-        skipped += [Skipped(r.path, requirement.missing) for r in lacking]
+        skipped += [Skipped(r.path, requirement.missing, requirement) for r in lacking]
         runs = [r for r, ok in zip(runs, has, strict=True) if ok]
     by_ratio: dict[str, list[Run]] = {}
     for run in runs:

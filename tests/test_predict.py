@@ -382,8 +382,7 @@ def test_runs_without_a_model_are_skipped_in_one_line(tmp_path, fmnist_experimen
     assert [r.name for r in selection.runs()] == ["0.5/10"] and selection.root == str(exp)
     assert capsys.readouterr().err == ""  # returned, not printed
     assert skipped_summary(selection) == [
-        f"skipped 3 entries of {exp} that are not complete runs: 0.5/0 (no complete "
-        "checkpoint), 0.5/1 (no complete checkpoint), 0.5/2 (no complete checkpoint)"]
+        "skipped 3 runs without a complete checkpoint: 0.5/0, 0.5/1, 0.5/2"]
     with pytest.raises(NoRunsError, match="no runs with an exported model"):
         select_runs(exp, requirement=model_requirement("torch"))
     (exp / "0.5" / "1" / "model.safetensors").write_bytes(b"")

@@ -1,5 +1,6 @@
 """One run selector and one run-id parser (issue 18): `heldout.experiment.select_runs` and
-`heldout.experiment.parse_run_ids`, and every command that takes ``--run_ids``."""
+`heldout.experiment.parse_run_ids`, and every command that takes ``--run_ids``; what it skipped,
+reported in the same words by every command (issue 19: runs without a checkpoint are runs)."""
 
 import os
 import re
@@ -142,3 +143,68 @@ def test_select_runs_returns_what_it_skipped(tmp_path, fmnist_experiment):
         ex.select_runs(exp / "0.5")
     with pytest.raises(ex.LayoutError, match="is a run directory; give its experiment"):
         ex.select_runs(exp / "0.5" / "10", allow_run_dir=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Runs without a checkpoint are runs (issue 19): one wording for every command.
+
+
+def _experiment(tmp_path, fmnist_experiment):
+    """0.5/10 with a checkpoint, 0.5/{0,1,2,3} without, 0.5/11 without aux arrays, a stray
+    file and a temporary run directory."""
+    exp = tmp_path / "exp"
+    for k in (0, 1, 2, 3, 10):
+        (exp / "0.5" / str(k)).mkdir(parents=True)
+        source = fmnist_experiment / "0.5" / "0" / "aux_arrays.npz"
+        (exp / "0.5" / str(k) / "aux_arrays.npz").write_bytes(source.read_bytes())
+    os.symlink(fmnist_experiment / "0.5" / "0" / "checkpoints", exp / "0.5" / "10" / "checkpoints")
+    (exp / "0.5" / "11").mkdir()
+    (exp / "0.5" / ".12.tmp-ab12").mkdir()
+    (exp / "notes.txt").write_text("x")
+    return exp
+
+
+def test_runs_without_a_checkpoint_are_called_runs(tmp_path, fmnist_experiment, capsys):
+    from heldout.cli.common import select_runs_for_command, skipped_summary
+
+    exp = _experiment(tmp_path, fmnist_experiment)
+    selection = ex.select_runs(exp, requirement=ex.CHECKPOINT)
+    assert [(os.path.relpath(s.path, exp), s.reason, s.lacking) for s in selection.skipped] == [
+        ("0.5/11", "no aux_arrays.npz", None),
+        ("0.5/.12.tmp-ab12", "unfinished run (temporary directory)", None),
+        ("notes.txt", "not a subset-ratio directory", None),
+        *[(f"0.5/{k}", "no complete checkpoint", ex.CHECKPOINT) for k in range(4)]]
+    assert skipped_summary(selection) == [
+        f"skipped 3 entries of {exp} that are not complete runs: 0.5/11 (no aux_arrays.npz), "
+        "0.5/.12.tmp-ab12 (unfinished run (temporary directory)), notes.txt (not a subset-ratio "
+        "directory)",
+        "skipped 4 runs without a complete checkpoint: 0.5/0, 0.5/1, 0.5/2 and 1 more "
+        "(--verbose lists all)"]
+    assert skipped_summary(selection, verbose=True)[-1] == (
+        f"skipped {exp / '0.5' / '3'}: no complete checkpoint")
+    # The same line from every command that selects runs, e.g. verify and predict.
+    select_runs_for_command(str(exp), run_ids=ex.parse_run_ids("3,10"), backend="tensorflow")
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "skipped 1 run without a complete checkpoint: 0.5/3")
+    (exp / "0.5" / "1" / "model.npz").write_bytes(b"")
+    select_runs_for_command(str(exp), run_ids=ex.parse_run_ids("0-3"), backend="torch")
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "skipped 3 runs without an exported model (model.safetensors or model.npz): 0.5/0, "
+        "0.5/2, 0.5/3")
+
+
+def test_inspect_and_verify_agree_on_runs_without_a_checkpoint(tmp_path, fmnist_experiment,
+                                                              fmnist_dir, capsys):
+    exp = _experiment(tmp_path, fmnist_experiment)
+    for name in ("0.5/11", "0.5/.12.tmp-ab12", "notes.txt"):
+        path = exp / name
+        path.unlink() if path.is_file() else path.rmdir()
+    assert cli_main(["inspect", str(exp)]) == 0
+    out, err = capsys.readouterr()
+    assert "5 complete runs in 1 subset" in out and "skipped" not in err
+    cli_main(["verify", str(exp), "--dataset_npz", str(fmnist_dir / "dataset.npz")])
+    err = capsys.readouterr().err
+    assert err.splitlines()[0] == (
+        "skipped 4 runs without a complete checkpoint: 0.5/0, 0.5/1, 0.5/2 and 1 more "
+        "(--verbose lists all)")
+    assert "not complete runs" not in err

@@ -97,20 +97,34 @@ def add_verbose_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def skipped_summary(experiment, verbose: bool = False) -> list[str]:
-    """Lines reporting what `heldout.experiment.select_runs` skipped (entries that are not
-    complete runs, runs without the backend's model), the one way every command reports them:
-    one line with the count and the first few names (relative to the experiment), or, when
-    `verbose`, one line per entry."""
+    """Lines reporting what `heldout.experiment.select_runs` skipped, the one way every command
+    reports them: the entries that are not complete runs (stray files, temporary or incomplete
+    run directories) in one line with their reasons, and the runs without what the command
+    needs (`Skipped.lacking`, e.g. ``skipped 396 runs without a complete checkpoint: 0.7/1,
+    ...``: runs all the same) in one line per requirement, each with the count and the first
+    few names (relative to the experiment); or, when `verbose`, one line per entry."""
     skipped = experiment.skipped
-    if not skipped:
-        return []
     if verbose:
         return [f"skipped {s.path}: {s.reason}" for s in skipped]
-    names = [f"{os.path.relpath(s.path, experiment.root)} ({s.reason})"
+    lines = []
+    entries = [s for s in skipped if s.lacking is None]
+    if entries:
+        lines.append(f"skipped {len(entries)} entries of {experiment.root} that are not complete "
+                     "runs: " + _first_names(experiment.root, entries, reasons=True))
+    for what in dict.fromkeys(s.lacking.what for s in skipped if s.lacking is not None):
+        runs = [s for s in skipped if s.lacking is not None and s.lacking.what == what]
+        lines.append(f"skipped {len(runs)} {'run' if len(runs) == 1 else 'runs'} without {what}: "
+                     + _first_names(experiment.root, runs, reasons=False))
+    return lines
+
+
+def _first_names(root: str, skipped, reasons: bool) -> str:
+    """The first `SKIPPED_SHOWN` entries' names relative to `root` (with their reasons), and
+    how many more there are."""
+    names = [os.path.relpath(s.path, root) + (f" ({s.reason})" if reasons else "")
              for s in skipped[:SKIPPED_SHOWN]]
     more = len(skipped) - len(names)
-    return [f"skipped {len(skipped)} entries of {experiment.root} that are not complete runs: "
-            + ", ".join(names) + (f" and {more} more (--verbose lists all)" if more else "")]
+    return ", ".join(names) + (f" and {more} more (--verbose lists all)" if more else "")
 
 
 def run_ids_flag(text: str | None, flag: str = "--run_ids", what: str = "run ids"):

@@ -16,6 +16,7 @@ from heldout.cli.common import (
     run_ids_flag,
     select_runs_for_command,
 )
+from heldout.errors import counting_interrupts
 from heldout.export.tensorfile import FORMAT_FILES
 from heldout.models.architectures import ARCHITECTURES
 
@@ -89,13 +90,15 @@ def export_command(args: argparse.Namespace) -> int:
     counts = {"exported": 0, "skipped": 0, "failed": 0}
     outcomes = export_runs(runs, args.out, args.format, args.arch, args.num_classes, input_shape,
                            dataset, dataset_name)
-    for outcome in tqdm(outcomes, total=len(runs), desc="export", unit="run",
-                        disable=len(runs) < 2):
-        counts[outcome.status] += 1
-        if outcome.status == "failed":
-            print(f"{outcome.run.name}: FAILED: {outcome.message}")
-        else:
-            print(f"{outcome.run.name}: {outcome.status} {outcome.path}")
+    # Ctrl-C: the runs whose export is complete (exported now or before) are counted.
+    with counting_interrupts(len(runs), lambda: counts["exported"] + counts["skipped"]):
+        for outcome in tqdm(outcomes, total=len(runs), desc="export", unit="run",
+                            disable=len(runs) < 2):
+            counts[outcome.status] += 1
+            if outcome.status == "failed":
+                print(f"{outcome.run.name}: FAILED: {outcome.message}")
+            else:
+                print(f"{outcome.run.name}: {outcome.status} {outcome.path}")
     if counts["failed"]:
         print(f"{counts['failed']} of {len(runs)} runs failed", file=sys.stderr)
     print(f"export {args.format}: {counts['exported']} exported, {counts['skipped']} already "

@@ -35,7 +35,7 @@ from heldout.data import load_dataset
 from heldout.data.protocol import Dataset
 from heldout.data.spec import DatasetSpec
 from heldout.data.views import check_views, parse_views
-from heldout.errors import HeldoutError
+from heldout.errors import HeldoutError, counting_interrupts
 from heldout.evaluate import (
     BACKENDS,
     Backend,
@@ -563,6 +563,8 @@ def predict(
         command filling the same store, ``source="recorded"`` where recorded outputs cannot
         serve), before any run is evaluated.
       ClusterError: an unreachable `scheduler`, or more `workers` than visible GPUs.
+      Interrupted: Ctrl-C once the store was made or opened, with the store's completed runs
+        counted after the cluster is shut down (a bare KeyboardInterrupt before).
     """
     from heldout.data.fingerprint import fingerprint_from_labels, split_name
     from heldout.models import default_arch
@@ -614,13 +616,21 @@ def predict(
                     tuple(int(d) for d in data.image_shape), outputs, logits_dtype,
                     batch_size, layout.num_train, tuple(sorted((backend_options or {}).items())),
                     own_dataset=cross_check, views=view_names)
+    prepared = False
+
+    def completed() -> int | None:  # on Ctrl-C: the store's completed runs, once it is ours
+        return int(st.completed(out).sum()) if prepared else None
+
     with contextlib.ExitStack() as stack:
+        # Ctrl-C: counted when this exits, last, after the cluster's shutdown.
+        stack.enter_context(counting_interrupts(len(runs), completed))
         stack.enter_context(store_lock(out))  # before the cluster: a second command stops here
         preload = ["heldout.quiet"] if backend == "tensorflow" else []
         models = not all(recorded)  # runs to evaluate: recorded outputs are read here
         dask = (stack.enter_context(connect(scheduler, workers, preload))
                 if models and (workers > 0 or scheduler is not None) else None)
         prepare_store(out, layout, runs, labels, overwrite)
+        prepared = True
         summary = _fill(spec, runs, data, dask, retries, progress, cache,
                         min_match_fraction if cross_check else None, recorded)
     return dataclasses.replace(summary, skipped=selection.skipped, source=layout.source,

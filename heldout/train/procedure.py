@@ -19,12 +19,18 @@ from collections.abc import Sequence
 
 from heldout.data.arrays import ArrayDataset
 from heldout.data.spec import DatasetSpec
+from heldout.errors import counting_interrupts
 from heldout.experiment import AUX_ARRAYS, LayoutError, Run
 from heldout.train.config import TrainConfig
 from heldout.train.fanout import train_runs_on_dask
 from heldout.train.groups import process_state, train_groups
 from heldout.train.plan import TrainError, plan_runs, ratio_name
-from heldout.train.rundir import check_existing_runs, run_locks, run_status
+from heldout.train.rundir import (
+    check_existing_runs,
+    remove_stale_runs,
+    run_locks,
+    run_status,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +111,9 @@ def train_experiment(
       LayoutError: a run directory that exists without aux arrays (not written by this
         library, which renames a run into place only when complete: remove it).
       ClusterError: an unreachable `scheduler`, or more `workers` than visible GPUs.
+      Interrupted: Ctrl-C while runs were trained, with the complete runs of `run_ids` counted
+        once the cluster is shut down; a run being trained is not written, nor is anything of
+        it left (a run still trained by a worker of an external cluster is left to it).
     """
     start = time.perf_counter()
     on_dask = workers > 0 or scheduler is not None
@@ -140,18 +149,28 @@ def train_experiment(
     check_existing_runs(ratio_dir, dataset, config)
     absent = [r for r in run_ids if status[r] == "absent"]
     trained: list[Run] = []
-    with run_locks(ratio_dir, absent) as (locked, busy):
+
+    def complete() -> int:  # on Ctrl-C, once the cluster is shut down
+        return sum(run_status(ratio_dir, r) == "complete" for r in run_ids)
+
+    with counting_interrupts(len(run_ids), complete), \
+            run_locks(ratio_dir, absent) as (locked, busy):
         # Another process may have completed a run between the status check and the lock.
         todo = [r for r in locked if run_status(ratio_dir, r) == "absent"]
         skipped = tuple(r for r in run_ids if r not in todo and r not in busy)
         plans = plan_runs(config.seed, float(ratio), todo, dataset.num_examples("train"),
                           config.epochs, config.batch_size)
         failed: list[tuple[int, str]] = []
-        if plans and on_dask:
-            trained, failed = train_runs_on_dask(dataset_spec, dataset, ratio, ratio_dir, plans,
-                                                 config, progress, workers, scheduler, retries)
-        elif plans:
-            state = process_state(dataset, config)
-            trained = train_groups(state, ratio, ratio_dir, plans, config, progress)
+        try:
+            if plans and on_dask:
+                trained, failed = train_runs_on_dask(dataset_spec, dataset, ratio, ratio_dir,
+                                                     plans, config, progress, workers,
+                                                     scheduler, retries)
+            elif plans:
+                state = process_state(dataset, config)
+                trained = train_groups(state, ratio, ratio_dir, plans, config, progress)
+        except KeyboardInterrupt:  # what the stopped workers were writing, before the unlock
+            remove_stale_runs(ratio_dir, todo)
+            raise
     return TrainResult(tuple(trained), skipped, time.perf_counter() - start, tuple(busy),
                        tuple(sorted(failed)))

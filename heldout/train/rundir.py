@@ -27,7 +27,7 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 
 import tensorflow as tf
 
@@ -82,21 +82,7 @@ def start_run(ratio_dir: str, run_id: int) -> TempRun:
     less the umask (the permissions of a normally created directory; the umask is never
     changed).
     """
-    prefix = os.path.join(glob.escape(ratio_dir), f".{run_id}.")
-    for stale in glob.glob(prefix + "tmp-*"):
-        owner = _owner_path(stale)
-        fd = try_lock(owner)
-        if fd is None:  # its writer is alive
-            continue
-        try:
-            shutil.rmtree(stale, ignore_errors=True)
-        finally:
-            unlock(owner, fd)
-    for owner in glob.glob(prefix + "owner-*"):  # a writer killed after removing its directory
-        if not os.path.lexists(owner.replace(".owner-", ".tmp-")):
-            fd = try_lock(owner)
-            if fd is not None:
-                unlock(owner, fd)
+    remove_stale_runs(ratio_dir, [run_id])
     while True:
         tmp = os.path.join(ratio_dir, f".{run_id}.tmp-{secrets.token_hex(4)}")
         owner = _owner_path(tmp)
@@ -109,6 +95,33 @@ def start_run(ratio_dir: str, run_id: int) -> TempRun:
             unlock(owner, fd)
             continue
         return TempRun(tmp, owner, fd)
+
+
+def remove_stale_runs(ratio_dir: str, run_ids: Collection[int]) -> None:
+    """Removes the temporary directories of the runs `run_ids` whose owner lock is free (their
+    writer died: a worker killed mid-run, or stopped with its cluster by Ctrl-C), and their
+    free owner locks left without a directory; those of a live writer are left to it (see
+    `start_run`). Only called with the runs' locks held (`run_locks`)."""
+    wanted = {str(r) for r in run_ids}
+
+    def of_wanted(path: str, kind: str) -> bool:  # ``.<run_id>.<kind>-X`` of a wanted run
+        return os.path.basename(path)[1:].split(f".{kind}-", 1)[0] in wanted
+
+    pattern = os.path.join(glob.escape(ratio_dir), ".*.{}-*")
+    for stale in filter(lambda p: of_wanted(p, "tmp"), glob.glob(pattern.format("tmp"))):
+        owner = _owner_path(stale)
+        fd = try_lock(owner)
+        if fd is None:  # its writer is alive
+            continue
+        try:
+            shutil.rmtree(stale, ignore_errors=True)
+        finally:
+            unlock(owner, fd)
+    for owner in filter(lambda p: of_wanted(p, "owner"), glob.glob(pattern.format("owner"))):
+        if not os.path.lexists(owner.replace(".owner-", ".tmp-")):  # killed after removing it
+            fd = try_lock(owner)
+            if fd is not None:
+                unlock(owner, fd)
 
 
 def _owner_path(tmp: str) -> str:
