@@ -259,6 +259,11 @@ def test_layout_map_and_package_docstring_name_every_part_of_the_package():
     missing = [name for name in modules + subpackages
                if f"`{name}`" not in layout and f"`{name}/`" not in layout]
     assert not missing, f"README.md's layout map leaves out {missing}"
+    # ... and every module of a subpackage (`cli/` is described as one module per group).
+    missing = [str(path.relative_to(ROOT)) for path in sorted((ROOT / "heldout").glob("*/**/*.py"))
+               if path.parts[-2] != "cli" and not path.name.startswith("__")
+               and f"`{path.stem}`" not in layout]
+    assert not missing, f"README.md's layout map leaves out {missing}"
     docstring = ast.get_docstring(ast.parse((ROOT / "heldout/__init__.py").read_text("utf-8")))
     missing = [name for name in subpackages if f"`{name}`" not in docstring]
     assert not missing, f"heldout/__init__.py's docstring leaves out {missing}"
