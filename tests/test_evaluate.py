@@ -125,7 +125,7 @@ def test_verify_exits_nonzero_on_mismatch(tmp_path, fmnist_experiment, fmnist_di
     ex.write_aux_arrays(run / ex.AUX_ARRAYS, ex.aux_arrays_from_dict(aux))
     args = ["verify", str(run), "--dataset_npz", str(fmnist_dir / "dataset.npz")]
     assert cli_main(args) == 1
-    assert "verified 1 runs: 0 out of 500 predictions match" in capsys.readouterr().out
+    assert "verified 1 run: 0 out of 500 predictions match" in capsys.readouterr().out
     assert cli_main(args + ["--min_match_fraction", "0"]) == 0
 
 

@@ -232,7 +232,7 @@ def test_imports_and_verify_without_tensorflow_sonnet_tfds(tmp_path, exported, f
                          text=True).stdout
     assert out.splitlines() == [
         "(2, 10)", "0.25/3: epoch 10 step 100 subset 25.0% accuracy 0.6740 500/500 match",
-        "verified 1 runs: 500 out of 500 predictions match"]
+        "verified 1 run: 500 out of 500 predictions match"]
 
 
 @pytest.mark.slow
@@ -297,7 +297,7 @@ def test_cli_verify_backend_torch(exported, fmnist_dir, capsys):
                  str(fmnist_dir / "dataset.npz"), "--backend", "torch"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out == ["0.5/7: epoch 10 step 200 subset 50.0% accuracy 0.7840 500/500 match",
-                   "verified 1 runs: 500 out of 500 predictions match"]
+                   "verified 1 run: 500 out of 500 predictions match"]
 
 
 def test_torch_backend_never_usable_after_a_failed_restore(exported, fmnist_experiment, images):

@@ -95,7 +95,7 @@ def cross_fit_baselines(
     if not len(fractions) or fractions[0] <= 0 or fractions[-1] > 1:
         raise AttributionError(f"fractions must lie in (0, 1], got {fractions.tolist()}")
     order = np.random.default_rng(seed).permutation(runs)
-    halves = (np.sort(order[: runs // 2]), np.sort(order[runs // 2 :]))
+    halves = (order[: runs // 2], order[runs // 2 :])  # in random order: a fraction is a prefix
     sizes = np.array([[max(1, int(round(f * len(h)))) for h in halves] for f in fractions])
     if min(len(h) for h in halves) < MIN_RUNS:
         raise AttributionError(f"cross-fitting scores each half of the runs: it needs at least "
@@ -111,8 +111,8 @@ def cross_fit_baselines(
     seconds = np.zeros((len(METHODS), len(fractions)))
     steps = [(fold, f) for fold in range(2) for f in range(len(fractions))]
     for fold, f in progress(steps) if progress else steps:
-        fit_half, score_half = halves[fold], halves[1 - fold]
-        rows = fit_half[: sizes[f, fold]]
+        fit_half, score_half = halves[fold], np.sort(halves[1 - fold])
+        rows = np.sort(fit_half[: sizes[f, fold]])  # a random subset of the half
         for k, method in enumerate(METHODS):
             start = time.perf_counter()
             if method == "datamodels_ridge":

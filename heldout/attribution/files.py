@@ -154,6 +154,8 @@ class Scores:
       kind: ``"array"``, ``"estimate"`` or ``"datamodels"``.
       description: what the scores are, for messages (e.g. ``influence on margin``).
       runs: the runs the scores were fitted on, when the file says (datamodels).
+      output: the store output the scores were fitted on, when the file says (a datamodels
+        file's ``output``; an estimate's ``target`` when it is not ``correct``), else None.
     """
 
     values: np.ndarray
@@ -161,6 +163,7 @@ class Scores:
     kind: str
     description: str
     runs: tuple[str, ...] | None = None
+    output: str | None = None
 
 
 def load_scores(path: str | os.PathLike, num_train: int, num_test: int,
@@ -202,7 +205,7 @@ def load_scores(path: str | os.PathLike, num_train: int, num_test: int,
                 f"{path}: datamodels of {dmf.num_test} examples over {weights.shape[1]} training "
                 f"examples; {against} has {num_test} examples over {num_train}")
         return Scores(weights.T, dmf.datamodels.test_index, "datamodels",
-                      f"{dmf.datamodels.fit} datamodels of {dmf.output}", dmf.runs)
+                      f"{dmf.datamodels.fit} datamodels of {dmf.output}", dmf.runs, dmf.output)
     if "memorization" in arrays and "count_in" in arrays:
         from heldout.estimate import load_estimate
 
@@ -221,7 +224,8 @@ def load_scores(path: str | os.PathLike, num_train: int, num_test: int,
                 f"{num_test} examples")
         return Scores(est.influence.T, np.arange(num_test), "estimate",
                       f"influence on {est.target} ({est.num_runs} runs at subset ratio "
-                      f"{est.subset_ratio:g})")
+                      f"{est.subset_ratio:g})", None,
+                      None if est.target == "correct" else est.target)
     if len(arrays) == 1:
         (key, values), = arrays.items()
     elif "scores" in arrays:

@@ -22,6 +22,8 @@ from heldout.attribution.lds import MIN_RUNS as LDS_MIN_RUNS
 from heldout.cli.common import CommandError, HelpFormatter, progress_bar, run_ids_flag
 
 LDS_OUTPUTS = ("logit_confidence", "margin")
+#: `heldout lds --output` when SCORES do not say what they were fitted on: TRAK's output.
+DEFAULT_LDS_OUTPUT = "logit_confidence"
 #: Test examples named in a one-line list before "and N more".
 NAMED = 5
 
@@ -67,11 +69,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "`heldout datamodels`")
     p.add_argument("--store", required=True, metavar="TEST.zarr",
                    help="predictions store of held-out examples (heldout predict --split test)")
-    p.add_argument("--output", choices=LDS_OUTPUTS, default="logit_confidence",
+    p.add_argument("--output", choices=LDS_OUTPUTS, default=None,
                    help="the runs' output: logit_confidence (TRAK's z_y - logsumexp of the "
-                   "others) or margin (datamodels' z_y - max of the others)")
+                   "others) or margin (datamodels' z_y - max of the others); default: the one "
+                   "SCORES were fitted on (a datamodels file, an estimate of --target margin or "
+                   "logit_confidence), else logit_confidence")
     p.add_argument("--ratio", type=_ratio, default=None,
-                   help="evaluate on the runs of this subset ratio (default: every completed run)")
+                   help="evaluate on the runs of this subset ratio (default: the store's ratio "
+                   "with the most completed runs; runs of several ratios are never pooled)")
     p.add_argument("--layout", choices=("train,test", "test,train"), default=None,
                    metavar="train,test|test,train",
                    help="axes of a plain .npy/.npz array (default train,test)")
@@ -116,7 +121,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--test_index", default=None,
                    help="test examples to model, e.g. 0-99,250 (default: all)")
     p.add_argument("--ratio", type=_ratio, default=None,
-                   help="fit on the runs of this subset ratio (default: every completed run)")
+                   help="fit on the runs of this subset ratio (default: the store's ratio with "
+                   "the most completed runs)")
     p.add_argument("--seed", type=int, default=0, help="the random validation split")
     p.set_defaults(handler=datamodels_command)
 
@@ -128,15 +134,13 @@ def _read_store(path: str, output: str, ratio: float | None, min_runs: int, why:
 
     data = read_outputs(path, output, ratio, not_split="train")
     if len(data.run_names) < min_runs:
-        at = "" if ratio is None else f" at subset ratio {ratio:g}"
-        raise CommandError(f"{path}: {len(data.run_names)} completed runs{at}; {why} needs at "
-                           f"least {min_runs}")
+        raise CommandError(f"{path}: {len(data.run_names)} completed runs at "
+                           f"{data.ratio_note}; {why} needs at least {min_runs}")
     return data
 
 
 def _which_runs(data) -> str:
-    at = "every completed run" if data.ratio is None else f"subset ratio {data.ratio:g}"
-    return f"{len(data.run_names)} runs of {data.path} ({at})"
+    return f"{len(data.run_names)} runs of {data.path} ({data.ratio_note})"
 
 
 def _named(index: np.ndarray) -> str:
@@ -154,11 +158,19 @@ def lds_command(args: argparse.Namespace) -> int:
         if args.layout is not None:
             raise CommandError("--layout applies to SCORES, not to --baselines")
         return _baselines(args)
-    data = _read_store(args.store, args.output, args.ratio, LDS_MIN_RUNS,
-                       "the LDS, a rank correlation over runs,")
+    why = "the LDS, a rank correlation over runs,"
+    output = args.output or DEFAULT_LDS_OUTPUT
+    data = _read_store(args.store, output, args.ratio, LDS_MIN_RUNS, why)
     n_test = data.values.shape[1]
     scores = attribution.load_scores(args.scores, data.masks.shape[1], n_test, args.layout,
                                      data.fingerprint, against=args.store)
+    if scores.output is not None and scores.output != output:
+        if args.output is None:  # the default output is the one the scores were fitted on
+            output = scores.output
+            data = _read_store(args.store, output, args.ratio, LDS_MIN_RUNS, why)
+        else:
+            print(f"note: {scores.description} fitted on {scores.output}, scored against "
+                  f"{output} (--output)")
     result = attribution.lds(scores.values, data.masks, data.values[:, scores.test_index],
                              progress=progress_bar("LDS", "tile", leave=False))
     summary = result.summary()
@@ -169,13 +181,13 @@ def lds_command(args: argparse.Namespace) -> int:
         "test_index": scores.test_index, "constant_output": result.constant_output,
         "constant_prediction": result.constant_prediction,
         "num_runs": np.asarray(result.num_runs, np.int64),
-        "runs": np.asarray(data.run_names, dtype=str), "output": np.asarray(args.output),
+        "runs": np.asarray(data.run_names, dtype=str), "output": np.asarray(output),
         "mean": np.asarray(summary.mean), "ci_low": np.asarray(summary.low),
         "ci_high": np.asarray(summary.high), "scores": np.asarray(str(args.scores)),
     })
     print(f"{args.out}: LDS {summary.mean:.4f} (95% interval {summary.low:.4f} to "
           f"{summary.high:.4f}) over {summary.num_defined} test examples; {scores.description} "
-          f"against the {args.output} of {_which_runs(data)}")
+          f"against the {output} of {_which_runs(data)}")
     nan_line = f"NaN (excluded): {summary.num_nan}"
     only_prediction = result.constant_prediction & ~result.constant_output
     for what, flags in (("constant output", result.constant_output),
@@ -189,6 +201,10 @@ def lds_command(args: argparse.Namespace) -> int:
         if shared:
             print(f"note: {shared} of the {len(data.run_names)} evaluation runs were among the "
                   f"runs these scores were fitted on: an in-sample LDS, optimistic")
+    elif scores.kind == "estimate":  # an estimate file does not list its runs
+        print("note: an estimate's file does not list its runs; if they include these (an "
+              "estimate from this store or its experiment), the LDS is in-sample, optimistic "
+              "(heldout lds --baselines scores out of sample)")
     return 0
 
 
@@ -201,19 +217,20 @@ def _baselines(args: argparse.Namespace) -> int:
     except ValueError:
         raise CommandError(f"--fractions: expected numbers such as 0.25,0.5,1, got "
                            f"{args.fractions!r}") from None
-    data = _read_store(args.store, args.output, args.ratio, 2 * LDS_MIN_RUNS,
+    output = args.output or DEFAULT_LDS_OUTPUT
+    data = _read_store(args.store, output, args.ratio, 2 * LDS_MIN_RUNS,
                        "cross-fitting (each half scored by a rank correlation over runs)")
-    correct = _read_store(args.store, "correct", args.ratio, 0, "")
+    correct = _read_store(args.store, "correct", data.ratio, 0, "")
     table = attribution.cross_fit_baselines(
         data.masks, data.values, correct.values, fractions=fractions,
         val_fraction=args.val_fraction, seed=args.seed,
         progress=progress_bar("baselines", "fit", leave=False))
     arrays = table.to_dict()
-    arrays.update(output=np.asarray(args.output), runs=np.asarray(data.run_names, dtype=str),
+    arrays.update(output=np.asarray(output), runs=np.asarray(data.run_names, dtype=str),
                   seed=np.asarray(args.seed), val_fraction=np.asarray(args.val_fraction))
     save_npz_atomic(args.out, arrays)
     halves = " and ".join(str(n) for n in table.num_score_runs)
-    print(f"Cross-fitted LDS against {args.output}: {_which_runs(data)}, split at random into "
+    print(f"Cross-fitted LDS against {output}: {_which_runs(data)}, split at random into "
           f"halves of {halves} (fit on a fraction of one, scored on the other, swapped); "
           f"{data.values.shape[1]} test examples")
     print(f"{'method':<20} {'fit runs':>9} {'LDS':>8} {'95% interval':>20} {'NaN':>5} "

@@ -151,7 +151,8 @@ def verify_summary(num_runs: int, failed: int, mismatched: int, matched: int, to
     """`verify`'s last line: the runs evaluated and their predictions, then the runs that
     could not be evaluated (restore or read failures) and those below --min_match_fraction."""
     evaluated = num_runs - failed
-    line = (f"verified {evaluated} runs: {matched} out of {total} predictions match"
+    line = (f"verified {evaluated} run{'' if evaluated == 1 else 's'}: {matched} out of {total} "
+            "predictions match"
             if evaluated else f"verified no runs: all {num_runs} failed")
     notes = []
     if failed and evaluated:

@@ -134,24 +134,50 @@ def store_fingerprint(store: PredictionStore, runs: Sequence[tuple[str, object]]
                        tuple(fingerprint.label_hashes[k] for k in splits))
 
 
+def default_ratio(subset_ratio: np.ndarray) -> tuple[float, str]:
+    """The subset ratio a store's consumers use when none is chosen: the ratio with the most
+    completed runs; on a tie, the one nearest 0.5 (LiRA's shadow models each train on half the
+    data, so members and non-members balance; Carlini et al. 2022), then the smaller.
+
+    Args:
+      subset_ratio: float [R'], the subset ratio of each completed run (at least one).
+
+    Returns:
+      (ratio, note): the ratio, and how it was chosen for messages: ``subset ratio 0.5``, or,
+      when the store has several, ``subset ratio 0.5 (the store's ratio with the most completed
+      runs, of 0.25, 0.5; --ratio to choose)``.
+    """
+    ratios = np.asarray(subset_ratio, np.float64)
+    available = sorted(set(ratios.tolist()))
+    counts = {a: int(np.isclose(ratios, a).sum()) for a in available}
+    best = max(available, key=lambda a: (counts[a], -abs(a - 0.5), -a))
+    if len(available) == 1:
+        return best, f"subset ratio {best:g}"
+    return best, (f"subset ratio {best:g} (the store's ratio with the most completed runs, of "
+                  f"{', '.join(f'{a:g}' for a in available)}; --ratio to choose)")
+
+
 def _ratio_rows(path: str, subset_ratio: np.ndarray, ratio: str | float | None, one_ratio: bool
-                ) -> tuple[np.ndarray, float | None]:
+                ) -> tuple[np.ndarray, float]:
     """The rows at subset ratio `ratio` of a store's runs (their ``subset_ratio``), and the
-    ratio. None selects the only ratio when `one_ratio`, else every run (ratio None).
+    ratio. None selects the only ratio when `one_ratio`, else `default_ratio`'s.
 
     Raises:
-      StoreError: no completed run at the ratio, or several ratios and none chosen when
+      StoreError: no completed run (at the ratio), or several ratios and none chosen when
         `one_ratio`.
     """
     ratios = np.asarray(subset_ratio, np.float64)
     available = sorted(set(ratios.tolist()))
     if ratio is None:
+        if not available:
+            raise StoreError(f"{path}: no completed runs")
         if not one_ratio:
-            return np.arange(len(ratios)), None
-        if len(available) != 1:
+            ratio, _ = default_ratio(ratios)
+        elif len(available) != 1:
             raise StoreError(f"{path}: completed runs of subset ratios {available}; choose one "
                              "with --ratio")
-        ratio = available[0]
+        else:
+            ratio = available[0]
     sel = np.flatnonzero(np.isclose(ratios, float(ratio)))
     if not len(sel):
         raise StoreError(f"{path}: no completed runs at subset ratio {ratio}; it has "
@@ -170,7 +196,9 @@ class StoreOutputs:
       values: [R', N] the output (float32; bool for ``correct``).
       masks: bool [R', n_train], the runs' training subsets.
       run_names: ``<ratio>/<run_id>`` of the R' runs, in store order.
-      ratio: the subset ratio selected, or None (every completed run).
+      ratio: the subset ratio of the runs (one: runs trained on subsets of another size are
+        other models, and pooling them would tie each output to the subset's size).
+      ratio_note: how the ratio was chosen, for messages (`default_ratio`).
       label: int64 [N], the split's labels.
       fingerprint: the split's dataset fingerprint (`heldout.data.fingerprint.Fingerprint`).
     """
@@ -181,9 +209,10 @@ class StoreOutputs:
     values: np.ndarray
     masks: np.ndarray
     run_names: list[str]
-    ratio: float | None
+    ratio: float
     label: np.ndarray
     fingerprint: object
+    ratio_note: str = ""
 
 
 def read_outputs(
@@ -197,7 +226,8 @@ def read_outputs(
     Args:
       store: the store path.
       output: ``margin``, ``logit_confidence`` or ``correct``.
-      ratio: one subset ratio's runs, or None for every completed run.
+      ratio: the subset ratio whose runs are read; None: the store's ratio with the most
+        completed runs (`default_ratio`; runs of several ratios are never pooled).
       not_split: refuse a store of this split (``"train"``: the masks select its examples, so
         the outputs are not of held-out examples).
 
@@ -217,13 +247,16 @@ def read_outputs(
         raise StoreError(f"{s.path}: has no {output!r} array (outputs "
                          f"{s.attrs.get('outputs')}); make it with heldout predict --outputs "
                          f"correct,{output}")
+    chosen = ratio is None
     sel, ratio = _ratio_rows(s.path, s["subset_ratio"], ratio, one_ratio=False)
+    note = default_ratio(s["subset_ratio"])[1] if chosen else f"subset ratio {ratio:g}"
     label = np.asarray(s["label"], np.int64)
     return StoreOutputs(
         s.path, split, output, s[output][sel], np.asarray(s["mask"][sel], bool),
         [s.run_names[i] for i in sel], ratio, label,
         fingerprint_from_labels(s.attrs["dataset"], {split: label},
                                 s.attrs.get("dataset_version", "")),
+        note,
     )
 
 

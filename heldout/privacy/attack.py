@@ -20,6 +20,7 @@ import numpy as np
 from heldout.data.fingerprint import Fingerprint, fingerprint_from_labels, read_fingerprint
 from heldout.data.views import IDENTITY
 from heldout.npzio import NpzError, load_npz, require, save_npz_atomic
+from heldout.predict.consumers import default_ratio
 from heldout.predict.store import VIEWS_ARRAY, VIEWS_ATTRIBUTE
 from heldout.privacy.lira import (
     DEFAULT_CHUNK_ELEMENTS,
@@ -117,14 +118,8 @@ def _choose_ratios(path: str, ratios: np.ndarray, wanted: Sequence[float] | None
         return sel, "subset ratio " + ",".join(f"{w:g}" for w in wanted)
     if not available:
         raise LiraError(f"{path}: no completed runs; LiRA needs at least {MIN_RUNS}")
-    counts = {a: int(np.isclose(ratios, a).sum()) for a in available}
-    # The ratio with the most completed runs; on a tie, the one nearest 0.5 (the paper's
-    # shadow models each train on half the data, so members and non-members balance).
-    best = max(available, key=lambda a: (counts[a], -abs(a - 0.5), -a))
-    note = (f"subset ratio {best:g}" if len(available) == 1 else
-            f"subset ratio {best:g} (the store's ratio with the most completed runs, of "
-            f"{', '.join(f'{a:g}' for a in available)}; --ratios to choose)")
-    return np.flatnonzero(np.isclose(ratios, best)), note
+    best, note = default_ratio(ratios)
+    return np.flatnonzero(np.isclose(ratios, best)), note.replace("--ratio ", "--ratios ")
 
 
 def load_lira_inputs(

@@ -219,8 +219,10 @@ def _images_note(data: ReportData) -> str:
 
 
 def _top(values: np.ndarray, n: int, descending: bool = True) -> np.ndarray:
-    """Positions of the n largest (smallest) defined values, ties by smaller position."""
-    defined = np.flatnonzero(~np.isnan(values))
+    """Positions of the n largest (smallest) finite values, ties by smaller position (an
+    infinite value, e.g. a LiRA exposure where a side had one shadow and no spread, says
+    nothing about the example: it is left out, as NaN is)."""
+    defined = np.flatnonzero(np.isfinite(values))
     key = -values[defined] if descending else values[defined]
     return defined[np.argsort(key, kind="stable")[:n]]
 
@@ -483,6 +485,12 @@ def _membership_section(data: ReportData, thumbs: _Thumbs) -> str:
                         _correlation("the C-score", m.with_cscore)))
     body.append(f'<p id="exposure-correlation">Exposure {_esc(stated)}.</p>')
     body.append(f"<h3>The {len(shown)} most exposed training examples</h3>")
+    undefined = int((~np.isfinite(m.exposure)).sum())
+    if undefined:
+        body.append(_note(
+            f"{undefined:,} training examples have an infinite or undefined exposure and are "
+            "not shown: a side (member or non-member) with fewer than two shadow runs gives "
+            "a Gaussian without spread; more runs remove them."))
     body.append(_images_note(data))
     cards = []
     for i in shown:
