@@ -231,3 +231,72 @@ def test_recorded_outputs_start_neither_tensorflow_nor_dask(digits, tmp_path):
                           env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "[]" and "4 runs from recorded outputs" in done.stdout
+
+
+def _other_images(npz, path, invert=False, scale=None):
+    """The digits dataset.npz with its test images inverted (``16 - x``) or another
+    ``__data_scale``: the same labels in the same order, so the same dataset fingerprint."""
+    arrays = {key: np.array(value) for key, value in load_npz(npz).items()}
+    if invert:
+        arrays["test__image"] = (16 - arrays["test__image"]).astype(np.uint8)
+    if scale is not None:
+        arrays["__data_scale"] = np.float32(scale)
+    save_npz_atomic(path, arrays)
+    return path
+
+
+def test_other_images_with_the_runs_labels_are_evaluated_not_read(digits, tmp_path, capsys):
+    # Before: auto read the runs' recorded outputs for test images they were never computed on
+    # (inverted, same labels: the dataset fingerprint is labels only), exit 0, "2000 out of
+    # 2000 predictions match" and accuracy ~0.7; the checkpoints give ~0.004 and 4 MISMATCH.
+    experiment, npz = digits
+    inverted = _other_images(npz, tmp_path / "inverted.npz", invert=True)
+    reference, out = tmp_path / "checkpoints.zarr", tmp_path / "auto.zarr"
+    assert _predict(experiment, inverted, reference, "--split", "test", "--source",
+                    "checkpoints", "--workers", "0") == 1
+    capsys.readouterr()
+    assert _predict(experiment, inverted, out, "--split", "test", "--workers", "0") == 1
+    printed = capsys.readouterr()
+    assert printed.out.count("MISMATCH") == 0 and printed.err.count("MISMATCH") == 4
+    assert ("4 runs from checkpoints (recorded outputs not used: 4 runs recorded them on "
+            "other test images") in printed.out
+    s, evaluated = open_store(out), open_store(reference)
+    assert s.attrs["source"] == "checkpoints" and not s["recorded"].any()
+    for name in ROWS:
+        np.testing.assert_array_equal(s[name], evaluated[name], err_msg=name)
+    assert s["correct"].mean() < 0.1
+    # --source recorded refuses, in one line naming the file, the split and what differs.
+    err = _error_line(capsys, _predict(experiment, inverted, tmp_path / "r.zarr", "--split",
+                                       "test", "--source", "recorded"))
+    assert f"{experiment / '0.5' / '0' / OUTPUTS}: recorded on other test images" in err, err
+    assert not os.path.exists(tmp_path / "r.zarr")
+    # The train split's images are the runs' own: read as before.
+    assert _predict(experiment, inverted, tmp_path / "t.zarr", "--split", "train",
+                    "--source", "recorded") == 0
+    # A run with neither usable recorded outputs nor a checkpoint is skipped and said so.
+    partial = _experiment(digits, tmp_path / "exp", checkpoints=(0, 1))
+    capsys.readouterr()
+    assert _predict(partial, inverted, tmp_path / "p.zarr", "--split", "test",
+                    "--workers", "0", "--min_match_fraction", "0") == 0
+    printed = capsys.readouterr()
+    assert "2 runs from checkpoints" in printed.out
+    assert ("skipped 2 runs without recorded outputs of these test images or a complete "
+            "checkpoint: 0.5/2, 0.5/3") in printed.err
+    assert open_store(tmp_path / "p.zarr").run_names == ["0.5/0", "0.5/1"]
+
+
+def test_another_preprocessing_of_the_same_images_is_evaluated_not_read(digits, tmp_path,
+                                                                         capsys):
+    # The same images at another __data_scale are another model input: not the recorded one.
+    experiment, npz = digits
+    scaled = _other_images(npz, tmp_path / "scaled.npz", scale=8)
+    err = _error_line(capsys, _predict(experiment, scaled, tmp_path / "r.zarr", "--split",
+                                       "train", "--source", "recorded"))
+    assert err.endswith(f"{experiment / '0.5' / '0' / OUTPUTS}: recorded on the train images "
+                        "under another input preprocessing (scale 8 here, 16 recorded); use "
+                        "--source checkpoints"), err
+    out = tmp_path / "auto.zarr"
+    _predict(experiment, scaled, out, "--split", "train", "--workers", "0")
+    assert "recorded them under another input preprocessing" in capsys.readouterr().out
+    s = open_store(out)
+    assert s.attrs["source"] == "checkpoints" and not s["recorded"].any()
