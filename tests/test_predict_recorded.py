@@ -132,7 +132,7 @@ def test_auto_mixes_only_what_it_says(digits, evaluated, tmp_path, capsys):
                     "recorded") == 0
     printed = capsys.readouterr()
     assert "3 runs from recorded outputs" in printed.out
-    assert "0.5/0 (no recorded outputs (outputs.npz))" in printed.err
+    assert "skipped 1 run without recorded outputs (outputs.npz): 0.5/0" in printed.err
     assert open_store(tmp_path / "r.zarr").run_names == ["0.5/1", "0.5/2", "0.5/3"]
     # A store of one source is not resumed from another (the same runs otherwise).
     err = _error_line(capsys, _predict(digits[0], npz, evaluated["test"], "--split", "test",
@@ -172,7 +172,7 @@ def test_what_is_not_recorded_needs_checkpoints(digits, tmp_path, capsys):
     printed = capsys.readouterr()
     assert ("1 runs from checkpoints (recorded outputs not used: logits are not recorded "
             "(--outputs logits))") in printed.out
-    assert "skipped 3 entries" in printed.err and "(no complete checkpoint)" in printed.err
+    assert "skipped 3 runs without a complete checkpoint: 0.5/1, 0.5/2, 0.5/3" in printed.err
     s = open_store(out)
     assert s.attrs["source"] == "checkpoints" and s["logits"].shape == (1, 500, 10)
 
@@ -297,6 +297,48 @@ def test_another_preprocessing_of_the_same_images_is_evaluated_not_read(digits, 
                         "--source checkpoints"), err
     out = tmp_path / "auto.zarr"
     _predict(experiment, scaled, out, "--split", "train", "--workers", "0")
-    assert "recorded them under another input preprocessing" in capsys.readouterr().out
+    assert ("4 runs from checkpoints (recorded outputs not used: 4 runs recorded them on the "
+            "train images under another input preprocessing (scale 8 here, 16 recorded))"
+            ) in capsys.readouterr().out
     s = open_store(out)
     assert s.attrs["source"] == "checkpoints" and not s["recorded"].any()
+
+
+def test_recorded_outputs_without_what_they_were_computed_on_are_refused(digits, tmp_path,
+                                                                        capsys):
+    _, npz = digits
+    experiment = _experiment(digits, tmp_path / "exp", checkpoints=(), copy=(1,))
+    path = experiment / "0.5" / "1" / OUTPUTS
+    save_npz_atomic(path, {k: v for k, v in load_npz(path).items() if k != "images_digest_test"})
+    out = tmp_path / "s.zarr"
+    assert _predict(experiment, npz, out, "--split", "test") == 1
+    assert (f"0.5/1: FAILED: {path}: missing key 'images_digest_test' (expected str scalar in "
+            "an outputs.npz)") in capsys.readouterr().out
+    assert open_store(out).run_names == ["0.5/0", "0.5/2", "0.5/3"]
+
+
+def test_split_inputs_say_what_differs():
+    from dataclasses import replace
+
+    from heldout.data.preprocessing import InputPreprocessing
+    from heldout.experiment import RecordedInputs
+    from heldout.predict.recorded import SplitInputs
+
+    def digest(c):
+        return f"uint8 [5, 2, 2, 1] sha256:{c * 64}"
+
+    recorded = RecordedInputs(digest("a"), digest("b"), InputPreprocessing(16.0))
+    here = SplitInputs("d.npz", "test", digest("b"), InputPreprocessing(16.0))
+    assert here.differs(recorded) == ""
+    assert replace(here, split="train").differs(recorded) == (
+        "on other train images (uint8 [5, 2, 2, 1] sha256:bbbbbbbbbbbb... here, uint8 [5, 2, "
+        "2, 1] sha256:aaaaaaaaaaaa... recorded)")
+    normalised = InputPreprocessing(255.0, (0.5,), (0.25,))
+    assert replace(here, preprocessing=normalised).differs(recorded) == (
+        "on the test images under another input preprocessing (scale 255 here, 16 recorded; "
+        "mean [0.5] here, None recorded; std [0.25] here, None recorded)")
+    assert here.differs(replace(recorded, images_test="")) == (
+        "without a digest of the test images")
+    assert replace(here, images=None).differs(recorded) == (
+        "on test images that d.npz cannot compare (no digest: it does not hold its images in "
+        "memory)")
