@@ -22,7 +22,9 @@ Runs written by `heldout.train` have two more files (released runs have neither)
 ``run.json`` (seed, configuration, accuracies and the input preprocessing: `load_run_info`,
 `Run.input_preprocessing`) and ``outputs.npz``, the run's prediction, margin and logit
 confidence on every train and test example at the end of training (`RecordedOutputs`,
-`Run.load_outputs`), so a run without a checkpoint still has its per-example outputs.
+`Run.load_outputs`), so a run without a checkpoint still has its per-example outputs, with what
+they were computed on (`RecordedInputs`: a digest of each split's images and the input
+preprocessing).
 """
 
 from __future__ import annotations
@@ -389,16 +391,106 @@ def write_aux_arrays(path: str | os.PathLike, aux: AuxArrays) -> None:
 
 RUN_JSON = "run.json"
 OUTPUTS = "outputs.npz"
-OUTPUTS_FORMAT = "heldout.experiment.RecordedOutputs/1"
+OUTPUTS_FORMAT = "heldout.experiment.RecordedOutputs/2"
 #: The recorded outputs, each on both splits (keys ``<output>_<split>``), with the dtype kind a
 #: file may hold and the dtype they are read as.
 RECORDED_OUTPUTS = {"prediction": ("iu", np.int32), "margin": ("f", np.float32),
                     "logit_confidence": ("f", np.float32)}
 OUTPUT_SPLITS = ("train", "test")
+#: The keys of `RecordedInputs`: what the outputs were computed on.
+INPUT_KEYS = tuple(f"images_digest_{split}" for split in OUTPUT_SPLITS) + ("input_preprocessing",)
+_DIGEST = re.compile(r"\w+ \[[0-9, ]*\] sha256:[0-9a-f]{64}")
 
 
 class OutputsError(NpzError):
     """An ``outputs.npz`` that is missing a key, of another format, or inconsistent."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordedInputs:
+    """What a run's recorded outputs were computed on: each split's stored images and how they
+    became model input. The dataset fingerprint of the aux arrays is the labels only; these
+    tell another evaluation set with the same labels (shifted or inverted images, the same
+    images at another scale) from the run's own.
+
+    Attributes:
+      images_train, images_test: `heldout.data.fingerprint.images_digest` of the split's
+        images (e.g. ``uint8 [500, 8, 8, 1] sha256:<64 hex digits>``); '' when the dataset
+        could not give one (then nothing can be shown to be those images).
+      preprocessing: the dataset's `heldout.data.preprocessing.InputPreprocessing`, as in the
+        run's run.json.
+    """
+
+    images_train: str
+    images_test: str
+    preprocessing: InputPreprocessing
+
+    def images(self, split: str) -> str:
+        """The digest of a split's images (``train`` or ``test``; '' when unknown)."""
+        if split not in OUTPUT_SPLITS:
+            raise InputError(f"recorded inputs cover {list(OUTPUT_SPLITS)}; asked {split!r}")
+        return getattr(self, f"images_{split}")
+
+    def to_dict(self) -> dict[str, np.ndarray]:
+        """The file's keys `INPUT_KEYS`: ``images_digest_<split>`` (str) and
+        ``input_preprocessing`` (str, the JSON of `InputPreprocessing.to_dict`)."""
+        arrays = {f"images_digest_{split}": np.array(self.images(split))
+                  for split in OUTPUT_SPLITS}
+        arrays["input_preprocessing"] = np.array(
+            json.dumps(self.preprocessing.to_dict(), sort_keys=True))
+        return arrays
+
+
+def recorded_inputs_from_dict(arrays: dict[str, np.ndarray], source: str = "") -> RecordedInputs:
+    """Validates the `INPUT_KEYS` of an ``outputs.npz`` and returns them as `RecordedInputs`.
+
+    Raises:
+      OutputsError: a missing key (a file of an earlier format), a digest of another form, or
+        a preprocessing that cannot be read (naming the file and the key).
+    """
+    source = source or "recorded outputs"
+    get = functools.partial(require, arrays, source=source, what="an outputs.npz",
+                            error=OutputsError)
+    images = {}
+    for split in OUTPUT_SPLITS:
+        key = f"images_digest_{split}"
+        images[split] = str(get(key, "U", ()))
+        if images[split] and not _DIGEST.fullmatch(images[split]):
+            raise OutputsError(f"{source}: key {key!r}: expected '' or a digest like 'uint8 "
+                               f"[n, H, W, C] sha256:<64 hex digits>', found {images[split]!r}")
+    text = str(get("input_preprocessing", "U", ()))
+    try:
+        preprocessing = InputPreprocessing.from_dict(
+            json.loads(text), f"{source}: key 'input_preprocessing'")
+    except ValueError as e:  # bad JSON, or a PreprocessingError
+        raise OutputsError(str(e) if isinstance(e, HeldoutError) else
+                           f"{source}: key 'input_preprocessing': not JSON ({e})") from e
+    return RecordedInputs(images["train"], images["test"], preprocessing)
+
+
+def load_recorded_inputs(path: str | os.PathLike) -> RecordedInputs:
+    """Reads only what an ``outputs.npz`` was computed on (its `format` and `INPUT_KEYS`, not
+    its outputs), e.g. to decide which runs' recorded outputs can fill a store.
+
+    Raises:
+      NpzError: unreadable, truncated or pickled content.
+      OutputsError: another format, or see `recorded_inputs_from_dict`.
+    """
+    path = os.fspath(path)
+    arrays = load_npz(path, ("format",) + INPUT_KEYS)
+    _check_format(arrays, path)
+    return recorded_inputs_from_dict(arrays, path)
+
+
+def _check_format(arrays: dict[str, np.ndarray], source: str) -> None:
+    found = str(require(arrays, "format", "U", (), source=source, what="an outputs.npz",
+                        error=OutputsError))
+    if found != OUTPUTS_FORMAT:
+        earlier = (f" (an earlier format, without what the outputs were computed on: "
+                   f"{', '.join(INPUT_KEYS)})" if found == "heldout.experiment.RecordedOutputs/1"
+                   else "")
+        raise OutputsError(f"{source}: key 'format': expected {OUTPUTS_FORMAT!r}, found "
+                           f"{found!r}{earlier}")
 
 
 def load_run_info(run: Run | str | os.PathLike) -> dict:
@@ -438,6 +530,8 @@ class RecordedOutputs:
       prediction_test, margin_test, logit_confidence_test: the same, [n_test].
       epoch, global_step: the training counters they were recorded at (those of the run's
         final checkpoint, when it has one).
+      inputs: what they were computed on (`RecordedInputs`: the images' digests and the input
+        preprocessing).
       source: the file they came from ('' when built in memory).
     """
 
@@ -449,6 +543,7 @@ class RecordedOutputs:
     logit_confidence_test: np.ndarray
     epoch: int
     global_step: int
+    inputs: RecordedInputs
     source: str = ""
 
     @property
@@ -472,11 +567,12 @@ class RecordedOutputs:
         return getattr(self, f"{name}_{split}")
 
     def to_dict(self) -> dict[str, np.ndarray]:
-        """The file's arrays: ``<output>_<split>``, ``format``, ``epoch``, ``global_step``."""
+        """The file's arrays: ``<output>_<split>``, ``format``, ``epoch``, ``global_step`` and
+        the `RecordedInputs` keys (`INPUT_KEYS`)."""
         arrays = {f"{name}_{split}": self.output(name, split)
                   for name in RECORDED_OUTPUTS for split in OUTPUT_SPLITS}
         arrays.update(format=np.array(OUTPUTS_FORMAT), epoch=np.int64(self.epoch),
-                      global_step=np.int64(self.global_step))
+                      global_step=np.int64(self.global_step), **self.inputs.to_dict())
         return arrays
 
 
@@ -491,7 +587,8 @@ def recorded_outputs_from_dict(
     Checks: ``format`` is `OUTPUTS_FORMAT`; every ``<output>_<split>`` present, 1-D, of its
     dtype kind (`RECORDED_OUTPUTS`) and of one length per split (`num_train` / `num_test` when
     given, e.g. the run's aux arrays' sizes); predictions >= 0; margins and confidences finite;
-    ``epoch`` and ``global_step`` integer scalars.
+    ``epoch`` and ``global_step`` integer scalars; the `RecordedInputs` keys
+    (`recorded_inputs_from_dict`).
 
     Raises:
       OutputsError: naming the file (`source`), the key, what was expected and what was found.
@@ -500,10 +597,7 @@ def recorded_outputs_from_dict(
     sizes = {k: v for k, v in (("n_train", num_train), ("n_test", num_test)) if v is not None}
     get = functools.partial(require, arrays, source=source, sizes=sizes,
                             what="an outputs.npz", error=OutputsError)
-    found = str(get("format", "U", ()))
-    if found != OUTPUTS_FORMAT:
-        raise OutputsError(f"{source}: key 'format': expected {OUTPUTS_FORMAT!r}, found "
-                           f"{found!r}")
+    _check_format(arrays, source)
     fields: dict[str, np.ndarray] = {}
     for name, (kind, dtype) in RECORDED_OUTPUTS.items():
         for split in OUTPUT_SPLITS:
@@ -516,7 +610,8 @@ def recorded_outputs_from_dict(
                                    f"(first at position {int(np.flatnonzero(bad)[0])})")
             fields[key] = value
     counters = {name: int(get(name, "iu", ())) for name in ("epoch", "global_step")}
-    return RecordedOutputs(**fields, **counters, source=source)
+    return RecordedOutputs(**fields, **counters, inputs=recorded_inputs_from_dict(arrays, source),
+                           source=source)
 
 
 def load_outputs(

@@ -17,7 +17,7 @@ import os
 import struct
 import zipfile
 import zlib
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Collection, Mapping, MutableMapping
 
 import numpy as np
 
@@ -149,13 +149,15 @@ def require(
     return value
 
 
-def _read_stored_members(path: str) -> dict[str, np.ndarray] | None:
+def _read_stored_members(path: str, keys: Collection[str] | None = None
+                        ) -> dict[str, np.ndarray] | None:
     """Every array of an `.npz` whose members are all stored uncompressed ``.npy`` files (what
     `np.savez` writes), each read with one ``readinto`` into its array, the CRC-32 checked as
     `zipfile` does; None for any other archive (compressed or other members), which
     `np.load` then reads.
 
-    Same result as ``np.load(path, allow_pickle=False)``, in one copy instead of two and with
+    Same result as ``np.load(path, allow_pickle=False)`` (only the members of `keys` read, when
+    given), in one copy instead of two and with
     the GIL released for the reads and the checksums, so threads reading runs overlap (numpy's
     reader goes through `zipfile` 256 KiB at a time, in Python). The zip structures are parsed
     by `zipfile` (the central directory) and by the zip format's 30-byte local header (APPNOTE
@@ -177,6 +179,8 @@ def _read_stored_members(path: str) -> dict[str, np.ndarray] | None:
         file_size = os.fstat(f.fileno()).st_size
         arrays = {}
         for m in members:
+            if keys is not None and m.filename[:-4] not in keys:
+                continue
             f.seek(m.header_offset)
             local = f.read(30)
             if len(local) != 30 or local[:4] != b"PK\x03\x04":
@@ -205,14 +209,18 @@ def _read_stored_members(path: str) -> dict[str, np.ndarray] | None:
     return arrays
 
 
-def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Reads every array of an `.npz` file into memory, refusing pickled objects.
+def load_npz(path: str | os.PathLike, keys: Collection[str] | None = None
+             ) -> dict[str, np.ndarray]:
+    """Reads every array of an `.npz` file (or those of `keys`) into memory, refusing pickled
+    objects.
 
     Archives of stored ``.npy`` members (`np.savez`'s) are read by `_read_stored_members`, one
     copy per array; any other (`np.savez_compressed`'s) by `np.load`.
 
     Args:
       path: the `.npz` file.
+      keys: read only these keys (those the file has; the others' bytes are not read, e.g. a
+        file's few small keys beside its large arrays); None: every key.
 
     Returns:
       A dict from key to array.
@@ -230,11 +238,11 @@ def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
         kind = "a single .npy array" if magic == b"\x93NUM" else "not a zip archive"
         raise NpzError(f"{path}: not an .npz file ({kind}; found first bytes {magic!r})")
     try:
-        arrays = _read_stored_members(path)
+        arrays = _read_stored_members(path, keys)
         if arrays is not None:
             return arrays
         with np.load(path, allow_pickle=False) as archive:
-            return {key: archive[key] for key in archive.files}
+            return {key: archive[key] for key in archive.files if keys is None or key in keys}
     except ValueError as e:
         if "pickle" in str(e).lower():
             raise NpzError(

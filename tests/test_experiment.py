@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from heldout import experiment as ex
+from heldout.data.preprocessing import InputPreprocessing
 from heldout.npzio import NpzError, load_npz, save_npz_atomic
 
 RUNS = {"0.5": [0, 7], "0.25": [3]}
@@ -174,7 +175,10 @@ def _outputs(n_train=20, n_test=8):
         arrays[f"prediction_{split}"] = rng.integers(0, 4, n).astype(np.int32)
         arrays[f"margin_{split}"] = rng.normal(size=n).astype(np.float32)
         arrays[f"logit_confidence_{split}"] = rng.normal(size=n).astype(np.float32)
-    return ex.RecordedOutputs(**arrays, epoch=3, global_step=12)
+    inputs = ex.RecordedInputs(f"uint8 [{n_train}, 8, 8, 1] sha256:{'a' * 64}",
+                               f"uint8 [{n_test}, 8, 8, 1] sha256:{'b' * 64}",
+                               InputPreprocessing(16.0))
+    return ex.RecordedOutputs(**arrays, epoch=3, global_step=12, inputs=inputs)
 
 
 def test_recorded_outputs_round_trip_and_are_checked(tmp_path):
@@ -189,9 +193,13 @@ def test_recorded_outputs_round_trip_and_are_checked(tmp_path):
     ex.write_outputs(run.outputs_path, _outputs())
     assert run.has_outputs() and sorted(load_npz(run.outputs_path)) == sorted(
         [f"{o}_{s}" for o in ("prediction", "margin", "logit_confidence")
-         for s in ("train", "test")] + ["format", "epoch", "global_step"])
+         for s in ("train", "test")] + ["format", "epoch", "global_step",
+                                        "images_digest_train", "images_digest_test",
+                                        "input_preprocessing"])
     back = run.load_outputs(num_train=20, num_test=8)
     assert (back.epoch, back.global_step, back.num_train, back.num_test) == (3, 12, 20, 8)
+    assert back.inputs == _outputs().inputs == ex.load_recorded_inputs(run.outputs_path)
+    assert back.inputs.preprocessing.scale == 16.0
     for key, value in _outputs().to_dict().items():
         np.testing.assert_array_equal(back.to_dict()[key], value)
     assert back.output("margin", "test").dtype == np.float32
@@ -202,7 +210,22 @@ def test_recorded_outputs_round_trip_and_are_checked(tmp_path):
     for change, match in (
         (lambda a: a.pop("margin_test"), "missing key 'margin_test' .*in an outputs.npz"),
         (lambda a: a.update(format=np.array("other/1")), "key 'format': expected "
-         "'heldout.experiment.RecordedOutputs/1', found 'other/1'"),
+         "'heldout.experiment.RecordedOutputs/2', found 'other/1'$"),
+        # Written before the outputs carried what they were computed on.
+        (lambda a: a.update(format=np.array("heldout.experiment.RecordedOutputs/1")),
+         "found 'heldout.experiment.RecordedOutputs/1' \\(an earlier format, without what "
+         "the outputs were computed on: images_digest_train, images_digest_test, "
+         "input_preprocessing\\)"),
+        (lambda a: a.pop("images_digest_test"), "outputs.npz: missing key 'images_digest_test' "
+         "\\(expected str scalar in an outputs.npz\\)"),
+        (lambda a: a.pop("input_preprocessing"), "missing key 'input_preprocessing'"),
+        (lambda a: a.update(images_digest_train=np.array("sha256:abc")),
+         "key 'images_digest_train': expected '' or a digest like 'uint8 \\[n, H, W, C\\] "
+         "sha256:<64 hex digits>', found 'sha256:abc'"),
+        (lambda a: a.update(input_preprocessing=np.array("{scale: 16")),
+         "key 'input_preprocessing': not JSON"),
+        (lambda a: a.update(input_preprocessing=np.array('{"scale": -1}')),
+         "key 'input_preprocessing': malformed input preprocessing"),
         (lambda a: a.update(margin_train=a["margin_train"].astype(np.int64)),
          r"key 'margin_train': expected float array \[n_train=20\], found int64 \[20\]"),
         (lambda a: a.update(logit_confidence_test=np.full(7, 0.5, np.float32)),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import numpy as np
 import pytest
 
 from heldout.data import ArrayDataset, label_hash
+from heldout.data.arrays import DatasetSplitError
 from heldout.data.fingerprint import (
     KEYS,
     Fingerprint,
@@ -109,3 +111,42 @@ def test_fingerprint_of_a_dataset_and_check_against_it():
     shuffled = ArrayDataset(FMNIST, 10, {}, {"train": arrays["train__label"][::-1]})
     with pytest.raises(FingerprintError, match="scores.npz and dataset .*labels differ"):
         check_dataset(fp, shuffled, "scores.npz")
+
+
+def test_images_digest_pins_the_pixels_their_order_shape_and_dtype(monkeypatch):
+    """What recorded outputs were computed on (heldout.experiment.RecordedInputs): the labels'
+    fingerprint cannot tell another image set with the same labels; the digest can."""
+    from heldout.data import fingerprint as fp
+    from heldout.data.fingerprint import images_digest
+
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (50, 4, 4, 1), dtype=np.uint8)
+    labels = {"test": rng.integers(0, 3, 50)}
+
+    def digest(pixels, **kwargs):
+        return images_digest(ArrayDataset("d", 3, {"test": pixels}, labels, **kwargs), "test")
+
+    found = digest(images)
+    assert found == f"uint8 [50, 4, 4, 1] sha256:{hashlib.sha256(images.tobytes()).hexdigest()}"
+    monkeypatch.setattr(fp, "DIGEST_CHUNK_BYTES", 40)  # chunks of 2 images: the same digest
+    assert digest(images) == found
+    assert digest(images, scale=16.0) == found  # the preprocessing is recorded beside it
+    other = images.copy()
+    other[49, 3, 3, 0] ^= 1
+    assert digest(other) != found
+    assert digest(images[::-1].copy()) != found  # another order
+    assert digest(images.reshape(50, 2, 8, 1)) != found  # the same bytes, another shape
+    floats = images.astype(np.float32) / 255
+    assert digest(floats).startswith("float32 [50, 4, 4, 1] sha256:")
+    assert digest(floats.astype(">f4")) == digest(floats)  # the values, not the byte order
+    with pytest.raises(DatasetSplitError, match="d: no split 'train'"):
+        images_digest(ArrayDataset("d", 3, {"test": images}, labels), "train")
+
+
+def test_images_digest_of_a_dataset_without_images_in_memory_is_none():
+    from heldout.data.fingerprint import images_digest
+
+    class Shards:  # e.g. TFRecord shards: the images are JPEGs on disk
+        name = "imagenet2012"
+
+    assert images_digest(Shards(), "test") is None

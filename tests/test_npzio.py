@@ -157,6 +157,10 @@ def test_load_npz_reads_every_kind_of_array_as_np_load_does(tmp_path, fmnist_dir
                 assert got[key].dtype == want[key].dtype and got[key].shape == want[key].shape
                 np.testing.assert_array_equal(got[key], want[key])
                 assert got[key].flags.f_contiguous == want[key].flags.f_contiguous
+    for path in (tmp_path / "stored.npz", tmp_path / "compressed.npz"):  # a few keys only
+        got = load_npz(path, ("word", "fortran", "absent"))
+        assert sorted(got) == ["fortran", "word"] and str(got["word"]) == "acc/1"
+        np.testing.assert_array_equal(got["fortran"], arrays["fortran"])
     # A changed byte of a stored array is caught by its CRC-32, as zipfile catches it.
     data = bytearray((tmp_path / "stored.npz").read_bytes())
     at = bytes(data).index(np.arange(5).tobytes())

@@ -132,7 +132,7 @@ def test_auto_mixes_only_what_it_says(digits, evaluated, tmp_path, capsys):
                     "recorded") == 0
     printed = capsys.readouterr()
     assert "3 runs from recorded outputs" in printed.out
-    assert "0.5/0 (no recorded outputs (outputs.npz))" in printed.err
+    assert "skipped 1 run without recorded outputs (outputs.npz): 0.5/0" in printed.err
     assert open_store(tmp_path / "r.zarr").run_names == ["0.5/1", "0.5/2", "0.5/3"]
     # A store of one source is not resumed from another (the same runs otherwise).
     err = _error_line(capsys, _predict(digits[0], npz, evaluated["test"], "--split", "test",
@@ -172,7 +172,7 @@ def test_what_is_not_recorded_needs_checkpoints(digits, tmp_path, capsys):
     printed = capsys.readouterr()
     assert ("1 runs from checkpoints (recorded outputs not used: logits are not recorded "
             "(--outputs logits))") in printed.out
-    assert "skipped 3 entries" in printed.err and "(no complete checkpoint)" in printed.err
+    assert "skipped 3 runs without a complete checkpoint: 0.5/1, 0.5/2, 0.5/3" in printed.err
     s = open_store(out)
     assert s.attrs["source"] == "checkpoints" and s["logits"].shape == (1, 500, 10)
 
@@ -231,3 +231,114 @@ def test_recorded_outputs_start_neither_tensorflow_nor_dask(digits, tmp_path):
                           env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "[]" and "4 runs from recorded outputs" in done.stdout
+
+
+def _other_images(npz, path, invert=False, scale=None):
+    """The digits dataset.npz with its test images inverted (``16 - x``) or another
+    ``__data_scale``: the same labels in the same order, so the same dataset fingerprint."""
+    arrays = {key: np.array(value) for key, value in load_npz(npz).items()}
+    if invert:
+        arrays["test__image"] = (16 - arrays["test__image"]).astype(np.uint8)
+    if scale is not None:
+        arrays["__data_scale"] = np.float32(scale)
+    save_npz_atomic(path, arrays)
+    return path
+
+
+def test_other_images_with_the_runs_labels_are_evaluated_not_read(digits, tmp_path, capsys):
+    # Before: auto read the runs' recorded outputs for test images they were never computed on
+    # (inverted, same labels: the dataset fingerprint is labels only), exit 0, "2000 out of
+    # 2000 predictions match" and accuracy ~0.7; the checkpoints give ~0.004 and 4 MISMATCH.
+    experiment, npz = digits
+    inverted = _other_images(npz, tmp_path / "inverted.npz", invert=True)
+    reference, out = tmp_path / "checkpoints.zarr", tmp_path / "auto.zarr"
+    assert _predict(experiment, inverted, reference, "--split", "test", "--source",
+                    "checkpoints", "--workers", "0") == 1
+    capsys.readouterr()
+    assert _predict(experiment, inverted, out, "--split", "test", "--workers", "0") == 1
+    printed = capsys.readouterr()
+    assert printed.out.count("MISMATCH") == 0 and printed.err.count("MISMATCH") == 4
+    assert ("4 runs from checkpoints (recorded outputs not used: 4 runs recorded them on "
+            "other test images") in printed.out
+    s, evaluated = open_store(out), open_store(reference)
+    assert s.attrs["source"] == "checkpoints" and not s["recorded"].any()
+    for name in ROWS:
+        np.testing.assert_array_equal(s[name], evaluated[name], err_msg=name)
+    assert s["correct"].mean() < 0.1
+    # --source recorded refuses, in one line naming the file, the split and what differs.
+    err = _error_line(capsys, _predict(experiment, inverted, tmp_path / "r.zarr", "--split",
+                                       "test", "--source", "recorded"))
+    assert f"{experiment / '0.5' / '0' / OUTPUTS}: recorded on other test images" in err, err
+    assert not os.path.exists(tmp_path / "r.zarr")
+    # The train split's images are the runs' own: read as before.
+    assert _predict(experiment, inverted, tmp_path / "t.zarr", "--split", "train",
+                    "--source", "recorded") == 0
+    # A run with neither usable recorded outputs nor a checkpoint is skipped and said so.
+    partial = _experiment(digits, tmp_path / "exp", checkpoints=(0, 1))
+    capsys.readouterr()
+    assert _predict(partial, inverted, tmp_path / "p.zarr", "--split", "test",
+                    "--workers", "0", "--min_match_fraction", "0") == 0
+    printed = capsys.readouterr()
+    assert "2 runs from checkpoints" in printed.out
+    assert ("skipped 2 runs without recorded outputs of these test images or a complete "
+            "checkpoint: 0.5/2, 0.5/3") in printed.err
+    assert open_store(tmp_path / "p.zarr").run_names == ["0.5/0", "0.5/1"]
+
+
+def test_another_preprocessing_of_the_same_images_is_evaluated_not_read(digits, tmp_path,
+                                                                         capsys):
+    # The same images at another __data_scale are another model input: not the recorded one.
+    experiment, npz = digits
+    scaled = _other_images(npz, tmp_path / "scaled.npz", scale=8)
+    err = _error_line(capsys, _predict(experiment, scaled, tmp_path / "r.zarr", "--split",
+                                       "train", "--source", "recorded"))
+    assert err.endswith(f"{experiment / '0.5' / '0' / OUTPUTS}: recorded on the train images "
+                        "under another input preprocessing (scale 8 here, 16 recorded); use "
+                        "--source checkpoints"), err
+    out = tmp_path / "auto.zarr"
+    _predict(experiment, scaled, out, "--split", "train", "--workers", "0")
+    assert ("4 runs from checkpoints (recorded outputs not used: 4 runs recorded them on the "
+            "train images under another input preprocessing (scale 8 here, 16 recorded))"
+            ) in capsys.readouterr().out
+    s = open_store(out)
+    assert s.attrs["source"] == "checkpoints" and not s["recorded"].any()
+
+
+def test_recorded_outputs_without_what_they_were_computed_on_are_refused(digits, tmp_path,
+                                                                        capsys):
+    _, npz = digits
+    experiment = _experiment(digits, tmp_path / "exp", checkpoints=(), copy=(1,))
+    path = experiment / "0.5" / "1" / OUTPUTS
+    save_npz_atomic(path, {k: v for k, v in load_npz(path).items() if k != "images_digest_test"})
+    out = tmp_path / "s.zarr"
+    assert _predict(experiment, npz, out, "--split", "test") == 1
+    assert (f"0.5/1: FAILED: {path}: missing key 'images_digest_test' (expected str scalar in "
+            "an outputs.npz)") in capsys.readouterr().out
+    assert open_store(out).run_names == ["0.5/0", "0.5/2", "0.5/3"]
+
+
+def test_split_inputs_say_what_differs():
+    from dataclasses import replace
+
+    from heldout.data.preprocessing import InputPreprocessing
+    from heldout.experiment import RecordedInputs
+    from heldout.predict.recorded import SplitInputs
+
+    def digest(c):
+        return f"uint8 [5, 2, 2, 1] sha256:{c * 64}"
+
+    recorded = RecordedInputs(digest("a"), digest("b"), InputPreprocessing(16.0))
+    here = SplitInputs("d.npz", "test", digest("b"), InputPreprocessing(16.0))
+    assert here.differs(recorded) == ""
+    assert replace(here, split="train").differs(recorded) == (
+        "on other train images (uint8 [5, 2, 2, 1] sha256:bbbbbbbbbbbb... here, uint8 [5, 2, "
+        "2, 1] sha256:aaaaaaaaaaaa... recorded)")
+    normalised = InputPreprocessing(255.0, (0.5,), (0.25,))
+    assert replace(here, preprocessing=normalised).differs(recorded) == (
+        "on the test images under another input preprocessing (scale 255 here, 16 recorded; "
+        "mean [0.5] here, None recorded; std [0.25] here, None recorded)")
+    assert here.differs(replace(recorded, images_test="")) == (
+        "without a digest of the test images")
+    assert replace(here, images=None).differs(recorded) == (
+        "on test images that d.npz cannot compare (no digest: it does not hold its images in "
+        "memory)")

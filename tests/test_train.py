@@ -181,7 +181,9 @@ def test_recorded_outputs_are_what_the_checkpoint_gives(tmp_path, small, path):
     (outputs.npz, issue 19); on the runs that also have a checkpoint they equal what
     `heldout predict` stores from restoring it, bit for bit; on every run the predictions
     agree with the aux arrays' correctness."""
+    from heldout.data.fingerprint import images_digest
     from heldout.data.npz import save_npz_dataset
+    from heldout.experiment import RecordedInputs
     from heldout.predict import open_store
 
     config = T.TrainConfig(**{**CONFIG.__dict__, "path": path, "models_per_step": 3,
@@ -203,6 +205,11 @@ def test_recorded_outputs_are_what_the_checkpoint_gives(tmp_path, small, path):
             aux = run.load_aux()
             outputs = run.load_outputs(aux.num_train, aux.num_test)
             assert (outputs.epoch, outputs.global_step) == (3, 12)
+            # What they were computed on: the images' digests, run.json's preprocessing.
+            assert outputs.inputs == RecordedInputs(
+                images_digest(small, "train"), images_digest(small, "test"),
+                run.input_preprocessing())
+            assert outputs.inputs.images_test.startswith("uint8 [")
             np.testing.assert_array_equal(outputs.output("prediction", split) == labels,
                                           aux.correctness(split))
             if run.name in s.run_names:
@@ -300,7 +307,8 @@ def test_a_temporary_run_still_being_written_is_not_taken_for_stale(tmp_path):
     temporary directory alone: removed under it, it was made again by the atomic writes of the
     aux arrays and run.json and renamed into place without its checkpoint, and the new task,
     finding the run complete, threw its own whole run away."""
-    from heldout.experiment import RecordedOutputs, make_aux_arrays
+    from heldout.data.preprocessing import InputPreprocessing
+    from heldout.experiment import RecordedInputs, RecordedOutputs, make_aux_arrays
     from heldout.lock import unlock
 
     ratio_dir = str(tmp_path / "0.5")
@@ -313,7 +321,8 @@ def test_a_temporary_run_still_being_written_is_not_taken_for_stale(tmp_path):
     assert os.path.isdir(os.path.join(orphan.path, "checkpoints")) and rerun.path != orphan.path
     aux = make_aux_arrays(np.arange(5), np.ones(10, bool), np.ones(4, bool), None)
     outputs = RecordedOutputs(*[np.zeros(n, dtype) for n in (10, 4)
-                                for dtype in (np.int32, np.float32, np.float32)], 1, 1)
+                                for dtype in (np.int32, np.float32, np.float32)], 1, 1,
+                              RecordedInputs("", "", InputPreprocessing()))
     final = os.path.join(ratio_dir, "7")
     assert T.rundir.finish_run(orphan, final, aux, {"run_id": 7}, outputs)
     assert os.listdir(os.path.join(final, "checkpoints")) == ["ckpt-1.index"]

@@ -14,6 +14,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from heldout.cli.common import (
@@ -26,6 +27,7 @@ from heldout.cli.common import (
     ratios_flag,
     run_ids_flag,
     select_runs_for_command,
+    skipped_summary,
 )
 
 
@@ -85,10 +87,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "(default: the released architecture for the dataset)")
     p.add_argument("--source", choices=["auto", "recorded", "checkpoints"], default="auto",
                    help="recorded: each run's outputs recorded at the end of training "
-                   "(outputs.npz), read without a model (the runs' own dataset, train or test "
-                   "split, no logits, no views but identity); checkpoints: each run's model "
-                   "evaluated; auto: recorded outputs where runs have them and they can serve, "
-                   "models otherwise (default auto)")
+                   "(outputs.npz), read without a model (the runs' own dataset: the images and "
+                   "preprocessing they were recorded on, train or test split, no logits, no "
+                   "views but identity); checkpoints: each run's model evaluated; auto: "
+                   "recorded outputs where runs have them and they can serve, models otherwise "
+                   "(default auto)")
     p.add_argument("--backend", choices=["tensorflow", "torch"], default="tensorflow",
                    help="tensorflow: the runs' checkpoints; torch: runs exported by heldout "
                    "export (model.safetensors or model.npz), on CUDA when present")
@@ -150,6 +153,10 @@ def predict_command(args: argparse.Namespace) -> int:
         backend_options={"precision": args.precision} if args.backend == "torch" else None,
         views=args.views, source=args.source,
     )
+    # Runs left out once the dataset was loaded: recorded on other images, and no model.
+    later = dataclasses.replace(selection, skipped=summary.skipped[len(selection.skipped):])
+    for line in skipped_summary(later):
+        print(line, file=sys.stderr)
     for name, error in summary.failed:
         print(f"{name}: FAILED: {error}")
     print(f"{summary.store}: {summary.num_runs - len(summary.failed)} of {summary.num_runs} runs "

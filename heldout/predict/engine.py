@@ -57,10 +57,12 @@ from heldout.experiment import (
 from heldout.lock import try_lock, unlock
 from heldout.predict import store as st
 from heldout.predict.recorded import (
+    SplitInputs,
+    assign_sources,
     plan_source,
-    reads_recorded,
     recorded_rows,
     source_requirement,
+    split_inputs,
     store_source,
 )
 from heldout.quiet import import_tensorflow
@@ -94,6 +96,7 @@ class TaskSpec:
     backend_options: tuple[tuple[str, Any], ...] = ()
     own_dataset: bool = True
     views: tuple[str, ...] = ()
+    inputs: SplitInputs | None = None  # what recorded outputs must have been recorded on
 
     def model_key(self) -> tuple:
         """What the cached model and dataset depend on (not the store)."""
@@ -135,7 +138,9 @@ class PredictSummary:
         again in float32 because their top-2 margin was below its bound.
       skipped: entries of the experiment that are not complete runs, and runs without a model
         for the backend or recorded outputs, as the source needs
-        (`heldout.experiment.select_runs`), left out of the store.
+        (`heldout.experiment.select_runs`), then runs whose recorded outputs are of other
+        images or preprocessing and that have no model
+        (`heldout.predict.recorded.assign_sources`), left out of the store.
       source: the store's ``source`` attribute (`heldout.predict.store.SOURCES`).
       recorded_runs: of the store's R runs, those whose rows are read from recorded outputs
         (the others are evaluated from their models).
@@ -255,7 +260,8 @@ def read_recorded_run(spec: TaskSpec, row: int, run: Run, dataset: Dataset) -> R
       any `HeldoutError`) gives a result with `error` set and writes nothing.
     """
     try:
-        rows, aux, recorded = recorded_rows(run, dataset, spec.split, spec.outputs, spec.views)
+        rows, aux, recorded = recorded_rows(run, dataset, spec.split, spec.outputs, spec.views,
+                                            spec.inputs)
     except HeldoutError as e:
         return RunResult(row, run.name, error=str(e))
     st.write_run(spec.store, row, rows, aux.subset_mask(), recorded.epoch, recorded.global_step)
@@ -548,9 +554,11 @@ def predict(
       source: where the rows come from (`heldout.predict.recorded`): ``checkpoints`` (every
         run's model evaluated), ``recorded`` (every run's outputs recorded at the end of
         training read, without a model: the runs' own dataset, ``train`` or ``test``, no
-        ``logits``, no views but ``identity``, the ``tensorflow`` backend), or ``auto`` (the
-        recorded outputs of the runs that have them where they can serve, the models of the
-        others). The store records it (attribute ``source``, array ``recorded``).
+        ``logits``, no views but ``identity``, the ``tensorflow`` backend, the images and
+        preprocessing they were recorded on), or ``auto`` (the recorded outputs of the runs
+        that have them where they can serve, the models of the others; runs with outputs
+        recorded on other images and no model are skipped). The store records it (attribute
+        ``source``, array ``recorded``).
 
     Returns:
       A `PredictSummary`: failed runs (a bad checkpoint, a non-finite weight or logit, ...)
@@ -561,7 +569,8 @@ def predict(
       PredictError, NoRunsError, StoreError, BackendError, DatasetError, ModelMismatchError,
         RecordedSourceError, ...: bad inputs (a dataset that is not the runs', another
         command filling the same store, ``source="recorded"`` where recorded outputs cannot
-        serve), before any run is evaluated.
+        serve or were recorded on other images or preprocessing), before any run is
+        evaluated.
       ClusterError: an unreachable `scheduler`, or more `workers` than visible GPUs.
       Interrupted: Ctrl-C once the store was made or opened, with the store's completed runs
         counted after the cluster is shut down (a bare KeyboardInterrupt before).
@@ -594,10 +603,14 @@ def predict(
     else:
         selection = select_runs(path, ratios, run_ids, source_requirement(plan, backend))
     runs, root = selection.runs(), selection.root
-    recorded = [reads_recorded(plan, run) for run in runs]
     if note and not _any_recorded(runs, selection.skipped):
         note = ""  # nothing was recorded: nothing to explain
     data = load_dataset(dataset, (split,))
+    # Once per call: the images and preprocessing the recorded outputs must have been on.
+    inputs = (split_inputs(data, split) if plan != "checkpoints"
+              and any(run.has_outputs() for run in runs) else None)
+    sources = assign_sources(plan, runs, inputs, backend)
+    runs, recorded, note = list(sources.runs), list(sources.recorded), note or sources.note
     labels = data.split_labels(split)
     check_views(parse_views(view_names), data.image_shape)
     num_train = check_runs_fit(runs, data, split, backend, arch, cross_check, recorded)
@@ -615,7 +628,7 @@ def predict(
     spec = TaskSpec(out, dataset, split, backend, arch, int(data.num_classes),
                     tuple(int(d) for d in data.image_shape), outputs, logits_dtype,
                     batch_size, layout.num_train, tuple(sorted((backend_options or {}).items())),
-                    own_dataset=cross_check, views=view_names)
+                    own_dataset=cross_check, views=view_names, inputs=inputs)
     prepared = False
 
     def completed() -> int | None:  # on Ctrl-C: the store's completed runs, once it is ours
@@ -633,8 +646,9 @@ def predict(
         prepared = True
         summary = _fill(spec, runs, data, dask, retries, progress, cache,
                         min_match_fraction if cross_check else None, recorded)
-    return dataclasses.replace(summary, skipped=selection.skipped, source=layout.source,
-                               recorded_runs=sum(recorded), source_note=note)
+    return dataclasses.replace(summary, skipped=selection.skipped + sources.skipped,
+                               source=layout.source, recorded_runs=sum(recorded),
+                               source_note=note)
 
 
 def _any_recorded(runs: Sequence[Run], skipped: Sequence[Skipped]) -> bool:

@@ -11,10 +11,20 @@ aux arrays, ``epoch``/``global_step`` from the file. What they cannot give needs
 models (`why_not_recorded`): ``logits``, views other than ``identity``, another split, another
 evaluation set (``--no_cross_check``), and the torch backend's evaluation.
 
+The runs' own dataset is not shown by its fingerprint alone (the aux arrays' is the labels
+only: another image set with the same labels has the same one, and the cross-check passes,
+recorded ``correct`` coming from the same logits as the aux arrays'). The file also records
+what the outputs were computed on (`heldout.experiment.RecordedInputs`: a digest of each
+split's stored images, `heldout.data.fingerprint.images_digest`, and the input preprocessing),
+and a run's outputs are read only when both equal the dataset's (`SplitInputs`, computed once
+per call: `split_inputs`).
+
 `--source` (`SOURCES`): ``checkpoints`` evaluates every run's model; ``recorded`` reads every
 run's recorded outputs (runs without them are skipped, as runs without a checkpoint are by
-``checkpoints``); ``auto``, the default, reads the recorded outputs of the runs that have them
-and evaluates the models of the others, when recorded outputs can serve, and evaluates every
+``checkpoints``; outputs recorded on other images or under another preprocessing are refused,
+`assign_sources`); ``auto``, the default, reads the recorded outputs of the runs that have them
+and recorded them on the dataset's images and preprocessing, and evaluates the models of the
+others (a run with neither is skipped), when recorded outputs can serve, and evaluates every
 model otherwise. Both give the same values on a run that has both (tests/test_predict_recorded.py),
 and the store says which rows came from where (its ``source`` attribute and ``recorded`` array),
 so a store of both is never a silent mix.
@@ -22,10 +32,13 @@ so a store of both is never a silent mix.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
 
+from heldout.data.fingerprint import images_digest
+from heldout.data.preprocessing import InputPreprocessing
 from heldout.data.protocol import Dataset
 from heldout.errors import HeldoutError
 from heldout.evaluate import check_run_dataset, model_requirement
@@ -35,8 +48,12 @@ from heldout.experiment import (
     RECORDED,
     AuxArrays,
     ModelRequirement,
+    NoRunsError,
+    RecordedInputs,
     RecordedOutputs,
     Run,
+    Skipped,
+    load_recorded_inputs,
 )
 from heldout.predict import store as st
 
@@ -49,8 +66,9 @@ EITHER = "recorded or checkpoints"
 
 class RecordedSourceError(HeldoutError, ValueError):
     """A run's recorded outputs that cannot fill the store: no dataset fingerprint to show the
-    dataset is the one they were recorded on, or a prediction outside the dataset's classes
-    (a malformed file is an `heldout.experiment.OutputsError`)."""
+    dataset is the one they were recorded on, other images or another input preprocessing
+    than they were recorded on, or a prediction outside the dataset's classes (a malformed
+    file is an `heldout.experiment.OutputsError`)."""
 
 
 def why_not_recorded(split: str, outputs: Sequence[str], views: Sequence[str],
@@ -126,16 +144,151 @@ def store_source(recorded: Sequence[bool]) -> str:
     return st.SOURCE_MIXED if any(recorded) else st.SOURCE_CHECKPOINTS
 
 
+@dataclasses.dataclass(frozen=True)
+class SplitInputs:
+    """What a store's rows are computed on: the dataset's images of its split and their input
+    preprocessing (`split_inputs`, once per call), compared with what each run's outputs were
+    recorded on (`heldout.experiment.RecordedInputs`) before they are read.
+
+    Attributes:
+      dataset: the dataset's name, for messages.
+      split: the store's split.
+      images: `heldout.data.fingerprint.images_digest` of the split; None when the dataset
+        does not hold its images in memory (then no recorded outputs are read).
+      preprocessing: the dataset's `heldout.data.preprocessing.InputPreprocessing`.
+    """
+
+    dataset: str
+    split: str
+    images: str | None
+    preprocessing: InputPreprocessing
+
+    def differs(self, recorded: RecordedInputs) -> str:
+        """How the outputs recorded on `recorded` differ from what this store's rows are
+        computed on: a phrase following "recorded", e.g. ``on other test images (uint8 [500,
+        8, 8, 1] sha256:1a2b3c4d5e6f... here, ... recorded)`` or ``on the test images under
+        another input preprocessing (scale 8 here, 16 recorded)``; '' when they are the same
+        images, preprocessed the same way."""
+        split, theirs = self.split, recorded.images(self.split)
+        if self.images is None:
+            return (f"on {split} images that {self.dataset} cannot compare (no digest: it does "
+                    "not hold its images in memory)")
+        if not theirs:
+            return f"without a digest of the {split} images"
+        if theirs != self.images:
+            return (f"on other {split} images ({_short(self.images)} here, {_short(theirs)} "
+                    "recorded)")
+        here, there = self.preprocessing.to_dict(), recorded.preprocessing.to_dict()
+        fields = [f"{k} {_value(here[k])} here, {_value(there[k])} recorded"
+                  for k in here if here[k] != there[k]]
+        if fields:
+            return f"on the {split} images under another input preprocessing ({'; '.join(fields)})"
+        return ""
+
+
+def split_inputs(dataset: Dataset, split: str) -> SplitInputs:
+    """The `SplitInputs` of a loaded dataset's split (hashes its images: once per call)."""
+    return SplitInputs(dataset.name, split, images_digest(dataset, split),
+                       dataset.input_preprocessing())
+
+
+def _short(digest: str) -> str:
+    return digest[: digest.index("sha256:") + 19] + "..." if "sha256:" in digest else digest
+
+
+def _value(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sources:
+    """Where each run's store row comes from (`assign_sources`).
+
+    Attributes:
+      runs: the runs of the store, in order (the selected runs less `skipped`).
+      recorded: per run, True when its row is read from its recorded outputs.
+      skipped: runs whose recorded outputs cannot serve and that have no model either.
+      note: why recorded outputs some runs have are not read ('' when all are).
+    """
+
+    runs: tuple[Run, ...]
+    recorded: tuple[bool, ...]
+    skipped: tuple[Skipped, ...] = ()
+    note: str = ""
+
+
+def assign_sources(plan: str, runs: Sequence[Run], inputs: SplitInputs | None,
+                   backend: str) -> Sources:
+    """Decides, before the store is made, which runs' rows are read from their recorded
+    outputs: under `EITHER` (``auto``) the runs whose ``outputs.npz`` was recorded on the
+    store's images and preprocessing (`SplitInputs.differs`); the others are evaluated from
+    their models, and those without a model are skipped. A file that cannot be read counts as
+    recorded on them: reading it fails its run alone (`recorded_rows`). Under ``recorded``,
+    every run; under ``checkpoints``, none.
+
+    Args:
+      plan: of `plan_source`.
+      runs: the selected runs (`source_requirement(plan)`).
+      inputs: the store's `split_inputs` (needed unless `plan` is ``checkpoints``).
+      backend: the backend whose model the other runs need.
+
+    Raises:
+      RecordedSourceError: under ``recorded``, a run whose outputs were recorded on other
+        images or under another preprocessing (one line naming its outputs.npz, the split and
+        what differs).
+      NoRunsError: under `EITHER`, no run left.
+    """
+    if plan == "checkpoints":
+        return Sources(tuple(runs), (False,) * len(runs))
+    differing: dict[Run, str] = {}
+    for run in runs:
+        if not run.has_outputs():
+            continue
+        try:
+            why = inputs.differs(load_recorded_inputs(run.outputs_path))
+        except HeldoutError:
+            continue  # a bad file: its run fails alone when read
+        if why and plan == "recorded":
+            raise RecordedSourceError(f"--source recorded: {run.outputs_path}: recorded {why}; "
+                                      "use --source checkpoints")
+        if why:
+            differing[run] = why
+    if plan == "recorded" or not differing:
+        return Sources(tuple(runs), tuple(reads_recorded(plan, run) for run in runs))
+    model = model_requirement(backend)
+    lacking = ModelRequirement(f"recorded outputs of these {inputs.split} images or "
+                               f"{model.what}", model.present)
+    kept, skipped = [], []
+    for run in runs:
+        if run in differing and not model.present(run):
+            skipped.append(Skipped(run.path, f"recorded outputs {differing[run]} and "
+                                   f"{model.missing}", lacking))
+        else:
+            kept.append(run)
+    count, first = len(differing), next(iter(differing.values()))
+    note = (f"{count} {'run' if count == 1 else 'runs'} recorded them "
+            + (first if len(set(differing.values())) == 1
+               else f"on other images or under another preprocessing, e.g. {first}"))
+    if not kept:
+        raise NoRunsError(f"no runs with {lacking.what} among the {len(runs)} selected: "
+                          f"{note}", [run for run in runs if run in differing])
+    return Sources(tuple(kept), tuple(run.has_outputs() and run not in differing
+                                      for run in kept), tuple(skipped), note)
+
+
 def recorded_rows(run: Run, dataset: Dataset, split: str, outputs: Sequence[str],
-                  views: Sequence[str]) -> tuple[dict[str, np.ndarray], AuxArrays,
-                                                 RecordedOutputs]:
+                  views: Sequence[str], inputs: SplitInputs) -> tuple[
+                      dict[str, np.ndarray], AuxArrays, RecordedOutputs]:
     """A run's store rows from its recorded outputs, without a model.
 
     The dataset is checked against the run first, as before an evaluation
     (`heldout.evaluate.check_run_dataset`: its sizes and the run's dataset fingerprint, which
-    a run with recorded outputs must carry: it is what shows that the dataset is the one they
-    were recorded on). ``correct`` is ``prediction == label``; the cross-check of the store
-    then compares it with the aux arrays, as for evaluated runs.
+    a run with recorded outputs must carry), then the split's images and preprocessing against
+    those the outputs were recorded on (`SplitInputs.differs`): the fingerprint is the labels
+    only, and another evaluation set with the same labels must not be read as the runs' own.
+    ``correct`` is ``prediction == label``; the cross-check of the store then compares it
+    with the aux arrays, as for evaluated runs (it cannot catch other images: the recorded
+    ``correct`` comes from the same logits as the aux arrays').
 
     Args:
       run: the run.
@@ -143,6 +296,7 @@ def recorded_rows(run: Run, dataset: Dataset, split: str, outputs: Sequence[str]
       split: ``train`` or ``test``.
       outputs: the store's outputs (``logits`` is not recorded: see `why_not_recorded`).
       views: the store's views: () or (``identity``,), whose column is ``logit_confidence``.
+      inputs: `split_inputs` of `dataset` and `split` (computed once per call).
 
     Returns:
       (rows, aux, recorded): the rows for `heldout.predict.store.write_run` (``recorded``
@@ -151,7 +305,8 @@ def recorded_rows(run: Run, dataset: Dataset, split: str, outputs: Sequence[str]
     Raises:
       NpzError / AuxArraysError / FingerprintError: see `check_run_dataset`.
       OutputsError: a missing, malformed or mis-sized ``outputs.npz``.
-      RecordedSourceError: no fingerprint, or predictions outside the dataset's classes.
+      RecordedSourceError: no fingerprint, other images or preprocessing, or predictions
+        outside the dataset's classes.
     """
     aux = check_run_dataset(run, dataset, split)
     if aux.fingerprint is None:
@@ -159,6 +314,9 @@ def recorded_rows(run: Run, dataset: Dataset, split: str, outputs: Sequence[str]
             f"{aux.source}: no dataset fingerprint, so nothing shows that {dataset.name} is the "
             f"dataset its {OUTPUTS} was recorded on; use --source checkpoints")
     recorded = run.load_outputs(aux.num_train, aux.num_test)
+    why = inputs.differs(recorded.inputs)
+    if why:
+        raise RecordedSourceError(f"{recorded.source}: recorded {why}; use --source checkpoints")
     prediction = recorded.output("prediction", split)
     if len(prediction) and int(prediction.max()) >= dataset.num_classes:
         raise RecordedSourceError(

@@ -7,7 +7,8 @@ example (``train`` = in the subset, ``removed`` = held out) and every test examp
 ``is_training=False``, and write::
 
     <experiment>/<ratio>/<run_id>/aux_arrays.npz            (the release's keys and meaning)
-    <experiment>/<ratio>/<run_id>/outputs.npz               (prediction, margin, logit confidence)
+    <experiment>/<ratio>/<run_id>/outputs.npz               (prediction, margin, logit confidence,
+                                                             and the images' digests they are of)
     <experiment>/<ratio>/<run_id>/run.json                   (seed, configuration, accuracies)
     <experiment>/<ratio>/<run_id>/checkpoints/ckpt-<epochs>  (model, epoch, global_step, optimizer)
 

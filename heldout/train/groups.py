@@ -8,8 +8,9 @@ run-directory protocol (`heldout.train.rundir`); the in-process path calls it fo
 (`train_groups`), a Dask task for its one group (`heldout.train.fanout`). Both give the same
 runs.
 
-A process keeps its dataset, the dataset's fingerprint and its compiled trainers across groups
-in one `ProcessState` (`process_state`; a Dask worker keeps it across tasks).
+A process keeps its dataset, the dataset's fingerprint (and what the runs' recorded outputs are
+computed on: `heldout.experiment.RecordedInputs`) and its compiled trainers across groups in
+one `ProcessState` (`process_state`; a Dask worker keeps it across tasks).
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from heldout.data.arrays import ArrayDataset
-from heldout.data.fingerprint import Fingerprint, fingerprint_dataset
+from heldout.data.fingerprint import Fingerprint, fingerprint_dataset, images_digest
 from heldout.experiment import (
     CHECKPOINT_DIR,
     OUTPUT_SPLITS,
     AuxArrays,
+    RecordedInputs,
     RecordedOutputs,
     Run,
     make_aux_arrays,
@@ -92,6 +94,8 @@ class ProcessState:
     Attributes:
       dataset: the training data (``train`` and ``test`` splits).
       fingerprint: `dataset`'s fingerprint (written into every run's aux arrays).
+      inputs: `dataset`'s images digests and input preprocessing (written into every run's
+        recorded outputs).
       trainer: the per-step trainer (`make_model_trainer`); the stacked path also uses its
         model to write checkpoints and evaluate the runs that have one.
       stacked: the stacked path's inputs and trainers; None on the per-step path.
@@ -101,6 +105,7 @@ class ProcessState:
 
     dataset: ArrayDataset
     fingerprint: Fingerprint
+    inputs: RecordedInputs
     trainer: ModelTrainer
     stacked: StackedInputs | None
     key: object = None
@@ -113,8 +118,10 @@ def process_state(dataset: ArrayDataset, config: TrainConfig, key: object = None
     inputs = None
     if config.resolved_path() == "stacked":
         inputs = _stacked_inputs(dataset, trainer, config.jit_compile)
-    return ProcessState(dataset, fingerprint_dataset(dataset, ("train", "test")), trainer,
-                        inputs, key)
+    recorded = RecordedInputs(*(images_digest(dataset, split) or "" for split in OUTPUT_SPLITS),
+                              dataset.input_preprocessing())
+    return ProcessState(dataset, fingerprint_dataset(dataset, ("train", "test")), recorded,
+                        trainer, inputs, key)
 
 
 def _stacked_inputs(dataset: ArrayDataset, trainer: ModelTrainer,
@@ -188,7 +195,7 @@ def record_run(
     The outputs are computed as the predictions store computes them
     (`heldout.predict.store.run_outputs`: one definition of ``margin`` and
     ``logit_confidence``), so a store filled from them equals one filled by restoring the
-    run's checkpoint.
+    run's checkpoint; they carry what they were computed on (`ProcessState.inputs`).
     """
     rows = {split: run_outputs(split_logits, state.dataset.split_labels(split),
                                ("margin", "logit_confidence"), "float32")
@@ -198,7 +205,7 @@ def record_run(
     outputs = RecordedOutputs(
         **{f"{name}_{split}": rows[split][name] for split in OUTPUT_SPLITS
            for name in ("prediction", "margin", "logit_confidence")},
-        epoch=int(epoch), global_step=int(global_step))
+        epoch=int(epoch), global_step=int(global_step), inputs=state.inputs)
     return aux, outputs
 
 
