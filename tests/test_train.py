@@ -173,6 +173,12 @@ def test_runs_record_their_input_preprocessing(tmp_path, small):
     sixteen = dataclasses.replace(small, scale=16.0)
     with pytest.raises(T.TrainError, match=r"other data.*input_preprocessing \{'scale': 255.0"):
         T.train_experiment(tmp_path, sixteen, 0.5, [1], CONFIG, progress=False)
+    # Other images with the same labels: only the recorded outputs' image digest tells.
+    inverted = dataclasses.replace(small, images={**small.images,
+                                                  "train": 255 - small.images["train"]})
+    with pytest.raises(T.TrainError, match=r"run 0 was trained on other training images with "
+                       r"the same labels \(uint8 \[\d+, "):
+        T.train_experiment(tmp_path, inverted, 0.5, [1], CONFIG, progress=False)
 
 
 @pytest.mark.parametrize("path", ["per_step", "stacked"])

@@ -34,13 +34,15 @@ import tensorflow as tf
 from heldout import __version__
 from heldout.atomic import fsync_directory, write_text_atomic
 from heldout.data.arrays import ArrayDataset
-from heldout.data.fingerprint import label_hash
+from heldout.data.fingerprint import images_digest, label_hash
+from heldout.errors import HeldoutError
 from heldout.experiment import (
     AUX_ARRAYS,
     OUTPUTS,
     RUN_JSON,
     AuxArrays,
     RecordedOutputs,
+    load_recorded_inputs,
     load_run_info,
     write_aux_arrays,
     write_outputs,
@@ -249,11 +251,14 @@ def run_info(
 def check_existing_runs(ratio_dir: str, dataset: ArrayDataset, config: TrainConfig) -> None:
     """Refuses to add runs to a ratio directory whose runs were trained on other data, with
     another architecture or with other settings (epochs, batch size, learning rate, momentum,
-    experiment seed), read from their run.json; runs without one are not checked.
+    experiment seed), read from their run.json; runs without one are not checked. The labels'
+    hash does not tell other images with the same labels (shifted, inverted): where the run
+    recorded its outputs, the digest of the training images they were computed on
+    (`heldout.experiment.RecordedInputs`) is compared with the dataset's too.
 
     Raises:
       TrainError: naming the ratio directory, the run and the fields that differ, or a
-        run.json that cannot be read.
+        run.json or recorded inputs that cannot be read.
     """
     want = _settings(dataset, config)
     for name in sorted(os.listdir(ratio_dir)):
@@ -281,4 +286,21 @@ def check_existing_runs(ratio_dir: str, dataset: ArrayDataset, config: TrainConf
                 f"{ratio_dir}: run {name} was trained with other settings ({detail}); resume "
                 "with the run's settings, or use another experiment directory"
             )
+        _check_recorded_images(ratio_dir, name, dataset)
         return  # One run tells: all runs of a directory are checked the same way when added.
+
+
+def _check_recorded_images(ratio_dir: str, name: str, dataset: ArrayDataset) -> None:
+    """Refuses `dataset` when run `name` recorded its outputs on other training images."""
+    path = os.path.join(ratio_dir, name, OUTPUTS)
+    if not os.path.isfile(path):
+        return
+    try:
+        recorded = load_recorded_inputs(path).images("train")
+    except HeldoutError as e:
+        raise TrainError(f"{path}: unreadable recorded inputs ({e})") from e
+    here = images_digest(dataset, "train")
+    if recorded and here and recorded != here:
+        raise TrainError(
+            f"{ratio_dir}: run {name} was trained on other training images with the same labels "
+            f"({recorded} there, {here} now); use another experiment directory")
