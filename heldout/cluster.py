@@ -37,12 +37,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from heldout.errors import HeldoutError
-
-
-class ClusterError(HeldoutError, ValueError):
-    """A Dask cluster that cannot be used: an unreachable scheduler, a bad worker count, more
-    workers than visible GPUs."""
+from heldout.errors import ClusterError
 
 
 def visible_gpus() -> list[str]:

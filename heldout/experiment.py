@@ -34,15 +34,22 @@ import json
 import os
 import re
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from heldout.data.fingerprint import Fingerprint, read_fingerprint
 from heldout.data.preprocessing import InputPreprocessing
-from heldout.errors import HeldoutError, InputError, NotFoundError
-from heldout.npzio import NpzError, load_npz, require, save_npz_atomic
+from heldout.errors import (
+    HeldoutError,
+    InputError,
+    LayoutError,
+    NoRunsError,
+    NotFoundError,
+    NpzError,
+)
+from heldout.npzio import load_npz, require, save_npz_atomic
 
 AUX_ARRAYS = "aux_arrays.npz"
 CHECKPOINT_DIR = "checkpoints"
@@ -53,14 +60,6 @@ AUX_KEYS = tuple(f"{kind}_{split}" for split in SPLITS for kind in ("correctness
 
 _CKPT_INDEX = re.compile(r"^ckpt-(\d+)\.index$")
 _CKPT_DATA = re.compile(r"^ckpt-(\d+)\.data-(\d+)-of-(\d+)$")
-
-
-class LayoutError(HeldoutError, ValueError):
-    """An experiment directory or run does not follow the release layout."""
-
-
-class AuxArraysError(NpzError):
-    """An `aux_arrays.npz` file is missing a key or holds inconsistent arrays."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -151,7 +150,7 @@ def _as_bool(source: str, key: str, value: np.ndarray) -> np.ndarray:
         return value
     if np.isin(value, (0, 1)).all():
         return value.astype(bool)
-    raise AuxArraysError(
+    raise NpzError(
         f"{source}: key {key!r}: expected bool (or 0/1 integers), found {value.dtype} values "
         f"other than 0 and 1"
     )
@@ -183,7 +182,7 @@ def _check_permutation(source: str, what: str, parts: list[np.ndarray], n: int) 
     if out_of_range or len(index) != n or (counts != 1).any():
         missing = int(np.sum(counts == 0))
         repeated = int(np.sum(counts > 1))
-        raise AuxArraysError(
+        raise NpzError(
             f"{source}: {what} must be a permutation of 0..{n - 1}; found {len(index)} entries "
             f"with {out_of_range} out of range, {repeated} repeated and {missing} missing positions"
         )
@@ -203,12 +202,12 @@ def aux_arrays_from_dict(
     of the test set; and, when given, the expected dataset sizes.
 
     Raises:
-      AuxArraysError: naming the file (`source`), the key, what was expected and what was found.
+      NpzError: naming the file (`source`), the key, what was expected and what was found.
     """
     source = source or "aux arrays"
     sizes: dict[str, int] = {}
     get = functools.partial(require, arrays, source=source, sizes=sizes,
-                            what="an aux_arrays.npz", error=AuxArraysError)
+                            what="an aux_arrays.npz")
 
     fields = {}
     for split in SPLITS:
@@ -220,12 +219,12 @@ def aux_arrays_from_dict(
     n_train = len(fields["index_train"]) + len(fields["index_removed"])
     n_test = len(fields["index_test"])
     if num_train is not None and n_train != num_train:
-        raise AuxArraysError(
+        raise NpzError(
             f"{source}: covers {n_train} training examples (train + removed) but the dataset "
             f"has {num_train}"
         )
     if num_test is not None and n_test != num_test:
-        raise AuxArraysError(
+        raise NpzError(
             f"{source}: covers {n_test} test examples but the dataset has {num_test}"
         )
     _check_permutation(source, "index_train + index_removed",
@@ -236,7 +235,7 @@ def aux_arrays_from_dict(
     if len(subsample) != len(fields["index_train"]) or subsample_positions is None or not (
         np.array_equal(subsample_positions, _positions(fields["index_train"], n_train))
     ):
-        raise AuxArraysError(
+        raise NpzError(
             f"{source}: subsample_idx ({len(subsample)} entries) is not the same set as "
             f"index_train ({len(fields['index_train'])} entries)"
         )
@@ -255,7 +254,7 @@ def load_aux_arrays(
 
     Raises:
       NpzError: unreadable, truncated or pickled content.
-      AuxArraysError: missing keys or inconsistent arrays (see `aux_arrays_from_dict`).
+      NpzError: missing keys or inconsistent arrays (see `aux_arrays_from_dict`).
     """
     return aux_arrays_from_dict(load_npz(path), os.fspath(path), num_train, num_test)
 
@@ -300,7 +299,7 @@ def iter_aux_arrays(
       ``(run, aux)``: the run and its `AuxArrays` (or, with ``errors="yield"``, its error).
 
     Raises:
-      NpzError / AuxArraysError / FingerprintError: with ``errors="raise"``, as
+      NpzError / FingerprintError: with ``errors="raise"``, as
         `load_aux_arrays`, naming the file.
     """
     if errors not in ("raise", "yield"):
@@ -397,10 +396,6 @@ RECORDED_OUTPUTS = {"prediction": ("iu", np.int32), "margin": ("f", np.float32),
 OUTPUT_SPLITS = ("train", "test")
 
 
-class OutputsError(NpzError):
-    """An ``outputs.npz`` that is missing a key, of another format, or inconsistent."""
-
-
 def load_run_info(run: Run | str | os.PathLike) -> dict:
     """The ``run.json`` of a run (a `Run` or its directory) written by `heldout.train` (seed,
     configuration, accuracies, ``input_preprocessing``: how its images became model input).
@@ -494,15 +489,15 @@ def recorded_outputs_from_dict(
     ``epoch`` and ``global_step`` integer scalars.
 
     Raises:
-      OutputsError: naming the file (`source`), the key, what was expected and what was found.
+      NpzError: naming the file (`source`), the key, what was expected and what was found.
     """
     source = source or "recorded outputs"
     sizes = {k: v for k, v in (("n_train", num_train), ("n_test", num_test)) if v is not None}
     get = functools.partial(require, arrays, source=source, sizes=sizes,
-                            what="an outputs.npz", error=OutputsError)
+                            what="an outputs.npz")
     found = str(get("format", "U", ()))
     if found != OUTPUTS_FORMAT:
-        raise OutputsError(f"{source}: key 'format': expected {OUTPUTS_FORMAT!r}, found "
+        raise NpzError(f"{source}: key 'format': expected {OUTPUTS_FORMAT!r}, found "
                            f"{found!r}")
     fields: dict[str, np.ndarray] = {}
     for name, (kind, dtype) in RECORDED_OUTPUTS.items():
@@ -512,7 +507,7 @@ def recorded_outputs_from_dict(
             bad = value < 0 if name == "prediction" else ~np.isfinite(value)
             if bad.any():
                 what = "negative" if name == "prediction" else "non-finite"
-                raise OutputsError(f"{source}: key {key!r}: {int(bad.sum())} {what} values "
+                raise NpzError(f"{source}: key {key!r}: {int(bad.sum())} {what} values "
                                    f"(first at position {int(np.flatnonzero(bad)[0])})")
             fields[key] = value
     counters = {name: int(get(name, "iu", ())) for name in ("epoch", "global_step")}
@@ -526,7 +521,7 @@ def load_outputs(
 
     Raises:
       NpzError: unreadable, truncated or pickled content.
-      OutputsError: see `recorded_outputs_from_dict`.
+      NpzError: see `recorded_outputs_from_dict`.
     """
     return recorded_outputs_from_dict(load_npz(path), os.fspath(path), num_train, num_test)
 
@@ -640,7 +635,7 @@ class Run:
 
         Raises:
           NpzError: no such file (a released run, or one trained before outputs were
-            recorded), or an unreadable one. OutputsError: malformed or of other sizes.
+            recorded), or an unreadable one. NpzError: malformed or of other sizes.
         """
         return load_outputs(self.outputs_path, num_train, num_test)
 
@@ -1043,15 +1038,6 @@ CHECKPOINT = ModelRequirement("a complete checkpoint", Run.has_checkpoint)
 #: Outputs recorded at the end of training (``outputs.npz``), from which `heldout predict
 #: --source recorded` fills a store without a model.
 RECORDED = ModelRequirement(f"recorded outputs ({OUTPUTS})", Run.has_outputs)
-
-
-class NoRunsError(LayoutError):
-    """`select_runs` found no run to use. `lacking`: the runs that matched the ratios and run ids
-    but lack the requirement (empty when none matched)."""
-
-    def __init__(self, message: str, lacking: Sequence[Run] = ()) -> None:
-        super().__init__(message)
-        self.lacking = tuple(lacking)
 
 
 def select_runs(

@@ -573,7 +573,7 @@ def test_store_subsets_are_checked_when_an_estimate_is_given(attacked, tmp_path)
 
     import zarr
 
-    from heldout.report import PredictionsError
+    from heldout.report import ReportError
 
     root = attacked["root"]
     shutil.copytree(root / "train.zarr", tmp_path / "flipped.zarr")
@@ -581,7 +581,7 @@ def test_store_subsets_are_checked_when_an_estimate_is_given(attacked, tmp_path)
     group["mask"][3] = ~group["mask"][3]
     acc = est.accumulate_experiment(root / "exp")[0]
     est.save_estimate(tmp_path / "est.npz", est.estimate(acc, "none"))
-    with pytest.raises(PredictionsError, match="array 'mask' of run 0.7/3 differs"):
+    with pytest.raises(ReportError, match="array 'mask' of run 0.7/3 differs"):
         compute_report(root / "exp", examples_from_dataset(attacked["dataset"]),
                        str(tmp_path / "est.npz"), predictions_path=str(tmp_path / "flipped.zarr"),
                        lira_path=str(root / "lira.npz"))

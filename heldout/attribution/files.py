@@ -25,11 +25,11 @@ import os
 
 import numpy as np
 
-from heldout.attribution.arrays import AttributionError
 from heldout.attribution.baselines import BaselineTable
 from heldout.attribution.datamodels import Datamodels
 from heldout.data.fingerprint import Fingerprint, check_fingerprints, read_fingerprint
-from heldout.npzio import NpzError, load_npz, require, save_npz_atomic
+from heldout.errors import AttributionError, NpzError
+from heldout.npzio import load_npz, require, save_npz_atomic
 
 DATAMODELS_FORMAT = "heldout.attribution.datamodels/1"
 LAYOUTS = ("train,test", "test,train")

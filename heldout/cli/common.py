@@ -7,11 +7,7 @@ import functools
 import os
 import sys
 
-from heldout.errors import HeldoutError
-
-
-class CommandError(HeldoutError):
-    """A user-facing failure: printed as `heldout <command>: error: <message>`, exit status 2."""
+from heldout.errors import CommandError, InputError
 
 
 def positive_int(text: str) -> int:
@@ -134,7 +130,6 @@ def run_ids_flag(text: str | None, flag: str = "--run_ids", what: str = "run ids
     Raises:
       CommandError: malformed or backwards, in one line naming the flag.
     """
-    from heldout.errors import InputError
     from heldout.experiment import parse_run_ids
 
     if text is None:
@@ -151,7 +146,6 @@ def ratios_flag(text: str | None) -> list[float] | None:
     Raises:
       CommandError: an item that is not a number in (0, 1].
     """
-    from heldout.errors import InputError
     from heldout.experiment import parse_ratio
 
     if not text:
@@ -179,9 +173,10 @@ def select_runs_for_command(path: str, ratios=None, run_ids=None, backend: str |
         `allow_run_dir`), naming the directory to give.
       CommandError: no run selected.
     """
+    from heldout.errors import NoRunsError
     from heldout.evaluate.backend import BACKENDS
     from heldout.evaluate.factory import model_requirement
-    from heldout.experiment import NoRunsError, select_runs
+    from heldout.experiment import select_runs
 
     if requirement is None and backend is not None:
         requirement = model_requirement(backend)

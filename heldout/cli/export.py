@@ -8,7 +8,6 @@ import sys
 from tqdm import tqdm
 
 from heldout.cli.common import (
-    CommandError,
     add_dataset_flags,
     dataset_spec,
     positive_int,
@@ -16,7 +15,7 @@ from heldout.cli.common import (
     run_ids_flag,
     select_runs_for_command,
 )
-from heldout.errors import counting_interrupts
+from heldout.errors import CommandError, counting_interrupts
 from heldout.export.tensorfile import FORMAT_FILES
 from heldout.models.architectures import ARCHITECTURES
 

@@ -17,7 +17,6 @@ import argparse
 import sys
 
 from heldout.cli.common import (
-    CommandError,
     add_dataset_flags,
     dataset_spec,
     fraction,
@@ -27,6 +26,7 @@ from heldout.cli.common import (
     run_ids_flag,
     select_runs_for_command,
 )
+from heldout.errors import CommandError
 
 
 def _outputs(text: str) -> tuple[str, ...]:
@@ -40,7 +40,8 @@ def _outputs(text: str) -> tuple[str, ...]:
 
 
 def _views(text: str) -> tuple[str, ...]:
-    from heldout.data.views import ViewError, parse_views
+    from heldout.data.views import parse_views
+    from heldout.errors import ViewError
 
     try:
         return tuple(v.name for v in parse_views(text))

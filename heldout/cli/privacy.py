@@ -14,7 +14,8 @@ import functools
 
 import numpy as np
 
-from heldout.cli.common import CommandError, positive_int, run_ids_flag
+from heldout.cli.common import positive_int, run_ids_flag
+from heldout.errors import CommandError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

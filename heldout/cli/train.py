@@ -6,13 +6,8 @@ import argparse
 import os
 import sys
 
-from heldout.cli.common import (
-    CommandError,
-    HelpFormatter,
-    dataset_spec,
-    non_negative_int,
-    run_ids_flag,
-)
+from heldout.cli.common import HelpFormatter, dataset_spec, non_negative_int, run_ids_flag
+from heldout.errors import CommandError
 from heldout.experiment import RunIds
 
 DEFAULTS = {"epochs": 10, "batch_size": 128, "learning_rate": 0.1, "momentum": 0.9}

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from heldout.errors import HeldoutError, NotFoundError
+from heldout.errors import FingerprintError, NotFoundError
 from heldout.npzio import load_npz, require
 
 if TYPE_CHECKING:
@@ -37,10 +37,6 @@ KEYS = tuple(PREFIX + k for k in ("name", "version", "splits", "sizes", "label_h
 def label_hash(labels: np.ndarray) -> str:
     """SHA-256 (first 16 hex digits) of a label sequence as little-endian int64."""
     return hashlib.sha256(np.asarray(labels, "<i8").tobytes()).hexdigest()[:16]
-
-
-class FingerprintError(HeldoutError, ValueError):
-    """Outputs computed on different datasets or orders, or a malformed fingerprint."""
 
 
 @dataclasses.dataclass(frozen=True)

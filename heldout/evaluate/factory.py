@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from heldout.data.protocol import Dataset
-from heldout.evaluate.backend import BACKENDS, Backend, BackendError, ModelMismatchError
+from heldout.errors import BackendError, ModelMismatchError
+from heldout.evaluate.backend import BACKENDS, Backend
 from heldout.experiment import CHECKPOINT, ModelRequirement, Run
 
 

@@ -22,8 +22,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from heldout.atomic import atomic_path
+from heldout.errors import StoreError
 from heldout.experiment import Run, iter_aux_arrays
-from heldout.predict.store import PredictionStore, StoreError, open_store
+from heldout.predict.store import PredictionStore, open_store
 
 
 def accumulate_store(

@@ -35,11 +35,10 @@ from heldout.data import load_dataset
 from heldout.data.protocol import Dataset
 from heldout.data.spec import DatasetSpec
 from heldout.data.views import check_views, parse_views
-from heldout.errors import HeldoutError, counting_interrupts
+from heldout.errors import HeldoutError, ModelMismatchError, PredictError, counting_interrupts
 from heldout.evaluate import (
     BACKENDS,
     Backend,
-    ModelMismatchError,
     check_run_dataset,
     check_run_model,
     evaluate_split,
@@ -66,14 +65,6 @@ from heldout.predict.recorded import (
 from heldout.quiet import import_tensorflow
 
 _WORKER_ATTR = "_heldout_predict_state"
-
-
-class PredictError(HeldoutError, ValueError):
-    """Inputs to `predict` that do not fit: a bad `out`, outputs or backend, runs without
-    readable aux arrays, a dataset that is not the runs', a store another command is filling
-    (no runs selected is a `heldout.experiment.NoRunsError`, an unreachable scheduler a
-    `heldout.cluster.ClusterError`, a source recorded outputs cannot serve a
-    `heldout.predict.recorded.RecordedSourceError`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -559,7 +550,7 @@ def predict(
 
     Raises:
       PredictError, NoRunsError, StoreError, BackendError, DatasetError, ModelMismatchError,
-        RecordedSourceError, ...: bad inputs (a dataset that is not the runs', another
+        ...: bad inputs (a dataset that is not the runs', another
         command filling the same store, ``source="recorded"`` where recorded outputs cannot
         serve), before any run is evaluated.
       ClusterError: an unreachable `scheduler`, or more `workers` than visible GPUs.

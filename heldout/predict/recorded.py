@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from heldout.data.protocol import Dataset
-from heldout.errors import HeldoutError
+from heldout.errors import PredictError
 from heldout.evaluate import check_run_dataset, model_requirement
 from heldout.experiment import (
     OUTPUT_SPLITS,
@@ -45,12 +45,6 @@ SOURCES = ("auto", "recorded", "checkpoints")
 #: What `plan_source` resolves ``auto`` to when recorded outputs can serve: each run's
 #: recorded outputs where it has them, its model otherwise.
 EITHER = "recorded or checkpoints"
-
-
-class RecordedSourceError(HeldoutError, ValueError):
-    """A run's recorded outputs that cannot fill the store: no dataset fingerprint to show the
-    dataset is the one they were recorded on, or a prediction outside the dataset's classes
-    (a malformed file is an `heldout.experiment.OutputsError`)."""
 
 
 def why_not_recorded(split: str, outputs: Sequence[str], views: Sequence[str],
@@ -86,17 +80,17 @@ def plan_source(source: str, split: str, outputs: Sequence[str], views: Sequence
       outputs can serve); `note` says why ``auto`` evaluates models only ('' otherwise).
 
     Raises:
-      RecordedSourceError: an unknown source, or ``recorded`` where recorded outputs cannot
+      PredictError: an unknown source, or ``recorded`` where recorded outputs cannot
         serve (one line saying why).
     """
     if source not in SOURCES:
-        raise RecordedSourceError(f"unknown source {source!r}; expected one of {list(SOURCES)}")
+        raise PredictError(f"unknown source {source!r}; expected one of {list(SOURCES)}")
     if source == "checkpoints":
         return "checkpoints", ""
     why = why_not_recorded(split, outputs, views, own_dataset, backend)
     if source == "recorded":
         if why:
-            raise RecordedSourceError(f"--source recorded: {why}; that needs the runs' models "
+            raise PredictError(f"--source recorded: {why}; that needs the runs' models "
                                       "(--source checkpoints)")
         return "recorded", ""
     return ("checkpoints", why) if why else (EITHER, "")
@@ -149,19 +143,19 @@ def recorded_rows(run: Run, dataset: Dataset, split: str, outputs: Sequence[str]
       True), the run's aux arrays and its `RecordedOutputs`.
 
     Raises:
-      NpzError / AuxArraysError / FingerprintError: see `check_run_dataset`.
-      OutputsError: a missing, malformed or mis-sized ``outputs.npz``.
-      RecordedSourceError: no fingerprint, or predictions outside the dataset's classes.
+      NpzError / FingerprintError: see `check_run_dataset`; or a missing, malformed or
+        mis-sized ``outputs.npz``.
+      PredictError: no fingerprint, or predictions outside the dataset's classes.
     """
     aux = check_run_dataset(run, dataset, split)
     if aux.fingerprint is None:
-        raise RecordedSourceError(
+        raise PredictError(
             f"{aux.source}: no dataset fingerprint, so nothing shows that {dataset.name} is the "
             f"dataset its {OUTPUTS} was recorded on; use --source checkpoints")
     recorded = run.load_outputs(aux.num_train, aux.num_test)
     prediction = recorded.output("prediction", split)
     if len(prediction) and int(prediction.max()) >= dataset.num_classes:
-        raise RecordedSourceError(
+        raise PredictError(
             f"{recorded.source}: key 'prediction_{split}': class {int(prediction.max())} in a "
             f"dataset of {dataset.num_classes} classes")
     labels = np.asarray(dataset.split_labels(split), np.int64)

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from heldout import __version__
-from heldout.errors import HeldoutError
+from heldout.errors import StoreError
 
 STORE_FORMAT = "heldout.predict.store/1"
 OUTPUTS = ("correct", "margin", "logit_confidence", "logits")
@@ -82,11 +82,6 @@ IDENTITY = {
 _ABSENT = {VIEWS_ATTRIBUTE: [], "source": SOURCE_CHECKPOINTS}
 _PER_RUN = ("correct", "prediction", "margin", "logit_confidence", "logits", "epoch",
             "global_step", "mask", "run_id", "subset_ratio", VIEWS_ARRAY, "recorded")
-
-
-class StoreError(HeldoutError, ValueError):
-    """A store that does not fit the command (another dataset, split, outputs, experiment), a
-    path that is not a store, or a malformed store."""
 
 
 @dataclasses.dataclass(frozen=True)

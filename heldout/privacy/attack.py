@@ -19,14 +19,14 @@ import numpy as np
 
 from heldout.data.fingerprint import Fingerprint, fingerprint_from_labels, read_fingerprint
 from heldout.data.views import IDENTITY
-from heldout.npzio import NpzError, load_npz, require, save_npz_atomic
+from heldout.errors import LiraError, NpzError
+from heldout.npzio import load_npz, require, save_npz_atomic
 from heldout.predict.store import VIEWS_ARRAY, VIEWS_ATTRIBUTE
 from heldout.privacy.lira import (
     DEFAULT_CHUNK_ELEMENTS,
     LOCATIONS,
     MIN_RUNS,
     VARIANTS,
-    LiraError,
     Progress,
     lira_scores,
 )
@@ -146,7 +146,8 @@ def load_lira_inputs(
         no completed run at a ratio asked for, or fewer than 3 completed runs.
       StoreError: not a predictions store, or a malformed views array.
     """
-    from heldout.predict.store import PredictionStore, StoreError, open_store
+    from heldout.errors import StoreError
+    from heldout.predict.store import PredictionStore, open_store
 
     s = store if isinstance(store, PredictionStore) else open_store(store, as_dask=True)
     path, attrs = s.path, s.attrs

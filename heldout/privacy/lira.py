@@ -53,7 +53,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
-from heldout.errors import HeldoutError
+from heldout.errors import LiraError
 
 VARIANTS = ("online", "online_fixed", "offline", "offline_fixed", "global")
 LOCATIONS = ("median", "mean")
@@ -65,10 +65,6 @@ MIN_RUNS = 3
 
 Progress = Callable[[Iterable], Iterable]
 """Wraps an iterable to report progress, e.g. ``functools.partial(tqdm.tqdm, desc="lira")``."""
-
-
-class LiraError(HeldoutError, ValueError):
-    """Inputs to the attack that do not fit (shapes, dtypes, too few runs, nothing to attack)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -37,19 +37,14 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from heldout.atomic import atomic_path, atomic_write
-from heldout.data.imagenet.mapping import (
-    _SYNSET,
-    _TRAIN_NAME,
-    MAPPING_KEYS,
-    BuildError,
-    read_index_mapping,
-)
+from heldout.data.imagenet.mapping import _SYNSET, _TRAIN_NAME, MAPPING_KEYS, read_index_mapping
 from heldout.data.imagenet.tfrecords import (
     DEFAULT_FEATURES,
     LABELS_FILE,
     SHARD_PREFIX,
     FeatureNames,
 )
+from heldout.errors import BuildError
 from heldout.npzio import load_npz, save_npz_atomic
 
 DEFAULT_SHARDS = {"train": 1024, "test": 128}
