@@ -7,7 +7,7 @@ import functools
 import os
 import sys
 
-from heldout.errors import CommandError, InputError
+from heldout.errors import CommandError, InputError, NoRunsError
 
 
 def positive_int(text: str) -> int:
@@ -173,7 +173,6 @@ def select_runs_for_command(path: str, ratios=None, run_ids=None, backend: str |
         `allow_run_dir`), naming the directory to give.
       CommandError: no run selected.
     """
-    from heldout.errors import NoRunsError
     from heldout.evaluate.backend import BACKENDS
     from heldout.evaluate.factory import model_requirement
     from heldout.experiment import select_runs

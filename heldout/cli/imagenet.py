@@ -6,7 +6,7 @@ import argparse
 import os
 
 from heldout.cli.common import RawDescriptionHelpFormatter
-from heldout.errors import CommandError
+from heldout.errors import BuildError, CommandError
 
 EXAMPLE = """example:
   heldout build-imagenet --train_dir ILSVRC2012/train --val_dir ILSVRC2012/val \\
@@ -71,7 +71,6 @@ def build_imagenet_command(args: argparse.Namespace) -> int:
     import_tensorflow()
     from heldout.data.imagenet.build import build_imagenet
     from heldout.data.imagenet.mapping import read_synsets
-    from heldout.errors import BuildError
 
     try:
         synsets = read_synsets(args.synsets) if args.synsets else None

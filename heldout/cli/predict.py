@@ -26,7 +26,7 @@ from heldout.cli.common import (
     run_ids_flag,
     select_runs_for_command,
 )
-from heldout.errors import CommandError
+from heldout.errors import CommandError, ViewError
 
 
 def _outputs(text: str) -> tuple[str, ...]:
@@ -41,7 +41,6 @@ def _outputs(text: str) -> tuple[str, ...]:
 
 def _views(text: str) -> tuple[str, ...]:
     from heldout.data.views import parse_views
-    from heldout.errors import ViewError
 
     try:
         return tuple(v.name for v in parse_views(text))

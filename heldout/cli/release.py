@@ -16,7 +16,7 @@ import argparse
 import textwrap
 from typing import TYPE_CHECKING
 
-from heldout.errors import CommandError
+from heldout.errors import CommandError, DownloadError
 from heldout.release.archives import ARCHIVES, ONLY_KINDS, MemberSelection
 
 if TYPE_CHECKING:
@@ -95,7 +95,6 @@ def _add_selection(parser: argparse.ArgumentParser) -> None:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from heldout.errors import DownloadError
     from heldout.release.download import download_release
 
     if args.md5 is not None and args.url is None:

@@ -19,7 +19,7 @@ import numpy as np
 
 from heldout.data.fingerprint import Fingerprint, fingerprint_from_labels, read_fingerprint
 from heldout.data.views import IDENTITY
-from heldout.errors import LiraError, NpzError
+from heldout.errors import LiraError, NpzError, StoreError
 from heldout.npzio import load_npz, require, save_npz_atomic
 from heldout.predict.store import VIEWS_ARRAY, VIEWS_ATTRIBUTE
 from heldout.privacy.lira import (
@@ -146,7 +146,6 @@ def load_lira_inputs(
         no completed run at a ratio asked for, or fewer than 3 completed runs.
       StoreError: not a predictions store, or a malformed views array.
     """
-    from heldout.errors import StoreError
     from heldout.predict.store import PredictionStore, open_store
 
     s = store if isinstance(store, PredictionStore) else open_store(store, as_dask=True)
