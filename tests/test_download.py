@@ -531,7 +531,7 @@ def give_up_half_way(release: Release, dest) -> tuple[dict[str, str], DownloadEr
 def test_stream_given_up_keeps_its_members_for_the_next_run(big_release, tmp_path):
     staged, error = give_up_half_way(big_release, tmp_path)
     assert f"the {len(staged)} members extracted so far are kept in" in str(error)
-    assert "--keep_archive" in str(error)
+    assert "`keep_archive`=True" in str(error)
     inodes = {name: os.stat(path).st_ino for name, path in staged.items()}
     with serve_release(big_release) as (url, _):
         result = get(url, tmp_path, big_release.md5)

@@ -98,7 +98,7 @@ def test_default_arch():
     assert default_arch("imagenet2012", (224, 224, 3)) == "resnet50"
     assert default_arch("mnist", (28, 28, 1)) == "mlp"
     assert default_arch("digits", (8, 8, 1)) == "mlp"
-    with pytest.raises(ValueError, match="--arch"):
+    with pytest.raises(ValueError, match="`arch`"):
         default_arch("x", (64, 64, 3))
 
 

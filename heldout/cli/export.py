@@ -9,6 +9,7 @@ from tqdm import tqdm
 
 from heldout.cli.common import (
     add_dataset_flags,
+    command_message,
     dataset_spec,
     positive_int,
     ratios_flag,
@@ -95,7 +96,7 @@ def export_command(args: argparse.Namespace) -> int:
                             disable=len(runs) < 2):
             counts[outcome.status] += 1
             if outcome.status == "failed":
-                print(f"{outcome.run.name}: FAILED: {outcome.message}")
+                print(f"{outcome.run.name}: FAILED: {command_message(args, outcome.message)}")
             else:
                 print(f"{outcome.run.name}: {outcome.status} {outcome.path}")
     if counts["failed"]:

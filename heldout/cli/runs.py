@@ -15,6 +15,7 @@ from heldout.cli.common import (
     HelpFormatter,
     add_dataset_flags,
     add_verbose_flag,
+    command_message,
     dataset_spec,
     fraction,
     positive_int,
@@ -126,7 +127,7 @@ def verify_command(args: argparse.Namespace) -> int:
             result = verify_run(backend, run, dataset, args.split, args.batch_size,
                                 progress=len(runs) == 1)
         except HeldoutError as e:  # bad aux arrays, model files, non-finite weights or logits
-            print(f"{run.name}: FAILED: {e}")
+            print(f"{run.name}: FAILED: {command_message(args, e)}")
             failed += 1
             continue
         check = result.check

@@ -6,7 +6,13 @@ import argparse
 import os
 import sys
 
-from heldout.cli.common import HelpFormatter, dataset_spec, non_negative_int, run_ids_flag
+from heldout.cli.common import (
+    HelpFormatter,
+    command_message,
+    dataset_spec,
+    non_negative_int,
+    run_ids_flag,
+)
 from heldout.errors import CommandError
 from heldout.experiment import RunIds
 
@@ -167,7 +173,7 @@ def train_command(args: argparse.Namespace) -> int:
                               progress=not args.quiet, workers=args.workers,
                               scheduler=args.scheduler, dataset_spec=spec, retries=args.retries)
     for run_id, error in result.failed:
-        print(f"run {run_id}: FAILED: {error}")
+        print(f"run {run_id}: FAILED: {command_message(args, error)}")
     busy = (f", left {len(result.busy)} runs being trained by another process "
             f"({result.busy[:5]})" if result.busy else "")
     failed = f", {len(result.failed)} runs failed" if result.failed else ""

@@ -109,7 +109,7 @@ def check_run_model(
             and _inputs_fit(chosen, found_shape, shape)):
         return
     inputs = "x".join(map(str, shape))
-    why = "--arch" if arch else f"the default for {inputs} images; --arch to choose"
+    why = "`arch`" if arch else f"the default for {inputs} images; `arch` to choose"
     found = f"{_a(found_arch)} with {classes} classes"
     wanted = f"{_a(chosen)} ({why}) with {dataset.num_classes} classes"
     if found_arch == chosen and not _inputs_fit(chosen, found_shape, shape):

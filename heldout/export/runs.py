@@ -158,7 +158,7 @@ def check_out_dir(out_dir: str, experiment_root: str) -> None:
     root = os.path.realpath(experiment_root)
     if out == root or out.startswith(root + os.sep):
         raise ExportError(
-            f"--out {out_dir} is inside the experiment {experiment_root}; the export would "
+            f"`out_dir`={out_dir} is inside the experiment {experiment_root}; the export would "
             "become part of it; choose a directory outside it"
         )
 

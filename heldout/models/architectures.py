@@ -32,5 +32,5 @@ def default_arch(dataset_name: str, image_shape: tuple[int, ...]) -> str:
         return "mlp"
     raise ArchitectureError(
         f"no default architecture for {dataset_name} with images {tuple(image_shape)}; "
-        "choose one with --arch"
+        "choose one with `arch`"
     )

@@ -308,7 +308,7 @@ def check_runs_fit(runs: Sequence[Run], dataset: Dataset, split: str, backend: s
                 unreadable = unreadable or f"run {run.name}: {bad}"
                 continue  # unreadable aux arrays: this run fails alone
             hint = ("; if it is another evaluation set on purpose (shifted or new images of "
-                    "the runs' classes), pass --no_cross_check"
+                    "the runs' classes), pass `cross_check`=False"
                     if own_dataset and split != "train" else "")
             raise PredictError(f"run {run.name}: {e}{hint}") from e
         num_train = aux.num_train if num_train is None else num_train
@@ -381,10 +381,10 @@ def prepare_store(out: str, layout: st.StoreLayout, runs: Sequence[Run], labels:
         `overwrite`).
     """
     if os.path.lexists(out) and not os.path.isdir(out):
-        raise PredictError(f"--out {out}: is a file; give a directory path such as preds.zarr")
+        raise PredictError(f"`out`={out}: is a file; give a directory path such as preds.zarr")
     if os.path.isdir(out):
         if not st.is_store(out) and os.listdir(out):
-            raise PredictError(f"--out {out}: a non-empty directory that is not a zarr store")
+            raise PredictError(f"`out`={out}: a non-empty directory that is not a zarr store")
         if overwrite or not st.is_store(out):
             shutil.rmtree(out)
         else:
@@ -575,7 +575,7 @@ def predict(
         raise PredictError("views hold logit_confidence in each view: add logit_confidence to "
                            f"the outputs ({','.join(outputs)})")
     if os.path.lexists(out) and not os.path.isdir(out):
-        raise PredictError(f"--out {out}: is a file; give a directory path such as preds.zarr")
+        raise PredictError(f"`out`={out}: is a file; give a directory path such as preds.zarr")
     plan, note = plan_source(source, split, outputs, view_names, cross_check, backend)
     if isinstance(path, Experiment):
         if ratios is not None or run_ids is not None:

@@ -51,19 +51,19 @@ def why_not_recorded(split: str, outputs: Sequence[str], views: Sequence[str],
                      own_dataset: bool, backend: str) -> str:
     """Why recorded outputs cannot fill a store of these settings ('' when they can)."""
     if backend != "tensorflow":
-        return (f"--backend {backend} evaluates the runs' exported models, while recorded "
+        return (f"`backend`={backend} evaluates the runs' exported models, while recorded "
                 "outputs are TensorFlow's at the end of training")
     if not own_dataset:
-        return ("another evaluation set than the runs' own (--no_cross_check), on which they "
+        return ("another evaluation set than the runs' own (`cross_check`=False), on which they "
                 "recorded nothing")
     if split not in OUTPUT_SPLITS:
         return f"runs record their outputs on the {' and '.join(OUTPUT_SPLITS)} splits, not on " \
                f"{split!r}"
     if "logits" in outputs:
-        return "logits are not recorded (--outputs logits)"
+        return "logits are not recorded (`outputs`=logits)"
     others = [v for v in views if v != "identity"]
     if others:
-        return f"views other than identity are not recorded (--views {','.join(others)})"
+        return f"views other than identity are not recorded (`views`={','.join(others)})"
     return ""
 
 
@@ -90,8 +90,8 @@ def plan_source(source: str, split: str, outputs: Sequence[str], views: Sequence
     why = why_not_recorded(split, outputs, views, own_dataset, backend)
     if source == "recorded":
         if why:
-            raise PredictError(f"--source recorded: {why}; that needs the runs' models "
-                                      "(--source checkpoints)")
+            raise PredictError(f"`source`=recorded: {why}; that needs the runs' models "
+                               "(`source`=checkpoints)")
         return "recorded", ""
     return ("checkpoints", why) if why else (EITHER, "")
 
@@ -151,7 +151,7 @@ def recorded_rows(run: Run, dataset: Dataset, split: str, outputs: Sequence[str]
     if aux.fingerprint is None:
         raise PredictError(
             f"{aux.source}: no dataset fingerprint, so nothing shows that {dataset.name} is the "
-            f"dataset its {OUTPUTS} was recorded on; use --source checkpoints")
+            f"dataset its {OUTPUTS} was recorded on; use `source`=checkpoints")
     recorded = run.load_outputs(aux.num_train, aux.num_test)
     prediction = recorded.output("prediction", split)
     if len(prediction) and int(prediction.max()) >= dataset.num_classes:

@@ -75,8 +75,8 @@ IDENTITY = {
     "architecture": "architecture",
     "num_train": "training-set size (mask width)",
     "runs": "runs",
-    VIEWS_ATTRIBUTE: "views (--views)",
-    "source": "source (--source)",
+    VIEWS_ATTRIBUTE: "views (`views`)",
+    "source": "source (`source`)",
 }
 #: Values of `IDENTITY` attributes in stores written before the attribute existed.
 _ABSENT = {VIEWS_ATTRIBUTE: [], "source": SOURCE_CHECKPOINTS}
@@ -283,7 +283,7 @@ def check_layout(path: str | os.PathLike, layout: StoreLayout) -> None:
     if diffs:
         raise StoreError(
             f"{os.fspath(path)}: the store was made for something else ({'; '.join(diffs)}); "
-            "use --overwrite to replace it"
+            "use `overwrite`=True to replace it"
         )
 
 

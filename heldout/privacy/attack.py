@@ -123,7 +123,7 @@ def _choose_ratios(path: str, ratios: np.ndarray, wanted: Sequence[float] | None
     best = max(available, key=lambda a: (counts[a], -abs(a - 0.5), -a))
     note = (f"subset ratio {best:g}" if len(available) == 1 else
             f"subset ratio {best:g} (the store's ratio with the most completed runs, of "
-            f"{', '.join(f'{a:g}' for a in available)}; --ratios to choose)")
+            f"{', '.join(f'{a:g}' for a in available)}; `ratios` to choose)")
     return np.flatnonzero(np.isclose(ratios, best)), note
 
 
@@ -157,9 +157,10 @@ def load_lira_inputs(
             f"training split: write one with `heldout predict {attrs.get('experiment', 'EXP')} "
             f"... --split train --out train.zarr` and pass that")
     if STATISTIC not in s:
-        raise LiraError(f"{path}: has no {STATISTIC} (made with --outputs "
-                        f"{','.join(attrs.get('outputs', []))}); run `heldout predict` with "
-                        f"--outputs including {STATISTIC}")
+        outputs = ",".join([*attrs.get("outputs", []), STATISTIC])
+        raise LiraError(f"{path}: has no {STATISTIC} (made with outputs "
+                        f"{','.join(attrs.get('outputs', []))}); write it again with `heldout "
+                        f"predict ... --outputs {outputs}`")
     names = list(attrs.get(VIEWS_ATTRIBUTE) or []) if VIEWS_ARRAY in s else []
     if VIEWS_ARRAY in s:
         shape = tuple(s[VIEWS_ARRAY].shape)
@@ -175,7 +176,7 @@ def load_lira_inputs(
         raise LiraError(
             f"{path}: views {','.join(wanted)} asked for, but the store has no {VIEWS_ARRAY} "
             f"(only the identity view, {STATISTIC}); write it with `heldout predict --views "
-            f"{','.join(wanted)}` or leave --views out")
+            f"{','.join(wanted)}` or leave `views` out")
     unknown = [w for w in wanted if w not in (names or [IDENTITY])]
     if unknown or len(set(wanted)) != len(wanted):
         raise LiraError(f"{path}: views {','.join(wanted)}: unknown or repeated "

@@ -96,7 +96,7 @@ def choose_targets(num_runs: int, num_targets: int, seed: int = 0) -> np.ndarray
       LiraError: `num_targets` not in ``1 .. num_runs``.
     """
     if not 1 <= num_targets <= num_runs:
-        raise LiraError(f"--targets {num_targets}: choose between 1 and the {num_runs} runs")
+        raise LiraError(f"`num_targets`={num_targets}: choose between 1 and the {num_runs} runs")
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(num_runs, size=num_targets, replace=False)).astype(np.int64)
 

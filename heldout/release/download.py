@@ -142,7 +142,7 @@ def download_release(
             hint = ""
             with contextlib.suppress(ValueError):
                 hint = f" (the released {experiment} archive has MD5 {get_archive(experiment).md5})"
-            raise InputError(f"--url {url} needs --md5, the MD5 of the archive it serves{hint}")
+            raise InputError(f"`url`={url} needs `md5`, the MD5 of the archive it serves{hint}")
         expected = md5
         filename = _archive_name(url) or f"{experiment}.tar.gz"
     expected = check_md5(expected)
@@ -340,7 +340,7 @@ def _how_to_go_on(staging: Staging) -> str:
     return (
         f"the {staging.staged_files()} members extracted so far are kept in {staging.path}: run "
         "the same command again to go on (it reads the archive again from byte 0 but does not "
-        "write those members again), use --keep_archive to save the archive and resume from "
+        "write those members again), use `keep_archive`=True to save the archive and resume from "
         f"the byte reached, or delete {staging.path} to give up"
     )
 
@@ -469,7 +469,7 @@ def _check_space(path: str, needed: int) -> None:
     if needed > free:
         raise DownloadError(
             f"{path}: the download needs {human_bytes(needed)} more but only "
-            f"{human_bytes(free)} is free there; free some space or stream without --keep_archive"
+            f"{human_bytes(free)} is free there; free some space or stream without `keep_archive`"
         )
 
 

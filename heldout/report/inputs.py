@@ -323,7 +323,8 @@ def _load_estimate_file(path: str, accs: list[est.RatioAccumulator], experiment:
             f"{path}: key 'target' is {loaded.target!r}: its influence is on the store's "
             f"{loaded.target} (in its units, Welch standard errors), but the report's influence, "
             "standard errors and high-influence pairs are of correctness: give an estimate "
-            "written with --target correct (the default), or leave --estimates out")
+            "written by `heldout estimate --target correct` (the default), or leave "
+            "`estimates_path` out")
     n_train, n_test = accs[0].num_train, accs[0].num_test
     if len(loaded.memorization) != n_train:
         raise ReportError(f"{path}: covers {len(loaded.memorization)} training examples, the "

@@ -125,7 +125,7 @@ def train_experiment(
     if not isinstance(dataset, ArrayDataset):
         raise TrainError(
             f"{getattr(dataset, 'name', dataset)!r}: training needs an in-memory dataset "
-            f"(heldout.data.ArrayDataset: --dataset, --dataset_npz or --idx_dir), not a "
+            f"(heldout.data.ArrayDataset: a TFDS dataset, an .npz file or IDX files), not a "
             f"{type(dataset).__name__}; TFRecord datasets can be evaluated, not trained on"
         )
     for split in ("train", "test"):

@@ -267,7 +267,7 @@ def _check_config(out: str, config: dict) -> None:
             raise BuildError(
                 f"{out} holds shards built with other settings ({CONFIG_FILE}: "
                 + ", ".join(f"{k} was {a!r}, now {b!r}" for k, (a, b) in differ.items())
-                + "); use another --out or delete the old shards"
+                + "); use another `out` or delete the old shards"
             )
         config = {**config, "splits": sorted(set(old.get("splits", [])) | set(config["splits"]))}
     with atomic_write(path, "w") as f:
@@ -315,7 +315,7 @@ def build_imagenet(
     dirs = {"train": train_dir, "test": val_dir}
     dirs = {s: os.fspath(d) for s, d in dirs.items() if d is not None}
     if not dirs:
-        raise BuildError("give --train_dir and/or --val_dir")
+        raise BuildError("give `train_dir` and/or `val_dir`")
     out = os.fspath(out)
     mapping = read_index_mapping(index_npz, label_base, synsets)
     counts = {**DEFAULT_SHARDS, **(num_shards or {})}

@@ -158,5 +158,5 @@ def _label_base(path, names, labels, synsets, label_base) -> int:
         return 0
     raise BuildError(
         f"{path}: cannot tell whether tr_labels are 0- or 1-based (the filenames do not carry "
-        "synsets that agree with them); give label_base (--label_base 0 or 1)"
+        "synsets that agree with them); give `label_base`=0 or 1"
     )
