@@ -6,6 +6,7 @@ Both checks read the package's source with `ast` (nothing is imported, no Tensor
 from __future__ import annotations
 
 import ast
+import functools
 import pathlib
 import re
 
@@ -14,11 +15,15 @@ import heldout.errors
 PACKAGE = pathlib.Path(heldout.errors.__file__).parent
 
 
+@functools.cache
+def _parsed() -> tuple[tuple[pathlib.Path, ast.Module], ...]:
+    """(path relative to heldout/, its syntax tree) of every module, parsed once."""
+    return tuple((path.relative_to(PACKAGE), ast.parse(path.read_text(), str(path)))
+                 for path in sorted(PACKAGE.rglob("*.py")))
+
+
 def _modules(skip: tuple[str, ...] = ()):
-    for path in sorted(PACKAGE.rglob("*.py")):
-        relative = path.relative_to(PACKAGE)
-        if relative.parts[0] not in skip:
-            yield relative, ast.parse(path.read_text(), str(path))
+    return [(relative, tree) for relative, tree in _parsed() if relative.parts[0] not in skip]
 
 
 def _exception_classes(tree: ast.Module) -> list[str]:
@@ -33,12 +38,12 @@ def test_every_public_exception_is_defined_in_errors():
                  if relative != pathlib.Path("errors.py")
                  for name in _exception_classes(tree) if not name.startswith("_")]
     assert elsewhere == [], f"define these in heldout/errors.py: {elsewhere}"
-    defined = _exception_classes(ast.parse(pathlib.Path(heldout.errors.__file__).read_text()))
+    defined = _exception_classes(dict(_parsed())[pathlib.Path("errors.py")])
     assert {"HeldoutError", "NpzError", "LayoutError", "CommandError"} <= set(defined)
 
 
 def test_errors_imports_nothing_from_heldout():
-    tree = ast.parse(pathlib.Path(heldout.errors.__file__).read_text())
+    tree = dict(_parsed())[pathlib.Path("errors.py")]
     imported = [ast.unparse(n) for n in ast.walk(tree)
                 if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("heldout")
                 or isinstance(n, ast.Import) and any(a.name.startswith("heldout") for a in n.names)]
