@@ -28,7 +28,9 @@ from heldout.cli.common import (
     add_dataset_flags,
     dataset_spec,
     fraction,
+    parameter_flags,
     positive_int,
+    with_flags,
 )
 from heldout.errors import HeldoutError
 
@@ -83,11 +85,12 @@ def find_run(run_dir: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         return demo(args)
-    except (HeldoutError, FileNotFoundError) as e:
-        print(f"demo.py: error: {e}", file=sys.stderr)
+    except (HeldoutError, FileNotFoundError) as e:  # the library names parameters: our flags
+        print(f"demo.py: error: {with_flags(str(e), parameter_flags(parser))}", file=sys.stderr)
         return 2
 
 

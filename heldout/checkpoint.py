@@ -21,16 +21,12 @@ import os
 import sonnet as snt
 import tensorflow as tf
 
-from heldout.errors import HeldoutError
+from heldout.errors import CheckpointError
 from heldout.experiment import CheckpointFiles, find_checkpoints
 from heldout.models import create_variables
 from heldout.models.weights import check_finite_weights
 
 _SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
-
-
-class CheckpointError(HeldoutError, ValueError):
-    """A checkpoint is missing, unreadable, or does not fit the model."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -37,12 +37,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from heldout.errors import HeldoutError
-
-
-class ClusterError(HeldoutError, ValueError):
-    """A Dask cluster that cannot be used: an unreachable scheduler, a bad worker count, more
-    workers than visible GPUs."""
+from heldout.errors import ClusterError
 
 
 def visible_gpus() -> list[str]:
@@ -111,12 +106,12 @@ def worker_specs(workers: int, gpus: Sequence[str], preload: Sequence[str] = (),
     from distributed.system import MEMORY_LIMIT
 
     if workers < 1:
-        raise ClusterError(f"--workers: a local cluster needs at least 1 worker, got {workers}")
+        raise ClusterError(f"`workers`={workers}: a local cluster needs at least 1 worker")
     if gpus and workers > len(gpus):
         raise ClusterError(
-            f"--workers {workers}: only {len(gpus)} GPUs are visible ({','.join(gpus)}), and "
+            f"`workers`={workers}: only {len(gpus)} GPUs are visible ({','.join(gpus)}), and "
             "TensorFlow cannot share a GPU between processes; give at most "
-            f"--workers {len(gpus)}, or set CUDA_VISIBLE_DEVICES=-1 for CPU workers"
+            f"`workers`={len(gpus)}, or set CUDA_VISIBLE_DEVICES=-1 for CPU workers"
         )
     options = {"nthreads": 1, "host": "127.0.0.1", "dashboard": False,
                "memory_limit": MEMORY_LIMIT // workers, "silence_logs": logging.ERROR,
@@ -192,7 +187,7 @@ def connect(scheduler: str | None, workers: int, preload: Sequence[str] = ()
     if scheduler is not None:
         if not os.path.isfile(scheduler) and _names_a_file(scheduler):
             raise ClusterError(
-                f"--scheduler {scheduler}: no such scheduler file (give the file that `dask "
+                f"`scheduler`={scheduler}: no such scheduler file (give the file that `dask "
                 "scheduler --scheduler-file` writes, or an address such as tcp://host:8786)")
         with sigint_held() as received:  # as `run_tasks` says
             try:
@@ -201,7 +196,7 @@ def connect(scheduler: str | None, workers: int, preload: Sequence[str] = ()
                 else:
                     client = Client(scheduler, timeout="5s")
             except (OSError, TimeoutError, ValueError) as e:
-                raise ClusterError(f"--scheduler {scheduler}: cannot connect "
+                raise ClusterError(f"`scheduler`={scheduler}: cannot connect "
                                    f"({type(e).__name__}: {e})") from e
         try:
             if received:

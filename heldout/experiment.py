@@ -36,15 +36,22 @@ import json
 import os
 import re
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from heldout.data.fingerprint import Fingerprint, read_fingerprint
 from heldout.data.preprocessing import InputPreprocessing
-from heldout.errors import HeldoutError, InputError, NotFoundError
-from heldout.npzio import NpzError, load_npz, require, save_npz_atomic
+from heldout.errors import (
+    HeldoutError,
+    InputError,
+    LayoutError,
+    NoRunsError,
+    NotFoundError,
+    NpzError,
+)
+from heldout.npzio import load_npz, require, save_npz_atomic
 
 AUX_ARRAYS = "aux_arrays.npz"
 CHECKPOINT_DIR = "checkpoints"
@@ -55,14 +62,6 @@ AUX_KEYS = tuple(f"{kind}_{split}" for split in SPLITS for kind in ("correctness
 
 _CKPT_INDEX = re.compile(r"^ckpt-(\d+)\.index$")
 _CKPT_DATA = re.compile(r"^ckpt-(\d+)\.data-(\d+)-of-(\d+)$")
-
-
-class LayoutError(HeldoutError, ValueError):
-    """An experiment directory or run does not follow the release layout."""
-
-
-class AuxArraysError(NpzError):
-    """An `aux_arrays.npz` file is missing a key or holds inconsistent arrays."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -153,7 +152,7 @@ def _as_bool(source: str, key: str, value: np.ndarray) -> np.ndarray:
         return value
     if np.isin(value, (0, 1)).all():
         return value.astype(bool)
-    raise AuxArraysError(
+    raise NpzError(
         f"{source}: key {key!r}: expected bool (or 0/1 integers), found {value.dtype} values "
         f"other than 0 and 1"
     )
@@ -185,7 +184,7 @@ def _check_permutation(source: str, what: str, parts: list[np.ndarray], n: int) 
     if out_of_range or len(index) != n or (counts != 1).any():
         missing = int(np.sum(counts == 0))
         repeated = int(np.sum(counts > 1))
-        raise AuxArraysError(
+        raise NpzError(
             f"{source}: {what} must be a permutation of 0..{n - 1}; found {len(index)} entries "
             f"with {out_of_range} out of range, {repeated} repeated and {missing} missing positions"
         )
@@ -205,12 +204,12 @@ def aux_arrays_from_dict(
     of the test set; and, when given, the expected dataset sizes.
 
     Raises:
-      AuxArraysError: naming the file (`source`), the key, what was expected and what was found.
+      NpzError: naming the file (`source`), the key, what was expected and what was found.
     """
     source = source or "aux arrays"
     sizes: dict[str, int] = {}
     get = functools.partial(require, arrays, source=source, sizes=sizes,
-                            what="an aux_arrays.npz", error=AuxArraysError)
+                            what="an aux_arrays.npz")
 
     fields = {}
     for split in SPLITS:
@@ -222,12 +221,12 @@ def aux_arrays_from_dict(
     n_train = len(fields["index_train"]) + len(fields["index_removed"])
     n_test = len(fields["index_test"])
     if num_train is not None and n_train != num_train:
-        raise AuxArraysError(
+        raise NpzError(
             f"{source}: covers {n_train} training examples (train + removed) but the dataset "
             f"has {num_train}"
         )
     if num_test is not None and n_test != num_test:
-        raise AuxArraysError(
+        raise NpzError(
             f"{source}: covers {n_test} test examples but the dataset has {num_test}"
         )
     _check_permutation(source, "index_train + index_removed",
@@ -238,7 +237,7 @@ def aux_arrays_from_dict(
     if len(subsample) != len(fields["index_train"]) or subsample_positions is None or not (
         np.array_equal(subsample_positions, _positions(fields["index_train"], n_train))
     ):
-        raise AuxArraysError(
+        raise NpzError(
             f"{source}: subsample_idx ({len(subsample)} entries) is not the same set as "
             f"index_train ({len(fields['index_train'])} entries)"
         )
@@ -257,7 +256,7 @@ def load_aux_arrays(
 
     Raises:
       NpzError: unreadable, truncated or pickled content.
-      AuxArraysError: missing keys or inconsistent arrays (see `aux_arrays_from_dict`).
+      NpzError: missing keys or inconsistent arrays (see `aux_arrays_from_dict`).
     """
     return aux_arrays_from_dict(load_npz(path), os.fspath(path), num_train, num_test)
 
@@ -302,7 +301,7 @@ def iter_aux_arrays(
       ``(run, aux)``: the run and its `AuxArrays` (or, with ``errors="yield"``, its error).
 
     Raises:
-      NpzError / AuxArraysError / FingerprintError: with ``errors="raise"``, as
+      NpzError / FingerprintError: with ``errors="raise"``, as
         `load_aux_arrays`, naming the file.
     """
     if errors not in ("raise", "yield"):
@@ -402,10 +401,6 @@ INPUT_KEYS = tuple(f"images_digest_{split}" for split in OUTPUT_SPLITS) + ("inpu
 _DIGEST = re.compile(r"\w+ \[[0-9, ]*\] sha256:[0-9a-f]{64}")
 
 
-class OutputsError(NpzError):
-    """An ``outputs.npz`` that is missing a key, of another format, or inconsistent."""
-
-
 @dataclasses.dataclass(frozen=True)
 class RecordedInputs:
     """What a run's recorded outputs were computed on: each split's stored images and how they
@@ -445,25 +440,24 @@ def recorded_inputs_from_dict(arrays: dict[str, np.ndarray], source: str = "") -
     """Validates the `INPUT_KEYS` of an ``outputs.npz`` and returns them as `RecordedInputs`.
 
     Raises:
-      OutputsError: a missing key (a file of an earlier format), a digest of another form, or
+      NpzError: a missing key (a file of an earlier format), a digest of another form, or
         a preprocessing that cannot be read (naming the file and the key).
     """
     source = source or "recorded outputs"
-    get = functools.partial(require, arrays, source=source, what="an outputs.npz",
-                            error=OutputsError)
+    get = functools.partial(require, arrays, source=source, what="an outputs.npz")
     images = {}
     for split in OUTPUT_SPLITS:
         key = f"images_digest_{split}"
         images[split] = str(get(key, "U", ()))
         if images[split] and not _DIGEST.fullmatch(images[split]):
-            raise OutputsError(f"{source}: key {key!r}: expected '' or a digest like 'uint8 "
+            raise NpzError(f"{source}: key {key!r}: expected '' or a digest like 'uint8 "
                                f"[n, H, W, C] sha256:<64 hex digits>', found {images[split]!r}")
     text = str(get("input_preprocessing", "U", ()))
     try:
         preprocessing = InputPreprocessing.from_dict(
             json.loads(text), f"{source}: key 'input_preprocessing'")
     except ValueError as e:  # bad JSON, or a PreprocessingError
-        raise OutputsError(str(e) if isinstance(e, HeldoutError) else
+        raise NpzError(str(e) if isinstance(e, HeldoutError) else
                            f"{source}: key 'input_preprocessing': not JSON ({e})") from e
     return RecordedInputs(images["train"], images["test"], preprocessing)
 
@@ -474,7 +468,7 @@ def load_recorded_inputs(path: str | os.PathLike) -> RecordedInputs:
 
     Raises:
       NpzError: unreadable, truncated or pickled content.
-      OutputsError: another format, or see `recorded_inputs_from_dict`.
+      NpzError: another format, or see `recorded_inputs_from_dict`.
     """
     path = os.fspath(path)
     arrays = load_npz(path, ("format",) + INPUT_KEYS)
@@ -483,13 +477,12 @@ def load_recorded_inputs(path: str | os.PathLike) -> RecordedInputs:
 
 
 def _check_format(arrays: dict[str, np.ndarray], source: str) -> None:
-    found = str(require(arrays, "format", "U", (), source=source, what="an outputs.npz",
-                        error=OutputsError))
+    found = str(require(arrays, "format", "U", (), source=source, what="an outputs.npz"))
     if found != OUTPUTS_FORMAT:
         earlier = (f" (an earlier format, without what the outputs were computed on: "
                    f"{', '.join(INPUT_KEYS)})" if found == "heldout.experiment.RecordedOutputs/1"
                    else "")
-        raise OutputsError(f"{source}: key 'format': expected {OUTPUTS_FORMAT!r}, found "
+        raise NpzError(f"{source}: key 'format': expected {OUTPUTS_FORMAT!r}, found "
                            f"{found!r}{earlier}")
 
 
@@ -591,12 +584,12 @@ def recorded_outputs_from_dict(
     (`recorded_inputs_from_dict`).
 
     Raises:
-      OutputsError: naming the file (`source`), the key, what was expected and what was found.
+      NpzError: naming the file (`source`), the key, what was expected and what was found.
     """
     source = source or "recorded outputs"
     sizes = {k: v for k, v in (("n_train", num_train), ("n_test", num_test)) if v is not None}
     get = functools.partial(require, arrays, source=source, sizes=sizes,
-                            what="an outputs.npz", error=OutputsError)
+                            what="an outputs.npz")
     _check_format(arrays, source)
     fields: dict[str, np.ndarray] = {}
     for name, (kind, dtype) in RECORDED_OUTPUTS.items():
@@ -606,7 +599,7 @@ def recorded_outputs_from_dict(
             bad = value < 0 if name == "prediction" else ~np.isfinite(value)
             if bad.any():
                 what = "negative" if name == "prediction" else "non-finite"
-                raise OutputsError(f"{source}: key {key!r}: {int(bad.sum())} {what} values "
+                raise NpzError(f"{source}: key {key!r}: {int(bad.sum())} {what} values "
                                    f"(first at position {int(np.flatnonzero(bad)[0])})")
             fields[key] = value
     counters = {name: int(get(name, "iu", ())) for name in ("epoch", "global_step")}
@@ -621,7 +614,7 @@ def load_outputs(
 
     Raises:
       NpzError: unreadable, truncated or pickled content.
-      OutputsError: see `recorded_outputs_from_dict`.
+      NpzError: see `recorded_outputs_from_dict`.
     """
     return recorded_outputs_from_dict(load_npz(path), os.fspath(path), num_train, num_test)
 
@@ -735,7 +728,7 @@ class Run:
 
         Raises:
           NpzError: no such file (a released run, or one trained before outputs were
-            recorded), or an unreadable one. OutputsError: malformed or of other sizes.
+            recorded), or an unreadable one. NpzError: malformed or of other sizes.
         """
         return load_outputs(self.outputs_path, num_train, num_test)
 
@@ -1138,15 +1131,6 @@ CHECKPOINT = ModelRequirement("a complete checkpoint", Run.has_checkpoint)
 #: Outputs recorded at the end of training (``outputs.npz``), from which `heldout predict
 #: --source recorded` fills a store without a model.
 RECORDED = ModelRequirement(f"recorded outputs ({OUTPUTS})", Run.has_outputs)
-
-
-class NoRunsError(LayoutError):
-    """`select_runs` found no run to use. `lacking`: the runs that matched the ratios and run ids
-    but lack the requirement (empty when none matched)."""
-
-    def __init__(self, message: str, lacking: Sequence[Run] = ()) -> None:
-        super().__init__(message)
-        self.lacking = tuple(lacking)
 
 
 def select_runs(

@@ -22,12 +22,7 @@ from collections.abc import Collection, Mapping, MutableMapping
 import numpy as np
 
 from heldout.atomic import atomic_write
-from heldout.errors import HeldoutError
-
-
-class NpzError(HeldoutError, ValueError):
-    """A `.npz` file is unreadable, incomplete or holds arrays of the wrong kind."""
-
+from heldout.errors import HeldoutError, NpzError
 
 Dim = int | str | None
 """One dimension of a `require` shape: an exact size, a name bound across keys, or None (any)."""

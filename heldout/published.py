@@ -32,8 +32,9 @@ import numpy as np
 
 from heldout.data.fingerprint import check_labels, read_fingerprint
 from heldout.data.order import checked_tfds_order
+from heldout.errors import NpzError
 from heldout.estimate import CScores, HighInfluencePairs
-from heldout.npzio import NpzError, load_npz, require, save_npz_atomic
+from heldout.npzio import load_npz, require, save_npz_atomic
 
 CSCORE_KEYS = ("labels", "scores")
 CSCORE_EXTRA_KEYS = (
@@ -47,10 +48,6 @@ CSCORE_EXTRA_KEYS = (
     "test_scores_by_ratio",
 )
 PAIR_KEYS = ("tr_idx", "tt_idx", "infl", "mem")
-
-
-class PublishedFormatError(NpzError):
-    """A score file does not follow the published format (the message names file and key)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,8 +67,8 @@ class CScoreFile:
     source: str = ""
 
 
-def _fail(source: str, message: str) -> PublishedFormatError:
-    return PublishedFormatError(f"{source}: {message}")
+def _fail(source: str, message: str) -> NpzError:
+    return NpzError(f"{source}: {message}")
 
 
 def validate_cscores(
@@ -91,11 +88,11 @@ def validate_cscores(
       `CScoreFile` with float64 scores and int64 labels.
 
     Raises:
-      PublishedFormatError: naming `source`, the key, what was expected and what was found.
+      NpzError: naming `source`, the key, what was expected and what was found.
     """
     sizes = {} if num_examples is None else {"n": num_examples}
     get = functools.partial(require, arrays, source=source, sizes=sizes,
-                            what="a C-score file", error=PublishedFormatError)
+                            what="a C-score file")
     scores = get("scores", "f", ("n",))
     defined = scores[~np.isnan(scores)]
     if ((defined < 0) | (defined > 1)).any():
@@ -142,7 +139,7 @@ def read_cscores(
 
     Raises:
       NpzError: unreadable file or pickled content.
-      PublishedFormatError: see `validate_cscores`.
+      NpzError: see `validate_cscores`.
     """
     path = os.fspath(path)
     if path.endswith(".npy"):
@@ -180,7 +177,7 @@ def read_scores_in_tfds_order(
 
     Raises:
       NpzError: unreadable file.
-      PublishedFormatError: see `validate_cscores`; or an ``.npz`` without ``labels``.
+      NpzError: see `validate_cscores`; or an ``.npz`` without ``labels``.
       OrderError: lengths differ, or the file's labels, reordered, differ from `tfds_labels`
         (with the number of mismatches and the first positions): nothing is returned.
     """
@@ -258,7 +255,7 @@ def write_cscores(
       The validated `CScoreFile`.
 
     Raises:
-      PublishedFormatError: the arrays would not pass `validate_cscores` (nothing is written).
+      NpzError: the arrays would not pass `validate_cscores` (nothing is written).
       FingerprintError: `labels` of another size, order or dataset than the runs' fingerprint.
     """
     path = os.fspath(path)
@@ -299,7 +296,7 @@ def validate_pairs(
       `HighInfluencePairs` with int64 indices and float64 values, in file order.
 
     Raises:
-      PublishedFormatError: naming `source`, the key, what was expected and what was found.
+      NpzError: naming `source`, the key, what was expected and what was found.
     """
     keys = sorted(arrays)
     if keys != sorted(PAIR_KEYS):
@@ -309,7 +306,7 @@ def validate_pairs(
         )
     sizes: dict[str, int] = {}
     get = functools.partial(require, arrays, source=source, sizes=sizes,
-                            what="a high-influence pair file", error=PublishedFormatError)
+                            what="a high-influence pair file")
     values = {}
     for key, kind, limit in (
         ("tr_idx", "iu", num_train),
@@ -363,7 +360,7 @@ def read_pairs(
 
     Raises:
       NpzError: unreadable file or pickled content.
-      PublishedFormatError: see `validate_pairs`.
+      NpzError: see `validate_pairs`.
     """
     path = os.fspath(path)
     return validate_pairs(load_npz(path), path, num_train, num_test, infl_threshold, mem_threshold)
@@ -373,7 +370,7 @@ def write_pairs(path: str | os.PathLike, pairs: HighInfluencePairs) -> HighInflu
     """Validates and writes high-influence pairs atomically, in the published format.
 
     Raises:
-      PublishedFormatError: the pairs would not pass `validate_pairs` (nothing is written).
+      NpzError: the pairs would not pass `validate_pairs` (nothing is written).
     """
     path = os.fspath(path)
     checked = validate_pairs(pairs.to_dict(), path)

@@ -50,3 +50,38 @@ def test_library_errors_share_one_base():
     assert issubclass(LayoutError, HeldoutError)
     with pytest.raises(HeldoutError):
         parse_ratios("2")
+
+
+def test_a_parameter_the_library_names_is_printed_as_the_commands_flag(tmp_path, capsys):
+    from heldout.errors import InputError
+    from heldout.release.download import download_release
+
+    url = "http://127.0.0.1:9/x.tar.gz"
+    why = ("needs {}, the MD5 of the archive it serves (the released cifar10-inception archive "
+           "has MD5 bc3b75203381709f8224810946be14b1)")
+    with pytest.raises(InputError) as e:  # the Python API: its parameters
+        download_release("cifar10-inception", tmp_path / "d", url=url)
+    assert str(e.value) == f"`url`={url} " + why.format("`md5`")
+    assert cli.main(["download", "cifar10-inception", "--dest", str(tmp_path / "d"),
+                     "--url", url]) == 2  # the command: its flags
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"heldout download: error: --url {url} " + why.format("--md5")
+    assert not (tmp_path / "d").exists()
+
+
+def test_with_flags_writes_the_flags_of_the_command_only():
+    from heldout.cli.common import with_flags
+
+    flags = cli.build_parser().parse_args(
+        ["predict", "exp", "--dataset_npz", "d.npz", "--split", "test", "--out", "s.zarr"]
+    ).parameter_flags
+    assert with_flags("`workers`=3: only 2 GPUs are visible; give at most `workers`=2",
+                      flags) == "--workers 3: only 2 GPUs are visible; give at most --workers 2"
+    assert with_flags("use `overwrite`=True instead", flags) == "use --overwrite instead"
+    assert with_flags("pass `cross_check`=False", flags) == "pass --no_cross_check"  # an alias
+    assert with_flags("views (`views`)", flags) == "views (--views)"
+    # Positional arguments, other commands' options and other names in backticks stay.
+    for kept in ("`path`", "`ratio`", "`num_targets`=9", "`heldout.data`", "`heldout lira`"):
+        assert with_flags(kept, flags) == kept
+    lira = cli.build_parser().parse_args(["lira", "s.zarr", "--out", "l.npz"]).parameter_flags
+    assert with_flags("`num_targets`=9: choose", lira) == "--targets 9: choose"

@@ -81,7 +81,7 @@ def test_missing_key(tmp_path):
     _write_raw(tmp_path / "a.npz", arrays)
     match = (r"a\.npz: missing key 'correctness_removed' \(expected bool or int array "
              r"\[n_removed=10\] in an aux_arrays\.npz\); found keys \['correctness_test'")
-    with pytest.raises(ex.AuxArraysError, match=match):
+    with pytest.raises(NpzError, match=match):
         ex.load_aux_arrays(tmp_path / "a.npz")
 
 
@@ -91,13 +91,13 @@ def test_index_not_a_permutation(tmp_path):
     arrays["index_removed"][0] = arrays["index_train"][0]
     _write_raw(tmp_path / "a.npz", arrays)
     match = "must be a permutation of 0..19.*1 repeated and 1 missing"
-    with pytest.raises(ex.AuxArraysError, match=match):
+    with pytest.raises(NpzError, match=match):
         ex.load_aux_arrays(tmp_path / "a.npz")
     for k, bad in enumerate((20, -1)):
         arrays["index_removed"][0] = bad
         _write_raw(tmp_path / f"{k}.npz", arrays)
         match = "index_train \\+ index_removed must be a permutation .*with 1 out of range"
-        with pytest.raises(ex.AuxArraysError, match=match):
+        with pytest.raises(NpzError, match=match):
             ex.load_aux_arrays(tmp_path / f"{k}.npz")
 
 
@@ -111,7 +111,7 @@ def test_subsample_idx_must_match_index_train(tmp_path):
         arrays = _aux().to_dict()
         arrays["subsample_idx"] = subsample
         _write_raw(tmp_path / f"{name}.npz", arrays)
-        with pytest.raises(ex.AuxArraysError, match="subsample_idx .* is not the same set"):
+        with pytest.raises(NpzError, match="subsample_idx .* is not the same set"):
             ex.load_aux_arrays(tmp_path / f"{name}.npz")
     arrays = _aux().to_dict()
     arrays["subsample_idx"] = train[::-1]  # any order
@@ -125,13 +125,13 @@ def test_length_mismatch_and_dtype(tmp_path):
     arrays["correctness_test"] = arrays["correctness_test"][:-1]
     _write_raw(tmp_path / "a.npz", arrays)
     match = r"key 'correctness_test': expected bool or int array \[n_test=8\], found bool \[7\]$"
-    with pytest.raises(ex.AuxArraysError, match=match):
+    with pytest.raises(NpzError, match=match):
         ex.load_aux_arrays(tmp_path / "a.npz")
     arrays = _aux().to_dict()
     arrays["correctness_test"] = arrays["correctness_test"].astype(np.float32)
     _write_raw(tmp_path / "b.npz", arrays)
     match = "'correctness_test': expected bool or int array .*found float32"
-    with pytest.raises(ex.AuxArraysError, match=match):
+    with pytest.raises(NpzError, match=match):
         ex.load_aux_arrays(tmp_path / "b.npz")
     # 0/1 integers are read as bool; any other integer is refused.
     arrays = _aux().to_dict()
@@ -141,15 +141,15 @@ def test_length_mismatch_and_dtype(tmp_path):
     np.testing.assert_array_equal(back.correctness_test, _aux().correctness_test)
     arrays["correctness_test"][0] = 2
     _write_raw(tmp_path / "d.npz", arrays)
-    with pytest.raises(ex.AuxArraysError, match="int8 values other than 0 and 1"):
+    with pytest.raises(NpzError, match="int8 values other than 0 and 1"):
         ex.load_aux_arrays(tmp_path / "d.npz")
 
 
 def test_dataset_size_mismatch(tmp_path):
     ex.write_aux_arrays(tmp_path / "a.npz", _aux())
-    with pytest.raises(ex.AuxArraysError, match="covers 20 training examples .* dataset has 2000"):
+    with pytest.raises(NpzError, match="covers 20 training examples .* dataset has 2000"):
         ex.load_aux_arrays(tmp_path / "a.npz", num_train=2000)
-    with pytest.raises(ex.AuxArraysError, match="covers 8 test examples but the dataset has 500"):
+    with pytest.raises(NpzError, match="covers 8 test examples but the dataset has 500"):
         ex.load_aux_arrays(tmp_path / "a.npz", num_test=500)
 
 
@@ -204,7 +204,7 @@ def test_recorded_outputs_round_trip_and_are_checked(tmp_path):
         np.testing.assert_array_equal(back.to_dict()[key], value)
     assert back.output("margin", "test").dtype == np.float32
     assert back.output("prediction", "train").dtype == np.int32
-    with pytest.raises(ex.OutputsError, match=r"key 'prediction_train': expected int array "
+    with pytest.raises(NpzError, match=r"key 'prediction_train': expected int array "
                        r"\[n_train=2000\], found int32 \[20\]$"):
         run.load_outputs(num_train=2000)
     for change, match in (
@@ -237,7 +237,7 @@ def test_recorded_outputs_round_trip_and_are_checked(tmp_path):
         arrays = _outputs().to_dict()
         change(arrays)
         _write_raw(run.outputs_path, arrays)
-        with pytest.raises(ex.OutputsError, match=match):
+        with pytest.raises(NpzError, match=match):
             run.load_outputs()
     marker = tmp_path / "unpickled"
     arrays = _outputs().to_dict()
@@ -418,7 +418,7 @@ def test_iter_aux_arrays_bad_file_names_itself_in_its_turn(tmp_path, workers):
     # Without given sizes every run is checked against the first run's.
     ex.write_aux_arrays(runs[4].aux_path, _aux(n_train=30, seed=4))
     match = f"^{runs[4].aux_path}: covers 30 training examples .* but the dataset has 20$"
-    with pytest.raises(ex.AuxArraysError, match=match):
+    with pytest.raises(NpzError, match=match):
         list(ex.iter_aux_arrays(runs, workers=workers))
     assert len(list(ex.iter_aux_arrays(runs, workers=workers, same_sizes=False))) == 8
 

@@ -21,9 +21,9 @@ from heldout.data.fingerprint import fingerprint_dataset
 from heldout.data.imagenet.build import as_rgb_jpeg, shard_ranges
 from heldout.data.imagenet.mapping import BuildError, read_index_mapping
 from heldout.data.imagenet.tfrecords import (
+    DatasetError,
     EvalPreprocessing,
     FeatureNames,
-    TFRecordDatasetError,
     load_tfrecord_dataset,
 )
 from heldout.npzio import NpzError
@@ -327,19 +327,19 @@ def test_bad_labels_file_is_refused(tiny, tmp_path):
 
 
 def test_bad_shards_give_clear_errors(tiny, tmp_path):
-    with pytest.raises(TFRecordDatasetError, match=r"lack feature\(s\) \['idx'\]"):
+    with pytest.raises(DatasetError, match=r"lack feature\(s\) \['idx'\]"):
         load_tfrecord_dataset(tiny["out"], ("test",), features=FeatureNames(index="idx"))
     copy = str(tmp_path / "shards")
     shutil.copytree(tiny["out"], copy)
     os.remove(os.path.join(copy, "train-00001-of-00002"))
-    with pytest.raises(TFRecordDatasetError, match="1 of 2 train shards present"):
+    with pytest.raises(DatasetError, match="1 of 2 train shards present"):
         load_tfrecord_dataset(copy, ("train",))
-    with pytest.raises(TFRecordDatasetError, match="no shards named validation"):
+    with pytest.raises(DatasetError, match="no shards named validation"):
         load_tfrecord_dataset(str(tmp_path), ("test",))
     # Labels beyond num_classes are caught while reading, not silently passed on.
     ds = load_tfrecord_dataset(tiny["out"], ("test",), num_classes=3)
     small = dataclasses.replace(ds, num_classes=1, labels={"test": np.zeros(4, np.int64)})
-    with pytest.raises(TFRecordDatasetError, match=r"must lie in \[0, 1\)"):
+    with pytest.raises(DatasetError, match=r"must lie in \[0, 1\)"):
         list(small.batches("test", 4))
 
 

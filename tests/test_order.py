@@ -19,7 +19,7 @@ from heldout.data.order import (
 )
 from heldout.data.tfds import load_tfds
 from heldout.published import (
-    PublishedFormatError,
+    NpzError,
     load_published_scores,
     read_scores_in_tfds_order,
 )
@@ -145,9 +145,9 @@ def test_mnist_scores_in_tfds_order_checked_by_length(tmp_path):
         read_scores_in_tfds_order(path, np.zeros(10000, np.int64))
     missing = str(tmp_path / "x.npz")
     np.savez(missing, labels=np.zeros(3, np.int64))
-    with pytest.raises(PublishedFormatError, match=r"x\.npz: missing key 'scores'"):
+    with pytest.raises(NpzError, match=r"x\.npz: missing key 'scores'"):
         read_scores_in_tfds_order(missing, np.zeros(3), ["train_0", "train_1", "train_2"])
     unlabelled = str(tmp_path / "y.npz")
     np.savez(unlabelled, scores=np.zeros(3))
-    with pytest.raises(PublishedFormatError, match=r"y\.npz: missing key 'labels'"):
+    with pytest.raises(NpzError, match=r"y\.npz: missing key 'labels'"):
         read_scores_in_tfds_order(unlabelled, np.zeros(3), ["train_0", "train_1", "train_2"])

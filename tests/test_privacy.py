@@ -503,7 +503,7 @@ def bad_stores(tmp_path_factory):
     ("plain", ["--target_ids", "x"], "--target_ids: bad run ids 'x'"),
     ("plain", ["--targets", "6"], "--targets 6: choose between 1 and the 5 runs"),
     ("plain", ["--ratios", "0.7"], "no completed runs at subset ratio 0.7; it has 0.5"),
-    ("no_confidence", [], "has no logit_confidence (made with --outputs correct,margin)"),
+    ("no_confidence", [], "has no logit_confidence (made with outputs correct,margin)"),
     (None, [], "not a zarr store"),
 ])
 def test_bad_inputs_each_give_one_line(bad_stores, tmp_path, capsys, store, flags, message):

@@ -44,7 +44,7 @@ def test_published_mnist_npy_loads(published_dir):
     assert cs.labels is None and cs.scores.shape == (60_000,)
     match = (r"mnist-cscores\.npy: key 'scores': expected float array \[n=50000\], "
              r"found float64 \[60000\]$")
-    with pytest.raises(pub.PublishedFormatError, match=match):
+    with pytest.raises(NpzError, match=match):
         pub.read_cscores(published_dir / "mnist-cscores.npy", num_examples=50_000)
 
 
@@ -73,9 +73,9 @@ def test_published_pairs_load_validate_and_round_trip(
         assert copy[key].dtype == raw[key].dtype
         np.testing.assert_array_equal(copy[key], raw[key])
     # Thresholds above the file's are refused.
-    with pytest.raises(pub.PublishedFormatError, match="'infl' must be >= 0.2"):
+    with pytest.raises(NpzError, match="'infl' must be >= 0.2"):
         pub.read_pairs(path, infl_threshold=0.2)
-    with pytest.raises(pub.PublishedFormatError, match="'tr_idx' must hold positions in 0..9"):
+    with pytest.raises(NpzError, match="'tr_idx' must hold positions in 0..9"):
         pub.read_pairs(path, num_train=10)
 
 
@@ -163,13 +163,13 @@ def test_bad_pair_files_are_refused_naming_file_and_key(tmp_path, change, messag
     arrays = _pairs_arrays()
     change(arrays)
     save_npz_atomic(tmp_path / "bad.npz", arrays)
-    with pytest.raises(pub.PublishedFormatError, match=message) as info:
+    with pytest.raises(NpzError, match=message) as info:
         pub.read_pairs(tmp_path / "bad.npz")
     assert str(tmp_path / "bad.npz") in str(info.value)
     # The writer refuses the same arrays and leaves nothing behind.
     pairs = est.HighInfluencePairs(*(np.asarray(arrays.get(k, [])) for k in pub.PAIR_KEYS))
     if sorted(arrays) == sorted(pub.PAIR_KEYS):
-        with pytest.raises(pub.PublishedFormatError, match=message):
+        with pytest.raises(NpzError, match=message):
             pub.write_pairs(tmp_path / "out.npz", pairs)
         assert not (tmp_path / "out.npz").exists()
 
@@ -202,10 +202,10 @@ def test_bad_pair_files_are_refused_naming_file_and_key(tmp_path, change, messag
 )
 def test_bad_cscore_files_are_refused_naming_file_and_key(tmp_path, arrays, message):
     save_npz_atomic(tmp_path / "bad.npz", arrays)
-    with pytest.raises(pub.PublishedFormatError, match=message) as info:
+    with pytest.raises(NpzError, match=message) as info:
         pub.read_cscores(tmp_path / "bad.npz")
     assert str(tmp_path / "bad.npz") in str(info.value)
-    with pytest.raises(pub.PublishedFormatError, match=message):
+    with pytest.raises(NpzError, match=message):
         pub.write_cscores(tmp_path / "out.npz", arrays)
     assert not (tmp_path / "out.npz").exists()
 
@@ -271,7 +271,7 @@ def test_bad_cscore_files_are_refused_by_both_readers(tmp_path, name, arrays, me
     else:
         np.savez(path, **arrays)
     ids = np.array([f"train_{k}" for k in range(4)])  # TFDS order = original order here
-    with pytest.raises(pub.PublishedFormatError, match=message):
+    with pytest.raises(NpzError, match=message):
         pub.read_cscores(path)
-    with pytest.raises(pub.PublishedFormatError, match=message):
+    with pytest.raises(NpzError, match=message):
         pub.read_scores_in_tfds_order(path, _GOOD_LABELS, ids)

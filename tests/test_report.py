@@ -226,7 +226,7 @@ def test_report_in_chromium(trained, tmp_path, capsys):
 
 
 def test_predictions_majority_and_checks(trained, tmp_path):
-    from heldout.report import PredictionsError, read_predictions
+    from heldout.report import ReportError, read_predictions
 
     labels = load_digits().split_labels("train")
     result = read_predictions(trained / "pred.zarr", labels)
@@ -246,12 +246,12 @@ def test_predictions_majority_and_checks(trained, tmp_path):
     assert result.num_runs == len(runs)
 
     _write_store(tmp_path / "test.zarr", trained / "exp", labels, split="test")
-    with pytest.raises(PredictionsError, match="attribute 'split' is 'test'"):
+    with pytest.raises(ReportError, match="attribute 'split' is 'test'"):
         read_predictions(tmp_path / "test.zarr", labels)
-    with pytest.raises(PredictionsError, match="array 'label' differs"):
+    with pytest.raises(ReportError, match="array 'label' differs"):
         read_predictions(trained / "pred.zarr", (labels + 1) % 10)
     n = len(labels)
-    with pytest.raises(PredictionsError, match=rf"pred\.zarr: key 'prediction': expected int "
+    with pytest.raises(ReportError, match=rf"pred\.zarr: key 'prediction': expected int "
                                                rf"array \[runs=\d+, n_train={n - 1}\], found "
                                                rf"int32 \[\d+, {n}\]$"):
         read_predictions(trained / "pred.zarr", labels[:-1])
@@ -263,7 +263,7 @@ def test_predictions_majority_and_checks(trained, tmp_path):
     group = zarr.open_group(str(shifted), mode="r+")
     group["mask"][0] = ~group["mask"][0]
     accs = est.accumulate_experiment(trained / "exp")
-    with pytest.raises(PredictionsError, match="array 'mask' of run 0.5/0 differs"):
+    with pytest.raises(ReportError, match="array 'mask' of run 0.5/0 differs"):
         read_predictions(shifted, labels, accs)
 
 

@@ -462,7 +462,7 @@ def test_membership_computed_from_the_store_is_the_lira_file(attacked):
                           predictions_path=str(root / "correct-only.zarr"))
     assert data.membership is None and data.predictions is not None
     assert data.membership_note.startswith(f"not computed from {root / 'correct-only.zarr'}: ")
-    assert "has no logit_confidence (made with --outputs correct)" in data.membership_note
+    assert "has no logit_confidence (made with outputs correct)" in data.membership_note
 
 
 def _refused(capsys, root, *flags):
@@ -564,7 +564,8 @@ def test_estimate_of_the_influence_on_a_margin_is_refused(attacked, tmp_path, ca
     est.save_estimate(tmp_path / "margin.npz", estimate)
     line = _refused(capsys, attacked["root"], "--estimates", tmp_path / "margin.npz")
     assert "margin.npz: key 'target' is 'margin': its influence is on the store's margin" in line
-    assert "give an estimate written with --target correct (the default)" in line
+    assert "give an estimate written by `heldout estimate --target correct` (the default)" in line
+    assert line.endswith("or leave --estimates out")
 
 
 def test_store_subsets_are_checked_when_an_estimate_is_given(attacked, tmp_path):
@@ -573,7 +574,7 @@ def test_store_subsets_are_checked_when_an_estimate_is_given(attacked, tmp_path)
 
     import zarr
 
-    from heldout.report import PredictionsError
+    from heldout.report import ReportError
 
     root = attacked["root"]
     shutil.copytree(root / "train.zarr", tmp_path / "flipped.zarr")
@@ -581,7 +582,7 @@ def test_store_subsets_are_checked_when_an_estimate_is_given(attacked, tmp_path)
     group["mask"][3] = ~group["mask"][3]
     acc = est.accumulate_experiment(root / "exp")[0]
     est.save_estimate(tmp_path / "est.npz", est.estimate(acc, "none"))
-    with pytest.raises(PredictionsError, match="array 'mask' of run 0.7/3 differs"):
+    with pytest.raises(ReportError, match="array 'mask' of run 0.7/3 differs"):
         compute_report(root / "exp", examples_from_dataset(attacked["dataset"]),
                        str(tmp_path / "est.npz"), predictions_path=str(tmp_path / "flipped.zarr"),
                        lira_path=str(root / "lira.npz"))

@@ -92,7 +92,7 @@ def test_worker_specs_and_pinning(cluster):
     assert "CUDA_VISIBLE_DEVICES" not in os.environ or os.environ["CUDA_VISIBLE_DEVICES"] not in (
         "0", "1")
     assert all("env" not in s["options"] for s in C.worker_specs(3, []).values())
-    with pytest.raises(C.ClusterError, match=r"--workers 3: only 2 GPUs are visible \(0,1\)"):
+    with pytest.raises(C.ClusterError, match=r"`workers`=3: only 2 GPUs are visible \(0,1\)"):
         C.worker_specs(3, ["0", "1"])
     with pytest.raises(C.ClusterError, match="at least 1 worker"):
         C.worker_specs(0, [])
@@ -198,7 +198,7 @@ def test_a_missing_scheduler_file_is_named_as_such(tmp_path, monkeypatch, name):
     with pytest.raises(C.ClusterError) as info:
         C.check(name, 0)
     assert str(info.value) == (
-        f"--scheduler {name}: no such scheduler file (give the file that `dask scheduler "
+        f"`scheduler`={name}: no such scheduler file (give the file that `dask scheduler "
         "--scheduler-file` writes, or an address such as tcp://host:8786)")
 
 

@@ -23,7 +23,6 @@ table of `heldout lds --baselines` back).
 """
 
 from heldout.attribution.arrays import DEFAULT_WORKING_BYTES as DEFAULT_WORKING_BYTES
-from heldout.attribution.arrays import AttributionError
 from heldout.attribution.baselines import METHODS as METHODS
 from heldout.attribution.baselines import BaselineTable, cross_fit_baselines
 from heldout.attribution.datamodels import Datamodels, fit_datamodels, validation_split
@@ -43,6 +42,7 @@ from heldout.attribution.influence import (
 )
 from heldout.attribution.lds import LDSResult, LDSSummary, lds, summarize
 from heldout.attribution.spearman import average_ranks, spearman
+from heldout.errors import AttributionError
 
 __all__ = [
     "AttributionError", "BaselineTable", "BaselinesFile", "Datamodels", "DatamodelsFile",

@@ -14,15 +14,10 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from heldout.errors import HeldoutError
+from heldout.errors import AttributionError
 
 #: Default bound on the memory an estimator uses besides its inputs and result.
 DEFAULT_WORKING_BYTES = 256 * 2**20
-
-
-class AttributionError(HeldoutError, ValueError):
-    """Bad input to an attribution estimator: arrays of the wrong shape or dtype, non-finite
-    outputs, or too few runs for what was asked."""
 
 
 def check_masks(masks: np.ndarray, what: str = "masks") -> np.ndarray:

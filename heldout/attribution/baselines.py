@@ -20,10 +20,11 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
-from heldout.attribution.arrays import AttributionError, check_masks, check_outputs
+from heldout.attribution.arrays import check_masks, check_outputs
 from heldout.attribution.datamodels import fit_datamodels, validation_split
 from heldout.attribution.influence import output_influence
 from heldout.attribution.lds import MIN_RUNS, lds, summarize
+from heldout.errors import AttributionError
 
 METHODS = ("influence_correct", "influence_output", "datamodels_ridge")
 DEFAULT_FRACTIONS = (0.25, 0.5, 1.0)

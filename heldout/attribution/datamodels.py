@@ -31,14 +31,9 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
-from heldout.attribution.arrays import (
-    DEFAULT_WORKING_BYTES,
-    AttributionError,
-    MaskBlocks,
-    check_masks,
-    check_outputs,
-)
+from heldout.attribution.arrays import DEFAULT_WORKING_BYTES, MaskBlocks, check_masks, check_outputs
 from heldout.attribution.spearman import spearman
+from heldout.errors import AttributionError
 
 FITS = ("ridge", "lasso")
 #: Fewest runs on each side of the validation split.

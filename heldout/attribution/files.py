@@ -25,11 +25,11 @@ import os
 
 import numpy as np
 
-from heldout.attribution.arrays import AttributionError
 from heldout.attribution.baselines import BaselineTable
 from heldout.attribution.datamodels import Datamodels
 from heldout.data.fingerprint import Fingerprint, check_fingerprints, read_fingerprint
-from heldout.npzio import NpzError, load_npz, require, save_npz_atomic
+from heldout.errors import AttributionError, NpzError
+from heldout.npzio import load_npz, require, save_npz_atomic
 
 DATAMODELS_FORMAT = "heldout.attribution.datamodels/1"
 LAYOUTS = ("train,test", "test,train")
@@ -214,8 +214,8 @@ def load_scores(path: str | os.PathLike, num_train: int, num_test: int,
         if est.influence is None:
             raise AttributionError(
                 f"{path}: a `heldout estimate` file without the full influence matrix (written "
-                "with --influence topk or none); the LDS needs every score: estimate again with "
-                "--influence full")
+                "with influence topk or none); the LDS needs every score: estimate again with "
+                "`heldout estimate --influence full`")
         _check_fingerprint(path, est.fingerprint, fingerprint, against)
         if est.influence.shape != (num_test, num_train):
             raise AttributionError(
@@ -247,7 +247,7 @@ def load_scores(path: str | os.PathLike, num_train: int, num_test: int,
         hint = ""
         if found == (num_test, num_train):
             other = "train,test" if transposed else "test,train"
-            hint = f"; that is the transpose: give --layout {other}"
+            hint = f"; that is the transpose: give `layout`={other}"
         raise AttributionError(
             f"{source}: with layout {layout or 'train,test'} expected {expected}, found "
             f"{list(values.shape)}{hint}")
@@ -268,7 +268,7 @@ def _load_npy(path: str) -> np.ndarray:
 
 def _no_layout(path: str, layout: str | None, what: str) -> None:
     if layout is not None:
-        raise AttributionError(f"{path}: {what} knows its own layout; --layout applies to plain "
+        raise AttributionError(f"{path}: {what} knows its own layout; `layout` applies to plain "
                                "arrays only")
 
 

@@ -29,12 +29,12 @@ import numpy as np
 
 from heldout.attribution.arrays import (
     DEFAULT_WORKING_BYTES,
-    AttributionError,
     MaskBlocks,
     blocks,
     check_masks,
     check_outputs,
 )
+from heldout.errors import AttributionError
 
 
 @dataclasses.dataclass(frozen=True)

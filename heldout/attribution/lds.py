@@ -27,13 +27,13 @@ import numpy as np
 
 from heldout.attribution.arrays import (
     DEFAULT_WORKING_BYTES,
-    AttributionError,
     MaskBlocks,
     blocks,
     check_masks,
     check_outputs,
 )
 from heldout.attribution.spearman import spearman
+from heldout.errors import AttributionError
 
 #: Fewest runs a Spearman correlation with a p-value needs.
 MIN_RUNS = 3

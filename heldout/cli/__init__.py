@@ -4,6 +4,11 @@ Each module of this package registers its sub-commands with `register(subparsers
 handler takes the parsed arguments and returns the exit status. TensorFlow is imported only by
 the commands that need it, so `heldout estimate` and friends start instantly.
 
+An input error (`heldout.errors.HeldoutError`) ends a command in one line on stderr and exit
+status 2: ``heldout predict: error: <message>``. The library's messages name a Python parameter
+in backticks (```workers`=3: ...``); the command prints its flag instead (``--workers 3: ...``,
+`heldout.cli.common.with_flags`).
+
 Ctrl-C ends any command with one line on stderr and exit status 130 (128 + SIGINT), never a
 traceback: ``heldout lira: interrupted``, or, for work that resumes (`heldout.errors.Interrupted`:
 predict, train, export), ``heldout predict: interrupted: 14 of 64 runs completed; run the same
@@ -45,26 +50,30 @@ def build_parser() -> argparse.ArgumentParser:
         scores,
         train,
     )
-    from heldout.cli.common import HelpFormatter
+    from heldout.cli.common import HelpFormatter, parameter_flags
 
     parser.add_argument("--version", action="version", version=f"heldout {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (runs, scores, attribution, train, release, imagenet, predict, privacy, report,
                    export):
         module.register(subparsers)
-    for sub in subparsers.choices.values():  # every command's --help shows each default once
-        sub.formatter_class = HelpFormatter
+    for sub in subparsers.choices.values():
+        sub.formatter_class = HelpFormatter  # every command's --help shows each default once
+        # Library messages name parameters; the command prints its flags (`command_message`).
+        sub.set_defaults(parameter_flags=parameter_flags(sub))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    command = "heldout"
+    command, args = "heldout", None
     try:
         args = build_parser().parse_args(argv)
         command = f"heldout {args.command}"
         return int(args.handler(args) or 0)
     except (HeldoutError, FileNotFoundError) as e:  # Input errors; anything else is a bug.
-        print(f"{command}: error: {e}", file=sys.stderr)
+        from heldout.cli.common import command_message
+
+        print(f"{command}: error: {command_message(args, e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:  # Ctrl-C: what was done is kept; no traceback
         what = (f"{e}; run the same command to resume" if isinstance(e, Interrupted)

@@ -19,7 +19,8 @@ import numpy as np
 
 from heldout.attribution.datamodels import MIN_SPLIT_RUNS
 from heldout.attribution.lds import MIN_RUNS as LDS_MIN_RUNS
-from heldout.cli.common import CommandError, HelpFormatter, progress_bar, run_ids_flag
+from heldout.cli.common import HelpFormatter, progress_bar, run_ids_flag
+from heldout.errors import CommandError
 
 LDS_OUTPUTS = ("logit_confidence", "margin")
 #: `heldout lds --output` when SCORES do not say what they were fitted on: TRAK's output.

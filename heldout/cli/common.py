@@ -5,13 +5,57 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import re
 import sys
+from collections.abc import Mapping
 
-from heldout.errors import HeldoutError
+from heldout.errors import CommandError, InputError, NoRunsError
+
+#: Library wordings of a parameter whose flag is not ``--<parameter>``: wording -> the flag's
+#: dest. Used where the command has that flag and no option named after the parameter itself.
+PARAMETER_ALIASES = {
+    "`cross_check`=False": "no_cross_check",  # heldout.predict.predict
+    "`out_dir`": "out",  # heldout.export.runs.check_out_dir (heldout export --out)
+    "`num_targets`": "targets",  # heldout.privacy.choose_targets (heldout lira --targets)
+    "`estimates_path`": "estimates",  # heldout.report.compute_report (heldout report --estimates)
+}
+_PARAMETER = re.compile(r"`(\w+)`(=True\b|=)?")
 
 
-class CommandError(HeldoutError):
-    """A user-facing failure: printed as `heldout <command>: error: <message>`, exit status 2."""
+def parameter_flags(parser: argparse.ArgumentParser) -> dict[str, tuple[str, bool]]:
+    """dest -> (its flag, whether the flag takes a value) for each option of a sub-command's
+    `parser` (positional arguments keep their names)."""
+    return {action.dest: (action.option_strings[0], action.nargs != 0)
+            for action in parser._actions  # argparse lists its actions nowhere public
+            if action.option_strings and action.dest != "help"}
+
+
+def with_flags(message: str, flags: Mapping[str, tuple[str, bool]]) -> str:
+    """A library message as the command prints it: each backticked parameter that is one of the
+    command's options (`flags`, from `parameter_flags`) written as its flag, e.g.
+    ```workers`=3: only 2 GPUs are visible`` as ``--workers 3: only 2 GPUs are visible``,
+    ```overwrite`=True`` as ``--overwrite``; other backticked names are left as they are."""
+    for wording, dest in PARAMETER_ALIASES.items():
+        name = wording[1:wording.index("`", 1)]
+        if dest in flags and name not in flags:
+            message = message.replace(wording, f"`{dest}`")
+
+    def flag(m: re.Match) -> str:
+        name, assigned = m.group(1), m.group(2) or ""
+        if name not in flags:
+            return m.group(0)
+        option, takes_value = flags[name]
+        if takes_value:
+            return option + {"": "", "=": " ", "=True": " True"}[assigned]
+        return option if assigned in ("", "=True") else m.group(0)
+
+    return _PARAMETER.sub(flag, message)
+
+
+def command_message(args: argparse.Namespace | None, message: object) -> str:
+    """`with_flags` for the sub-command that parsed `args` (its flags are set as a default by
+    `heldout.cli.build_parser`); the message unchanged without them."""
+    return with_flags(str(message), getattr(args, "parameter_flags", None) or {})
 
 
 def positive_int(text: str) -> int:
@@ -134,7 +178,6 @@ def run_ids_flag(text: str | None, flag: str = "--run_ids", what: str = "run ids
     Raises:
       CommandError: malformed or backwards, in one line naming the flag.
     """
-    from heldout.errors import InputError
     from heldout.experiment import parse_run_ids
 
     if text is None:
@@ -151,7 +194,6 @@ def ratios_flag(text: str | None) -> list[float] | None:
     Raises:
       CommandError: an item that is not a number in (0, 1].
     """
-    from heldout.errors import InputError
     from heldout.experiment import parse_ratio
 
     if not text:
@@ -181,7 +223,7 @@ def select_runs_for_command(path: str, ratios=None, run_ids=None, backend: str |
     """
     from heldout.evaluate.backend import BACKENDS
     from heldout.evaluate.factory import model_requirement
-    from heldout.experiment import NoRunsError, select_runs
+    from heldout.experiment import select_runs
 
     if requirement is None and backend is not None:
         requirement = model_requirement(backend)

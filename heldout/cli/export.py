@@ -8,15 +8,15 @@ import sys
 from tqdm import tqdm
 
 from heldout.cli.common import (
-    CommandError,
     add_dataset_flags,
+    command_message,
     dataset_spec,
     positive_int,
     ratios_flag,
     run_ids_flag,
     select_runs_for_command,
 )
-from heldout.errors import counting_interrupts
+from heldout.errors import CommandError, counting_interrupts
 from heldout.export.tensorfile import FORMAT_FILES
 from heldout.models.architectures import ARCHITECTURES
 
@@ -96,7 +96,7 @@ def export_command(args: argparse.Namespace) -> int:
                             disable=len(runs) < 2):
             counts[outcome.status] += 1
             if outcome.status == "failed":
-                print(f"{outcome.run.name}: FAILED: {outcome.message}")
+                print(f"{outcome.run.name}: FAILED: {command_message(args, outcome.message)}")
             else:
                 print(f"{outcome.run.name}: {outcome.status} {outcome.path}")
     if counts["failed"]:

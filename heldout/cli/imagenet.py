@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from heldout.cli.common import CommandError, RawDescriptionHelpFormatter
+from heldout.cli.common import RawDescriptionHelpFormatter
+from heldout.errors import BuildError, CommandError
 
 EXAMPLE = """example:
   heldout build-imagenet --train_dir ILSVRC2012/train --val_dir ILSVRC2012/val \\
@@ -69,7 +70,7 @@ def build_imagenet_command(args: argparse.Namespace) -> int:
 
     import_tensorflow()
     from heldout.data.imagenet.build import build_imagenet
-    from heldout.data.imagenet.mapping import BuildError, read_synsets
+    from heldout.data.imagenet.mapping import read_synsets
 
     try:
         synsets = read_synsets(args.synsets) if args.synsets else None

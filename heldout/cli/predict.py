@@ -18,8 +18,8 @@ import dataclasses
 import sys
 
 from heldout.cli.common import (
-    CommandError,
     add_dataset_flags,
+    command_message,
     dataset_spec,
     fraction,
     non_negative_int,
@@ -29,6 +29,7 @@ from heldout.cli.common import (
     select_runs_for_command,
     skipped_summary,
 )
+from heldout.errors import CommandError, ViewError
 
 
 def _outputs(text: str) -> tuple[str, ...]:
@@ -42,7 +43,7 @@ def _outputs(text: str) -> tuple[str, ...]:
 
 
 def _views(text: str) -> tuple[str, ...]:
-    from heldout.data.views import ViewError, parse_views
+    from heldout.data.views import parse_views
 
     try:
         return tuple(v.name for v in parse_views(text))
@@ -158,10 +159,10 @@ def predict_command(args: argparse.Namespace) -> int:
     for line in skipped_summary(later):
         print(line, file=sys.stderr)
     for name, error in summary.failed:
-        print(f"{name}: FAILED: {error}")
+        print(f"{name}: FAILED: {command_message(args, error)}")
     print(f"{summary.store}: {summary.num_runs - len(summary.failed)} of {summary.num_runs} runs "
           f"completed ({summary.evaluated} now, {summary.resumed} before)")
-    print(_source_line(summary, args.backend))
+    print(command_message(args, _source_line(summary, args.backend)))
     if summary.failed:
         print(f"{len(summary.failed)} runs failed; run the command again to retry them",
               file=sys.stderr)
@@ -169,9 +170,9 @@ def predict_command(args: argparse.Namespace) -> int:
         print(f"{args.precision}: {summary.reevaluated} of {summary.predictions} predictions "
               "re-evaluated in float32 (top-2 margin below the bound)")
     for line in summary.cross_check_lines:
-        print(line, file=sys.stderr)
+        print(command_message(args, line), file=sys.stderr)
     if summary.cross_check_note:
-        print(f"not cross-checked: {summary.cross_check_note}")
+        print(f"not cross-checked: {command_message(args, summary.cross_check_note)}")
     elif not args.no_cross_check:
         print(f"checked {summary.checked_runs} runs: {summary.matched} out of {summary.total} "
               "predictions match")

@@ -14,7 +14,8 @@ import functools
 
 import numpy as np
 
-from heldout.cli.common import CommandError, positive_int, run_ids_flag
+from heldout.cli.common import command_message, positive_int, run_ids_flag
+from heldout.errors import CommandError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -99,7 +100,8 @@ def lira_command(args: argparse.Namespace) -> int:
         print(line)
     r, t = len(inputs.run_names), len(result.target_run)
     n = result.member.shape[1]
-    print(f"{args.out}: {t} target runs x {n:,} examples of {args.store} at "
-          f"{inputs.ratio_choice}; {r} runs, each target's shadows the other {r - 1}; views "
-          f"{','.join(inputs.views)}; location {args.location}")
+    ratios = command_message(args, inputs.ratio_choice)
+    print(f"{args.out}: {t} target runs x {n:,} examples of {args.store} at {ratios}; {r} runs, "
+          f"each target's shadows the other {r - 1}; views {','.join(inputs.views)}; location "
+          f"{args.location}")
     return 0

@@ -16,7 +16,7 @@ import argparse
 import textwrap
 from typing import TYPE_CHECKING
 
-from heldout.cli.common import CommandError
+from heldout.errors import CommandError, DownloadError
 from heldout.release.archives import ARCHIVES, ONLY_KINDS, MemberSelection
 
 if TYPE_CHECKING:
@@ -96,7 +96,6 @@ def _add_selection(parser: argparse.ArgumentParser) -> None:
 
 def _download(args: argparse.Namespace) -> int:
     from heldout.release.download import download_release
-    from heldout.release.http import DownloadError
 
     if args.md5 is not None and args.url is None:
         raise CommandError("--md5 goes with --url; the released archives' MD5s are built in")

@@ -25,12 +25,12 @@ from tqdm import tqdm
 from heldout import estimate as est
 from heldout import report
 from heldout.cli.common import (
-    CommandError,
     add_dataset_flags,
     dataset_spec,
     positive_int,
     select_runs_for_command,
 )
+from heldout.errors import CommandError
 
 
 def _add_input_flags(p: argparse.ArgumentParser) -> None:

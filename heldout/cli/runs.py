@@ -12,16 +12,16 @@ import numpy as np
 from tqdm import tqdm
 
 from heldout.cli.common import (
-    CommandError,
     HelpFormatter,
     add_dataset_flags,
     add_verbose_flag,
+    command_message,
     dataset_spec,
     fraction,
     positive_int,
     select_runs_for_command,
 )
-from heldout.errors import HeldoutError
+from heldout.errors import CommandError, HeldoutError
 from heldout.experiment import is_run_dir, iter_aux_arrays
 from heldout.quiet import import_tensorflow
 
@@ -95,7 +95,7 @@ def inspect_command(args: argparse.Namespace) -> int:
         bar = functools.partial(tqdm, desc=f"ratio {ratio}", leave=False)
         for run, aux in iter_aux_arrays(experiment.runs(ratio), same_sizes=False, progress=bar,
                                         errors="yield"):
-            if isinstance(aux, Exception):  # NpzError, AuxArraysError, FingerprintError
+            if isinstance(aux, Exception):  # NpzError, FingerprintError
                 print(f"bad run {run.path}: {aux}", file=sys.stderr)
                 failures += 1
                 continue
@@ -127,7 +127,7 @@ def verify_command(args: argparse.Namespace) -> int:
             result = verify_run(backend, run, dataset, args.split, args.batch_size,
                                 progress=len(runs) == 1)
         except HeldoutError as e:  # bad aux arrays, model files, non-finite weights or logits
-            print(f"{run.name}: FAILED: {e}")
+            print(f"{run.name}: FAILED: {command_message(args, e)}")
             failed += 1
             continue
         check = result.check

@@ -27,7 +27,6 @@ import numpy as np
 from heldout import estimate as est
 from heldout import published
 from heldout.cli.common import (
-    CommandError,
     HelpFormatter,
     add_dataset_flags,
     add_verbose_flag,
@@ -36,6 +35,7 @@ from heldout.cli.common import (
     select_runs_for_command,
 )
 from heldout.data.fingerprint import Fingerprint
+from heldout.errors import CommandError
 
 DEFAULT_TOP_K = 10
 

@@ -7,12 +7,13 @@ import os
 import sys
 
 from heldout.cli.common import (
-    CommandError,
     HelpFormatter,
+    command_message,
     dataset_spec,
     non_negative_int,
     run_ids_flag,
 )
+from heldout.errors import CommandError
 from heldout.experiment import RunIds
 
 DEFAULTS = {"epochs": 10, "batch_size": 128, "learning_rate": 0.1, "momentum": 0.9}
@@ -172,7 +173,7 @@ def train_command(args: argparse.Namespace) -> int:
                               progress=not args.quiet, workers=args.workers,
                               scheduler=args.scheduler, dataset_spec=spec, retries=args.retries)
     for run_id, error in result.failed:
-        print(f"run {run_id}: FAILED: {error}")
+        print(f"run {run_id}: FAILED: {command_message(args, error)}")
     busy = (f", left {len(result.busy)} runs being trained by another process "
             f"({result.busy[:5]})" if result.busy else "")
     failed = f", {len(result.failed)} runs failed" if result.failed else ""

@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from heldout.data.arrays import ArrayDataset, Batch, DatasetError
+from heldout.data.arrays import ArrayDataset, Batch
 from heldout.data.fingerprint import Fingerprint, check_labels, label_hash
 from heldout.data.protocol import Dataset
 from heldout.data.spec import DatasetSpec
 from heldout.data.transforms import flip_labels, take_train
+from heldout.errors import DatasetError
 
 if TYPE_CHECKING:  # TensorFlow is imported only when TFRecord shards are read.
     from heldout.data.imagenet.tfrecords import TFRecordImageDataset
@@ -45,10 +46,9 @@ def load_dataset(
       ``tfrecord_dir``; both follow the `Dataset` protocol.
 
     Raises:
-      DatasetError: `spec` is not a `DatasetSpec`, or a `train_size` larger than the training
-        split (or set on TFRecord shards).
+      DatasetError: `spec` is not a `DatasetSpec`, a `train_size` larger than the training
+        split (or set on TFRecord shards), or missing or incomplete TFRecord shards.
       NpzError: a bad ``.npz`` file; IdxError: bad IDX files.
-      TFRecordDatasetError: missing or incomplete shards.
     """
     splits = _check(spec, splits)
     if spec.idx_dir is not None:

@@ -18,15 +18,7 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 
 from heldout.data.preprocessing import InputPreprocessing
-from heldout.errors import HeldoutError, NotFoundError
-
-
-class DatasetError(HeldoutError, ValueError):
-    """A dataset that cannot be used as asked: a missing split, a bad size, bad pixels."""
-
-
-class DatasetSplitError(DatasetError, NotFoundError):
-    """The dataset has no such split."""
+from heldout.errors import DatasetError, DatasetSplitError
 
 
 def check_pixels(images: np.ndarray, source: str) -> None:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from heldout.data.arrays import ArrayDataset, DatasetError
+from heldout.data.arrays import ArrayDataset
+from heldout.errors import DatasetError
 
 NUM_DIGITS = 1797
 DIGITS_SCALE = 16.0

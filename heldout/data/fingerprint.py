@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from heldout.errors import HeldoutError, NotFoundError
+from heldout.errors import FingerprintError, NotFoundError
 from heldout.npzio import load_npz, require
 
 if TYPE_CHECKING:
@@ -85,10 +85,6 @@ def images_digest(dataset: Dataset, split: str) -> str | None:
         digest.update(memoryview(chunk).cast("B"))
     shape = ", ".join(map(str, images.shape))
     return f"{images.dtype.name} [{shape}] sha256:{digest.hexdigest()}"
-
-
-class FingerprintError(HeldoutError, ValueError):
-    """Outputs computed on different datasets or orders, or a malformed fingerprint."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,7 +20,7 @@ import os
 import numpy as np
 
 from heldout.data.arrays import ArrayDataset
-from heldout.errors import HeldoutError
+from heldout.errors import IdxError
 
 IDX_DTYPES = {
     0x08: np.dtype(">u1"),
@@ -38,10 +38,6 @@ IDX_FILES = {
 }
 
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
-
-
-class IdxError(HeldoutError, ValueError):
-    """An IDX file is missing, truncated, or not in the IDX format."""
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:

@@ -14,7 +14,8 @@ import os
 import numpy as np
 
 from heldout.data.arrays import ArrayDataset
-from heldout.npzio import NpzError, load_npz, require, save_npz_atomic
+from heldout.errors import NpzError
+from heldout.npzio import load_npz, require, save_npz_atomic
 
 
 def load_npz_dataset(path: str | os.PathLike) -> ArrayDataset:

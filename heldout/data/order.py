@@ -23,11 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from heldout.errors import HeldoutError
-
-
-class OrderError(HeldoutError, ValueError):
-    """Ids that do not give a permutation, or scores whose labels disagree with the dataset."""
+from heldout.errors import OrderError
 
 
 def original_positions(ids: Sequence[str] | np.ndarray, split: str = "train") -> np.ndarray:

@@ -25,15 +25,11 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from heldout.errors import HeldoutError
+from heldout.errors import PreprocessingError
 
 #: Per-channel mean and standard deviation of the ImageNet runs' inputs (RGB, pixels in [0, 1]).
 IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
 IMAGENET_STDDEV_RGB = (0.229, 0.224, 0.225)
-
-
-class PreprocessingError(HeldoutError, ValueError):
-    """A recorded preprocessing that cannot be read, or images it cannot be applied to."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,7 +12,7 @@ import dataclasses
 import os
 from typing import Any
 
-from heldout.data.arrays import DatasetError
+from heldout.errors import DatasetError
 
 #: The fields naming where the examples come from; a spec names exactly one.
 SOURCES = ("dataset", "dataset_npz", "tfrecord_dir", "idx_dir")

@@ -18,7 +18,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tqdm import tqdm
 
-from heldout.data.arrays import ArrayDataset, DatasetError
+from heldout.data.arrays import ArrayDataset
+from heldout.errors import DatasetError
 
 
 def load_tfds(

@@ -6,7 +6,8 @@ import dataclasses
 
 import numpy as np
 
-from heldout.data.arrays import ArrayDataset, DatasetError
+from heldout.data.arrays import ArrayDataset
+from heldout.errors import DatasetError
 
 
 def take_train(dataset: ArrayDataset, train_size: int) -> ArrayDataset:

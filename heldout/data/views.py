@@ -24,17 +24,12 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from heldout.errors import InputError
+from heldout.errors import ViewError
 
 IDENTITY = "identity"
 #: The parts of a name, each matched in this order (at most once).
 _PARTS = (re.compile(r"^(flip)$"), re.compile(r"^(down|up)([0-9]+)$"),
           re.compile(r"^(right|left)([0-9]+)$"))
-
-
-class ViewError(InputError):
-    """A view name outside the grammar of `heldout.data.views`, a repeated view, or a shift
-    that does not fit the images."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -50,20 +50,20 @@ constants and `significance_rule` are importable from here but not part of ``imp
 from __future__ import annotations
 
 from heldout.data.fingerprint import FingerprintError as FingerprintError
+from heldout.errors import EstimateError
 from heldout.estimate.accumulator import (
     ACCUMULATOR_FORMAT as ACCUMULATOR_FORMAT,
 )
 from heldout.estimate.accumulator import (
-    EstimateError,
+    Progress as Progress,
+)
+from heldout.estimate.accumulator import (
     RatioAccumulator,
     accumulate,
     accumulate_experiment,
     accumulate_runs,
     load_accumulator,
     merge_accumulators,
-)
-from heldout.estimate.accumulator import (
-    Progress as Progress,
 )
 from heldout.estimate.noise import (
     INFLUENCE_THRESHOLD as INFLUENCE_THRESHOLD,

@@ -20,24 +20,15 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
-from heldout.data.fingerprint import (
-    Fingerprint,
-    FingerprintError,
-    check_fingerprints,
-    read_fingerprint,
-)
-from heldout.errors import HeldoutError
+from heldout.data.fingerprint import Fingerprint, check_fingerprints, read_fingerprint
+from heldout.errors import EstimateError, FingerprintError, NpzError
 from heldout.experiment import AuxArrays, Experiment, Run, iter_aux_arrays, open_experiment
-from heldout.npzio import NpzError, load_npz, require, save_npz_atomic
+from heldout.npzio import load_npz, require, save_npz_atomic
 
 ACCUMULATOR_FORMAT = "heldout.estimate.RatioAccumulator/1"
 
 Progress = Callable[[Iterable], Iterable]
 """Wraps an iterable to report progress, e.g. ``functools.partial(tqdm.tqdm, desc="runs")``."""
-
-
-class EstimateError(HeldoutError, ValueError):
-    """Inputs to an estimator do not fit together (shapes, sizes, missing runs)."""
 
 
 def _as_bool(name: str, value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -552,7 +543,7 @@ def accumulate_runs(
       EstimateError: no runs, runs of several ratios, or dataset sizes that differ.
       FingerprintError: runs evaluated on different datasets or orders (see
         `RatioAccumulator.add_aux`).
-      NpzError / AuxArraysError: an unreadable or inconsistent `aux_arrays.npz`.
+      NpzError: an unreadable or inconsistent `aux_arrays.npz`.
     """
     runs = list(runs)
     if not runs:

@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from heldout.estimate.accumulator import EstimateError
+from heldout.errors import EstimateError
 
 INFLUENCE_THRESHOLD = 0.15
 """Smallest influence of a high-influence pair (Feldman & Zhang 2020, Sec. 4)."""

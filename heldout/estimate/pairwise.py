@@ -18,8 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from heldout.errors import EstimateError
 from heldout.estimate import noise
-from heldout.estimate.accumulator import EstimateError, Progress, RatioAccumulator, _unpack
+from heldout.estimate.accumulator import Progress, RatioAccumulator, _unpack
 from heldout.estimate.products import ProductBackend, cooccurrence, product_backend
 from heldout.estimate.scores import memorization
 

@@ -32,7 +32,7 @@ import dataclasses
 
 import numpy as np
 
-from heldout.estimate.accumulator import EstimateError
+from heldout.errors import EstimateError
 
 BACKENDS = ("auto", "torch", "numpy")
 DEVICES = ("cpu", "cuda")

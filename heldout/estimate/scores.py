@@ -14,7 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from heldout.data.fingerprint import Fingerprint, check_fingerprints
-from heldout.estimate.accumulator import EstimateError, RatioAccumulator
+from heldout.errors import EstimateError
+from heldout.estimate.accumulator import RatioAccumulator
 
 
 def _ratio(numerator: np.ndarray, count: np.ndarray) -> np.ndarray:

@@ -17,16 +17,12 @@ import os
 import numpy as np
 
 from heldout.data.fingerprint import Fingerprint, read_fingerprint
-from heldout.estimate.accumulator import (
-    EstimateError,
-    Progress,
-    RatioAccumulator,
-    check_fingerprint_sizes,
-)
+from heldout.errors import EstimateError, NpzError
+from heldout.estimate.accumulator import Progress, RatioAccumulator, check_fingerprint_sizes
 from heldout.estimate.pairwise import DEFAULT_WORKING_BYTES, influence, top_k_influence
 from heldout.estimate.products import ProductBackend, product_backend
 from heldout.estimate.scores import memorization
-from heldout.npzio import NpzError, load_npz, require, save_npz_atomic
+from heldout.npzio import load_npz, require, save_npz_atomic
 
 INFLUENCE_KINDS = ("full", "topk", "none")
 #: The outputs an influence can be of: correctness (the default), or a store's continuous output.

@@ -25,16 +25,15 @@ from __future__ import annotations
 
 import importlib
 
-from heldout.errors import NonFiniteLogitsError, NonFiniteWeightsError
-from heldout.evaluate.backend import (
-    BACKENDS,
-    Backend,
+from heldout.errors import (
     BackendError,
-    ModelMismatchError,
-    RestoredRun,
-)
-from heldout.evaluate.evaluation import (
     EvaluationError,
+    ModelMismatchError,
+    NonFiniteLogitsError,
+    NonFiniteWeightsError,
+)
+from heldout.evaluate.backend import BACKENDS, Backend, RestoredRun
+from heldout.evaluate.evaluation import (
     RunVerification,
     check_run_dataset,
     evaluate_split,

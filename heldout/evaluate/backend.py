@@ -20,19 +20,12 @@ from typing import Protocol
 
 import numpy as np
 
-from heldout.errors import HeldoutError
+# Importable from here as before (the backends raise them).
+from heldout.errors import BackendError as BackendError
+from heldout.errors import ModelMismatchError as ModelMismatchError
 from heldout.experiment import Run
 
 BACKENDS = ("tensorflow", "torch")
-
-
-class BackendError(HeldoutError, ValueError):
-    """An unknown backend, a backend that is not installed, or logits asked before a restore."""
-
-
-class ModelMismatchError(HeldoutError, ValueError):
-    """A run's model (its checkpoint, or its exported file) is not the one a dataset needs:
-    another architecture, number of classes or input size."""
 
 
 @dataclasses.dataclass(frozen=True)

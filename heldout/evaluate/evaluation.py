@@ -19,16 +19,12 @@ from tqdm import tqdm
 from heldout.data.fingerprint import check_dataset
 from heldout.data.protocol import Dataset
 from heldout.data.views import View
-from heldout.errors import HeldoutError
+from heldout.errors import (
+    EvaluationError,
+)
 from heldout.evaluate.backend import Backend, RestoredRun
 from heldout.evaluate.predictions import CrossCheck, Predictions, check_finite_logits, cross_check
 from heldout.experiment import AuxArrays, Run
-
-
-class EvaluationError(HeldoutError, ValueError):
-    """A dataset whose batches do not cover a split exactly once (an example missing, repeated
-    or outside the split) or disagree with its labels, or a model whose logits are not
-    [b, C]."""
 
 
 class LogitsFn(Protocol):
@@ -129,7 +125,7 @@ def check_run_dataset(run: Run, dataset: Dataset, split: str, own: bool = True) 
       The run's `AuxArrays`.
 
     Raises:
-      NpzError / AuxArraysError: unreadable aux arrays, or another size than the dataset's.
+      NpzError: unreadable aux arrays, or another size than the dataset's.
       FingerprintError: the run was trained and evaluated on another dataset or order.
     """
     checked = own or split == "train"
@@ -176,7 +172,7 @@ def verify_run(
       batch_size, progress: as for `evaluate_split`.
 
     Raises:
-      AuxArraysError / NpzError: bad aux arrays, or sizes that do not fit the dataset.
+      NpzError: bad aux arrays, or sizes that do not fit the dataset.
       FingerprintError: the run was evaluated on another dataset or order.
       CheckpointError / TensorFileError: no model file, or one that does not fit the model.
       NonFiniteWeightsError: a restored weight is NaN or infinite.

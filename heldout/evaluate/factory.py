@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from heldout.data.protocol import Dataset
-from heldout.evaluate.backend import BACKENDS, Backend, BackendError, ModelMismatchError
+from heldout.errors import BackendError, ModelMismatchError
+from heldout.evaluate.backend import BACKENDS, Backend
 from heldout.experiment import CHECKPOINT, ModelRequirement, Run
 
 
@@ -108,7 +109,7 @@ def check_run_model(
             and _inputs_fit(chosen, found_shape, shape)):
         return
     inputs = "x".join(map(str, shape))
-    why = "--arch" if arch else f"the default for {inputs} images; --arch to choose"
+    why = "`arch`" if arch else f"the default for {inputs} images; `arch` to choose"
     found = f"{_a(found_arch)} with {classes} classes"
     wanted = f"{_a(chosen)} ({why}) with {dataset.num_classes} classes"
     if found_arch == chosen and not _inputs_fit(chosen, found_shape, shape):

@@ -18,7 +18,8 @@ import tensorflow as tf
 
 from heldout.checkpoint import RestoredCheckpoint, restore
 from heldout.data.protocol import Dataset
-from heldout.evaluate.backend import BackendError, RestoredRun
+from heldout.errors import BackendError
+from heldout.evaluate.backend import RestoredRun
 from heldout.evaluate.evaluation import evaluate_split
 from heldout.evaluate.predictions import Predictions
 from heldout.experiment import Run

@@ -27,14 +27,9 @@ import tensorflow as tf
 
 from heldout import __version__
 from heldout.atomic import atomic_write, fsync_directory
-from heldout.checkpoint import (
-    CheckpointError,
-    find_final_checkpoint,
-    model_variable_keys,
-    restore,
-)
+from heldout.checkpoint import find_final_checkpoint, model_variable_keys, restore
 from heldout.data.preprocessing import RELEASED, InputPreprocessing
-from heldout.errors import HeldoutError
+from heldout.errors import CheckpointError, ExportError, HeldoutError
 from heldout.experiment import AUX_ARRAYS, OUTPUTS, RUN_JSON, Run
 from heldout.export.tensorfile import (
     FORMAT_FILES,
@@ -47,10 +42,6 @@ from heldout.models import build_model, create_variables
 
 _PREFIX = "model/"
 _SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
-
-
-class ExportError(HeldoutError, ValueError):
-    """An export that cannot be done: bad format, output inside the experiment, ..."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,7 +158,7 @@ def check_out_dir(out_dir: str, experiment_root: str) -> None:
     root = os.path.realpath(experiment_root)
     if out == root or out.startswith(root + os.sep):
         raise ExportError(
-            f"--out {out_dir} is inside the experiment {experiment_root}; the export would "
+            f"`out_dir`={out_dir} is inside the experiment {experiment_root}; the export would "
             "become part of it; choose a directory outside it"
         )
 

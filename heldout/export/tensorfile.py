@@ -23,8 +23,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from heldout.atomic import atomic_write
-from heldout.data.preprocessing import InputPreprocessing, PreprocessingError
-from heldout.errors import HeldoutError
+from heldout.data.preprocessing import InputPreprocessing
+from heldout.errors import PreprocessingError, TensorFileError
 from heldout.npzio import load_npz
 
 SAFETENSORS = "model.safetensors"
@@ -38,10 +38,6 @@ METADATA_KEY = "__metadata__"
 FORMAT_VERSION = "2"
 #: ``input_scaling`` of a model whose input preprocessing is not known (see `Metadata`).
 UNKNOWN_SCALING = "unknown"
-
-
-class TensorFileError(HeldoutError, ValueError):
-    """A tensor file is missing, unreadable, or its tensors or metadata are not what is expected."""
 
 
 def is_exported_variable(name: str) -> bool:

@@ -14,12 +14,8 @@ from __future__ import annotations
 
 import importlib
 
-from heldout.models.architectures import (
-    ARCHITECTURES,
-    DEFAULT_INPUT_SHAPES,
-    ArchitectureError,
-    default_arch,
-)
+from heldout.errors import ArchitectureError
+from heldout.models.architectures import ARCHITECTURES, DEFAULT_INPUT_SHAPES, default_arch
 
 _NETWORKS = ("ConvBNReLU", "InceptionBlock", "InceptionStage", "SmallInception", "MLP",
              "build_model", "create_variables")

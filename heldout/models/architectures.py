@@ -5,7 +5,7 @@ Pure Python (no TensorFlow), so the PyTorch side and the CLI's argument checks c
 
 from __future__ import annotations
 
-from heldout.errors import HeldoutError
+from heldout.errors import ArchitectureError
 
 ARCHITECTURES = ("small_inception", "resnet50", "mlp")
 
@@ -15,10 +15,6 @@ DEFAULT_INPUT_SHAPES = {
     "resnet50": (224, 224, 3),
     "mlp": (28, 28, 1),
 }
-
-
-class ArchitectureError(HeldoutError, ValueError):
-    """An unknown architecture, or no default architecture for a dataset."""
 
 
 def default_arch(dataset_name: str, image_shape: tuple[int, ...]) -> str:
@@ -36,5 +32,5 @@ def default_arch(dataset_name: str, image_shape: tuple[int, ...]) -> str:
         return "mlp"
     raise ArchitectureError(
         f"no default architecture for {dataset_name} with images {tuple(image_shape)}; "
-        "choose one with --arch"
+        "choose one with `arch`"
     )

@@ -16,7 +16,8 @@ from collections.abc import Sequence
 import sonnet as snt
 import tensorflow as tf
 
-from heldout.models.architectures import ARCHITECTURES, ArchitectureError
+from heldout.errors import ArchitectureError
+from heldout.models.architectures import ARCHITECTURES
 
 
 class ConvBNReLU(snt.Module):

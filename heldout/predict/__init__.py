@@ -9,7 +9,8 @@ layout. The store's arrays and attributes are listed in `heldout.predict.store` 
 ("Predictions store"). Nothing here imports TensorFlow until a run is evaluated.
 """
 
-from heldout.cluster import ClusterError, default_workers
+from heldout.cluster import default_workers
+from heldout.errors import ClusterError, PredictError, StoreError
 from heldout.predict.consumers import (
     StoreOutputs,
     accumulate_store,
@@ -17,7 +18,6 @@ from heldout.predict.consumers import (
     to_datamodels,
 )
 from heldout.predict.engine import (
-    PredictError,
     PredictSummary,
     RunResult,
     TaskSpec,
@@ -25,12 +25,11 @@ from heldout.predict.engine import (
     evaluate_run,
     predict,
 )
-from heldout.predict.recorded import SOURCES, RecordedSourceError
+from heldout.predict.recorded import SOURCES
 from heldout.predict.store import (
     DEFAULT_OUTPUTS,
     OUTPUTS,
     PredictionStore,
-    StoreError,
     StoreLayout,
     logit_confidence,
     margin,
@@ -39,7 +38,7 @@ from heldout.predict.store import (
 
 __all__ = [
     "DEFAULT_OUTPUTS", "OUTPUTS", "SOURCES", "ClusterError", "PredictError", "PredictSummary",
-    "PredictionStore", "RecordedSourceError", "RunResult", "StoreError", "StoreLayout",
+    "PredictionStore", "RunResult", "StoreError", "StoreLayout",
     "StoreOutputs", "TaskSpec", "WorkerState", "accumulate_store", "default_workers",
     "evaluate_run", "logit_confidence", "margin", "open_store", "predict", "read_outputs",
     "to_datamodels",

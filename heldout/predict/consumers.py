@@ -22,8 +22,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from heldout.atomic import atomic_path
+from heldout.errors import StoreError
 from heldout.experiment import Run, iter_aux_arrays
-from heldout.predict.store import PredictionStore, StoreError, open_store
+from heldout.predict.store import PredictionStore, open_store
 
 
 def accumulate_store(
@@ -175,7 +176,7 @@ def _ratio_rows(path: str, subset_ratio: np.ndarray, ratio: str | float | None, 
             ratio, _ = default_ratio(ratios)
         elif len(available) != 1:
             raise StoreError(f"{path}: completed runs of subset ratios {available}; choose one "
-                             "with --ratio")
+                             "with `ratio`")
         else:
             ratio = available[0]
     sel = np.flatnonzero(np.isclose(ratios, float(ratio)))
@@ -242,11 +243,11 @@ def read_outputs(
     if not_split is not None and split == not_split:
         raise StoreError(f"{s.path}: a store of the {split} split (its examples are the training "
                          "set the masks select); give a store of held-out examples, made by "
-                         "heldout predict --split test")
+                         "`heldout predict --split test`")
     if output not in s or output not in s.attrs.get("outputs", [output]):
         raise StoreError(f"{s.path}: has no {output!r} array (outputs "
-                         f"{s.attrs.get('outputs')}); make it with heldout predict --outputs "
-                         f"correct,{output}")
+                         f"{s.attrs.get('outputs')}); make it with `heldout predict --outputs "
+                         f"correct,{output}`")
     chosen = ratio is None
     sel, ratio = _ratio_rows(s.path, s["subset_ratio"], ratio, one_ratio=False)
     note = default_ratio(s["subset_ratio"])[1] if chosen else f"subset ratio {ratio:g}"
@@ -282,7 +283,7 @@ def to_datamodels(store: str | os.PathLike, out_dir: str | os.PathLike) -> dict[
     read_attrs(store)
     group = zarr.open_group(store, mode="r")
     if "margin" not in group:
-        raise StoreError(f"{store}: has no margin array (made without --outputs margin)")
+        raise StoreError(f"{store}: has no margin array (made without the margin output)")
     os.makedirs(out_dir, exist_ok=True)
     done = np.asarray(group["completed"][...], bool)
     paths = {}

@@ -35,11 +35,10 @@ from heldout.data import load_dataset
 from heldout.data.protocol import Dataset
 from heldout.data.spec import DatasetSpec
 from heldout.data.views import check_views, parse_views
-from heldout.errors import HeldoutError, counting_interrupts
+from heldout.errors import HeldoutError, ModelMismatchError, PredictError, counting_interrupts
 from heldout.evaluate import (
     BACKENDS,
     Backend,
-    ModelMismatchError,
     check_run_dataset,
     check_run_model,
     evaluate_split,
@@ -68,14 +67,6 @@ from heldout.predict.recorded import (
 from heldout.quiet import import_tensorflow
 
 _WORKER_ATTR = "_heldout_predict_state"
-
-
-class PredictError(HeldoutError, ValueError):
-    """Inputs to `predict` that do not fit: a bad `out`, outputs or backend, runs without
-    readable aux arrays, a dataset that is not the runs', a store another command is filling
-    (no runs selected is a `heldout.experiment.NoRunsError`, an unreachable scheduler a
-    `heldout.cluster.ClusterError`, a source recorded outputs cannot serve a
-    `heldout.predict.recorded.RecordedSourceError`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -323,7 +314,7 @@ def check_runs_fit(runs: Sequence[Run], dataset: Dataset, split: str, backend: s
                 unreadable = unreadable or f"run {run.name}: {bad}"
                 continue  # unreadable aux arrays: this run fails alone
             hint = ("; if it is another evaluation set on purpose (shifted or new images of "
-                    "the runs' classes), pass --no_cross_check"
+                    "the runs' classes), pass `cross_check`=False"
                     if own_dataset and split != "train" else "")
             raise PredictError(f"run {run.name}: {e}{hint}") from e
         num_train = aux.num_train if num_train is None else num_train
@@ -396,10 +387,10 @@ def prepare_store(out: str, layout: st.StoreLayout, runs: Sequence[Run], labels:
         `overwrite`).
     """
     if os.path.lexists(out) and not os.path.isdir(out):
-        raise PredictError(f"--out {out}: is a file; give a directory path such as preds.zarr")
+        raise PredictError(f"`out`={out}: is a file; give a directory path such as preds.zarr")
     if os.path.isdir(out):
         if not st.is_store(out) and os.listdir(out):
-            raise PredictError(f"--out {out}: a non-empty directory that is not a zarr store")
+            raise PredictError(f"`out`={out}: a non-empty directory that is not a zarr store")
         if overwrite or not st.is_store(out):
             shutil.rmtree(out)
         else:
@@ -567,7 +558,7 @@ def predict(
 
     Raises:
       PredictError, NoRunsError, StoreError, BackendError, DatasetError, ModelMismatchError,
-        RecordedSourceError, ...: bad inputs (a dataset that is not the runs', another
+        ...: bad inputs (a dataset that is not the runs', another
         command filling the same store, ``source="recorded"`` where recorded outputs cannot
         serve or were recorded on other images or preprocessing), before any run is
         evaluated.
@@ -593,7 +584,7 @@ def predict(
         raise PredictError("views hold logit_confidence in each view: add logit_confidence to "
                            f"the outputs ({','.join(outputs)})")
     if os.path.lexists(out) and not os.path.isdir(out):
-        raise PredictError(f"--out {out}: is a file; give a directory path such as preds.zarr")
+        raise PredictError(f"`out`={out}: is a file; give a directory path such as preds.zarr")
     plan, note = plan_source(source, split, outputs, view_names, cross_check, backend)
     if isinstance(path, Experiment):
         if ratios is not None or run_ids is not None:

@@ -40,7 +40,7 @@ import numpy as np
 from heldout.data.fingerprint import images_digest
 from heldout.data.preprocessing import InputPreprocessing
 from heldout.data.protocol import Dataset
-from heldout.errors import HeldoutError
+from heldout.errors import HeldoutError, PredictError
 from heldout.evaluate import check_run_dataset, model_requirement
 from heldout.experiment import (
     OUTPUT_SPLITS,
@@ -64,30 +64,23 @@ SOURCES = ("auto", "recorded", "checkpoints")
 EITHER = "recorded or checkpoints"
 
 
-class RecordedSourceError(HeldoutError, ValueError):
-    """A run's recorded outputs that cannot fill the store: no dataset fingerprint to show the
-    dataset is the one they were recorded on, other images or another input preprocessing
-    than they were recorded on, or a prediction outside the dataset's classes (a malformed
-    file is an `heldout.experiment.OutputsError`)."""
-
-
 def why_not_recorded(split: str, outputs: Sequence[str], views: Sequence[str],
                      own_dataset: bool, backend: str) -> str:
     """Why recorded outputs cannot fill a store of these settings ('' when they can)."""
     if backend != "tensorflow":
-        return (f"--backend {backend} evaluates the runs' exported models, while recorded "
+        return (f"`backend`={backend} evaluates the runs' exported models, while recorded "
                 "outputs are TensorFlow's at the end of training")
     if not own_dataset:
-        return ("another evaluation set than the runs' own (--no_cross_check), on which they "
+        return ("another evaluation set than the runs' own (`cross_check`=False), on which they "
                 "recorded nothing")
     if split not in OUTPUT_SPLITS:
         return f"runs record their outputs on the {' and '.join(OUTPUT_SPLITS)} splits, not on " \
                f"{split!r}"
     if "logits" in outputs:
-        return "logits are not recorded (--outputs logits)"
+        return "logits are not recorded (`outputs`=logits)"
     others = [v for v in views if v != "identity"]
     if others:
-        return f"views other than identity are not recorded (--views {','.join(others)})"
+        return f"views other than identity are not recorded (`views`={','.join(others)})"
     return ""
 
 
@@ -104,18 +97,18 @@ def plan_source(source: str, split: str, outputs: Sequence[str], views: Sequence
       outputs can serve); `note` says why ``auto`` evaluates models only ('' otherwise).
 
     Raises:
-      RecordedSourceError: an unknown source, or ``recorded`` where recorded outputs cannot
+      PredictError: an unknown source, or ``recorded`` where recorded outputs cannot
         serve (one line saying why).
     """
     if source not in SOURCES:
-        raise RecordedSourceError(f"unknown source {source!r}; expected one of {list(SOURCES)}")
+        raise PredictError(f"unknown source {source!r}; expected one of {list(SOURCES)}")
     if source == "checkpoints":
         return "checkpoints", ""
     why = why_not_recorded(split, outputs, views, own_dataset, backend)
     if source == "recorded":
         if why:
-            raise RecordedSourceError(f"--source recorded: {why}; that needs the runs' models "
-                                      "(--source checkpoints)")
+            raise PredictError(f"`source`=recorded: {why}; that needs the runs' models "
+                               "(`source`=checkpoints)")
         return "recorded", ""
     return ("checkpoints", why) if why else (EITHER, "")
 
@@ -233,7 +226,7 @@ def assign_sources(plan: str, runs: Sequence[Run], inputs: SplitInputs | None,
       backend: the backend whose model the other runs need.
 
     Raises:
-      RecordedSourceError: under ``recorded``, a run whose outputs were recorded on other
+      PredictError: under ``recorded``, a run whose outputs were recorded on other
         images or under another preprocessing (one line naming its outputs.npz, the split and
         what differs).
       NoRunsError: under `EITHER`, no run left.
@@ -249,8 +242,8 @@ def assign_sources(plan: str, runs: Sequence[Run], inputs: SplitInputs | None,
         except HeldoutError:
             continue  # a bad file: its run fails alone when read
         if why and plan == "recorded":
-            raise RecordedSourceError(f"--source recorded: {run.outputs_path}: recorded {why}; "
-                                      "use --source checkpoints")
+            raise PredictError(f"`source`=recorded: {run.outputs_path}: recorded {why}; "
+                               "use `source`=checkpoints")
         if why:
             differing[run] = why
     if plan == "recorded" or not differing:
@@ -303,23 +296,22 @@ def recorded_rows(run: Run, dataset: Dataset, split: str, outputs: Sequence[str]
       True), the run's aux arrays and its `RecordedOutputs`.
 
     Raises:
-      NpzError / AuxArraysError / FingerprintError: see `check_run_dataset`.
-      OutputsError: a missing, malformed or mis-sized ``outputs.npz``.
-      RecordedSourceError: no fingerprint, other images or preprocessing, or predictions
-        outside the dataset's classes.
+      NpzError / FingerprintError: see `check_run_dataset`; or a missing, malformed or
+        mis-sized ``outputs.npz``.
+      PredictError: no fingerprint, or predictions outside the dataset's classes.
     """
     aux = check_run_dataset(run, dataset, split)
     if aux.fingerprint is None:
-        raise RecordedSourceError(
+        raise PredictError(
             f"{aux.source}: no dataset fingerprint, so nothing shows that {dataset.name} is the "
-            f"dataset its {OUTPUTS} was recorded on; use --source checkpoints")
+            f"dataset its {OUTPUTS} was recorded on; use `source`=checkpoints")
     recorded = run.load_outputs(aux.num_train, aux.num_test)
     why = inputs.differs(recorded.inputs)
     if why:
-        raise RecordedSourceError(f"{recorded.source}: recorded {why}; use --source checkpoints")
+        raise PredictError(f"{recorded.source}: recorded {why}; use `source`=checkpoints")
     prediction = recorded.output("prediction", split)
     if len(prediction) and int(prediction.max()) >= dataset.num_classes:
-        raise RecordedSourceError(
+        raise PredictError(
             f"{recorded.source}: key 'prediction_{split}': class {int(prediction.max())} in a "
             f"dataset of {dataset.num_classes} classes")
     labels = np.asarray(dataset.split_labels(split), np.int64)

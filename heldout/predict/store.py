@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from heldout import __version__
-from heldout.errors import HeldoutError
+from heldout.errors import StoreError
 
 STORE_FORMAT = "heldout.predict.store/1"
 OUTPUTS = ("correct", "margin", "logit_confidence", "logits")
@@ -75,18 +75,13 @@ IDENTITY = {
     "architecture": "architecture",
     "num_train": "training-set size (mask width)",
     "runs": "runs",
-    VIEWS_ATTRIBUTE: "views (--views)",
-    "source": "source (--source)",
+    VIEWS_ATTRIBUTE: "views (`views`)",
+    "source": "source (`source`)",
 }
 #: Values of `IDENTITY` attributes in stores written before the attribute existed.
 _ABSENT = {VIEWS_ATTRIBUTE: [], "source": SOURCE_CHECKPOINTS}
 _PER_RUN = ("correct", "prediction", "margin", "logit_confidence", "logits", "epoch",
             "global_step", "mask", "run_id", "subset_ratio", VIEWS_ARRAY, "recorded")
-
-
-class StoreError(HeldoutError, ValueError):
-    """A store that does not fit the command (another dataset, split, outputs, experiment), a
-    path that is not a store, or a malformed store."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -288,7 +283,7 @@ def check_layout(path: str | os.PathLike, layout: StoreLayout) -> None:
     if diffs:
         raise StoreError(
             f"{os.fspath(path)}: the store was made for something else ({'; '.join(diffs)}); "
-            "use --overwrite to replace it"
+            "use `overwrite`=True to replace it"
         )
 
 

@@ -15,6 +15,7 @@ Modules, dependencies flowing one way: `lira` (the leave-one-run-out scores) and
 the `heldout lira` file out).
 """
 
+from heldout.errors import LiraError, MetricsError
 from heldout.privacy.attack import (
     IDENTITY,
     LIRA_FORMAT,
@@ -32,7 +33,6 @@ from heldout.privacy.lira import (
     LOCATIONS,
     SIGMA_EPSILON,
     VARIANTS,
-    LiraError,
     LiraScores,
     check_inputs,
     choose_targets,
@@ -42,7 +42,6 @@ from heldout.privacy.metrics import (
     FPR_LEVELS,
     AttackMetrics,
     Exposure,
-    MetricsError,
     Roc,
     attack_metrics,
     auc,

@@ -19,7 +19,8 @@ import numpy as np
 
 from heldout.data.fingerprint import Fingerprint, fingerprint_from_labels, read_fingerprint
 from heldout.data.views import IDENTITY
-from heldout.npzio import NpzError, load_npz, require, save_npz_atomic
+from heldout.errors import LiraError, NpzError, StoreError
+from heldout.npzio import load_npz, require, save_npz_atomic
 from heldout.predict.consumers import default_ratio
 from heldout.predict.store import VIEWS_ARRAY, VIEWS_ATTRIBUTE
 from heldout.privacy.lira import (
@@ -27,7 +28,6 @@ from heldout.privacy.lira import (
     LOCATIONS,
     MIN_RUNS,
     VARIANTS,
-    LiraError,
     Progress,
     lira_scores,
 )
@@ -119,7 +119,7 @@ def _choose_ratios(path: str, ratios: np.ndarray, wanted: Sequence[float] | None
     if not available:
         raise LiraError(f"{path}: no completed runs; LiRA needs at least {MIN_RUNS}")
     best, note = default_ratio(ratios)
-    return np.flatnonzero(np.isclose(ratios, best)), note.replace("--ratio ", "--ratios ")
+    return np.flatnonzero(np.isclose(ratios, best)), note.replace("--ratio ", "`ratios` ")
 
 
 def load_lira_inputs(
@@ -141,7 +141,7 @@ def load_lira_inputs(
         no completed run at a ratio asked for, or fewer than 3 completed runs.
       StoreError: not a predictions store, or a malformed views array.
     """
-    from heldout.predict.store import PredictionStore, StoreError, open_store
+    from heldout.predict.store import PredictionStore, open_store
 
     s = store if isinstance(store, PredictionStore) else open_store(store, as_dask=True)
     path, attrs = s.path, s.attrs
@@ -152,9 +152,10 @@ def load_lira_inputs(
             f"training split: write one with `heldout predict {attrs.get('experiment', 'EXP')} "
             f"... --split train --out train.zarr` and pass that")
     if STATISTIC not in s:
-        raise LiraError(f"{path}: has no {STATISTIC} (made with --outputs "
-                        f"{','.join(attrs.get('outputs', []))}); run `heldout predict` with "
-                        f"--outputs including {STATISTIC}")
+        outputs = ",".join([*attrs.get("outputs", []), STATISTIC])
+        raise LiraError(f"{path}: has no {STATISTIC} (made with outputs "
+                        f"{','.join(attrs.get('outputs', []))}); write it again with `heldout "
+                        f"predict ... --outputs {outputs}`")
     names = list(attrs.get(VIEWS_ATTRIBUTE) or []) if VIEWS_ARRAY in s else []
     if VIEWS_ARRAY in s:
         shape = tuple(s[VIEWS_ARRAY].shape)
@@ -170,7 +171,7 @@ def load_lira_inputs(
         raise LiraError(
             f"{path}: views {','.join(wanted)} asked for, but the store has no {VIEWS_ARRAY} "
             f"(only the identity view, {STATISTIC}); write it with `heldout predict --views "
-            f"{','.join(wanted)}` or leave --views out")
+            f"{','.join(wanted)}` or leave `views` out")
     unknown = [w for w in wanted if w not in (names or [IDENTITY])]
     if unknown or len(set(wanted)) != len(wanted):
         raise LiraError(f"{path}: views {','.join(wanted)}: unknown or repeated "

@@ -53,7 +53,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
-from heldout.errors import HeldoutError
+from heldout.errors import LiraError
 
 VARIANTS = ("online", "online_fixed", "offline", "offline_fixed", "global")
 LOCATIONS = ("median", "mean")
@@ -65,10 +65,6 @@ MIN_RUNS = 3
 
 Progress = Callable[[Iterable], Iterable]
 """Wraps an iterable to report progress, e.g. ``functools.partial(tqdm.tqdm, desc="lira")``."""
-
-
-class LiraError(HeldoutError, ValueError):
-    """Inputs to the attack that do not fit (shapes, dtypes, too few runs, nothing to attack)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +96,7 @@ def choose_targets(num_runs: int, num_targets: int, seed: int = 0) -> np.ndarray
       LiraError: `num_targets` not in ``1 .. num_runs``.
     """
     if not 1 <= num_targets <= num_runs:
-        raise LiraError(f"--targets {num_targets}: choose between 1 and the {num_runs} runs")
+        raise LiraError(f"`num_targets`={num_targets}: choose between 1 and the {num_runs} runs")
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(num_runs, size=num_targets, replace=False)).astype(np.int64)
 

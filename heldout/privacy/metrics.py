@@ -19,7 +19,7 @@ import dataclasses
 
 import numpy as np
 
-from heldout.errors import HeldoutError
+from heldout.errors import MetricsError
 
 #: The false-positive rates at which the TPR is reported.
 FPR_LEVELS = (1e-2, 1e-3, 1e-4, 1e-5)
@@ -27,10 +27,6 @@ FPR_LEVELS = (1e-2, 1e-3, 1e-4, 1e-5)
 KEEP_BELOW = 1e-2
 #: Above `KEEP_BELOW` a thinned ROC keeps the first and last point of each FPR bin of this width.
 BIN_WIDTH = 1e-3
-
-
-class MetricsError(HeldoutError, ValueError):
-    """Scores and membership that cannot be evaluated (shapes, NaN, one class only)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from heldout.errors import HeldoutError
+from heldout.errors import BackendError
 from heldout.evaluate.backend import RestoredRun
 from heldout.export.tensorfile import find_tensor_file, read_tensor_file
 from heldout.pytorch.load import build_torch_model, load_tensors, resolve_spec
@@ -23,10 +23,6 @@ from heldout.pytorch.precision import (
     precision_context,
     reevaluate_close,
 )
-
-
-class NotRestoredError(HeldoutError, RuntimeError):
-    """`TorchBackend.logits` asked before a restore succeeded (none yet, or the last failed)."""
 
 
 def default_device() -> torch.device:
@@ -53,7 +49,7 @@ class TorchBackend:
 
     Raises (restore): TensorFileError, a HeldoutError: no exported model in the run directory,
       or tensors that do not fit (named); NonFiniteWeightsError: a NaN or infinite weight or
-      moving statistic. The backend is then not usable (`logits` raises `NotRestoredError`)
+      moving statistic. The backend is then not usable (`logits` raises `BackendError`)
       until a restore succeeds, so it never evaluates a stale run.
     """
 
@@ -96,7 +92,7 @@ class TorchBackend:
     def logits(self, images: np.ndarray) -> np.ndarray:
         """float32 NHWC [b, H, W, C] (scaled as the export says) -> float32 [b, num_classes]."""
         if self._restored is None:
-            raise NotRestoredError("logits asked of a model with no successfully restored run")
+            raise BackendError("logits asked of a model with no successfully restored run")
         x = to_nchw(images, self.device).contiguous(memory_format=torch.channels_last)
         with precision_context(self.precision, self.device):
             out = self.model(x)

@@ -10,14 +10,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from heldout.export.tensorfile import (
-    Metadata,
-    TensorFileError,
-    find_tensor_file,
-    infer_spec,
-    read_tensor_file,
-)
-from heldout.models.architectures import ARCHITECTURES, ArchitectureError
+from heldout.errors import ArchitectureError, TensorFileError
+from heldout.export.tensorfile import Metadata, find_tensor_file, infer_spec, read_tensor_file
+from heldout.models.architectures import ARCHITECTURES
 from heldout.models.weights import check_finite_weights
 from heldout.pytorch.networks import MLP, ResNet50, SmallInception
 

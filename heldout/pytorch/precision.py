@@ -34,17 +34,13 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from heldout.errors import HeldoutError
+from heldout.errors import PrecisionError
 
 PRECISIONS = ("float32", "tf32", "bf16")
 #: Unit roundoff u of the inputs of convolutions and matmuls in each mode (0: exact float32).
 UNIT_ROUNDOFF = {"float32": 0.0, "tf32": 2.0**-11, "bf16": 2.0**-8}
 #: K of the default bound K * u * max_j |z_j| (see the module docstring for the measurement).
 BOUND_FACTOR = 24.0
-
-
-class PrecisionError(HeldoutError, ValueError):
-    """An unknown precision mode, or a negative margin bound."""
 
 
 @dataclasses.dataclass(frozen=True)

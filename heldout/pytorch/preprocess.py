@@ -17,7 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from heldout.data.preprocessing import InputPreprocessing, PreprocessingError
+from heldout.data.preprocessing import InputPreprocessing
+from heldout.errors import PreprocessingError
 from heldout.export.tensorfile import Metadata
 
 

@@ -89,7 +89,7 @@ def get_archive(experiment: str) -> ReleaseArchive:
     except KeyError:
         raise InputError(
             f"no released experiment {experiment!r}; the release has {', '.join(ARCHIVES)} "
-            "(use --url and --md5 for another archive)"
+            "(give `url` and `md5` for another archive)"
         ) from None
 
 
@@ -167,7 +167,7 @@ def parse_only(text: str | Iterable[str] | None) -> tuple[str, ...] | None:
     bad = [k for k in kinds if k not in ONLY_KINDS]
     if bad:
         raise InputError(
-            f"--only takes a comma-separated list of {', '.join(ONLY_KINDS)}; got {bad}"
+            f"`only` takes a comma-separated list of {', '.join(ONLY_KINDS)}; got {bad}"
         )
     return kinds or None
 
@@ -189,7 +189,7 @@ def parse_ratios(text: str | Iterable[float | str] | None) -> tuple[float, ...] 
             ratios.append(parse_ratio(item))
         except InputError:
             raise InputError(
-                f"--ratios takes comma-separated subset ratios such as 0.7,0.5, each in (0, 1]; "
+                f"`ratios` takes comma-separated subset ratios such as 0.7,0.5, each in (0, 1]; "
                 f"got {item!r}"
             ) from None
     return tuple(dict.fromkeys(ratios)) or None

@@ -35,7 +35,7 @@ deleted silently and never treated as good.
 
 This module ties the parts together: `heldout.release.http` reads over HTTP (resume, response
 checks, retries: `HttpOptions`, `DownloadError`), `heldout.release.tar` writes the selected
-members safely (`ArchiveError`, `UnsafeMemberError`) and `heldout.release.staging` keeps a
+members safely (`ArchiveError`) and `heldout.release.staging` keeps a
 streamed extraction's journal.
 """
 
@@ -51,31 +51,13 @@ import urllib.parse
 
 from tqdm import tqdm
 
-from heldout.errors import InputError
+from heldout.errors import ArchiveError, ChecksumError, DownloadError, InputError
 from heldout.lock import try_lock, unlock
 from heldout.release.archives import MemberSelection, check_md5, get_archive
-from heldout.release.http import DownloadError, HttpOptions, HttpStream, check_url
+from heldout.release.http import HttpOptions, HttpStream, check_url
 from heldout.release.progress import byte_bar, human_bytes
 from heldout.release.staging import Staging, staging_path
-from heldout.release.tar import (
-    ArchiveError,
-    ExtractSummary,
-    extract_archive,
-    extract_stream,
-    summarize,
-)
-
-
-class ChecksumError(DownloadError):
-    """The MD5 of what was read differs from the expected one.
-
-    Attributes:
-      kept: where the bytes (or, when streaming, the files extracted from them) were set aside.
-    """
-
-    def __init__(self, message: str, kept: str):
-        super().__init__(message)
-        self.kept = kept
+from heldout.release.tar import ExtractSummary, extract_archive, extract_stream, summarize
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,7 +131,7 @@ def download_release(
     Raises:
       ValueError: unknown experiment, `url` without `md5`, malformed MD5 or address.
       DownloadError: the server failed or misbehaved beyond repair; ChecksumError for a wrong MD5.
-      ArchiveError: a corrupt archive; UnsafeMemberError for a member that is refused.
+      ArchiveError: a corrupt archive, or a member that is refused.
     """
     options = options or HttpOptions()
     if url is None:
@@ -160,7 +142,7 @@ def download_release(
             hint = ""
             with contextlib.suppress(ValueError):
                 hint = f" (the released {experiment} archive has MD5 {get_archive(experiment).md5})"
-            raise InputError(f"--url {url} needs --md5, the MD5 of the archive it serves{hint}")
+            raise InputError(f"`url`={url} needs `md5`, the MD5 of the archive it serves{hint}")
         expected = md5
         filename = _archive_name(url) or f"{experiment}.tar.gz"
     expected = check_md5(expected)
@@ -217,7 +199,7 @@ def stream_extract(
       DownloadError: as for `download_release`; the staging directory is kept for the next run
         and the message says so. Also when another live process is extracting the same
         archive into `dest` (it holds the lock ``dest/.<name>.partial.lock``, `heldout.lock`).
-      ArchiveError, UnsafeMemberError: as for `download_release`; the staging directory is
+      ArchiveError: as for `download_release`; the staging directory is
         removed.
     """
     md5 = check_md5(md5)
@@ -358,7 +340,7 @@ def _how_to_go_on(staging: Staging) -> str:
     return (
         f"the {staging.staged_files()} members extracted so far are kept in {staging.path}: run "
         "the same command again to go on (it reads the archive again from byte 0 but does not "
-        "write those members again), use --keep_archive to save the archive and resume from "
+        "write those members again), use `keep_archive`=True to save the archive and resume from "
         f"the byte reached, or delete {staging.path} to give up"
     )
 
@@ -487,7 +469,7 @@ def _check_space(path: str, needed: int) -> None:
     if needed > free:
         raise DownloadError(
             f"{path}: the download needs {human_bytes(needed)} more but only "
-            f"{human_bytes(free)} is free there; free some space or stream without --keep_archive"
+            f"{human_bytes(free)} is free there; free some space or stream without `keep_archive`"
         )
 
 

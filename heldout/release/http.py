@@ -31,7 +31,7 @@ import urllib.request
 from collections.abc import Callable
 
 from heldout import __version__
-from heldout.errors import HeldoutError, InputError
+from heldout.errors import DownloadError, InputError
 from heldout.release.archives import BASE_URL, GCS_URL
 from heldout.release.progress import byte_bar
 
@@ -40,10 +40,6 @@ RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
 _UNSATISFIED_RANGE = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.IGNORECASE)
-
-
-class DownloadError(HeldoutError):
-    """The archive could not be fetched: HTTP error, server misbehaviour, retries exhausted."""
 
 
 @dataclasses.dataclass(frozen=True)

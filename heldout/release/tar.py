@@ -6,7 +6,7 @@ grow with the archive's size, and writes only the members selected
 (`heldout.release.archives.MemberSelection`); `extract_archive` does so for a local archive.
 
 Extraction refuses the members `tarfile`'s ``data`` filter refuses (absolute paths, ``..``
-components, links, devices and other special files) with `UnsafeMemberError`, before anything
+components, links, devices and other special files) with `ArchiveError`, before anything
 is written; files are written to a hidden temporary name and renamed when complete, so an
 interrupted run never leaves a truncated ``aux_arrays.npz`` that looks valid. `merge_tree`
 moves the files of a staging directory into place (once the archive is verified).
@@ -31,19 +31,11 @@ from collections.abc import Callable, Iterable
 from tqdm import tqdm
 
 from heldout.atomic import atomic_write, fsync_directory
-from heldout.errors import HeldoutError
+from heldout.errors import ArchiveError
 from heldout.release.archives import MemberSelection, RunMember, parse_member
 from heldout.release.progress import byte_bar, human_bytes
 
 _GZIP_MAGIC = b"\x1f\x8b"
-
-
-class ArchiveError(HeldoutError, ValueError):
-    """The archive is not a readable tar / tar.gz, or is truncated or corrupt."""
-
-
-class UnsafeMemberError(ArchiveError):
-    """A member would be written outside the destination, or is a link or special file."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,8 +110,8 @@ def extract_archive(
 
     Raises:
       FileNotFoundError: no such archive.
-      ArchiveError: not a tar / tar.gz, truncated or corrupt; UnsafeMemberError for a member
-        that is refused (the files extracted before it stay, all inside `dest`).
+      ArchiveError: not a tar / tar.gz, truncated or corrupt, or a member that is refused
+        (the files extracted before it stay, all inside `dest`).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -251,8 +243,8 @@ def extract_stream(
       The counts so far; ``.summary(root, selection)`` gives the `ExtractSummary`.
 
     Raises:
-      ArchiveError: not a tar / tar.gz, truncated or corrupt; UnsafeMemberError for a member
-        that is refused (the files written before it stay, all inside `root`).
+      ArchiveError: not a tar / tar.gz, truncated or corrupt, or a member that is refused
+        (the files written before it stay, all inside `root`).
     """
     tally = _Tally()
     buffered = io.BufferedReader(raw, buffer_size=chunk_size)
@@ -276,7 +268,7 @@ def extract_stream(
                 tally.skipped += 1
                 continue
             if not member.isreg():
-                raise UnsafeMemberError(
+                raise ArchiveError(
                     f"{source}: member {member.name!r} is a {_member_type(member)}; links and "
                     "special files are refused (tarfile 'data' filter rules)"
                 )
@@ -307,24 +299,24 @@ def extract_stream(
 
 
 def _member_parts(member: tarfile.TarInfo, source: str, root: str) -> tuple[str, ...]:
-    """The member's path components, or UnsafeMemberError for absolute paths and ``..``."""
+    """The member's path components, or ArchiveError for absolute paths and ``..``."""
     name = member.name
     if "\x00" in name:
-        raise UnsafeMemberError(f"{source}: member {name!r} has a NUL byte in its name; refused")
+        raise ArchiveError(f"{source}: member {name!r} has a NUL byte in its name; refused")
     if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:[/\\]", name):
-        raise UnsafeMemberError(
+        raise ArchiveError(
             f"{source}: member {name!r} has an absolute path; refused, nothing was written "
             f"outside {root}"
         )
     parts = tuple(p for p in name.split("/") if p not in ("", "."))
     if ".." in parts:
-        raise UnsafeMemberError(
+        raise ArchiveError(
             f"{source}: member {name!r} has a '..' component; refused, nothing was written "
             f"outside {root}"
         )
     target = os.path.normpath(os.path.join(root, *parts)) if parts else root
     if os.path.commonpath([root, target]) != root:  # cannot happen after the checks above
-        raise UnsafeMemberError(f"{source}: member {name!r} would land outside {root}; refused")
+        raise ArchiveError(f"{source}: member {name!r} would land outside {root}; refused")
     return parts
 
 

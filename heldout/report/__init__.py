@@ -24,6 +24,7 @@ import os
 
 from heldout.atomic import write_text_atomic
 from heldout.data.protocol import Dataset
+from heldout.errors import ReportError
 from heldout.report.figures import FIGURES, save_figure
 from heldout.report.inputs import (
     DEFAULT_GALLERY_SIZE,
@@ -32,16 +33,15 @@ from heldout.report.inputs import (
     Examples,
     RatioSummary,
     ReportData,
-    ReportError,
     choose_ratio,
     compute_report,
     examples_from_dataset,
     labels_only_examples,
     top_k_of_matrix,
 )
-from heldout.report.lira import Correlation, Membership, MembershipError
+from heldout.report.lira import Correlation, Membership
 from heldout.report.page import render_page
-from heldout.report.predictions import HeldOutPredictions, PredictionsError, read_predictions
+from heldout.report.predictions import HeldOutPredictions, read_predictions
 
 
 def write_report(path: str | os.PathLike, data: ReportData) -> int:
@@ -99,8 +99,7 @@ def write_figures(out_dir: str | os.PathLike, data: ReportData,
 
 __all__ = [
     "DEFAULT_GALLERY_SIZE", "DEFAULT_TOP_K", "FIGURES", "CScoreSummary", "Correlation",
-    "Examples", "HeldOutPredictions", "Membership", "MembershipError", "PredictionsError",
-    "RatioSummary", "ReportData", "ReportError",
+    "Examples", "HeldOutPredictions", "Membership", "RatioSummary", "ReportData", "ReportError",
     "choose_ratio", "compute_report", "examples_from_dataset", "labels_only_examples",
     "read_predictions", "render_page", "report_experiment", "top_k_of_matrix", "write_figures",
     "write_report",

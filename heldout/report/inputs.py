@@ -34,10 +34,8 @@ from heldout.attribution import BaselinesFile, load_baselines
 from heldout.data.arrays import ArrayDataset
 from heldout.data.fingerprint import Fingerprint, check_fingerprints, fingerprint_from_labels
 from heldout.data.protocol import Dataset
-from heldout.errors import HeldoutError
+from heldout.errors import LiraError, ReportError, StoreError
 from heldout.experiment import Experiment, Skipped, iter_aux_arrays, open_experiment
-from heldout.predict.store import StoreError
-from heldout.privacy import LiraError
 from heldout.report.lira import (
     Membership,
     check_runs,
@@ -50,10 +48,6 @@ from heldout.report.predictions import HeldOutPredictions, read_predictions
 DEFAULT_GALLERY_SIZE = 32
 DEFAULT_TOP_K = 10
 MIN_DEFINED_FRACTION = 0.5
-
-
-class ReportError(HeldoutError, ValueError):
-    """Inputs of a report that do not fit together (sizes, runs, files of another experiment)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -329,7 +323,8 @@ def _load_estimate_file(path: str, accs: list[est.RatioAccumulator], experiment:
             f"{path}: key 'target' is {loaded.target!r}: its influence is on the store's "
             f"{loaded.target} (in its units, Welch standard errors), but the report's influence, "
             "standard errors and high-influence pairs are of correctness: give an estimate "
-            "written with --target correct (the default), or leave --estimates out")
+            "written by `heldout estimate --target correct` (the default), or leave "
+            "`estimates_path` out")
     n_train, n_test = accs[0].num_train, accs[0].num_test
     if len(loaded.memorization) != n_train:
         raise ReportError(f"{path}: covers {len(loaded.memorization)} training examples, the "
@@ -425,7 +420,7 @@ def _load_baselines(path: str | None, root: str,
                       "--baselines --store TEST.zarr --out FILE`")
     loaded = load_baselines(path)
     names = {name for s in summaries for name in s.run_names}
-    check_runs(path, loaded.runs, names, root, "an LDS table", ReportError)
+    check_runs(path, loaded.runs, names, root, "an LDS table")
     return loaded, ""
 
 
@@ -468,9 +463,9 @@ def compute_report(
     Raises:
       ReportError: dataset sizes that differ from the runs', a file of other runs, or an
         estimate of an influence on another output than correctness.
-      MembershipError: a LiRA file of other runs or subsets, or of another size.
+      ReportError: a LiRA file of other runs or subsets, or of another size.
       FingerprintError: files or labels of another dataset or order.
-      NpzError, LayoutError, PublishedFormatError, PredictionsError: unreadable or malformed
+      NpzError, LayoutError, ReportError: unreadable or malformed
         inputs.
     """
     experiment = (experiment_dir if isinstance(experiment_dir, Experiment) else

@@ -23,15 +23,13 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from heldout.data.fingerprint import Fingerprint, check_fingerprints
-from heldout.errors import HeldoutError
+from heldout.errors import (
+    ReportError,
+)
 from heldout.privacy import AttackMetrics, LiraResult, load_lira, load_lira_inputs, run_lira
 
 #: Run names shown when runs are not the experiment's.
 NAMED = 3
-
-
-class MembershipError(HeldoutError, ValueError):
-    """A LiRA file of other runs, another dataset or another size than the experiment's."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,13 +82,12 @@ RunMask = Callable[[str], np.ndarray]
 """``<ratio>/<run_id>`` of one of the experiment's runs -> its subset, bool [n_train]."""
 
 
-def check_runs(source: str, runs, known, root: str, what: str,
-               error: type[HeldoutError]) -> None:
+def check_runs(source: str, runs, known, root: str, what: str) -> None:
     """Refuses a file whose key ``runs`` (``<ratio>/<run_id>``) names runs that are not among
     the experiment's `known` runs, naming the first few: ``what`` of other runs."""
     foreign = [r for r in runs if r not in known]
     if foreign:
-        raise error(
+        raise ReportError(
             f"{source}: key 'runs' names {len(foreign)} of its {len(runs)} runs that {root} "
             f"does not have ({', '.join(foreign[:NAMED])}"
             f"{', ...' if len(foreign) > NAMED else ''}): {what} of other runs")
@@ -109,24 +106,24 @@ def check_lira(result: LiraResult, source: str, root: str, run_names: Mapping[st
       train_labels_fingerprint: the fingerprint of the dataset's train labels.
 
     Raises:
-      MembershipError: runs that are not the experiment's, a target whose ``member`` row is
+      ReportError: runs that are not the experiment's, a target whose ``member`` row is
         not its subset, an ``index`` that does not cover the training examples.
       FingerprintError: a file of another dataset or order (its fingerprint differs).
     """
     n_train = train_labels_fingerprint.split("train")[0]
     index = result.index
     if len(index) != n_train or not np.array_equal(np.sort(index), np.arange(n_train)):
-        raise MembershipError(
+        raise ReportError(
             f"{source}: key 'index' covers {len(index)} examples, not a permutation of the "
             f"{n_train} training examples of the runs in {root}: a LiRA of another dataset")
     check_fingerprints([(source, result.fingerprint),
                         ("the dataset's train labels", train_labels_fingerprint)])
-    check_runs(source, result.runs, run_names, root, "a LiRA", MembershipError)
+    check_runs(source, result.runs, run_names, root, "a LiRA")
     for t, name in enumerate(result.target_run):
         expected = run_mask(name)[index]
         differ = int(np.sum(expected != result.member[t]))
         if differ:
-            raise MembershipError(
+            raise ReportError(
                 f"{source}: key 'member' of target run {name} differs from that run's subset "
                 f"in its aux arrays at {differ} of {n_train} examples: a LiRA of other runs")
 

@@ -18,16 +18,12 @@ import os
 
 import numpy as np
 
-from heldout.errors import HeldoutError
+from heldout.errors import ReportError
 from heldout.npzio import require
 
 COLUMN_BLOCK = 4096
 STORE_ARRAYS = ("correct", "prediction", "label", "index", "mask", "completed", "run_id",
                 "subset_ratio")
-
-
-class PredictionsError(HeldoutError, ValueError):
-    """A predictions store that is unreadable, malformed or of other data."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +59,7 @@ def read_predictions(path: str | os.PathLike, train_labels: np.ndarray,
         same subsets.
 
     Raises:
-      PredictionsError: not a zarr group, missing or malformed arrays, another split, other
+      ReportError: not a zarr group, missing or malformed arrays, another split, other
         sizes or labels, no completed run, or subsets that differ from the experiment's runs.
     """
     import zarr
@@ -72,15 +68,15 @@ def read_predictions(path: str | os.PathLike, train_labels: np.ndarray,
     try:
         group = zarr.open_group(path, mode="r")
     except Exception as e:  # zarr raises several types for a missing or foreign directory.
-        raise PredictionsError(f"{path}: not a readable zarr group ({e})") from e
+        raise ReportError(f"{path}: not a readable zarr group ({e})") from e
     split = group.attrs.get("split")
     if split != "train":
-        raise PredictionsError(f"{path}: attribute 'split' is {split!r}; the held-out "
+        raise ReportError(f"{path}: attribute 'split' is {split!r}; the held-out "
                                "predictions need the store of the 'train' split")
     n_train = len(train_labels)
     check = functools.partial(require, group, source=path, sizes={"n_train": n_train},
                               what=f"a predictions store (arrays {list(STORE_ARRAYS)})",
-                              error=PredictionsError)
+                              error=ReportError)
     for key, kind, shape in (("completed", "b", ("runs",)),
                              ("prediction", "iu", ("runs", "n_train")),
                              ("label", "iu", ("n_train",)), ("index", "iu", ("n_train",)),
@@ -90,15 +86,15 @@ def read_predictions(path: str | os.PathLike, train_labels: np.ndarray,
     completed = np.asarray(group["completed"][:], bool)
     index = np.asarray(group["index"][:], np.int64)
     if not np.array_equal(np.sort(index), np.arange(n_train)):
-        raise PredictionsError(f"{path}: array 'index' is not a permutation of 0..{n_train - 1}")
+        raise ReportError(f"{path}: array 'index' is not a permutation of 0..{n_train - 1}")
     label = np.asarray(group["label"][:], np.int64)
     bad = int(np.sum(label != train_labels[index]))
     if bad:
-        raise PredictionsError(f"{path}: array 'label' differs from the dataset's train labels "
+        raise ReportError(f"{path}: array 'label' differs from the dataset's train labels "
                                f"at {bad} of {n_train} examples: another dataset or order")
     rows = np.flatnonzero(completed)
     if not len(rows):
-        raise PredictionsError(f"{path}: no completed run")
+        raise ReportError(f"{path}: no completed run")
     mask = np.asarray(group["mask"][:], bool)[rows]
     _check_masks(path, mask, np.asarray(group["run_id"][:])[rows],
                  np.asarray(group["subset_ratio"][:])[rows], accumulators)
@@ -140,7 +136,7 @@ def _check_masks(path: str, mask: np.ndarray, run_ids: np.ndarray, ratios: np.nd
             bits = acc.mask_bits if bits is None else bits
             expected = np.unpackbits(bits[names[name]], bitorder="little")[:acc.num_train]
             if not np.array_equal(expected.astype(bool), mask[row]):
-                raise PredictionsError(
+                raise ReportError(
                     f"{path}: array 'mask' of run {name} differs from that run's subset in its "
                     "aux arrays: a store of another experiment"
                 )

@@ -38,14 +38,13 @@ Two training paths:
   is the fastest; 128 on a GPU). Both paths give the same runs up to float32 rounding.
 """
 
+from heldout.errors import DivergedError, TrainError
 from heldout.train.config import (
     PATHS,
     TrainConfig,
 )
 from heldout.train.plan import (
-    DivergedError,
     RunPlan,
-    TrainError,
     parse_shard,
     plan_run,
     plan_runs,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from heldout.errors import TrainError
 from heldout.models import ARCHITECTURES
 from heldout.train import stacked
-from heldout.train.plan import TrainError
 
 PATHS = ("auto", "per_step", "stacked")
 

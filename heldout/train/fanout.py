@@ -27,7 +27,7 @@ from heldout.data import load_dataset
 from heldout.data.arrays import ArrayDataset
 from heldout.data.fingerprint import Fingerprint, differences, fingerprint_dataset
 from heldout.data.spec import DatasetSpec
-from heldout.errors import HeldoutError
+from heldout.errors import HeldoutError, TrainError
 from heldout.experiment import Run
 from heldout.train.config import TrainConfig
 from heldout.train.groups import (
@@ -37,7 +37,7 @@ from heldout.train.groups import (
     process_state,
     train_group,
 )
-from heldout.train.plan import RunPlan, TrainError, plan_runs
+from heldout.train.plan import RunPlan, plan_runs
 
 # The worker's dict (`heldout.cluster.worker_state`) and the key of its one `ProcessState`.
 _WORKER_ATTR = "_heldout_train_state"

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from heldout.data.arrays import ArrayDataset
 from heldout.data.fingerprint import Fingerprint, fingerprint_dataset, images_digest
+from heldout.errors import DivergedError
 from heldout.experiment import (
     CHECKPOINT_DIR,
     OUTPUT_SPLITS,
@@ -38,7 +39,7 @@ from heldout.experiment import (
 from heldout.predict.store import run_outputs
 from heldout.train import stacked
 from heldout.train.config import TrainConfig
-from heldout.train.plan import DivergedError, RunPlan
+from heldout.train.plan import RunPlan
 from heldout.train.rundir import TempRun, discard_run, finish_run, run_info, start_run
 from heldout.train.trainer import (
     ModelTrainer,

@@ -14,17 +14,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from heldout.errors import HeldoutError, InputError
+# Importable from here as before (heldout.train.trainer raises it).
+from heldout.errors import DivergedError as DivergedError
+from heldout.errors import InputError, TrainError
 from heldout.experiment import ratio_dir_name
-
-
-class TrainError(HeldoutError, ValueError):
-    """Training cannot start: a bad configuration, or an experiment directory in the way."""
-
-
-class DivergedError(TrainError):
-    """A run's training loss (or its weights) became NaN or infinite: the run is stopped and
-    not written, since its predictions would be meaningless (lower the learning rate)."""
 
 
 def ratio_name(subset_ratio: float) -> str:

@@ -19,12 +19,12 @@ from collections.abc import Sequence
 
 from heldout.data.arrays import ArrayDataset
 from heldout.data.spec import DatasetSpec
-from heldout.errors import counting_interrupts
-from heldout.experiment import AUX_ARRAYS, LayoutError, Run
+from heldout.errors import LayoutError, TrainError, counting_interrupts
+from heldout.experiment import AUX_ARRAYS, Run
 from heldout.train.config import TrainConfig
 from heldout.train.fanout import train_runs_on_dask
 from heldout.train.groups import process_state, train_groups
-from heldout.train.plan import TrainError, plan_runs, ratio_name
+from heldout.train.plan import plan_runs, ratio_name
 from heldout.train.rundir import (
     check_existing_runs,
     remove_stale_runs,
@@ -125,7 +125,7 @@ def train_experiment(
     if not isinstance(dataset, ArrayDataset):
         raise TrainError(
             f"{getattr(dataset, 'name', dataset)!r}: training needs an in-memory dataset "
-            f"(heldout.data.ArrayDataset: --dataset, --dataset_npz or --idx_dir), not a "
+            f"(heldout.data.ArrayDataset: a TFDS dataset, an .npz file or IDX files), not a "
             f"{type(dataset).__name__}; TFRecord datasets can be evaluated, not trained on"
         )
     for split in ("train", "test"):

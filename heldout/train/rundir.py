@@ -35,7 +35,7 @@ from heldout import __version__
 from heldout.atomic import fsync_directory, write_text_atomic
 from heldout.data.arrays import ArrayDataset
 from heldout.data.fingerprint import images_digest, label_hash
-from heldout.errors import HeldoutError
+from heldout.errors import HeldoutError, TrainError
 from heldout.experiment import (
     AUX_ARRAYS,
     OUTPUTS,
@@ -49,7 +49,7 @@ from heldout.experiment import (
 )
 from heldout.lock import try_lock, unlock
 from heldout.train.config import TrainConfig
-from heldout.train.plan import RunPlan, TrainError
+from heldout.train.plan import RunPlan
 
 __all__ = ["RUN_JSON", "TempRun", "check_existing_runs", "discard_run", "finish_run",
            "load_run_info", "run_info", "run_locks", "run_status", "start_run"]

@@ -17,9 +17,10 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from heldout.data.arrays import ArrayDataset, model_input
+from heldout.errors import DivergedError
 from heldout.evaluate import Evaluator
 from heldout.models import build_model, create_variables
-from heldout.train.plan import DivergedError, RunPlan
+from heldout.train.plan import RunPlan
 
 
 def initial_model(

@@ -37,19 +37,14 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from heldout.atomic import atomic_path, atomic_write
-from heldout.data.imagenet.mapping import (
-    _SYNSET,
-    _TRAIN_NAME,
-    MAPPING_KEYS,
-    BuildError,
-    read_index_mapping,
-)
+from heldout.data.imagenet.mapping import _SYNSET, _TRAIN_NAME, MAPPING_KEYS, read_index_mapping
 from heldout.data.imagenet.tfrecords import (
     DEFAULT_FEATURES,
     LABELS_FILE,
     SHARD_PREFIX,
     FeatureNames,
 )
+from heldout.errors import BuildError
 from heldout.npzio import load_npz, save_npz_atomic
 
 DEFAULT_SHARDS = {"train": 1024, "test": 128}
@@ -272,7 +267,7 @@ def _check_config(out: str, config: dict) -> None:
             raise BuildError(
                 f"{out} holds shards built with other settings ({CONFIG_FILE}: "
                 + ", ".join(f"{k} was {a!r}, now {b!r}" for k, (a, b) in differ.items())
-                + "); use another --out or delete the old shards"
+                + "); use another `out` or delete the old shards"
             )
         config = {**config, "splits": sorted(set(old.get("splits", [])) | set(config["splits"]))}
     with atomic_write(path, "w") as f:
@@ -320,7 +315,7 @@ def build_imagenet(
     dirs = {"train": train_dir, "test": val_dir}
     dirs = {s: os.fspath(d) for s, d in dirs.items() if d is not None}
     if not dirs:
-        raise BuildError("give --train_dir and/or --val_dir")
+        raise BuildError("give `train_dir` and/or `val_dir`")
     out = os.fspath(out)
     mapping = read_index_mapping(index_npz, label_base, synsets)
     counts = {**DEFAULT_SHARDS, **(num_shards or {})}

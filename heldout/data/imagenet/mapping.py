@@ -20,16 +20,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from heldout.errors import HeldoutError
-from heldout.npzio import NpzError, load_npz, require
+from heldout.errors import BuildError, NpzError
+from heldout.npzio import load_npz, require
 
 MAPPING_KEYS = {"train": ("tr_filenames", "tr_labels"), "test": ("tt_filenames", "tt_labels")}
 _SYNSET = re.compile(r"^n\d{8}$")
 _TRAIN_NAME = re.compile(r"^(n\d{8})_")
-
-
-class BuildError(HeldoutError, ValueError):
-    """The inputs of a build are unusable (bad mapping, directories, or a conflicting build)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -162,5 +158,5 @@ def _label_base(path, names, labels, synsets, label_base) -> int:
         return 0
     raise BuildError(
         f"{path}: cannot tell whether tr_labels are 0- or 1-based (the filenames do not carry "
-        "synsets that agree with them); give label_base (--label_base 0 or 1)"
+        "synsets that agree with them); give `label_base`=0 or 1"
     )

@@ -35,9 +35,9 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from heldout.data.arrays import Batch, DatasetSplitError
+from heldout.data.arrays import Batch
 from heldout.data.preprocessing import IMAGENET_MEAN_RGB, IMAGENET_STDDEV_RGB, InputPreprocessing
-from heldout.errors import HeldoutError
+from heldout.errors import DatasetError, DatasetSplitError
 from heldout.npzio import load_npz, require
 
 #: Shard file name prefix of each split: the release's ``test`` split is ILSVRC's validation set.
@@ -47,10 +47,6 @@ LABELS_FILE = "labels.npz"
 IMAGENET_NUM_CLASSES = 1000
 MEAN_RGB = IMAGENET_MEAN_RGB
 STDDEV_RGB = IMAGENET_STDDEV_RGB
-
-
-class TFRecordDatasetError(HeldoutError, ValueError):
-    """Shards are missing, incomplete, or do not hold the expected features."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -361,7 +357,7 @@ class TFRecordImageDataset:
         use `Batch.index`.
 
         Raises:
-          TFRecordDatasetError: a shard is unreadable, lacks a feature or holds a label outside
+          DatasetError: a shard is unreadable, lacks a feature or holds a label outside
             ``[0, num_classes)`` after the offset.
         """
         ds = self.as_tf_dataset(split, batch_size, indices)
@@ -373,7 +369,7 @@ class TFRecordImageDataset:
                     index=element["index"].astype(np.int64),
                 )
         except tf.errors.OpError as e:
-            raise TFRecordDatasetError(
+            raise DatasetError(
                 f"{self.source or self.name}: split {split!r}: reading the shards failed "
                 f"(features {dataclasses.asdict(self.features)}): {e.message}"
             ) from e
@@ -387,11 +383,11 @@ def shard_files(tfrecord_dir: str, prefix: str) -> list[str]:
     """The shards ``<prefix>-<i>-of-<n>`` of a directory, sorted, checked to be complete.
 
     Raises:
-      TFRecordDatasetError: no shard, or shards missing from ``0..n-1``.
+      DatasetError: no shard, or shards missing from ``0..n-1``.
     """
     files = sorted(glob.glob(os.path.join(glob.escape(tfrecord_dir), f"{prefix}-*-of-*")))
     if not files:
-        raise TFRecordDatasetError(
+        raise DatasetError(
             f"{tfrecord_dir}: no shards named {prefix}-<i>-of-<n> (build them with "
             "`heldout build-imagenet`)"
         )
@@ -399,7 +395,7 @@ def shard_files(tfrecord_dir: str, prefix: str) -> list[str]:
     if len(totals) == 1 and totals.pop().isdigit():
         total = int(os.path.basename(files[0]).rsplit("-of-", 1)[-1])
         if len(files) != total:
-            raise TFRecordDatasetError(
+            raise DatasetError(
                 f"{tfrecord_dir}: {len(files)} of {total} {prefix} shards present; the build is "
                 "incomplete (rerun `heldout build-imagenet`, it resumes)"
             )
@@ -410,23 +406,23 @@ def check_features(path: str, features: FeatureNames) -> None:
     """Reads the first example of a shard and checks that it has the expected features.
 
     Raises:
-      TFRecordDatasetError: unreadable shard or missing features (naming the features found).
+      DatasetError: unreadable shard or missing features (naming the features found).
     """
     try:
         record = next(iter(tf.data.TFRecordDataset(path).take(1)), None)
     except tf.errors.OpError as e:
-        raise TFRecordDatasetError(f"{path}: unreadable TFRecord file ({e.message})") from e
+        raise DatasetError(f"{path}: unreadable TFRecord file ({e.message})") from e
     if record is None:
         return
     try:
         example = tf.train.Example.FromString(record.numpy())
     except Exception as e:  # protobuf's DecodeError
-        raise TFRecordDatasetError(f"{path}: not a tf.train.Example record ({e})") from e
+        raise DatasetError(f"{path}: not a tf.train.Example record ({e})") from e
     found = set(example.features.feature)
     wanted = [features.image, features.label, features.index]
     missing = [name for name in wanted if name not in found]
     if missing:
-        raise TFRecordDatasetError(
+        raise DatasetError(
             f"{path}: examples lack feature(s) {missing}; they have {sorted(found)} (set the "
             "feature names with FeatureNames)"
         )
@@ -437,7 +433,7 @@ def scan_labels(files: Sequence[str], features: FeatureNames, desc: str = "") ->
     `index` order.
 
     Raises:
-      TFRecordDatasetError: indices that are not a permutation of ``0..n-1``.
+      DatasetError: indices that are not a permutation of ``0..n-1``.
     """
     spec = {
         features.label: tf.io.FixedLenFeature([], tf.int64),
@@ -453,7 +449,7 @@ def scan_labels(files: Sequence[str], features: FeatureNames, desc: str = "") ->
     label = np.concatenate(label) if label else np.zeros(0, np.int64)
     n = len(index)
     if n and (index.min() < 0 or index.max() >= n or len(np.unique(index)) != n):
-        raise TFRecordDatasetError(
+        raise DatasetError(
             f"{desc}: the {features.index!r} feature of the {n} examples is not a permutation of "
             f"0..{n - 1} (min {index.min()}, max {index.max()}, {len(np.unique(index))} distinct)"
         )
@@ -503,17 +499,17 @@ def load_tfrecord_dataset(
       shard_prefix: split -> shard file prefix (default `SHARD_PREFIX`).
 
     Raises:
-      TFRecordDatasetError: missing or incomplete shards, features not found.
+      DatasetError: missing or incomplete shards, features not found.
       NpzError: a bad ``labels.npz`` or mapping.
     """
     tfrecord_dir = os.fspath(tfrecord_dir)
     if not os.path.isdir(tfrecord_dir):
-        raise TFRecordDatasetError(f"{tfrecord_dir}: no such directory")
+        raise DatasetError(f"{tfrecord_dir}: no such directory")
     prefixes = {**SHARD_PREFIX, **(shard_prefix or {})}
     files = {}
     for split in splits:
         if split not in prefixes:
-            raise TFRecordDatasetError(f"no shard prefix for split {split!r}; give shard_prefix")
+            raise DatasetError(f"no shard prefix for split {split!r}; give shard_prefix")
         files[split] = tuple(shard_files(tfrecord_dir, prefixes[split]))
         check_features(files[split][0], features)
     labels_path = os.path.join(tfrecord_dir, LABELS_FILE)
@@ -533,7 +529,7 @@ def load_tfrecord_dataset(
     num_classes = num_classes or stored_classes or IMAGENET_NUM_CLASSES
     for split, value in labels.items():
         if len(value) and (value.min() < 0 or value.max() >= num_classes):
-            raise TFRecordDatasetError(
+            raise DatasetError(
                 f"{tfrecord_dir}: split {split!r}: labels must lie in [0, {num_classes}), found "
                 f"[{value.min()}, {value.max()}]"
             )
