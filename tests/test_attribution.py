@@ -492,7 +492,7 @@ def test_read_outputs_defaults_to_the_ratio_with_the_most_runs(tmp_path):
     data = read_outputs(path, "margin")
     assert data.run_names == ["0.75/0", "0.75/1", "0.75/2"] and data.ratio == 0.75
     assert data.ratio_note == ("subset ratio 0.75 (the store's ratio with the most completed "
-                               "runs, of 0.25, 0.75; --ratio to choose)")
+                               "runs, of 0.25, 0.75; `ratio` to choose)")
     assert read_outputs(path, "margin", 0.25).ratio_note == "subset ratio 0.25"
     assert default_ratio(np.array([0.25, 0.25, 0.6, 0.6, 0.9, 0.9]))[0] == 0.6
     assert default_ratio(np.array([0.4, 0.6]))[0] == 0.4

@@ -19,7 +19,7 @@ import numpy as np
 
 from heldout.attribution.datamodels import MIN_SPLIT_RUNS
 from heldout.attribution.lds import MIN_RUNS as LDS_MIN_RUNS
-from heldout.cli.common import HelpFormatter, progress_bar, run_ids_flag
+from heldout.cli.common import HelpFormatter, command_message, progress_bar, run_ids_flag
 from heldout.errors import CommandError
 
 LDS_OUTPUTS = ("logit_confidence", "margin")
@@ -140,8 +140,8 @@ def _read_store(path: str, output: str, ratio: float | None, min_runs: int, why:
     return data
 
 
-def _which_runs(data) -> str:
-    return f"{len(data.run_names)} runs of {data.path} ({data.ratio_note})"
+def _which_runs(data, args: argparse.Namespace) -> str:
+    return f"{len(data.run_names)} runs of {data.path} ({command_message(args, data.ratio_note)})"
 
 
 def _named(index: np.ndarray) -> str:
@@ -188,7 +188,7 @@ def lds_command(args: argparse.Namespace) -> int:
     })
     print(f"{args.out}: LDS {summary.mean:.4f} (95% interval {summary.low:.4f} to "
           f"{summary.high:.4f}) over {summary.num_defined} test examples; {scores.description} "
-          f"against the {output} of {_which_runs(data)}")
+          f"against the {output} of {_which_runs(data, args)}")
     nan_line = f"NaN (excluded): {summary.num_nan}"
     only_prediction = result.constant_prediction & ~result.constant_output
     for what, flags in (("constant output", result.constant_output),
@@ -231,7 +231,7 @@ def _baselines(args: argparse.Namespace) -> int:
                   seed=np.asarray(args.seed), val_fraction=np.asarray(args.val_fraction))
     save_npz_atomic(args.out, arrays)
     halves = " and ".join(str(n) for n in table.num_score_runs)
-    print(f"Cross-fitted LDS against {output}: {_which_runs(data)}, split at random into "
+    print(f"Cross-fitted LDS against {output}: {_which_runs(data, args)}, split at random into "
           f"halves of {halves} (fit on a fraction of one, scored on the other, swapped); "
           f"{data.values.shape[1]} test examples")
     print(f"{'method':<20} {'fit runs':>9} {'LDS':>8} {'95% interval':>20} {'NaN':>5} "
@@ -271,7 +271,7 @@ def datamodels_command(args: argparse.Namespace) -> int:
                                 runs=data.run_names, fingerprint=data.fingerprint)
     m, n_train = dm.weights.shape
     print(f"{args.out}: {dm.fit} datamodels of the {args.output} of {m} test examples over "
-          f"{n_train} training examples, fitted on {_which_runs(data)}")
+          f"{n_train} training examples, fitted on {_which_runs(data, args)}")
     if args.penalty is not None:
         print(f"penalty fixed at {args.penalty:g}, fitted on every run")
     else:

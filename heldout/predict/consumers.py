@@ -146,7 +146,7 @@ def default_ratio(subset_ratio: np.ndarray) -> tuple[float, str]:
     Returns:
       (ratio, note): the ratio, and how it was chosen for messages: ``subset ratio 0.5``, or,
       when the store has several, ``subset ratio 0.5 (the store's ratio with the most completed
-      runs, of 0.25, 0.5; --ratio to choose)``.
+      runs, of 0.25, 0.5; `ratio` to choose)``.
     """
     ratios = np.asarray(subset_ratio, np.float64)
     available = sorted(set(ratios.tolist()))
@@ -155,7 +155,7 @@ def default_ratio(subset_ratio: np.ndarray) -> tuple[float, str]:
     if len(available) == 1:
         return best, f"subset ratio {best:g}"
     return best, (f"subset ratio {best:g} (the store's ratio with the most completed runs, of "
-                  f"{', '.join(f'{a:g}' for a in available)}; --ratio to choose)")
+                  f"{', '.join(f'{a:g}' for a in available)}; `ratio` to choose)")
 
 
 def _ratio_rows(path: str, subset_ratio: np.ndarray, ratio: str | float | None, one_ratio: bool

@@ -119,7 +119,7 @@ def _choose_ratios(path: str, ratios: np.ndarray, wanted: Sequence[float] | None
     if not available:
         raise LiraError(f"{path}: no completed runs; LiRA needs at least {MIN_RUNS}")
     best, note = default_ratio(ratios)
-    return np.flatnonzero(np.isclose(ratios, best)), note.replace("--ratio ", "`ratios` ")
+    return np.flatnonzero(np.isclose(ratios, best)), note.replace("`ratio` ", "`ratios` ")
 
 
 def load_lira_inputs(
