@@ -70,6 +70,14 @@ def test_module_imports_no_torch(module):
     assert done.returncode == 0, done.stderr[-2000:]
 
 
+def test_cli_starts_without_matplotlib():
+    """Every command's parser is built without matplotlib (0.8 s of a command's start): the
+    report's figures import it when they draw."""
+    done = subprocess.run([sys.executable, "-c", CHECK, "heldout.cli", "matplotlib"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 def test_top_level_api_is_lazy_and_resolves():
     code = (
         "import sys, heldout\n"

@@ -11,12 +11,23 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from heldout.atomic import atomic_path
 from heldout.report.inputs import ReportData
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def _figure(**kwargs) -> Figure:
+    """A new matplotlib `Figure` (Agg, no pyplot state), matplotlib imported only when a figure
+    is drawn: the CLI, which names the figures in its help, starts without it."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
 
 MAX_CLASS_PANELS = 20
 SERIES_OFFSET = 0.004
@@ -37,7 +48,7 @@ def learning_curve(data: ReportData) -> Figure:
     """Accuracy against subset ratio on the train subset, the held-out examples and the test
     set: mean over runs, error bars one standard deviation across runs, dots the runs; the
     three series are drawn `SERIES_OFFSET` apart at each ratio, on the range `ratio_limits`."""
-    fig = Figure(figsize=(6, 3.6))
+    fig = _figure(figsize=(6, 3.6))
     ax = fig.add_subplot()
     x = np.array([s.subset_ratio for s in data.ratios])
     offsets = (-SERIES_OFFSET, 0.0, SERIES_OFFSET)
@@ -67,7 +78,7 @@ def memorization_histogram(data: ReportData) -> Figure | None:
         return None
     mem = data.estimate.memorization
     values = mem[~np.isnan(mem)]
-    fig = Figure(figsize=(6, 3.2))
+    fig = _figure(figsize=(6, 3.2))
     ax = fig.add_subplot()
     ax.hist(values, np.linspace(-1, 1, 41), color="tab:purple")
     ax.set_yscale("log")
@@ -93,7 +104,7 @@ def memorization_by_class(data: ReportData) -> Figure | None:
         return None
     groups = _by_class(data.estimate.memorization, data.examples.labels["train"],
                        data.examples.num_classes)
-    fig = Figure(figsize=(max(4.0, 0.35 * len(groups) + 1.5), 3.4))
+    fig = _figure(figsize=(max(4.0, 0.35 * len(groups) + 1.5), 3.4))
     ax = fig.add_subplot()
     drawn = ax.boxplot([g if len(g) else [np.nan] for g in groups], whis=1.5,
                        flierprops=dict(marker=".", markersize=3, alpha=0.5, linestyle="none"))
@@ -117,7 +128,7 @@ def cscore_histograms(data: ReportData) -> Figure | None:
                        data.examples.num_classes)[:MAX_CLASS_PANELS]
     cols = min(5, len(groups))
     rows = -(-len(groups) // cols)
-    fig = Figure(figsize=(2.0 * cols, 1.5 * rows + 0.4))
+    fig = _figure(figsize=(2.0 * cols, 1.5 * rows + 0.4))
     bins = np.linspace(0, 1, 21)
     for c, values in enumerate(groups):
         ax = fig.add_subplot(rows, cols, c + 1)
@@ -137,7 +148,7 @@ def memorization_vs_cscore(data: ReportData) -> Figure | None:
     both = ~np.isnan(mem) & ~np.isnan(cs)
     if not both.any():
         return None
-    fig = Figure(figsize=(4.6, 3.6))
+    fig = _figure(figsize=(4.6, 3.6))
     ax = fig.add_subplot()
     ax.scatter(cs[both], mem[both], s=3, alpha=0.3, linewidths=0)
     ax.set_xlabel("C-score")
@@ -155,7 +166,7 @@ def lira_roc(data: ReportData) -> Figure | None:
     m = data.membership
     if m is None:
         return None
-    fig = Figure(figsize=(5.2, 4.4))
+    fig = _figure(figsize=(5.2, 4.4))
     ax = fig.add_subplot()
     x_low, y_low = 0.5 / m.num_nonmembers, 0.5 / m.num_members
     for name, metrics in m.metrics.items():
@@ -200,7 +211,7 @@ def lds_baselines(data: ReportData) -> Figure | None:
         return None
     table = b.table
     runs = table.num_fit_runs.mean(axis=1)
-    fig = Figure(figsize=(6, 3.8))
+    fig = _figure(figsize=(6, 3.8))
     ax = fig.add_subplot()
     spread = np.linspace(-1, 1, len(table.methods)) * 0.01 if len(table.methods) > 1 else [0]
     for k, method in enumerate(table.methods):
