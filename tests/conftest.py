@@ -104,10 +104,11 @@ def digits(tmp_path_factory):
 # pytest-xdist each worker takes whole files in this order (`--no-loadscope-reorder` in
 # pyproject.toml), so the long files start at once and the short ones fill the end.
 LONGEST_FIRST = [
-    "test_readme.py", "test_pytorch.py", "test_predict_dask.py", "test_mnist_example.py",
-    "test_predict.py", "test_train_dask.py", "test_train.py", "test_evaluate.py",
-    "test_report.py", "test_export.py", "test_imagenet.py", "test_first_hour.py",
-    "test_stacked.py",
+    "test_interrupt.py", "test_pytorch.py", "test_predict.py", "test_predict_dask.py",
+    "test_mnist_example.py", "test_evaluate.py", "test_readme.py", "test_train_dask.py",
+    "test_attribution.py", "test_train.py", "test_predict_recorded.py", "test_report.py",
+    "test_non_finite.py", "test_imagenet.py", "test_report_page.py", "test_export.py",
+    "test_first_hour.py", "test_predict_digits.py", "test_stacked.py",
 ]
 
 
