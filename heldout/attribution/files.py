@@ -210,7 +210,7 @@ def load_scores(path: str | os.PathLike, num_train: int, num_test: int,
         from heldout.estimate import load_estimate
 
         _no_layout(path, layout, "a `heldout estimate` file")
-        est = load_estimate(path)
+        est = load_estimate(path, arrays)
         if est.influence is None:
             raise AttributionError(
                 f"{path}: a `heldout estimate` file without the full influence matrix (written "

@@ -50,6 +50,7 @@ from heldout.experiment import (
     Run,
     RunIds,
     Skipped,
+    iter_aux_arrays,
     run_from_path,
     select_runs,
 )
@@ -461,13 +462,12 @@ def cross_check_store(
     n = group["correct"].shape[1]
     checked = matched = total = 0
     low, lines = [], []
-    for row in np.flatnonzero(done):
-        run = runs[row]
-        try:
-            aux = run.load_aux()
-        except HeldoutError as e:
+    rows = np.flatnonzero(done)
+    reads = iter_aux_arrays([runs[row] for row in rows], same_sizes=False, errors="yield")
+    for row, (run, aux) in zip(rows, reads, strict=True):
+        if isinstance(aux, HeldoutError):
             low.append(run.name)
-            lines.append(f"{run.name}: cannot cross-check: {e}")
+            lines.append(f"{run.name}: cannot cross-check: {aux}")
             continue
         stored = aux.correctness(split)
         if len(stored) != n:
